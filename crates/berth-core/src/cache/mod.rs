@@ -1,0 +1,420 @@
+//! The scheduler's cache of cluster state: nodes, bound pods, and pods
+//! assumed onto a node while their binding is in flight.
+
+pub mod node_info;
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::framework::types::PodInfo;
+use crate::model::{Labels, Node, Pod};
+pub use node_info::{normalize_image_name, HostPort, NodeInfo};
+pub use snapshot::Snapshot;
+
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CacheError {
+    #[error("pod {0} is already in the cache")]
+    PodExists(String),
+    #[error("pod {0} is not in the cache")]
+    PodNotFound(String),
+    #[error("pod {0} has no node name")]
+    NoNodeName(String),
+}
+
+#[derive(Clone, Debug)]
+struct PodState {
+    node: String,
+    assumed: bool,
+    info: Arc<PodInfo>,
+}
+
+#[derive(Default)]
+pub struct Cache {
+    slots: Vec<Arc<NodeInfo>>,
+    index: HashMap<String, usize>,
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    structure_changed: bool,
+    affinity_changed: bool,
+    pods: HashMap<String, PodState>,
+    /// Pods bound to nodes we have not seen yet (watch order is not guaranteed).
+    orphans: HashMap<String, Vec<Arc<PodInfo>>>,
+    namespaces: Arc<HashMap<String, Labels>>,
+    namespaces_changed: bool,
+    image_nodes: Arc<HashMap<String, usize>>,
+    images_changed: bool,
+}
+
+fn zone_key(n: &Node) -> String {
+    let region = n.labels.get(REGION_LABEL).map(|s| s.as_str()).unwrap_or("");
+    let zone = n.labels.get(ZONE_LABEL).map(|s| s.as_str()).unwrap_or("");
+    if region.is_empty() && zone.is_empty() {
+        String::new()
+    } else {
+        format!("{region}:\x00:{zone}")
+    }
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache { structure_changed: true, ..Default::default() }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Arc<NodeInfo>> {
+        self.index.get(name).map(|&i| &self.slots[i])
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<NodeInfo>> {
+        self.slots.iter()
+    }
+
+    fn mark(&mut self, i: usize) {
+        if !self.is_dirty[i] {
+            self.is_dirty[i] = true;
+            self.dirty.push(i);
+        }
+    }
+
+    fn slot_mut(&mut self, i: usize) -> &mut NodeInfo {
+        self.mark(i);
+        Arc::make_mut(&mut self.slots[i])
+    }
+
+    fn count_images(&mut self, node: &Node, delta: isize) {
+        if node.images.is_empty() {
+            return;
+        }
+        let map = Arc::make_mut(&mut self.image_nodes);
+        let mut names: Vec<String> = node
+            .images
+            .iter()
+            .flat_map(|i| i.names.iter().map(|n| normalize_image_name(n)))
+            .collect();
+        names.sort();
+        names.dedup();
+        for n in names {
+            let e = map.entry(n.clone()).or_default();
+            *e = (*e as isize + delta).max(0) as usize;
+            if *e == 0 {
+                map.remove(&n);
+            }
+        }
+        self.images_changed = true;
+    }
+
+    pub fn add_node(&mut self, node: Node) {
+        if self.index.contains_key(&node.name) {
+            self.update_node(node);
+            return;
+        }
+        let node = Arc::new(node);
+        self.count_images(&node, 1);
+        let mut ni = NodeInfo::new(node.clone());
+        if let Some(pods) = self.orphans.remove(&node.name) {
+            for p in pods {
+                ni.add_pod(p);
+            }
+        }
+        let i = self.slots.len();
+        self.index.insert(node.name.clone(), i);
+        self.slots.push(Arc::new(ni));
+        self.is_dirty.push(false);
+        self.structure_changed = true;
+    }
+
+    pub fn update_node(&mut self, node: Node) {
+        let Some(&i) = self.index.get(&node.name) else {
+            self.add_node(node);
+            return;
+        };
+        let old = self.slots[i].node.clone();
+        self.count_images(&old, -1);
+        self.count_images(&node, 1);
+        let zone_moved = zone_key(&old) != zone_key(&node);
+        self.slot_mut(i).set_node(Arc::new(node));
+        if zone_moved {
+            self.structure_changed = true;
+        }
+    }
+
+    /// Removes a node. Its pods stay known (they will be deleted by the API).
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else { return };
+        let ni = self.slots.swap_remove(i);
+        self.is_dirty.swap_remove(i);
+        if i < self.slots.len() {
+            let moved = self.slots[i].node.name.clone();
+            self.index.insert(moved, i);
+        }
+        self.dirty.retain(|&d| d < self.slots.len());
+        self.count_images(&ni.node, -1);
+        if !ni.pods.is_empty() {
+            self.orphans.insert(name.to_string(), ni.pods.clone());
+        }
+        self.structure_changed = true;
+    }
+
+    pub fn set_namespace(&mut self, name: &str, labels: Labels) {
+        Arc::make_mut(&mut self.namespaces).insert(name.to_string(), labels);
+        self.namespaces_changed = true;
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        Arc::make_mut(&mut self.namespaces).remove(name);
+        self.namespaces_changed = true;
+    }
+
+    fn place(&mut self, node: &str, info: Arc<PodInfo>) {
+        let affinity = info.has_affinity();
+        match self.index.get(node).copied() {
+            Some(i) => {
+                self.slot_mut(i).add_pod(info);
+                if affinity {
+                    self.affinity_changed = true;
+                }
+            }
+            None => self.orphans.entry(node.to_string()).or_default().push(info),
+        }
+    }
+
+    fn unplace(&mut self, node: &str, pod: &Pod, affinity: bool) {
+        match self.index.get(node).copied() {
+            Some(i) => {
+                self.slot_mut(i).remove_pod(pod);
+                if affinity {
+                    self.affinity_changed = true;
+                }
+            }
+            None => {
+                if let Some(v) = self.orphans.get_mut(node) {
+                    v.retain(|p| !(p.pod.namespace == pod.namespace && p.pod.name == pod.name));
+                }
+            }
+        }
+    }
+
+    /// Optimistically places a pod on the node chosen for it, before binding.
+    pub fn assume_pod(&mut self, info: Arc<PodInfo>, node: &str) -> Result<(), CacheError> {
+        let key = info.key();
+        if self.pods.contains_key(&key) {
+            return Err(CacheError::PodExists(key));
+        }
+        self.place(node, info.clone());
+        self.pods.insert(key, PodState { node: node.to_string(), assumed: true, info });
+        Ok(())
+    }
+
+    /// Undoes `assume_pod` after a failed binding.
+    pub fn forget_pod(&mut self, key: &str) -> Result<(), CacheError> {
+        let st = self.pods.get(key).ok_or_else(|| CacheError::PodNotFound(key.to_string()))?;
+        if !st.assumed {
+            return Err(CacheError::PodNotFound(key.to_string()));
+        }
+        let st = self.pods.remove(key).expect("present");
+        self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+        Ok(())
+    }
+
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|s| s.assumed)
+    }
+
+    /// Node a known pod is (or is assumed to be) on.
+    pub fn pod_node(&self, key: &str) -> Option<&str> {
+        self.pods.get(key).map(|s| s.node.as_str())
+    }
+
+    /// A bound pod was observed (informer add). Confirms an assumed pod.
+    pub fn add_pod(&mut self, pod: Arc<Pod>) -> Result<(), CacheError> {
+        let key = pod.key();
+        let node = pod.node_name.clone().ok_or_else(|| CacheError::NoNodeName(key.clone()))?;
+        if let Some(st) = self.pods.get(&key).cloned() {
+            if st.assumed && st.node == node {
+                // Replace the assumed copy with the observed object.
+                self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+            } else if st.assumed {
+                self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+            } else {
+                return Err(CacheError::PodExists(key));
+            }
+        }
+        let info = Arc::new(PodInfo::from_arc(pod));
+        self.place(&node, info.clone());
+        self.pods.insert(key, PodState { node, assumed: false, info });
+        Ok(())
+    }
+
+    pub fn update_pod(&mut self, pod: Arc<Pod>) -> Result<(), CacheError> {
+        let key = pod.key();
+        if self.pods.contains_key(&key) {
+            self.remove_pod(&pod)?;
+        }
+        self.add_pod(pod)
+    }
+
+    pub fn remove_pod(&mut self, pod: &Pod) -> Result<(), CacheError> {
+        let key = pod.key();
+        let st = self.pods.remove(&key).ok_or(CacheError::PodNotFound(key))?;
+        self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+        Ok(())
+    }
+
+    pub fn pod_info(&self, key: &str) -> Option<&Arc<PodInfo>> {
+        self.pods.get(key).map(|s| &s.info)
+    }
+
+    /// Brings `snap` up to date, copying only what changed since the last call.
+    pub fn update_snapshot(&mut self, snap: &mut Snapshot) {
+        if self.structure_changed || snap.node_infos.len() != self.slots.len() {
+            snap.node_infos = self.tree_order();
+            snap.reindex();
+            self.structure_changed = false;
+            self.affinity_changed = false;
+            for &i in &self.dirty {
+                self.is_dirty[i] = false;
+            }
+            self.dirty.clear();
+        } else {
+            for &i in &self.dirty {
+                self.is_dirty[i] = false;
+                let ni = &self.slots[i];
+                let pos = snap.index[&ni.node.name];
+                snap.node_infos[pos] = ni.clone();
+            }
+            self.dirty.clear();
+            if self.affinity_changed {
+                snap.refresh_affinity_lists();
+                self.affinity_changed = false;
+            }
+        }
+        if self.namespaces_changed || !Arc::ptr_eq(&snap.namespaces, &self.namespaces) {
+            snap.namespaces = self.namespaces.clone();
+            self.namespaces_changed = false;
+        }
+        if self.images_changed || !Arc::ptr_eq(&snap.image_nodes, &self.image_nodes) {
+            snap.image_nodes = self.image_nodes.clone();
+            self.images_changed = false;
+        }
+    }
+
+    /// Nodes interleaved across zones, as upstream's node tree lists them, so
+    /// that a partial search (percentageOfNodesToScore) still sees every zone.
+    fn tree_order(&self) -> Vec<Arc<NodeInfo>> {
+        let mut zones: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut zone_idx: HashMap<String, usize> = HashMap::new();
+        for (i, n) in self.slots.iter().enumerate() {
+            let z = zone_key(&n.node);
+            let zi = *zone_idx.entry(z.clone()).or_insert_with(|| {
+                zones.push((z, Vec::new()));
+                zones.len() - 1
+            });
+            zones[zi].1.push(i);
+        }
+        if zones.len() <= 1 {
+            return self.slots.clone();
+        }
+        let mut out = Vec::with_capacity(self.slots.len());
+        let mut round = 0;
+        while out.len() < self.slots.len() {
+            for (_, members) in &zones {
+                if let Some(&i) = members.get(round) {
+                    out.push(self.slots[i].clone());
+                }
+            }
+            round += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{make_node, make_pod};
+
+    #[test]
+    fn assume_forget_confirm() {
+        let mut c = Cache::new();
+        c.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj());
+        let mut snap = Snapshot::default();
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.num_nodes(), 1);
+
+        let p = make_pod("p").req(100, 0).obj();
+        c.assume_pod(Arc::new(PodInfo::new(p.clone())), "n1").unwrap();
+        assert!(c.is_assumed("default/p"));
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("n1").unwrap().requested.milli_cpu, 100);
+
+        c.forget_pod("default/p").unwrap();
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("n1").unwrap().requested.milli_cpu, 0);
+
+        // Assume, then the informer confirms the binding.
+        c.assume_pod(Arc::new(PodInfo::new(p.clone())), "n1").unwrap();
+        let mut bound = p.clone();
+        bound.node_name = Some("n1".into());
+        c.add_pod(Arc::new(bound.clone())).unwrap();
+        assert!(!c.is_assumed("default/p"));
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("n1").unwrap().pods.len(), 1);
+        assert_eq!(c.forget_pod("default/p"), Err(CacheError::PodNotFound("default/p".into())));
+        c.remove_pod(&bound).unwrap();
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("n1").unwrap().pods.len(), 0);
+    }
+
+    #[test]
+    fn pods_before_their_node() {
+        let mut c = Cache::new();
+        let mut p = make_pod("p").req(100, 0).obj();
+        p.node_name = Some("late".into());
+        c.add_pod(Arc::new(p)).unwrap();
+        c.add_node(make_node("late").obj());
+        let mut snap = Snapshot::default();
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("late").unwrap().requested.milli_cpu, 100);
+    }
+
+    #[test]
+    fn snapshot_is_isolated_from_later_changes() {
+        let mut c = Cache::new();
+        c.add_node(make_node("n1").obj());
+        let mut snap = Snapshot::default();
+        c.update_snapshot(&mut snap);
+        let before = snap.clone();
+        c.assume_pod(Arc::new(PodInfo::new(make_pod("p").req(5, 0).obj())), "n1").unwrap();
+        assert_eq!(before.get("n1").unwrap().requested.milli_cpu, 0);
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.get("n1").unwrap().requested.milli_cpu, 5);
+        assert_eq!(before.get("n1").unwrap().requested.milli_cpu, 0);
+    }
+
+    #[test]
+    fn zones_are_interleaved() {
+        let mut c = Cache::new();
+        for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
+            c.add_node(make_node(n).label(ZONE_LABEL, z).obj());
+        }
+        let mut snap = Snapshot::default();
+        c.update_snapshot(&mut snap);
+        let order: Vec<&str> = snap.nodes().iter().map(|n| n.name()).collect();
+        assert_eq!(order, ["a1", "b1", "a2", "b2"]);
+        c.remove_node("a1");
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.num_nodes(), 3);
+        assert!(snap.get("a1").is_none());
+    }
+}

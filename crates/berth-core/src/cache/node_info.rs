@@ -1,0 +1,180 @@
+//! Per-node aggregate state, as upstream's `NodeInfo`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::framework::types::PodInfo;
+use crate::model::{Node, Protocol, Resource};
+
+/// A host port in use: (hostIP, protocol, port). Empty IP means 0.0.0.0.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub ip: String,
+    pub protocol: Protocol,
+    pub port: i32,
+}
+
+pub const DEFAULT_BIND_ALL_HOST_IP: &str = "0.0.0.0";
+
+impl HostPort {
+    pub fn new(ip: &str, protocol: Protocol, port: i32) -> HostPort {
+        let ip = if ip.is_empty() { DEFAULT_BIND_ALL_HOST_IP } else { ip };
+        HostPort { ip: ip.to_string(), protocol, port }
+    }
+
+    /// Upstream `HostPortInfo.CheckConflict`: 0.0.0.0 conflicts with every IP.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.ip == other.ip || self.ip == DEFAULT_BIND_ALL_HOST_IP || other.ip == DEFAULT_BIND_ALL_HOST_IP)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub pods: Vec<Arc<PodInfo>>,
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
+    pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
+    pub used_ports: Vec<HostPort>,
+    /// Sum of the pods' requests.
+    pub requested: Resource,
+    /// Sum of the pods' requests with non-zero defaults, for scoring.
+    pub non_zero_requested: Resource,
+    /// Normalized image name -> size in bytes, for ImageLocality.
+    pub image_sizes: HashMap<String, i64>,
+    /// Bumped on every change; lets snapshots and explainers see staleness.
+    pub generation: u64,
+}
+
+/// Upstream's image name normalization: add `:latest` when no tag or digest.
+pub fn normalize_image_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let mut image_sizes = HashMap::new();
+        for img in &node.images {
+            for n in &img.names {
+                image_sizes.insert(normalize_image_name(n), img.size_bytes);
+            }
+        }
+        NodeInfo {
+            node,
+            pods: Vec::new(),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
+            used_ports: Vec::new(),
+            requested: Resource::default(),
+            non_zero_requested: Resource::default(),
+            image_sizes,
+            generation: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    pub fn allocatable(&self) -> &Resource {
+        &self.node.allocatable
+    }
+
+    /// Replaces the node object, keeping its pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let pods = std::mem::take(&mut self.pods);
+        let generation = self.generation;
+        *self = NodeInfo::new(node);
+        self.generation = generation + 1;
+        for p in pods {
+            self.add_pod(p);
+        }
+    }
+
+    pub fn add_pod(&mut self, pi: Arc<PodInfo>) {
+        self.requested.add(&pi.requests);
+        self.non_zero_requested.milli_cpu = self.non_zero_requested.milli_cpu.saturating_add(pi.non_zero_requests.milli_cpu);
+        self.non_zero_requested.memory = self.non_zero_requested.memory.saturating_add(pi.non_zero_requests.memory);
+        for p in &pi.host_ports {
+            self.used_ports.push(HostPort::new(&p.host_ip, p.protocol, p.host_port));
+        }
+        if pi.has_affinity() {
+            self.pods_with_affinity.push(pi.clone());
+        }
+        if pi.has_required_anti_affinity() {
+            self.pods_with_required_anti_affinity.push(pi.clone());
+        }
+        self.pods.push(pi);
+        self.generation += 1;
+    }
+
+    /// Removes the pod with this namespace/name; returns whether it was there.
+    pub fn remove_pod(&mut self, pod: &crate::model::Pod) -> bool {
+        let same = |p: &Arc<PodInfo>| p.pod.namespace == pod.namespace && p.pod.name == pod.name;
+        let Some(i) = self.pods.iter().position(same) else { return false };
+        let pi = self.pods.swap_remove(i);
+        self.pods_with_affinity.retain(|p| !same(p));
+        self.pods_with_required_anti_affinity.retain(|p| !same(p));
+        self.requested.sub(&pi.requests);
+        self.non_zero_requested.milli_cpu -= pi.non_zero_requests.milli_cpu;
+        self.non_zero_requested.memory -= pi.non_zero_requests.memory;
+        for p in &pi.host_ports {
+            let hp = HostPort::new(&p.host_ip, p.protocol, p.host_port);
+            if let Some(j) = self.used_ports.iter().position(|u| *u == hp) {
+                self.used_ports.swap_remove(j);
+            }
+        }
+        self.generation += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{make_node, make_pod};
+
+    #[test]
+    fn add_remove_keeps_totals() {
+        let mut ni = NodeInfo::new(Arc::new(make_node("n1").capacity(4000, 8 << 30, 110).obj()));
+        let p1 = Arc::new(PodInfo::new(make_pod("a").req(100, 1 << 20).host_port(80).obj()));
+        let p2 = Arc::new(PodInfo::new(make_pod("b").req(0, 0).obj()));
+        ni.add_pod(p1);
+        ni.add_pod(p2.clone());
+        assert_eq!(ni.requested.milli_cpu, 100);
+        assert_eq!(ni.non_zero_requested.milli_cpu, 200);
+        assert_eq!(ni.used_ports.len(), 1);
+        assert!(ni.remove_pod(&make_pod("a").obj()));
+        assert!(!ni.remove_pod(&make_pod("zzz").obj()));
+        assert_eq!(ni.requested.milli_cpu, 0);
+        assert_eq!(ni.non_zero_requested.milli_cpu, 100);
+        assert!(ni.used_ports.is_empty());
+        assert_eq!(ni.pods.len(), 1);
+    }
+
+    #[test]
+    fn host_port_conflicts() {
+        let any = HostPort::new("", Protocol::Tcp, 80);
+        let one = HostPort::new("10.0.0.1", Protocol::Tcp, 80);
+        let two = HostPort::new("10.0.0.2", Protocol::Tcp, 80);
+        let udp = HostPort::new("10.0.0.1", Protocol::Udp, 80);
+        assert!(any.conflicts(&one));
+        assert!(one.conflicts(&any));
+        assert!(!one.conflicts(&two));
+        assert!(!one.conflicts(&udp));
+    }
+
+    #[test]
+    fn image_names_normalized() {
+        assert_eq!(normalize_image_name("nginx"), "nginx:latest");
+        assert_eq!(normalize_image_name("nginx:1.2"), "nginx:1.2");
+        assert_eq!(normalize_image_name("localhost:5000/nginx"), "localhost:5000/nginx:latest");
+        assert_eq!(normalize_image_name("nginx@sha256:abc"), "nginx@sha256:abc");
+    }
+}

@@ -1,0 +1,101 @@
+//! The read-only view one scheduling cycle works on.
+//!
+//! Node entries are `Arc`s shared with the cache: taking a snapshot copies only
+//! the entries that changed since the last one (see `Cache::update_snapshot`),
+//! so a cycle costs O(changes), not O(nodes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::node_info::NodeInfo;
+use crate::model::Labels;
+
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub(crate) node_infos: Vec<Arc<NodeInfo>>,
+    pub(crate) index: HashMap<String, usize>,
+    pub(crate) have_pods_with_affinity: Vec<usize>,
+    pub(crate) have_pods_with_required_anti_affinity: Vec<usize>,
+    pub(crate) namespaces: Arc<HashMap<String, Labels>>,
+    pub(crate) image_nodes: Arc<HashMap<String, usize>>,
+}
+
+impl Snapshot {
+    /// A snapshot straight from node infos (tests, tools).
+    pub fn from_node_infos(nodes: Vec<NodeInfo>) -> Snapshot {
+        let mut s = Snapshot::default();
+        let mut images: HashMap<String, usize> = HashMap::new();
+        for n in &nodes {
+            for name in n.image_sizes.keys() {
+                *images.entry(name.clone()).or_default() += 1;
+            }
+        }
+        s.node_infos = nodes.into_iter().map(Arc::new).collect();
+        s.image_nodes = Arc::new(images);
+        s.reindex();
+        s
+    }
+
+    pub fn with_namespaces(mut self, ns: HashMap<String, Labels>) -> Snapshot {
+        self.namespaces = Arc::new(ns);
+        self
+    }
+
+    pub(crate) fn reindex(&mut self) {
+        self.index = self.node_infos.iter().enumerate().map(|(i, n)| (n.node.name.clone(), i)).collect();
+        self.refresh_affinity_lists();
+    }
+
+    pub(crate) fn refresh_affinity_lists(&mut self) {
+        self.have_pods_with_affinity.clear();
+        self.have_pods_with_required_anti_affinity.clear();
+        for (i, n) in self.node_infos.iter().enumerate() {
+            if !n.pods_with_affinity.is_empty() {
+                self.have_pods_with_affinity.push(i);
+            }
+            if !n.pods_with_required_anti_affinity.is_empty() {
+                self.have_pods_with_required_anti_affinity.push(i);
+            }
+        }
+    }
+
+    pub fn nodes(&self) -> &[Arc<NodeInfo>] {
+        &self.node_infos
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.node_infos.len()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
+        self.index.get(name).map(|&i| &self.node_infos[i])
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// Nodes hosting at least one pod with (anti-)affinity terms.
+    pub fn have_pods_with_affinity(&self) -> impl Iterator<Item = &Arc<NodeInfo>> {
+        self.have_pods_with_affinity.iter().map(|&i| &self.node_infos[i])
+    }
+
+    /// Nodes hosting at least one pod with required anti-affinity terms.
+    pub fn have_pods_with_required_anti_affinity(&self) -> impl Iterator<Item = &Arc<NodeInfo>> {
+        self.have_pods_with_required_anti_affinity.iter().map(|&i| &self.node_infos[i])
+    }
+
+    pub fn namespace_labels(&self, ns: &str) -> Option<&Labels> {
+        self.namespaces.get(ns)
+    }
+
+    /// How many nodes have this (normalized) image.
+    pub fn image_num_nodes(&self, image: &str) -> usize {
+        self.image_nodes.get(image).copied().unwrap_or(0)
+    }
+
+    /// Replaces one node entry in place (preemption dry runs work on copies).
+    pub fn set_node_info(&mut self, idx: usize, ni: Arc<NodeInfo>) {
+        self.node_infos[idx] = ni;
+    }
+}

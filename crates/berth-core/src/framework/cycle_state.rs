@@ -1,0 +1,83 @@
+//! Per-cycle scratch space shared by a profile's plugins.
+//!
+//! PreFilter/PreScore compute once per pod and store here; Filter/Score read
+//! it for every node (in parallel, hence read-only there). Preemption clones
+//! the whole state per candidate node, so every value must be cloneable.
+
+use std::any::Any;
+use std::collections::HashMap;
+
+pub trait StateData: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn StateData>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Clone + Send + Sync> StateData for T {
+    fn clone_box(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn StateData>>,
+    /// Plugins whose PreFilter returned Skip: their Filter is not run.
+    pub skip_filter: Vec<&'static str>,
+    /// Plugins whose PreScore returned Skip: their Score is not run.
+    pub skip_score: Vec<&'static str>,
+}
+
+impl Clone for CycleState {
+    fn clone(&self) -> Self {
+        CycleState {
+            data: self.data.iter().map(|(k, v)| (*k, (**v).clone_box())).collect(),
+            skip_filter: self.skip_filter.clone(),
+            skip_score: self.skip_score.clone(),
+        }
+    }
+}
+
+impl CycleState {
+    pub fn new() -> CycleState {
+        CycleState::default()
+    }
+
+    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key).and_then(|b| (**b).as_any().downcast_ref::<T>())
+    }
+
+    pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
+        self.data.get_mut(key).and_then(|b| (**b).as_any_mut().downcast_mut::<T>())
+    }
+
+    pub fn delete(&mut self, key: &'static str) {
+        self.data.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_is_deep() {
+        let mut s = CycleState::new();
+        s.write("k", vec![1, 2, 3]);
+        let mut c = s.clone();
+        c.read_mut::<Vec<i32>>("k").unwrap().push(4);
+        assert_eq!(s.read::<Vec<i32>>("k").unwrap().len(), 3);
+        assert_eq!(c.read::<Vec<i32>>("k").unwrap().len(), 4);
+        assert!(s.read::<String>("k").is_none());
+    }
+}

@@ -1,0 +1,56 @@
+//! The scheduling framework: plugin interface, per-cycle state, statuses,
+//! cluster events, and the per-profile runtime that runs plugins in order.
+
+pub mod cycle_state;
+pub mod events;
+pub mod helper;
+pub mod plugin;
+pub mod runtime;
+pub mod status;
+pub mod types;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub use cycle_state::CycleState;
+pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
+pub use plugin::*;
+pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
+pub use status::{Code, Status};
+pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};
+
+/// A pod in the scheduling queue, with its attempt history.
+#[derive(Clone, Debug)]
+pub struct QueuedPodInfo {
+    pub pod_info: Arc<PodInfo>,
+    /// When the pod was last added to the queue (ms, the queue's clock).
+    pub timestamp: i64,
+    /// Scheduling attempts so far.
+    pub attempts: u32,
+    /// When the pod was first added to the queue (for the SLI metric).
+    pub initial_attempt_timestamp: i64,
+    /// Plugins that rejected it in its last attempt (decides what requeues it).
+    pub unschedulable_plugins: BTreeSet<&'static str>,
+    /// Plugins that reported it Pending (waiting on something external).
+    pub pending_plugins: BTreeSet<&'static str>,
+    /// Blocked by a PreEnqueue plugin (e.g. scheduling gates).
+    pub gated: bool,
+}
+
+impl QueuedPodInfo {
+    pub fn new(pod_info: Arc<PodInfo>, now_ms: i64) -> QueuedPodInfo {
+        QueuedPodInfo {
+            pod_info,
+            timestamp: now_ms,
+            attempts: 0,
+            initial_attempt_timestamp: now_ms,
+            unschedulable_plugins: BTreeSet::new(),
+            pending_plugins: BTreeSet::new(),
+            gated: false,
+        }
+    }
+
+    pub fn key(&self) -> String {
+        self.pod_info.key()
+    }
+}

@@ -1,0 +1,251 @@
+//! The plugin interface: one trait, one method per extension point.
+//!
+//! Upstream uses one Go interface per extension point; in Rust a single trait
+//! with default methods keeps plugins small (implement what you use) and lets
+//! the registry hold plain `Arc<dyn Plugin>`. `extension_points()` says which
+//! methods are real, which is what `multiPoint` configuration expands over.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cycle_state::CycleState;
+use super::events::ClusterEventWithHint;
+use super::status::Status;
+use super::types::PodInfo;
+use crate::cache::{NodeInfo, Snapshot};
+use crate::model::{Pod, PodDisruptionBudget};
+
+pub const MAX_NODE_SCORE: i64 = 100;
+pub const MIN_NODE_SCORE: i64 = 0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExtensionPoint {
+    PreEnqueue,
+    QueueSort,
+    PreFilter,
+    Filter,
+    PostFilter,
+    PreScore,
+    Score,
+    Reserve,
+    Permit,
+    PreBind,
+    Bind,
+    PostBind,
+}
+
+impl ExtensionPoint {
+    pub const ALL: [ExtensionPoint; 12] = [
+        ExtensionPoint::PreEnqueue,
+        ExtensionPoint::QueueSort,
+        ExtensionPoint::PreFilter,
+        ExtensionPoint::Filter,
+        ExtensionPoint::PostFilter,
+        ExtensionPoint::PreScore,
+        ExtensionPoint::Score,
+        ExtensionPoint::Reserve,
+        ExtensionPoint::Permit,
+        ExtensionPoint::PreBind,
+        ExtensionPoint::Bind,
+        ExtensionPoint::PostBind,
+    ];
+
+    /// The field name in KubeSchedulerConfiguration's `plugins`.
+    pub fn config_name(&self) -> &'static str {
+        match self {
+            ExtensionPoint::PreEnqueue => "preEnqueue",
+            ExtensionPoint::QueueSort => "queueSort",
+            ExtensionPoint::PreFilter => "preFilter",
+            ExtensionPoint::Filter => "filter",
+            ExtensionPoint::PostFilter => "postFilter",
+            ExtensionPoint::PreScore => "preScore",
+            ExtensionPoint::Score => "score",
+            ExtensionPoint::Reserve => "reserve",
+            ExtensionPoint::Permit => "permit",
+            ExtensionPoint::PreBind => "preBind",
+            ExtensionPoint::Bind => "bind",
+            ExtensionPoint::PostBind => "postBind",
+        }
+    }
+}
+
+/// PreFilter may narrow the search to a set of node names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreFilterResult {
+    /// `None`: all nodes.
+    pub node_names: Option<BTreeSet<String>>,
+}
+
+impl PreFilterResult {
+    pub fn all_nodes() -> PreFilterResult {
+        PreFilterResult { node_names: None }
+    }
+
+    pub fn nodes<I: IntoIterator<Item = String>>(names: I) -> PreFilterResult {
+        PreFilterResult { node_names: Some(names.into_iter().collect()) }
+    }
+
+    pub fn is_all_nodes(&self) -> bool {
+        self.node_names.is_none()
+    }
+
+    /// Intersection, as upstream's `PreFilterResult.Merge`.
+    pub fn merge(self, other: Option<PreFilterResult>) -> PreFilterResult {
+        match (self.node_names, other.and_then(|o| o.node_names)) {
+            (None, x) => PreFilterResult { node_names: x },
+            (x, None) => PreFilterResult { node_names: x },
+            (Some(a), Some(b)) => PreFilterResult { node_names: Some(a.intersection(&b).cloned().collect()) },
+        }
+    }
+}
+
+/// One node's score; `index` is the node's position in the list being scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeScore {
+    pub index: usize,
+    pub score: i64,
+}
+
+/// Per-node verdicts of one failed attempt.
+#[derive(Clone, Debug, Default)]
+pub struct NodeToStatus {
+    /// Snapshot index -> status, for nodes that were evaluated and rejected.
+    pub statuses: Vec<(usize, Status)>,
+    /// Status of every node not listed (e.g. ruled out by a PreFilterResult).
+    pub absent: Option<Status>,
+}
+
+impl NodeToStatus {
+    pub fn get(&self, idx: usize) -> Option<&Status> {
+        self.statuses.iter().find(|(i, _)| *i == idx).map(|(_, s)| s).or(self.absent.as_ref())
+    }
+}
+
+/// What the binding cycle writes to: the API server, or the simulator's cluster.
+pub trait Binder: Send + Sync {
+    fn bind(&self, pod: &Pod, node: &str) -> Result<(), String>;
+}
+
+/// Pods nominated to nodes (by an earlier preemption), which later cycles must
+/// treat as if already there when they have equal or higher priority.
+pub trait NominatedPods: Sync {
+    fn nominated_for(&self, node: &str) -> &[Arc<PodInfo>];
+}
+
+/// No nominations: for tests and tools.
+pub struct NoNominations;
+
+impl NominatedPods for NoNominations {
+    fn nominated_for(&self, _node: &str) -> &[Arc<PodInfo>] {
+        &[]
+    }
+}
+
+/// What a PostFilter plugin (preemption) may look at.
+pub struct PostFilterContext<'a> {
+    pub framework: &'a super::runtime::Framework,
+    pub snapshot: &'a Snapshot,
+    pub pdbs: &'a [PodDisruptionBudget],
+    pub nominated: &'a dyn NominatedPods,
+    /// Seed for sampling candidates; reproducible in the simulator.
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PostFilterResult {
+    pub nominated_node: Option<String>,
+    /// Pods to evict so the preemptor fits on `nominated_node`.
+    pub victims: Vec<Arc<PodInfo>>,
+}
+
+#[allow(unused_variables)]
+pub trait Plugin: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// The extension points this plugin implements.
+    fn extension_points(&self) -> &'static [ExtensionPoint];
+
+    /// Cluster events that may make a pod this plugin rejected schedulable.
+    fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
+        Vec::new()
+    }
+
+    fn pre_enqueue(&self, pod: &Pod) -> Status {
+        Status::success()
+    }
+
+    /// QueueSort: whether `a` should be scheduled before `b`.
+    fn less(&self, a: &super::QueuedPodInfo, b: &super::QueuedPodInfo) -> bool {
+        false
+    }
+
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
+        (None, Status::success())
+    }
+
+    /// Whether `add_pod`/`remove_pod` keep PreFilter state current (preemption).
+    fn has_pre_filter_extensions(&self) -> bool {
+        false
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        Status::success()
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        Status::success()
+    }
+
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        Status::success()
+    }
+
+    fn post_filter(
+        &self,
+        ctx: &PostFilterContext<'_>,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        statuses: &NodeToStatus,
+    ) -> (Option<PostFilterResult>, Status) {
+        (None, Status::code_only(super::status::Code::Unschedulable))
+    }
+
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
+        Status::success()
+    }
+
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        (0, Status::success())
+    }
+
+    fn has_normalize_score(&self) -> bool {
+        false
+    }
+
+    fn normalize_score(&self, state: &CycleState, pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
+        Status::success()
+    }
+
+    fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        Status::success()
+    }
+
+    fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {}
+
+    /// Success, Wait (with the longest it may wait), or a rejection.
+    fn permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+        (Status::success(), Duration::ZERO)
+    }
+
+    fn pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        Status::success()
+    }
+
+    /// Skip lets the next bind plugin handle the pod.
+    fn bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str, binder: &dyn Binder) -> Status {
+        Status::skip()
+    }
+
+    fn post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {}
+}

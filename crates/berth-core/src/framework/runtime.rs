@@ -1,0 +1,387 @@
+//! A profile's framework: the configured plugins at each extension point and
+//! the logic that runs them in upstream's order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use super::cycle_state::CycleState;
+use super::plugin::*;
+use super::status::{Code, Status};
+use super::types::PodInfo;
+use super::QueuedPodInfo;
+use crate::cache::{NodeInfo, Snapshot};
+use crate::model::Pod;
+
+/// Below this many nodes, per-node work runs on the calling thread: rayon's
+/// fork/join costs more than it saves on small lists.
+pub const PARALLEL_THRESHOLD: usize = 64;
+
+#[derive(Clone)]
+pub struct WeightedPlugin {
+    pub plugin: Arc<dyn Plugin>,
+    pub weight: i64,
+}
+
+/// Weighted per-plugin scores for the nodes of one cycle.
+#[derive(Clone, Debug, Default)]
+pub struct ScoreMatrix {
+    pub plugins: Vec<&'static str>,
+    /// `per_plugin[p][n]`: plugin p's normalized score for node n, times its weight.
+    pub per_plugin: Vec<Vec<i64>>,
+    pub totals: Vec<i64>,
+}
+
+#[derive(Clone, Default)]
+pub struct Framework {
+    pub profile_name: String,
+    pub queue_sort: Option<Arc<dyn Plugin>>,
+    pub pre_enqueue: Vec<Arc<dyn Plugin>>,
+    pub pre_filter: Vec<Arc<dyn Plugin>>,
+    pub filter: Vec<Arc<dyn Plugin>>,
+    pub post_filter: Vec<Arc<dyn Plugin>>,
+    pub pre_score: Vec<Arc<dyn Plugin>>,
+    pub score: Vec<WeightedPlugin>,
+    pub reserve: Vec<Arc<dyn Plugin>>,
+    pub permit: Vec<Arc<dyn Plugin>>,
+    pub pre_bind: Vec<Arc<dyn Plugin>>,
+    pub bind: Vec<Arc<dyn Plugin>>,
+    pub post_bind: Vec<Arc<dyn Plugin>>,
+    /// Profile override of the scheduler-wide percentageOfNodesToScore.
+    pub percentage_of_nodes_to_score: Option<i32>,
+}
+
+impl Framework {
+    pub fn new(profile_name: &str) -> Framework {
+        Framework { profile_name: profile_name.to_string(), ..Default::default() }
+    }
+
+    /// Every distinct plugin instance in this profile.
+    pub fn all_plugins(&self) -> Vec<Arc<dyn Plugin>> {
+        let mut out: Vec<Arc<dyn Plugin>> = Vec::new();
+        let lists = [
+            &self.pre_enqueue,
+            &self.pre_filter,
+            &self.filter,
+            &self.post_filter,
+            &self.pre_score,
+            &self.reserve,
+            &self.permit,
+            &self.pre_bind,
+            &self.bind,
+            &self.post_bind,
+        ];
+        let mut push = |p: &Arc<dyn Plugin>| {
+            if !out.iter().any(|o| o.name() == p.name()) {
+                out.push(p.clone());
+            }
+        };
+        if let Some(q) = &self.queue_sort {
+            push(q);
+        }
+        for l in lists {
+            for p in l {
+                push(p);
+            }
+        }
+        for w in &self.score {
+            push(&w.plugin);
+        }
+        out
+    }
+
+    pub fn has_post_filter(&self) -> bool {
+        !self.post_filter.is_empty()
+    }
+
+    pub fn has_score(&self) -> bool {
+        !self.score.is_empty()
+    }
+
+    pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
+        match &self.queue_sort {
+            Some(q) => q.less(a, b),
+            None => (-(a.pod_info.pod.priority as i64), a.timestamp) < (-(b.pod_info.pod.priority as i64), b.timestamp),
+        }
+    }
+
+    /// First PreEnqueue rejection, if any.
+    pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
+        for p in &self.pre_enqueue {
+            let s = p.pre_enqueue(pod);
+            if !s.is_success() {
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Runs PreFilter plugins. Returns the merged node restriction (if any),
+    /// the status, and the plugins that restricted nodes.
+    pub fn run_pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status, Vec<&'static str>) {
+        let mut result: Option<PreFilterResult> = None;
+        let mut with_nodes: Vec<&'static str> = Vec::new();
+        state.skip_filter.clear();
+        for p in &self.pre_filter {
+            let (r, s) = p.pre_filter(state, pod, snapshot);
+            if s.is_skip() {
+                state.skip_filter.push(p.name());
+                continue;
+            }
+            if !s.is_success() {
+                let s = s.with_plugin(p.name());
+                if s.is_rejected() {
+                    return (None, s, with_nodes);
+                }
+                let msg = format!("running PreFilter plugin {:?}: {}", p.name(), s.message());
+                return (None, Status::error(msg).with_plugin(p.name()), with_nodes);
+            }
+            if r.as_ref().is_some_and(|r| !r.is_all_nodes()) {
+                with_nodes.push(p.name());
+            }
+            let merged = result.take().unwrap_or_default().merge(r);
+            if merged.node_names.as_ref().is_some_and(|n| n.is_empty()) {
+                let msg = if with_nodes.len() == 1 {
+                    format!("node(s) didn't satisfy plugin {}", with_nodes[0])
+                } else {
+                    format!("node(s) didn't satisfy plugin(s) [{}] simultaneously", with_nodes.join(" "))
+                };
+                return (Some(merged), Status::unresolvable(msg), with_nodes);
+            }
+            result = Some(merged);
+        }
+        (result, Status::success(), with_nodes)
+    }
+
+    /// Runs Filter plugins on one node; the first failure wins.
+    pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        for p in &self.filter {
+            if !state.skip_filter.is_empty() && state.skip_filter.contains(&p.name()) {
+                continue;
+            }
+            let s = p.filter(state, pod, node);
+            if !s.is_success() {
+                let s = if s.is_rejected() {
+                    s
+                } else {
+                    Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message()))
+                };
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    pub fn run_add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        for p in &self.pre_filter {
+            if !p.has_pre_filter_extensions() || state.skip_filter.contains(&p.name()) {
+                continue;
+            }
+            let s = p.add_pod(state, pod, to_add, node);
+            if !s.is_success() {
+                return Status::error(format!("running AddPod on PreFilter plugin {:?}: {}", p.name(), s.message()));
+            }
+        }
+        Status::success()
+    }
+
+    pub fn run_remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        for p in &self.pre_filter {
+            if !p.has_pre_filter_extensions() || state.skip_filter.contains(&p.name()) {
+                continue;
+            }
+            let s = p.remove_pod(state, pod, to_remove, node);
+            if !s.is_success() {
+                return Status::error(format!("running RemovePod on PreFilter plugin {:?}: {}", p.name(), s.message()));
+            }
+        }
+        Status::success()
+    }
+
+    /// Filters with nominated pods of equal or higher priority counted on the
+    /// node (pass 1) and, if any were added and it passed, without them
+    /// (pass 2), as upstream `RunFilterPluginsWithNominatedPods`.
+    pub fn run_filter_with_nominated(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        nominated: &dyn NominatedPods,
+    ) -> Status {
+        let noms = nominated.nominated_for(node.name());
+        let relevant: Vec<&Arc<PodInfo>> = noms
+            .iter()
+            .filter(|n| n.pod.priority >= pod.pod.priority && !(n.pod.namespace == pod.pod.namespace && n.pod.name == pod.pod.name))
+            .collect();
+        if relevant.is_empty() {
+            return self.run_filter(state, pod, node);
+        }
+        let mut st = state.clone();
+        let mut ni = node.clone();
+        for n in relevant {
+            ni.add_pod(n.clone());
+            let s = self.run_add_pod(&mut st, pod, n, &ni);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        let s = self.run_filter(&st, pod, &ni);
+        if !s.is_success() {
+            return s;
+        }
+        self.run_filter(state, pod, node)
+    }
+
+    pub fn run_pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
+        state.skip_score.clear();
+        for p in &self.pre_score {
+            let s = p.pre_score(state, pod, nodes, snapshot);
+            if s.is_skip() {
+                state.skip_score.push(p.name());
+                continue;
+            }
+            if !s.is_success() {
+                return Status::error(format!("running PreScore plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Scores `nodes` with every Score plugin, normalizes, and applies weights.
+    pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Result<ScoreMatrix, Status> {
+        let mut m = ScoreMatrix { totals: vec![0; nodes.len()], ..Default::default() };
+        for w in &self.score {
+            let p = &w.plugin;
+            if state.skip_score.contains(&p.name()) {
+                continue;
+            }
+            let score_one = |(i, n): (usize, &Arc<NodeInfo>)| -> Result<NodeScore, Status> {
+                let (score, s) = p.score(state, pod, n);
+                if !s.is_success() {
+                    return Err(Status::error(format!("running Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()));
+                }
+                Ok(NodeScore { index: i, score })
+            };
+            let mut scores: Vec<NodeScore> = if nodes.len() >= PARALLEL_THRESHOLD {
+                nodes.par_iter().enumerate().map(score_one).collect::<Result<_, _>>()?
+            } else {
+                nodes.iter().enumerate().map(score_one).collect::<Result<_, _>>()?
+            };
+            if p.has_normalize_score() {
+                let s = p.normalize_score(state, pod, &mut scores);
+                if !s.is_success() {
+                    return Err(Status::error(format!("running Normalize on Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()));
+                }
+            }
+            let mut col = vec![0i64; nodes.len()];
+            for s in &scores {
+                if s.score < MIN_NODE_SCORE || s.score > MAX_NODE_SCORE {
+                    return Err(Status::error(format!(
+                        "plugin {:?} returns an invalid score {}, it should in the range of [{}, {}] after normalizing",
+                        p.name(),
+                        s.score,
+                        MIN_NODE_SCORE,
+                        MAX_NODE_SCORE
+                    ))
+                    .with_plugin(p.name()));
+                }
+                let v = s.score * w.weight;
+                col[s.index] = v;
+                m.totals[s.index] += v;
+            }
+            m.plugins.push(p.name());
+            m.per_plugin.push(col);
+        }
+        Ok(m)
+    }
+
+    pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        for p in &self.reserve {
+            let s = p.reserve(state, pod, node);
+            if !s.is_success() {
+                let s = if s.is_rejected() { s } else { Status::error(format!("running Reserve plugin {:?}: {}", p.name(), s.message())) };
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    /// Unreserve runs in reverse order, as upstream.
+    pub fn run_unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {
+        for p in self.reserve.iter().rev() {
+            p.unreserve(state, pod, node);
+        }
+    }
+
+    /// Success, Wait (longest timeout among waiting plugins), or a rejection.
+    pub fn run_permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+        let mut wait: Option<Duration> = None;
+        let mut waiting_plugins = Vec::new();
+        for p in &self.permit {
+            let (s, timeout) = p.permit(state, pod, node);
+            match s.code {
+                Code::Success => {}
+                Code::Wait => {
+                    let t = timeout.min(Duration::from_secs(15 * 60));
+                    wait = Some(wait.map_or(t, |w| w.max(t)));
+                    waiting_plugins.push(p.name());
+                }
+                _ if s.is_rejected() => return (s.with_plugin(p.name()), Duration::ZERO),
+                _ => {
+                    return (
+                        Status::error(format!("running Permit plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()),
+                        Duration::ZERO,
+                    )
+                }
+            }
+        }
+        match wait {
+            Some(t) => (Status::new(Code::Wait, format!("waiting on permit from {}", waiting_plugins.join(", "))), t),
+            None => (Status::success(), Duration::ZERO),
+        }
+    }
+
+    pub fn run_pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        for p in &self.pre_bind {
+            let s = p.pre_bind(state, pod, node);
+            if s.is_skip() {
+                continue;
+            }
+            if !s.is_success() {
+                let s = if s.is_rejected() { s } else { Status::error(format!("running PreBind plugin {:?}: {}", p.name(), s.message())) };
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
+    }
+
+    pub fn run_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str, binder: &dyn Binder) -> Status {
+        if self.bind.is_empty() {
+            return Status::skip();
+        }
+        for p in &self.bind {
+            let s = p.bind(state, pod, node, binder);
+            if s.is_skip() {
+                continue;
+            }
+            if !s.is_success() {
+                let s = if s.is_rejected() { s } else { Status::error(format!("running Bind plugin {:?}: {}", p.name(), s.message())) };
+                return s.with_plugin(p.name());
+            }
+            return s;
+        }
+        Status::skip()
+    }
+
+    pub fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+        for p in &self.post_bind {
+            p.post_bind(state, pod, node);
+        }
+    }
+}

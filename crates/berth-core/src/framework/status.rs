@@ -1,0 +1,119 @@
+//! Plugin results, as upstream's `framework.Status`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Status codes, in upstream's order and meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    Success,
+    /// An internal error: the pod is retried with backoff; not a node verdict.
+    Error,
+    /// The node does not fit now, but preemption might make it fit.
+    Unschedulable,
+    /// The node does not fit and preemption cannot help.
+    UnschedulableAndUnresolvable,
+    /// Permit: hold the pod until allowed, rejected, or timed out.
+    Wait,
+    /// The plugin has nothing to do for this pod (PreFilter/PreScore/Bind).
+    Skip,
+    /// The pod waits for something outside the scheduler (e.g. PreEnqueue gates).
+    Pending,
+}
+
+impl Code {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Code::Success => "Success",
+            Code::Error => "Error",
+            Code::Unschedulable => "Unschedulable",
+            Code::UnschedulableAndUnresolvable => "UnschedulableAndUnresolvable",
+            Code::Wait => "Wait",
+            Code::Skip => "Skip",
+            Code::Pending => "Pending",
+        }
+    }
+}
+
+pub type Reason = Cow<'static, str>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub reasons: Vec<Reason>,
+    /// The plugin that produced a failure; empty on success.
+    pub plugin: &'static str,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status::success()
+    }
+}
+
+impl Status {
+    pub const fn success() -> Status {
+        Status { code: Code::Success, reasons: Vec::new(), plugin: "" }
+    }
+
+    pub fn new(code: Code, reason: impl Into<Reason>) -> Status {
+        Status { code, reasons: vec![reason.into()], plugin: "" }
+    }
+
+    pub fn with_reasons(code: Code, reasons: Vec<Reason>) -> Status {
+        Status { code, reasons, plugin: "" }
+    }
+
+    pub fn unschedulable(reason: impl Into<Reason>) -> Status {
+        Status::new(Code::Unschedulable, reason)
+    }
+
+    pub fn unresolvable(reason: impl Into<Reason>) -> Status {
+        Status::new(Code::UnschedulableAndUnresolvable, reason)
+    }
+
+    pub fn error(reason: impl Into<Reason>) -> Status {
+        Status::new(Code::Error, reason)
+    }
+
+    pub fn skip() -> Status {
+        Status { code: Code::Skip, reasons: Vec::new(), plugin: "" }
+    }
+
+    pub fn code_only(code: Code) -> Status {
+        Status { code, reasons: Vec::new(), plugin: "" }
+    }
+
+    pub fn with_plugin(mut self, plugin: &'static str) -> Status {
+        self.plugin = plugin;
+        self
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+
+    pub fn is_skip(&self) -> bool {
+        self.code == Code::Skip
+    }
+
+    /// Unschedulable or UnschedulableAndUnresolvable.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable | Code::Pending)
+    }
+
+    /// Reasons joined as upstream's `Status.Message()`.
+    pub fn message(&self) -> String {
+        self.reasons.join(", ")
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reasons.is_empty() {
+            write!(f, "{}", self.code.as_str())
+        } else {
+            write!(f, "{}", self.message())
+        }
+    }
+}

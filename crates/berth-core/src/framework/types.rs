@@ -1,0 +1,139 @@
+//! Pod data precomputed once per pod and shared by every cycle and node.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::model::{
+    ContainerPort, LabelSelector, Labels, Pod, PodAffinityTerm, Requirement, Resource, SelectorOp,
+    WeightedPodAffinityTerm,
+};
+
+/// A pod affinity term with its namespaces and selectors resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AffinityTerm {
+    pub namespaces: BTreeSet<String>,
+    pub selector: LabelSelector,
+    pub topology_key: String,
+    /// Nothing when the term had no namespaceSelector.
+    pub namespace_selector: LabelSelector,
+}
+
+impl AffinityTerm {
+    fn new(owner: &Pod, t: &PodAffinityTerm) -> AffinityTerm {
+        let mut selector = t.label_selector.clone();
+        // matchLabelKeys / mismatchLabelKeys are merged using the owner's labels.
+        if !selector.nothing {
+            for k in &t.match_label_keys {
+                if let Some(v) = owner.labels.get(k) {
+                    selector.requirements.push(Requirement::new(k, SelectorOp::In, &[v]));
+                }
+            }
+            for k in &t.mismatch_label_keys {
+                if let Some(v) = owner.labels.get(k) {
+                    selector.requirements.push(Requirement::new(k, SelectorOp::NotIn, &[v]));
+                }
+            }
+        }
+        let mut namespaces: BTreeSet<String> = t.namespaces.iter().cloned().collect();
+        if namespaces.is_empty() && t.namespace_selector.is_none() {
+            namespaces.insert(owner.namespace.clone());
+        }
+        AffinityTerm {
+            namespaces,
+            selector,
+            topology_key: t.topology_key.clone(),
+            namespace_selector: t.namespace_selector.clone().unwrap_or_else(LabelSelector::nothing),
+        }
+    }
+
+    /// Whether `pod` (whose namespace has labels `ns_labels`) is selected by this term.
+    pub fn matches(&self, pod: &Pod, ns_labels: Option<&Labels>) -> bool {
+        static EMPTY: Labels = Labels::new();
+        let ns_ok = self.namespaces.contains(&pod.namespace)
+            || self.namespace_selector.matches(ns_labels.unwrap_or(&EMPTY));
+        ns_ok && self.selector.matches(&pod.labels)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedAffinityTerm {
+    pub weight: i32,
+    pub term: AffinityTerm,
+}
+
+/// A pod plus everything the plugins would otherwise recompute per node.
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub requests: Resource,
+    /// Requests with the 100m / 200Mi defaults, for scoring.
+    pub non_zero_requests: Resource,
+    pub required_affinity_terms: Vec<AffinityTerm>,
+    pub required_anti_affinity_terms: Vec<AffinityTerm>,
+    pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
+    pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
+    /// Container ports with a host port, from containers and init containers.
+    pub host_ports: Vec<ContainerPort>,
+}
+
+fn weighted(owner: &Pod, terms: &[WeightedPodAffinityTerm]) -> Vec<WeightedAffinityTerm> {
+    terms
+        .iter()
+        .map(|w| WeightedAffinityTerm { weight: w.weight, term: AffinityTerm::new(owner, &w.term) })
+        .collect()
+}
+
+impl PodInfo {
+    pub fn new(pod: Pod) -> PodInfo {
+        PodInfo::from_arc(Arc::new(pod))
+    }
+
+    pub fn from_arc(pod: Arc<Pod>) -> PodInfo {
+        let aff = &pod.affinity;
+        let required_affinity_terms = aff
+            .pod_affinity
+            .as_ref()
+            .map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect())
+            .unwrap_or_default();
+        let required_anti_affinity_terms = aff
+            .pod_anti_affinity
+            .as_ref()
+            .map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect())
+            .unwrap_or_default();
+        let preferred_affinity_terms =
+            aff.pod_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
+        let preferred_anti_affinity_terms =
+            aff.pod_anti_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
+        let host_ports = pod
+            .init_containers
+            .iter()
+            .chain(pod.containers.iter())
+            .flat_map(|c| c.ports.iter())
+            .filter(|p| p.host_port > 0)
+            .cloned()
+            .collect();
+        PodInfo {
+            requests: pod.requests(),
+            non_zero_requests: pod.non_zero_requests(),
+            required_affinity_terms,
+            required_anti_affinity_terms,
+            preferred_affinity_terms,
+            preferred_anti_affinity_terms,
+            host_ports,
+            pod,
+        }
+    }
+
+    pub fn has_affinity(&self) -> bool {
+        let a = &self.pod.affinity;
+        a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()
+    }
+
+    pub fn has_required_anti_affinity(&self) -> bool {
+        !self.required_anti_affinity_terms.is_empty()
+    }
+
+    pub fn key(&self) -> String {
+        self.pod.key()
+    }
+}

@@ -1,0 +1,15 @@
+//! # berth-core
+//!
+//! Berth's scheduling engine. Everything here is plain data and pure logic: no
+//! network, no files, no async runtime. The live scheduler (`berth-kube`), the
+//! simulator and the benchmarks all drive this same engine.
+//!
+//! Data flows one way:
+//! `model` (converted objects) → `cache` (NodeInfo, snapshot) / `queue` →
+//! `scheduler` (one cycle: PreFilter → Filter → PostFilter → Score → select →
+//! Reserve → Permit) → binding, done by the caller.
+
+pub mod cache;
+pub mod framework;
+pub mod model;
+pub mod testing;
