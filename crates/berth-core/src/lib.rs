@@ -12,4 +12,5 @@
 pub mod cache;
 pub mod framework;
 pub mod model;
+pub mod queue;
 pub mod testing;

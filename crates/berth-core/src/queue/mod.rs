@@ -1,0 +1,379 @@
+//! The scheduling queue: activeQ (ordered by the QueueSort plugin), backoffQ
+//! (exponential backoff after a failed attempt), and the unschedulable pods
+//! waiting for a cluster event that could help them, as upstream's
+//! `PriorityQueue`.
+//!
+//! The queue has no clock of its own: every call that depends on time takes
+//! `now_ms`, so the simulator can run on virtual time and the live scheduler on
+//! the wall clock.
+
+mod heap;
+mod nominator;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::framework::{ClusterEvent, ClusterEventWithHint, EventObject, PodInfo, QueuedPodInfo, QueueingHint};
+use crate::model::Pod;
+pub use heap::Heap;
+pub use nominator::Nominator;
+
+/// Upstream defaults.
+pub const DEFAULT_POD_INITIAL_BACKOFF_MS: i64 = 1_000;
+pub const DEFAULT_POD_MAX_BACKOFF_MS: i64 = 10_000;
+pub const DEFAULT_MAX_IN_UNSCHEDULABLE_MS: i64 = 5 * 60 * 1_000;
+
+type LessFn = Arc<dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync>;
+type PreEnqueueFn = Arc<dyn Fn(&Pod) -> crate::framework::Status + Send + Sync>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    Active,
+    Backoff,
+    Unschedulable,
+    /// Popped and being scheduled.
+    InFlight,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub active: usize,
+    pub backoff: usize,
+    pub unschedulable: usize,
+    pub gated: usize,
+}
+
+pub struct QueueConfig {
+    pub pod_initial_backoff_ms: i64,
+    pub pod_max_backoff_ms: i64,
+    pub max_in_unschedulable_ms: i64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            pod_initial_backoff_ms: DEFAULT_POD_INITIAL_BACKOFF_MS,
+            pod_max_backoff_ms: DEFAULT_POD_MAX_BACKOFF_MS,
+            max_in_unschedulable_ms: DEFAULT_MAX_IN_UNSCHEDULABLE_MS,
+        }
+    }
+}
+
+pub struct SchedulingQueue {
+    cfg: QueueConfig,
+    active: Heap,
+    /// Ordered by backoff expiry, then by the QueueSort order.
+    backoff: Vec<QueuedPodInfo>,
+    unschedulable: HashMap<String, QueuedPodInfo>,
+    in_flight: HashMap<String, u64>,
+    where_is: HashMap<String, Location>,
+    pre_enqueue: PreEnqueueFn,
+    /// Plugin name -> events it registered.
+    events: HashMap<&'static str, Vec<ClusterEventWithHint>>,
+    /// Events seen while pods were in flight: (sequence, event, object).
+    in_flight_events: Vec<(u64, ClusterEvent, EventObject)>,
+    seq: u64,
+    pub nominator: Nominator,
+}
+
+impl SchedulingQueue {
+    pub fn new(cfg: QueueConfig, less: LessFn, pre_enqueue: PreEnqueueFn) -> SchedulingQueue {
+        SchedulingQueue {
+            cfg,
+            active: Heap::new(less),
+            backoff: Vec::new(),
+            unschedulable: HashMap::new(),
+            in_flight: HashMap::new(),
+            where_is: HashMap::new(),
+            pre_enqueue,
+            events: HashMap::new(),
+            in_flight_events: Vec::new(),
+            seq: 0,
+            nominator: Nominator::default(),
+        }
+    }
+
+    /// Registers the events a plugin wants pods it rejected to be retried on.
+    pub fn register_events(&mut self, plugin: &'static str, events: Vec<ClusterEventWithHint>) {
+        self.events.entry(plugin).or_default().extend(events);
+    }
+
+    pub fn counts(&self) -> QueueCounts {
+        let gated = self.unschedulable.values().filter(|q| q.gated).count();
+        QueueCounts {
+            active: self.active.len(),
+            backoff: self.backoff.len(),
+            unschedulable: self.unschedulable.len() - gated,
+            gated,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.len() + self.backoff.len() + self.unschedulable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn location(&self, key: &str) -> Option<Location> {
+        self.where_is.get(key).copied()
+    }
+
+    /// A new pending pod (informer add).
+    pub fn add(&mut self, pod: Arc<PodInfo>, now_ms: i64) {
+        let key = pod.key();
+        if self.where_is.contains_key(&key) {
+            return;
+        }
+        if let Some(n) = &pod.pod.nominated_node_name {
+            self.nominator.add(pod.clone(), n);
+        }
+        let qpi = QueuedPodInfo::new(pod, now_ms);
+        self.enqueue_new(qpi);
+    }
+
+    fn enqueue_new(&mut self, mut qpi: QueuedPodInfo) {
+        let key = qpi.key();
+        let s = (self.pre_enqueue)(&qpi.pod_info.pod);
+        if s.is_success() {
+            qpi.gated = false;
+            self.where_is.insert(key, Location::Active);
+            self.active.push(qpi);
+        } else {
+            qpi.gated = true;
+            if !s.plugin.is_empty() {
+                qpi.unschedulable_plugins.insert(s.plugin);
+            }
+            self.where_is.insert(key.clone(), Location::Unschedulable);
+            self.unschedulable.insert(key, qpi);
+        }
+    }
+
+    /// The pod object changed while it was queued (informer update).
+    pub fn update(&mut self, pod: Arc<PodInfo>, now_ms: i64) {
+        let key = pod.key();
+        match self.where_is.get(&key).copied() {
+            None => self.add(pod, now_ms),
+            Some(Location::Active) => {
+                self.active.update(&key, |q| q.pod_info = pod.clone());
+            }
+            Some(Location::Backoff) => {
+                if let Some(q) = self.backoff.iter_mut().find(|q| q.key() == key) {
+                    q.pod_info = pod;
+                }
+            }
+            Some(Location::Unschedulable) => {
+                let mut q = self.unschedulable.remove(&key).expect("indexed");
+                let was_gated = q.gated;
+                q.pod_info = pod;
+                if was_gated {
+                    // Gates may have been removed: re-run PreEnqueue.
+                    self.where_is.remove(&key);
+                    self.enqueue_new(q);
+                } else {
+                    // Any update may make it schedulable; upstream retries it.
+                    self.where_is.remove(&key);
+                    self.requeue(q, now_ms);
+                }
+            }
+            Some(Location::InFlight) => {}
+        }
+    }
+
+    /// The pod was deleted or bound by someone else.
+    pub fn delete(&mut self, key: &str) {
+        self.nominator.remove(key);
+        match self.where_is.remove(key) {
+            Some(Location::Active) => {
+                self.active.remove(key);
+            }
+            Some(Location::Backoff) => self.backoff.retain(|q| q.key() != key),
+            Some(Location::Unschedulable) => {
+                self.unschedulable.remove(key);
+            }
+            Some(Location::InFlight) => {
+                self.in_flight.remove(key);
+            }
+            None => {}
+        }
+    }
+
+    /// Moves backoff pods whose backoff expired to activeQ, and pods that sat
+    /// unschedulable too long back for another try.
+    pub fn flush(&mut self, now_ms: i64) {
+        let mut i = 0;
+        while i < self.backoff.len() {
+            if self.backoff_expiry(&self.backoff[i]) <= now_ms {
+                let q = self.backoff.remove(i);
+                self.where_is.insert(q.key(), Location::Active);
+                self.active.push(q);
+            } else {
+                i += 1;
+            }
+        }
+        let stale: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|(_, q)| !q.gated && now_ms - q.timestamp > self.cfg.max_in_unschedulable_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            let q = self.unschedulable.remove(&k).expect("listed");
+            self.where_is.remove(&k);
+            self.requeue(q, now_ms);
+        }
+    }
+
+    /// Next pod to schedule, if any is active.
+    pub fn pop(&mut self) -> Option<QueuedPodInfo> {
+        let mut q = self.active.pop()?;
+        q.attempts += 1;
+        let key = q.key();
+        self.seq += 1;
+        self.in_flight.insert(key.clone(), self.seq);
+        self.where_is.insert(key, Location::InFlight);
+        Some(q)
+    }
+
+    /// The scheduling attempt of a popped pod is over (bound or requeued).
+    pub fn done(&mut self, key: &str) {
+        if self.in_flight.remove(key).is_some() && self.where_is.get(key) == Some(&Location::InFlight) {
+            self.where_is.remove(key);
+        }
+        if self.in_flight.is_empty() {
+            self.in_flight_events.clear();
+        } else {
+            let oldest = self.in_flight.values().copied().min().unwrap_or(u64::MAX);
+            self.in_flight_events.retain(|(s, _, _)| *s >= oldest);
+        }
+    }
+
+    /// Backoff duration after `attempts` failed attempts.
+    pub fn backoff_duration(&self, attempts: u32) -> i64 {
+        if attempts == 0 {
+            return 0;
+        }
+        let mut d = self.cfg.pod_initial_backoff_ms;
+        for _ in 1..attempts {
+            if d > self.cfg.pod_max_backoff_ms - d {
+                return self.cfg.pod_max_backoff_ms;
+            }
+            d += d;
+        }
+        d.min(self.cfg.pod_max_backoff_ms)
+    }
+
+    fn backoff_expiry(&self, q: &QueuedPodInfo) -> i64 {
+        q.timestamp + self.backoff_duration(q.attempts)
+    }
+
+    /// Earliest time a backoff pod becomes active (for a virtual clock).
+    pub fn next_backoff_expiry(&self) -> Option<i64> {
+        self.backoff.iter().map(|q| self.backoff_expiry(q)).min()
+    }
+
+    /// Earliest time an unschedulable pod would be retried by the timeout flush.
+    pub fn next_unschedulable_timeout(&self) -> Option<i64> {
+        self.unschedulable.values().filter(|q| !q.gated).map(|q| q.timestamp + self.cfg.max_in_unschedulable_ms + 1).min()
+    }
+
+    /// A popped pod failed. Pods rejected by plugins wait for an event that
+    /// could help them, unless such an event already arrived while they were
+    /// being scheduled; errors go straight to backoff.
+    pub fn add_unschedulable(&mut self, mut q: QueuedPodInfo, now_ms: i64) {
+        let key = q.key();
+        let started = self.in_flight.get(&key).copied();
+        q.timestamp = now_ms;
+        q.gated = false;
+        let errored = q.unschedulable_plugins.is_empty() && q.pending_plugins.is_empty();
+        let helped = !errored
+            && started.is_some_and(|s| {
+                self.in_flight_events.iter().any(|(seq, ev, obj)| *seq > s && self.hint(&q, ev, obj) == QueueingHint::Queue)
+            });
+        self.done(&key);
+        if errored {
+            self.push_backoff(q);
+            return;
+        }
+        if helped {
+            self.requeue(q, now_ms);
+        } else {
+            self.where_is.insert(key.clone(), Location::Unschedulable);
+            self.unschedulable.insert(key, q);
+        }
+    }
+
+    fn push_backoff(&mut self, q: QueuedPodInfo) {
+        self.where_is.insert(q.key(), Location::Backoff);
+        self.backoff.push(q);
+    }
+
+    /// Back to backoffQ if still backing off, else activeQ.
+    fn requeue(&mut self, q: QueuedPodInfo, now_ms: i64) {
+        if self.backoff_expiry(&q) > now_ms {
+            self.push_backoff(q);
+        } else {
+            self.where_is.insert(q.key(), Location::Active);
+            self.active.push(q);
+        }
+    }
+
+    fn hint(&self, q: &QueuedPodInfo, ev: &ClusterEvent, obj: &EventObject) -> QueueingHint {
+        let plugins = q.unschedulable_plugins.iter().chain(q.pending_plugins.iter());
+        for p in plugins {
+            let Some(regs) = self.events.get(p) else { continue };
+            for r in regs {
+                if !ev.matches(&r.event) {
+                    continue;
+                }
+                match &r.hint {
+                    None => return QueueingHint::Queue,
+                    Some(h) => {
+                        if h(&q.pod_info.pod, obj) == QueueingHint::Queue {
+                            return QueueingHint::Queue;
+                        }
+                    }
+                }
+            }
+        }
+        QueueingHint::Skip
+    }
+
+    /// A cluster event happened: retry the unschedulable pods it may help.
+    pub fn on_event(&mut self, ev: ClusterEvent, obj: EventObject, now_ms: i64) -> usize {
+        if !self.in_flight.is_empty() {
+            self.seq += 1;
+            self.in_flight_events.push((self.seq, ev, obj.clone()));
+        }
+        if self.unschedulable.is_empty() {
+            return 0;
+        }
+        let wildcard = ev.resource == crate::framework::EventResource::WildCard;
+        let movers: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|(_, q)| !q.gated && (wildcard || self.hint(q, &ev, &obj) == QueueingHint::Queue))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let n = movers.len();
+        for k in movers {
+            let q = self.unschedulable.remove(&k).expect("listed");
+            self.where_is.remove(&k);
+            self.requeue(q, now_ms);
+        }
+        n
+    }
+
+    /// Keys of pods still waiting as unschedulable (or gated).
+    pub fn unschedulable_keys(&self) -> BTreeSet<String> {
+        self.unschedulable.keys().cloned().collect()
+    }
+
+    pub fn unschedulable_pod(&self, key: &str) -> Option<&QueuedPodInfo> {
+        self.unschedulable.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;
