@@ -14,3 +14,6 @@ pub mod framework;
 pub mod model;
 pub mod queue;
 pub mod testing;
+pub mod engine;
+pub mod plugins;
+pub mod scheduler;

@@ -35,6 +35,10 @@ impl Nominator {
         self.node_of.get(key).map(|s| s.as_str())
     }
 
+    pub fn nominated_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
+        self.by_node.get(node).cloned().unwrap_or_default()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.node_of.is_empty()
     }

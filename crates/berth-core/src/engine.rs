@@ -1,0 +1,440 @@
+//! The engine: cache + queue + profiles + the cycle runner, fed with cluster
+//! changes and asked to schedule one pod at a time. The simulator, the live
+//! scheduler and the benchmarks all drive this same type; only what they do
+//! with its decisions (bind in memory or through the API) differs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{Cache, Snapshot};
+use crate::framework::*;
+use crate::model::{Node, Pod, PodDisruptionBudget};
+use crate::queue::{QueueConfig, SchedulingQueue};
+use crate::scheduler::{CycleRunner, FitError, ScheduleError, ScheduleResult};
+
+pub struct EngineConfig {
+    pub queue: QueueConfig,
+    /// Scheduler-wide percentageOfNodesToScore (0: adaptive).
+    pub percentage_of_nodes_to_score: i32,
+    pub seed: u64,
+    /// Schedule pods whatever their schedulerName (the simulator); otherwise
+    /// only pods naming one of the profiles are ours.
+    pub adopt_all_pods: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { queue: QueueConfig::default(), percentage_of_nodes_to_score: 0, seed: 0, adopt_all_pods: false }
+    }
+}
+
+/// A pod placed (assumed) on a node; the caller runs the binding cycle.
+pub struct Assignment {
+    pub queued: QueuedPodInfo,
+    pub node: String,
+    pub state: CycleState,
+    pub framework: Arc<Framework>,
+    pub result: ScheduleResult,
+    /// Some: a Permit plugin asked to wait up to this long.
+    pub permit_wait: Option<Duration>,
+}
+
+impl Assignment {
+    pub fn pod(&self) -> &Arc<PodInfo> {
+        &self.queued.pod_info
+    }
+
+    /// PreBind → Bind → PostBind. Pure with respect to the engine, so it can
+    /// run on another thread; report the outcome with `Engine::binding_done`.
+    pub fn run_binding_cycle(&mut self, binder: &dyn Binder) -> Status {
+        let pod = self.queued.pod_info.clone();
+        let s = self.framework.run_pre_bind(&mut self.state, &pod, &self.node);
+        if !s.is_success() {
+            return s;
+        }
+        let s = self.framework.run_bind(&mut self.state, &pod, &self.node, binder);
+        if s.is_skip() {
+            return Status::error("no bind plugin handled the pod");
+        }
+        if !s.is_success() {
+            return s;
+        }
+        self.framework.run_post_bind(&self.state, &pod, &self.node);
+        Status::success()
+    }
+}
+
+/// A failed attempt: what to report and what to do about it.
+#[derive(Debug)]
+pub struct Failure {
+    pub pod: Arc<PodInfo>,
+    /// `Unschedulable` or `SchedulerError` (the PodScheduled condition reason).
+    pub reason: &'static str,
+    pub message: String,
+    pub fit: Option<Box<FitError>>,
+    /// Preemption's nomination: the pod should get this nominatedNodeName.
+    pub nominated_node: Option<String>,
+    /// Pods to delete so the preemptor fits.
+    pub victims: Vec<Arc<PodInfo>>,
+    /// Lower-priority pods whose nomination to `nominated_node` must be cleared.
+    pub cleared_nominations: Vec<Arc<PodInfo>>,
+    pub attempts: u32,
+}
+
+pub enum Outcome {
+    Assigned(Box<Assignment>),
+    Failed(Box<Failure>),
+    /// The popped pod was no longer ours to schedule (deleted, bound, skipped).
+    Skipped(String),
+}
+
+pub struct Engine {
+    pub cache: Cache,
+    pub queue: SchedulingQueue,
+    pub snapshot: Snapshot,
+    pub profiles: Vec<Arc<Framework>>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    pub runner: CycleRunner,
+    adopt_all_pods: bool,
+}
+
+fn profile_index(profiles: &[Arc<Framework>], scheduler_name: &str, adopt_all: bool) -> Option<usize> {
+    match profiles.iter().position(|p| p.profile_name == scheduler_name) {
+        Some(i) => Some(i),
+        None if adopt_all && !profiles.is_empty() => Some(0),
+        None => None,
+    }
+}
+
+impl Engine {
+    pub fn new(profiles: Vec<Framework>, cfg: EngineConfig) -> Engine {
+        assert!(!profiles.is_empty(), "at least one profile");
+        let profiles: Vec<Arc<Framework>> = profiles.into_iter().map(Arc::new).collect();
+        let first = profiles[0].clone();
+        let less = Arc::new(move |a: &QueuedPodInfo, b: &QueuedPodInfo| first.less(a, b));
+        let pe_profiles = profiles.clone();
+        let adopt = cfg.adopt_all_pods;
+        let pre_enqueue = Arc::new(move |p: &Pod| match profile_index(&pe_profiles, &p.scheduler_name, adopt) {
+            Some(i) => pe_profiles[i].run_pre_enqueue(p),
+            None => Status::success(),
+        });
+        let mut queue = SchedulingQueue::new(cfg.queue, less, pre_enqueue);
+        for prof in &profiles {
+            for p in prof.all_plugins() {
+                queue.register_events(p.name(), p.events_to_register());
+            }
+        }
+        Engine {
+            cache: Cache::new(),
+            queue,
+            snapshot: Snapshot::default(),
+            profiles,
+            pdbs: Vec::new(),
+            runner: CycleRunner::new(cfg.percentage_of_nodes_to_score, cfg.seed),
+            adopt_all_pods: cfg.adopt_all_pods,
+        }
+    }
+
+    pub fn profile_for(&self, scheduler_name: &str) -> Option<&Arc<Framework>> {
+        profile_index(&self.profiles, scheduler_name, self.adopt_all_pods).map(|i| &self.profiles[i])
+    }
+
+    /// Whether this engine schedules pods with this schedulerName.
+    pub fn owns(&self, scheduler_name: &str) -> bool {
+        self.profile_for(scheduler_name).is_some()
+    }
+
+    // ---- cluster changes -------------------------------------------------
+
+    pub fn add_node(&mut self, node: Node, now_ms: i64) {
+        let n = Arc::new(node.clone());
+        self.cache.add_node(node);
+        self.queue.on_event(
+            ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"),
+            EventObject::Node { old: None, new: Some(n) },
+            now_ms,
+        );
+    }
+
+    pub fn update_node(&mut self, node: Node, now_ms: i64) {
+        let old = self.cache.node(&node.name).map(|n| n.node.clone());
+        let mut bits = 0;
+        if let Some(o) = &old {
+            if o.allocatable != node.allocatable {
+                bits |= action::UPDATE_NODE_ALLOCATABLE;
+            }
+            if o.labels != node.labels {
+                bits |= action::UPDATE_NODE_LABEL;
+            }
+            if o.taints != node.taints {
+                bits |= action::UPDATE_NODE_TAINT;
+            }
+            if o.unschedulable != node.unschedulable {
+                bits |= action::UPDATE_NODE_TAINT | action::UPDATE_NODE_SCHEDULABLE;
+            }
+        } else {
+            bits = action::ADD;
+        }
+        let new = Arc::new(node.clone());
+        self.cache.update_node(node);
+        if bits != 0 {
+            self.queue.on_event(
+                ClusterEvent::new(EventResource::Node, bits, "NodeUpdate"),
+                EventObject::Node { old, new: Some(new) },
+                now_ms,
+            );
+        }
+    }
+
+    pub fn remove_node(&mut self, name: &str, now_ms: i64) {
+        let old = self.cache.node(name).map(|n| n.node.clone());
+        self.cache.remove_node(name);
+        self.queue.on_event(
+            ClusterEvent::new(EventResource::Node, action::DELETE, "NodeDelete"),
+            EventObject::Node { old, new: None },
+            now_ms,
+        );
+    }
+
+    pub fn set_namespace(&mut self, name: &str, labels: crate::model::Labels, now_ms: i64) {
+        self.cache.set_namespace(name, labels);
+        self.queue.on_event(ClusterEvent::new(EventResource::Namespace, action::ADD | action::UPDATE, "NamespaceChange"), EventObject::None, now_ms);
+    }
+
+    pub fn set_pdbs(&mut self, pdbs: Vec<PodDisruptionBudget>) {
+        self.pdbs = pdbs;
+    }
+
+    /// A pod appeared: bound pods go to the cache, our pending pods to the queue.
+    pub fn add_pod(&mut self, pod: Pod, now_ms: i64) {
+        let pod = Arc::new(pod);
+        if pod.node_name.is_some() {
+            let key = pod.key();
+            self.queue.delete(&key);
+            let _ = self.cache.add_pod(pod.clone());
+            self.queue.on_event(
+                ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"),
+                EventObject::Pod { old: None, new: Some(pod) },
+                now_ms,
+            );
+        } else if self.owns(&pod.scheduler_name) && !pod.terminating {
+            self.queue.add(Arc::new(PodInfo::from_arc(pod)), now_ms);
+        }
+    }
+
+    pub fn update_pod(&mut self, old: Option<&Pod>, pod: Pod, now_ms: i64) {
+        let pod = Arc::new(pod);
+        let key = pod.key();
+        if pod.node_name.is_some() {
+            let was_known = self.cache.pod_info(&key).is_some_and(|p| !self.cache.is_assumed(&key) || p.pod.node_name.is_some());
+            self.queue.delete(&key);
+            if was_known && !self.cache.is_assumed(&key) {
+                let _ = self.cache.update_pod(pod.clone());
+                let mut bits = action::UPDATE_POD_OTHER;
+                if let Some(o) = old {
+                    if o.labels != pod.labels {
+                        bits |= action::UPDATE_POD_LABEL;
+                    }
+                    if o.requests() != pod.requests() {
+                        bits |= action::UPDATE_POD_SCALE_DOWN;
+                    }
+                }
+                self.queue.on_event(
+                    ClusterEvent::new(EventResource::AssignedPod, bits, "AssignedPodUpdate"),
+                    EventObject::Pod { old: old.map(|o| Arc::new(o.clone())), new: Some(pod) },
+                    now_ms,
+                );
+            } else {
+                self.add_pod((*pod).clone(), now_ms);
+            }
+        } else if pod.terminating {
+            self.queue.delete(&key);
+        } else if self.owns(&pod.scheduler_name) {
+            self.queue.update(Arc::new(PodInfo::from_arc(pod)), now_ms);
+        }
+    }
+
+    pub fn delete_pod(&mut self, pod: &Pod, now_ms: i64) {
+        let key = pod.key();
+        self.queue.delete(&key);
+        let assigned = self.cache.pod_info(&key).cloned();
+        if let Some(pi) = assigned {
+            let _ = self.cache.remove_pod(&pi.pod);
+            self.queue.on_event(
+                ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"),
+                EventObject::Pod { old: Some(pi.pod.clone()), new: None },
+                now_ms,
+            );
+        } else {
+            self.queue.on_event(
+                ClusterEvent::new(EventResource::UnscheduledPod, action::DELETE, "UnscheduledPodDelete"),
+                EventObject::Pod { old: Some(Arc::new(pod.clone())), new: None },
+                now_ms,
+            );
+        }
+    }
+
+    // ---- scheduling --------------------------------------------------------
+
+    /// Pops the next pod and runs one scheduling cycle for it.
+    pub fn schedule_one(&mut self, now_ms: i64) -> Option<Outcome> {
+        self.queue.flush(now_ms);
+        let qpi = self.queue.pop()?;
+        let key = qpi.key();
+        let Some(fwk) = self.profile_for(&qpi.pod_info.pod.scheduler_name).cloned() else {
+            self.queue.done(&key);
+            return Some(Outcome::Skipped(key));
+        };
+        if qpi.pod_info.pod.terminating || self.cache.pod_info(&key).is_some() {
+            self.queue.done(&key);
+            return Some(Outcome::Skipped(key));
+        }
+        self.cache.update_snapshot(&mut self.snapshot);
+        let mut state = CycleState::new();
+        let pod = qpi.pod_info.clone();
+        let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);
+        match res {
+            Ok(result) => Some(self.assume_and_reserve(fwk, qpi, state, result, now_ms)),
+            Err(e) => Some(Outcome::Failed(Box::new(self.handle_failure(&fwk, qpi, &state, e, now_ms)))),
+        }
+    }
+
+    fn assume_and_reserve(
+        &mut self,
+        fwk: Arc<Framework>,
+        qpi: QueuedPodInfo,
+        mut state: CycleState,
+        result: ScheduleResult,
+        now_ms: i64,
+    ) -> Outcome {
+        let node = result.node.clone();
+        let mut bound = (*qpi.pod_info.pod).clone();
+        bound.node_name = Some(node.clone());
+        let assumed = Arc::new(PodInfo::from_arc(Arc::new(bound)));
+        if let Err(e) = self.cache.assume_pod(assumed, &node) {
+            let f = self.fail_with_status(qpi, Status::error(e.to_string()), now_ms);
+            return Outcome::Failed(Box::new(f));
+        }
+        let pod = qpi.pod_info.clone();
+        let s = fwk.run_reserve(&mut state, &pod, &node);
+        if !s.is_success() {
+            fwk.run_unreserve(&mut state, &pod, &node);
+            let _ = self.cache.forget_pod(&pod.key());
+            let f = self.fail_with_status(qpi, s, now_ms);
+            return Outcome::Failed(Box::new(f));
+        }
+        let (s, wait) = fwk.run_permit(&mut state, &pod, &node);
+        let permit_wait = if s.code == Code::Wait {
+            Some(wait)
+        } else if !s.is_success() {
+            fwk.run_unreserve(&mut state, &pod, &node);
+            let _ = self.cache.forget_pod(&pod.key());
+            let f = self.fail_with_status(qpi, s, now_ms);
+            return Outcome::Failed(Box::new(f));
+        } else {
+            None
+        };
+        // The pod no longer needs its nomination: it has a node.
+        self.queue.nominator.remove(&pod.key());
+        Outcome::Assigned(Box::new(Assignment { queued: qpi, node, state, framework: fwk, result, permit_wait }))
+    }
+
+    /// Reports the binding cycle's result. On failure the assumed pod is
+    /// forgotten and requeued; on success the caller later confirms the pod
+    /// with `add_pod`/`update_pod` (the informer, or the simulator directly).
+    pub fn binding_done(&mut self, mut a: Assignment, status: Status, now_ms: i64) -> Option<Failure> {
+        let key = a.queued.key();
+        if status.is_success() {
+            self.queue.done(&key);
+            return None;
+        }
+        let pod = a.queued.pod_info.clone();
+        a.framework.run_unreserve(&mut a.state, &pod, &a.node);
+        let _ = self.cache.forget_pod(&key);
+        // The freed room may help others.
+        self.queue.on_event(
+            ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"),
+            EventObject::None,
+            now_ms,
+        );
+        Some(self.fail_with_status(a.queued, status, now_ms))
+    }
+
+    fn fail_with_status(&mut self, mut qpi: QueuedPodInfo, s: Status, now_ms: i64) -> Failure {
+        let reason = if s.is_rejected() { "Unschedulable" } else { "SchedulerError" };
+        qpi.unschedulable_plugins.clear();
+        if s.is_rejected() && !s.plugin.is_empty() {
+            qpi.unschedulable_plugins.insert(s.plugin);
+        }
+        let pod = qpi.pod_info.clone();
+        let attempts = qpi.attempts;
+        self.queue.add_unschedulable(qpi, now_ms);
+        Failure {
+            pod,
+            reason,
+            message: s.message(),
+            fit: None,
+            nominated_node: None,
+            victims: Vec::new(),
+            cleared_nominations: Vec::new(),
+            attempts,
+        }
+    }
+
+    fn handle_failure(&mut self, fwk: &Framework, mut qpi: QueuedPodInfo, state: &CycleState, e: ScheduleError, now_ms: i64) -> Failure {
+        let pod = qpi.pod_info.clone();
+        let mut out = Failure {
+            pod: pod.clone(),
+            reason: "Unschedulable",
+            message: String::new(),
+            fit: None,
+            nominated_node: None,
+            victims: Vec::new(),
+            cleared_nominations: Vec::new(),
+            attempts: qpi.attempts,
+        };
+        qpi.unschedulable_plugins.clear();
+        qpi.pending_plugins.clear();
+        match e {
+            ScheduleError::Fit(mut fit) => {
+                let pf = self.runner.run_post_filter(fwk, state, &pod, &self.snapshot, &self.pdbs, &self.queue.nominator, &mut fit);
+                if let Some(r) = pf {
+                    if let Some(node) = r.nominated_node.filter(|n| !n.is_empty()) {
+                        // Lower-priority pods nominated to the same node lose it.
+                        out.cleared_nominations = self
+                            .queue
+                            .nominator
+                            .nominated_for_node(&node)
+                            .into_iter()
+                            .filter(|p| p.pod.priority < pod.pod.priority)
+                            .collect();
+                        for p in &out.cleared_nominations {
+                            self.queue.nominator.remove(&p.key());
+                        }
+                        let mut nominated = (*pod.pod).clone();
+                        nominated.nominated_node_name = Some(node.clone());
+                        let npi = Arc::new(PodInfo::from_arc(Arc::new(nominated)));
+                        self.queue.nominator.add(npi.clone(), &node);
+                        qpi.pod_info = npi;
+                        out.nominated_node = Some(node);
+                        out.victims = r.victims;
+                    }
+                }
+                qpi.unschedulable_plugins = fit.diagnosis.unschedulable_plugins.clone();
+                qpi.pending_plugins = fit.diagnosis.pending_plugins.clone();
+                out.message = fit.message();
+                out.fit = Some(fit);
+            }
+            ScheduleError::NoNodes => {
+                // No plugin to blame: retried after backoff, as upstream.
+                out.message = crate::scheduler::ERR_NO_NODES_AVAILABLE.to_string();
+            }
+            ScheduleError::Internal(s) => {
+                out.reason = "SchedulerError";
+                out.message = s.message();
+            }
+        }
+        self.queue.add_unschedulable(qpi, now_ms);
+        out
+    }
+}

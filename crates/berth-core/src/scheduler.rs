@@ -1,0 +1,436 @@
+//! One scheduling cycle, as upstream's `schedule_one.go`: PreFilter → Filter
+//! (in parallel, stopping at the adaptive number of feasible nodes, from a
+//! rotating start index) → Score → select (seeded random among ties); on
+//! failure, PostFilter (preemption) and the FailedScheduling message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
+
+use crate::cache::{NodeInfo, Snapshot};
+use crate::framework::runtime::PARALLEL_THRESHOLD;
+use crate::framework::*;
+use crate::model::PodDisruptionBudget;
+
+/// Never look at fewer nodes than this (unless there are fewer).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The adaptive percentage never drops below this.
+pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
+
+pub const NO_NODE_AVAILABLE_MSG: &str = "0/{} nodes are available";
+pub const ERR_NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
+
+/// How many feasible nodes to find before scoring (upstream `numFeasibleNodesToFind`).
+pub fn num_feasible_nodes_to_find(percentage: i32, num_all_nodes: usize) -> usize {
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all_nodes;
+    }
+    let mut pct = percentage as i64;
+    if pct <= 0 {
+        pct = 50 - num_all_nodes as i64 / 125;
+        if pct < MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND {
+            pct = MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND;
+        }
+    }
+    let pct = pct.min(100);
+    let n = (num_all_nodes as i64 * pct / 100) as usize;
+    n.max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Why a pod did not fit: per-node statuses and the plugins involved.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnosis {
+    pub node_to_status: NodeToStatus,
+    pub unschedulable_plugins: std::collections::BTreeSet<&'static str>,
+    pub pending_plugins: std::collections::BTreeSet<&'static str>,
+    pub pre_filter_msg: String,
+    pub post_filter_msg: String,
+}
+
+impl Diagnosis {
+    fn add_plugin_status(&mut self, s: &Status) {
+        if s.plugin.is_empty() {
+            return;
+        }
+        if s.code == Code::Pending {
+            self.pending_plugins.insert(s.plugin);
+        } else if s.is_rejected() {
+            self.unschedulable_plugins.insert(s.plugin);
+        }
+    }
+}
+
+/// The pod fits no node.
+#[derive(Clone, Debug, Default)]
+pub struct FitError {
+    pub num_all_nodes: usize,
+    pub diagnosis: Diagnosis,
+}
+
+impl FitError {
+    /// The FailedScheduling message, in upstream's exact format.
+    pub fn message(&self) -> String {
+        fit_error_message(self.num_all_nodes, &self.diagnosis.node_to_status, &self.diagnosis.pre_filter_msg, &self.diagnosis.post_filter_msg)
+    }
+}
+
+/// `0/N nodes are available: <reason histogram>.[ <postfilter msg>.]`
+pub fn fit_error_message(num_all_nodes: usize, statuses: &NodeToStatus, pre_filter_msg: &str, post_filter_msg: &str) -> String {
+    let mut msg = format!("0/{num_all_nodes} nodes are available:");
+    if !pre_filter_msg.is_empty() {
+        msg.push_str(&format!(" {pre_filter_msg}."));
+    } else {
+        let mut hist: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, s) in &statuses.statuses {
+            for r in &s.reasons {
+                *hist.entry(r.as_ref()).or_default() += 1;
+            }
+        }
+        let explicit = statuses.statuses.len();
+        if explicit < num_all_nodes {
+            if let Some(abs) = &statuses.absent {
+                for r in &abs.reasons {
+                    *hist.entry(r.as_ref()).or_default() += num_all_nodes - explicit;
+                }
+            }
+        }
+        let mut parts: Vec<String> = hist.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.sort();
+        if !parts.is_empty() {
+            msg.push_str(&format!(" {}.", parts.join(", ")));
+        }
+    }
+    if !post_filter_msg.is_empty() {
+        msg.push_str(&format!(" {post_filter_msg}."));
+    }
+    msg
+}
+
+#[derive(Debug)]
+pub enum ScheduleError {
+    /// No node passed the filters.
+    Fit(Box<FitError>),
+    /// The snapshot has no nodes.
+    NoNodes,
+    /// A plugin failed (not a verdict on nodes): retried with backoff.
+    Internal(Status),
+}
+
+impl ScheduleError {
+    pub fn message(&self) -> String {
+        match self {
+            ScheduleError::Fit(f) => f.message(),
+            ScheduleError::NoNodes => ERR_NO_NODES_AVAILABLE.to_string(),
+            ScheduleError::Internal(s) => s.message(),
+        }
+    }
+}
+
+/// A successful cycle's choice, with what `--explain` shows.
+#[derive(Debug, Clone)]
+pub struct ScheduleResult {
+    pub node: String,
+    pub evaluated_nodes: usize,
+    pub feasible_nodes: usize,
+    /// Snapshot indexes of the feasible nodes that were scored.
+    pub feasible: Vec<usize>,
+    /// Rejected nodes among those evaluated.
+    pub rejected: NodeToStatus,
+    pub scores: Option<ScoreMatrix>,
+}
+
+/// State that persists across cycles: the start index rotation and the RNG.
+pub struct CycleRunner {
+    pub next_start_node_index: usize,
+    pub percentage_of_nodes_to_score: i32,
+    rng: Pcg64Mcg,
+}
+
+impl CycleRunner {
+    pub fn new(percentage_of_nodes_to_score: i32, seed: u64) -> CycleRunner {
+        CycleRunner { next_start_node_index: 0, percentage_of_nodes_to_score, rng: Pcg64Mcg::seed_from_u64(seed) }
+    }
+
+    pub fn next_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+
+    /// Finds the best node for `pod`, as upstream `schedulePod`.
+    pub fn schedule_pod(
+        &mut self,
+        fwk: &Framework,
+        state: &mut CycleState,
+        pod: &Arc<PodInfo>,
+        snapshot: &Snapshot,
+        nominated: &dyn NominatedPods,
+    ) -> Result<ScheduleResult, ScheduleError> {
+        if snapshot.num_nodes() == 0 {
+            return Err(ScheduleError::NoNodes);
+        }
+        let (feasible, diagnosis) = self.find_nodes_that_fit(fwk, state, pod, snapshot, nominated)?;
+        let evaluated = feasible.len() + diagnosis.node_to_status.statuses.len();
+        if feasible.is_empty() {
+            return Err(ScheduleError::Fit(Box::new(FitError { num_all_nodes: snapshot.num_nodes(), diagnosis })));
+        }
+        if feasible.len() == 1 {
+            return Ok(ScheduleResult {
+                node: snapshot.nodes()[feasible[0]].name().to_string(),
+                evaluated_nodes: evaluated,
+                feasible_nodes: 1,
+                feasible,
+                rejected: diagnosis.node_to_status,
+                scores: None,
+            });
+        }
+        let nodes: Vec<Arc<NodeInfo>> = feasible.iter().map(|&i| snapshot.nodes()[i].clone()).collect();
+        let matrix = self.prioritize_nodes(fwk, state, pod, &nodes, snapshot)?;
+        let best = self.select_host(&matrix.totals);
+        Ok(ScheduleResult {
+            node: nodes[best].name().to_string(),
+            evaluated_nodes: evaluated,
+            feasible_nodes: feasible.len(),
+            feasible,
+            rejected: diagnosis.node_to_status,
+            scores: Some(matrix),
+        })
+    }
+
+    fn find_nodes_that_fit(
+        &mut self,
+        fwk: &Framework,
+        state: &mut CycleState,
+        pod: &Arc<PodInfo>,
+        snapshot: &Snapshot,
+        nominated: &dyn NominatedPods,
+    ) -> Result<(Vec<usize>, Diagnosis), ScheduleError> {
+        let mut diagnosis = Diagnosis::default();
+        let (pre_res, s, _with_nodes) = fwk.run_pre_filter(state, pod, snapshot);
+        if !s.is_success() {
+            if !s.is_rejected() {
+                return Err(ScheduleError::Internal(s));
+            }
+            diagnosis.add_plugin_status(&s);
+            diagnosis.pre_filter_msg = s.message();
+            diagnosis.node_to_status.absent = Some(s);
+            return Ok((Vec::new(), diagnosis));
+        }
+
+        // A pod nominated by an earlier preemption tries its node first.
+        if let Some(nn) = &pod.pod.nominated_node_name {
+            if let Some(idx) = snapshot.index_of(nn) {
+                let s = fwk.run_filter_with_nominated(state, pod, &snapshot.nodes()[idx], nominated);
+                if s.is_success() {
+                    return Ok((vec![idx], diagnosis));
+                }
+                if !s.is_rejected() {
+                    return Err(ScheduleError::Internal(s));
+                }
+            }
+        }
+
+        let candidates: Vec<usize> = match pre_res.and_then(|r| r.node_names) {
+            None => (0..snapshot.num_nodes()).collect(),
+            Some(names) => {
+                let unscheduled = _with_nodes.join(" ");
+                diagnosis.node_to_status.absent = Some(Status::unresolvable(format!(
+                    "node(s) didn't satisfy plugin(s) [{unscheduled}]"
+                )));
+                names.iter().filter_map(|n| snapshot.index_of(n)).collect()
+            }
+        };
+        let feasible = self.find_nodes_that_pass_filters(fwk, state, pod, snapshot, &candidates, nominated, &mut diagnosis)?;
+        Ok((feasible, diagnosis))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn find_nodes_that_pass_filters(
+        &mut self,
+        fwk: &Framework,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        snapshot: &Snapshot,
+        candidates: &[usize],
+        nominated: &dyn NominatedPods,
+        diagnosis: &mut Diagnosis,
+    ) -> Result<Vec<usize>, ScheduleError> {
+        let n = candidates.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let pct = fwk.percentage_of_nodes_to_score.unwrap_or(self.percentage_of_nodes_to_score);
+        let to_find = num_feasible_nodes_to_find(pct, n);
+        let start = self.next_start_node_index % n;
+        let nodes = snapshot.nodes();
+
+        if fwk.filter.is_empty() {
+            let feasible: Vec<usize> = (0..to_find).map(|i| candidates[(start + i) % n]).collect();
+            self.next_start_node_index = (start + feasible.len()) % n;
+            return Ok(feasible);
+        }
+
+        let check = |i: usize| -> (usize, Status) {
+            let idx = candidates[(start + i) % n];
+            (idx, fwk.run_filter_with_nominated(state, pod, &nodes[idx], nominated))
+        };
+
+        let mut feasible = Vec::with_capacity(to_find.min(n));
+        let mut processed = 0usize;
+        // Evaluate in chunks (in parallel within a chunk) and stop at the first
+        // chunk that completes the quota: results stay in index order, so a
+        // seeded run is reproducible regardless of thread timing.
+        let chunk = to_find.max(PARALLEL_THRESHOLD);
+        let mut pos = 0;
+        'outer: while pos < n {
+            let end = (pos + chunk).min(n);
+            let results: Vec<(usize, Status)> = if end - pos >= PARALLEL_THRESHOLD {
+                (pos..end).into_par_iter().map(check).collect()
+            } else {
+                (pos..end).map(check).collect()
+            };
+            for (offset, (idx, s)) in results.into_iter().enumerate() {
+                if s.is_success() {
+                    feasible.push(idx);
+                    if feasible.len() >= to_find {
+                        processed = pos + offset + 1;
+                        break 'outer;
+                    }
+                } else if s.is_rejected() {
+                    diagnosis.add_plugin_status(&s);
+                    diagnosis.node_to_status.statuses.push((idx, s));
+                } else {
+                    return Err(ScheduleError::Internal(s));
+                }
+            }
+            pos = end;
+            processed = end;
+        }
+        self.next_start_node_index = (start + processed) % n;
+        Ok(feasible)
+    }
+
+    fn prioritize_nodes(
+        &mut self,
+        fwk: &Framework,
+        state: &mut CycleState,
+        pod: &Arc<PodInfo>,
+        nodes: &[Arc<NodeInfo>],
+        snapshot: &Snapshot,
+    ) -> Result<ScoreMatrix, ScheduleError> {
+        if !fwk.has_score() {
+            return Ok(ScoreMatrix { totals: vec![0; nodes.len()], ..Default::default() });
+        }
+        let s = fwk.run_pre_score(state, pod, nodes, snapshot);
+        if !s.is_success() {
+            return Err(ScheduleError::Internal(s));
+        }
+        fwk.run_score(state, pod, nodes).map_err(ScheduleError::Internal)
+    }
+
+    /// Highest total wins; ties are broken uniformly at random (reservoir sampling).
+    fn select_host(&mut self, totals: &[i64]) -> usize {
+        let mut best = 0;
+        let mut ties = 0u64;
+        let max = totals.iter().copied().max().unwrap_or(0);
+        for (i, &t) in totals.iter().enumerate() {
+            if t == max {
+                ties += 1;
+                if ties == 1 || self.rng.random_range(0..ties) == 0 {
+                    best = i;
+                }
+            }
+        }
+        best
+    }
+
+    /// Runs PostFilter plugins (preemption) after a FitError; fills the
+    /// diagnosis' post-filter message. Returns the nomination/victims, if any.
+    pub fn run_post_filter(
+        &mut self,
+        fwk: &Framework,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        snapshot: &Snapshot,
+        pdbs: &[PodDisruptionBudget],
+        nominated: &dyn NominatedPods,
+        fit: &mut FitError,
+    ) -> Option<PostFilterResult> {
+        if fwk.post_filter.is_empty() {
+            return None;
+        }
+        let ctx = PostFilterContext { framework: fwk, snapshot, pdbs, nominated, seed: self.next_seed() };
+        let mut last_msg = String::new();
+        for p in &fwk.post_filter {
+            let (r, s) = p.post_filter(&ctx, state, pod, &fit.diagnosis.node_to_status);
+            if s.is_success() {
+                fit.diagnosis.post_filter_msg = s.message();
+                return r;
+            }
+            if !s.is_rejected() {
+                fit.diagnosis.post_filter_msg = s.message();
+                return r;
+            }
+            last_msg = s.message();
+            if r.is_some() {
+                fit.diagnosis.post_filter_msg = last_msg;
+                return r;
+            }
+        }
+        fit.diagnosis.post_filter_msg = last_msg;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasible_nodes_to_find() {
+        let table = [
+            (0, 10, 10),
+            (0, 99, 99),
+            (0, 100, 100),
+            (0, 1000, 420),
+            (0, 5000, 500),
+            (0, 6000, 300),
+            (0, 100_000, 5000),
+            (50, 1000, 500),
+            (1, 1000, 100),
+            (100, 5000, 5000),
+        ];
+        for (pct, nodes, want) in table {
+            assert_eq!(num_feasible_nodes_to_find(pct, nodes), want, "pct={pct} nodes={nodes}");
+        }
+    }
+
+    #[test]
+    fn message_format() {
+        let statuses = NodeToStatus {
+            statuses: vec![
+                (0, Status::unschedulable("Insufficient cpu")),
+                (1, Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}")),
+                (2, Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}")),
+            ],
+            absent: None,
+        };
+        assert_eq!(
+            fit_error_message(3, &statuses, "", "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling"),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        );
+        assert_eq!(
+            fit_error_message(2, &NodeToStatus::default(), "waiting for scheduling gates: [a]", ""),
+            "0/2 nodes are available: waiting for scheduling gates: [a]."
+        );
+        let multi = NodeToStatus {
+            statuses: vec![(0, Status::with_reasons(Code::Unschedulable, vec!["Insufficient cpu".into(), "Insufficient memory".into()]))],
+            absent: Some(Status::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]")),
+        };
+        assert_eq!(
+            fit_error_message(3, &multi, "", ""),
+            "0/3 nodes are available: 1 Insufficient cpu, 1 Insufficient memory, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+        );
+    }
+}
