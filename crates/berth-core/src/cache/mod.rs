@@ -100,7 +100,7 @@ impl Cache {
         let mut names: Vec<String> = node
             .images
             .iter()
-            .flat_map(|i| i.names.iter().map(|n| normalize_image_name(n)))
+            .flat_map(|i| i.names.iter().cloned())
             .collect();
         names.sort();
         names.dedup();

@@ -41,19 +41,21 @@ pub struct NodeInfo {
     pub requested: Resource,
     /// Sum of the pods' requests with non-zero defaults, for scoring.
     pub non_zero_requested: Resource,
-    /// Normalized image name -> size in bytes, for ImageLocality.
+    /// Image name (as the node reports it) -> size in bytes, for ImageLocality.
     pub image_sizes: HashMap<String, i64>,
     /// Bumped on every change; lets snapshots and explainers see staleness.
     pub generation: u64,
 }
 
-/// Upstream's image name normalization: add `:latest` when no tag or digest.
+/// Upstream's image name normalization for pod images: add `:latest` when
+/// the last `:` does not come after the last `/` (no tag).
 pub fn normalize_image_name(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || last.contains('@') {
-        name.to_string()
-    } else {
+    let colon = name.rfind(':').map(|i| i as isize).unwrap_or(-1);
+    let slash = name.rfind('/').map(|i| i as isize).unwrap_or(-1);
+    if colon <= slash {
         format!("{name}:latest")
+    } else {
+        name.to_string()
     }
 }
 
@@ -62,7 +64,7 @@ impl NodeInfo {
         let mut image_sizes = HashMap::new();
         for img in &node.images {
             for n in &img.names {
-                image_sizes.insert(normalize_image_name(n), img.size_bytes);
+                image_sizes.insert(n.clone(), img.size_bytes);
             }
         }
         NodeInfo {

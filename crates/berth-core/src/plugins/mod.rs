@@ -3,6 +3,14 @@
 //! configuration names to constructors. Adding a plugin: a folder here and
 //! one line in `registry()`.
 
+pub mod default_binder;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_unschedulable;
+pub mod queue_sort;
+pub mod scheduling_gates;
+pub mod taint_toleration;
+
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -29,5 +37,13 @@ pub fn decode_args<T: DeserializeOwned + Default>(plugin: &str, args: Option<&se
 
 /// Every built-in plugin by its configuration name.
 pub fn registry() -> Vec<(&'static str, Factory)> {
-    vec![]
+    vec![
+        (queue_sort::NAME, queue_sort::new),
+        (scheduling_gates::NAME, scheduling_gates::new),
+        (node_name::NAME, node_name::new),
+        (node_unschedulable::NAME, node_unschedulable::new),
+        (node_ports::NAME, node_ports::new),
+        (taint_toleration::NAME, taint_toleration::new),
+        (default_binder::NAME, default_binder::new),
+    ]
 }

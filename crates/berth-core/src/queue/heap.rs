@@ -9,14 +9,15 @@ use crate::framework::QueuedPodInfo;
 type LessFn = Arc<dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync>;
 
 pub struct Heap {
-    items: Vec<QueuedPodInfo>,
+    items: Vec<(u64, QueuedPodInfo)>,
+    seq: u64,
     pos: HashMap<String, usize>,
     less: LessFn,
 }
 
 impl Heap {
     pub fn new(less: LessFn) -> Heap {
-        Heap { items: Vec::new(), pos: HashMap::new(), less }
+        Heap { items: Vec::new(), seq: 0, pos: HashMap::new(), less }
     }
 
     pub fn len(&self) -> usize {
@@ -28,17 +29,25 @@ impl Heap {
     }
 
     pub fn peek(&self) -> Option<&QueuedPodInfo> {
-        self.items.first()
+        self.items.first().map(|(_, q)| q)
+    }
+
+    /// QueueSort order; pods the plugin considers equal keep insertion order.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (sa, qa) = &self.items[a];
+        let (sb, qb) = &self.items[b];
+        (self.less)(qa, qb) || (!(self.less)(qb, qa) && sa < sb)
     }
 
     pub fn push(&mut self, q: QueuedPodInfo) {
         let key = q.key();
         if let Some(&i) = self.pos.get(&key) {
-            self.items[i] = q;
+            self.items[i].1 = q;
             self.fix(i);
             return;
         }
-        self.items.push(q);
+        self.seq += 1;
+        self.items.push((self.seq, q));
         let i = self.items.len() - 1;
         self.pos.insert(key, i);
         self.up(i);
@@ -58,19 +67,19 @@ impl Heap {
 
     pub fn update(&mut self, key: &str, f: impl FnOnce(&mut QueuedPodInfo)) {
         if let Some(&i) = self.pos.get(key) {
-            f(&mut self.items[i]);
+            f(&mut self.items[i].1);
             self.fix(i);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &QueuedPodInfo> {
-        self.items.iter()
+        self.items.iter().map(|(_, q)| q)
     }
 
     fn remove_at(&mut self, i: usize) -> QueuedPodInfo {
         let last = self.items.len() - 1;
         self.swap(i, last);
-        let q = self.items.pop().expect("non-empty");
+        let (_, q) = self.items.pop().expect("non-empty");
         self.pos.remove(&q.key());
         if i < self.items.len() {
             self.fix(i);
@@ -83,8 +92,8 @@ impl Heap {
             return;
         }
         self.items.swap(a, b);
-        self.pos.insert(self.items[a].key(), a);
-        self.pos.insert(self.items[b].key(), b);
+        self.pos.insert(self.items[a].1.key(), a);
+        self.pos.insert(self.items[b].1.key(), b);
     }
 
     fn fix(&mut self, i: usize) {
@@ -96,7 +105,7 @@ impl Heap {
     fn up(&mut self, mut i: usize) {
         while i > 0 {
             let parent = (i - 1) / 2;
-            if (self.less)(&self.items[i], &self.items[parent]) {
+            if self.before(i, parent) {
                 self.swap(i, parent);
                 i = parent;
             } else {
@@ -115,10 +124,10 @@ impl Heap {
             }
             let mut best = l;
             let r = l + 1;
-            if r < n && (self.less)(&self.items[r], &self.items[l]) {
+            if r < n && self.before(r, l) {
                 best = r;
             }
-            if (self.less)(&self.items[best], &self.items[i]) {
+            if self.before(best, i) {
                 self.swap(i, best);
                 i = best;
             } else {
