@@ -4,6 +4,8 @@
 //! one line in `registry()`.
 
 pub mod default_binder;
+pub mod image_locality;
+pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_unschedulable;
@@ -44,6 +46,8 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_unschedulable::NAME, node_unschedulable::new),
         (node_ports::NAME, node_ports::new),
         (taint_toleration::NAME, taint_toleration::new),
+        (node_affinity::NAME, node_affinity::new),
+        (image_locality::NAME, image_locality::new),
         (default_binder::NAME, default_binder::new),
     ]
 }

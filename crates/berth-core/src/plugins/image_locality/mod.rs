@@ -1,0 +1,116 @@
+//! ImageLocality: prefer nodes that already have the pod's images, weighted
+//! by image size and by how widely the image is spread (to avoid piling
+//! every pod onto the one node that happens to have it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cache::{normalize_image_name, NodeInfo, Snapshot};
+use crate::framework::*;
+
+pub const NAME: &str = "ImageLocality";
+const STATE_KEY: &str = "PreScoreImageLocality";
+
+const MB: i64 = 1024 * 1024;
+const MIN_THRESHOLD: i64 = 23 * MB;
+const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
+
+pub struct ImageLocality;
+
+pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
+    Ok(Arc::new(ImageLocality))
+}
+
+#[derive(Clone)]
+struct PreScore {
+    /// Normalized image name -> number of nodes that have it.
+    spread: HashMap<String, usize>,
+    total_nodes: usize,
+    num_containers: usize,
+}
+
+fn calculate_priority(sum: i64, num_containers: usize) -> i64 {
+    let max_threshold = MAX_CONTAINER_THRESHOLD * num_containers as i64;
+    let sum = if sum < MIN_THRESHOLD { MIN_THRESHOLD } else { sum.min(max_threshold) };
+    if max_threshold <= MIN_THRESHOLD {
+        return 0;
+    }
+    MAX_NODE_SCORE * (sum - MIN_THRESHOLD) / (max_threshold - MIN_THRESHOLD)
+}
+
+impl Plugin for ImageLocality {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn extension_points(&self) -> &'static [ExtensionPoint] {
+        &[ExtensionPoint::PreScore, ExtensionPoint::Score]
+    }
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
+        let mut spread = HashMap::new();
+        for c in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()) {
+            let n = normalize_image_name(&c.image);
+            let count = snap.image_num_nodes(&n);
+            spread.insert(n, count);
+        }
+        state.write(
+            STATE_KEY,
+            PreScore {
+                spread,
+                total_nodes: snap.num_nodes(),
+                num_containers: pod.pod.init_containers.len() + pod.pod.containers.len(),
+            },
+        );
+        Status::success()
+    }
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        let Some(ps) = state.read::<PreScore>(STATE_KEY) else {
+            return (0, Status::error("reading PreScore state of ImageLocality"));
+        };
+        if node.image_sizes.is_empty() || ps.total_nodes == 0 {
+            return (calculate_priority(0, ps.num_containers), Status::success());
+        }
+        let mut sum = 0i64;
+        for c in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()) {
+            let n = normalize_image_name(&c.image);
+            if let Some(&size) = node.image_sizes.get(&n) {
+                let spread = ps.spread.get(&n).copied().unwrap_or(0) as f64 / ps.total_nodes as f64;
+                sum += (size as f64 * spread) as i64;
+            }
+        }
+        (calculate_priority(sum, ps.num_containers), Status::success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{make_node, make_pod};
+
+    #[test]
+    fn score() {
+        // Upstream-style case: two nodes, 40MB/300MB/2000MB images.
+        let n1 = make_node("node1")
+            .image("gcr.io/40:latest", 40 * MB)
+            .image("gcr.io/300:latest", 300 * MB)
+            .image("gcr.io/2000:latest", 2000 * MB)
+            .obj();
+        let n2 = make_node("node2").image("gcr.io/250:latest", 250 * MB).image("gcr.io/10:v1", 10 * MB).obj();
+        let snap = Snapshot::from_node_infos(vec![NodeInfo::new(Arc::new(n1)), NodeInfo::new(Arc::new(n2))]);
+        // (pod, expected [node1, node2])
+        let table = vec![
+            // 40MB on node1 only: spread 1/2 -> 20MB < 23MB threshold -> 0
+            (make_pod("p").image("gcr.io/40").obj(), [0, 0]),
+            // 300MB/2 = 150MB on node1, 250MB/2 = 125MB on node2: 100*(150-23)/(2000-23) = 6, 100*(125-23)/1977 = 5
+            (make_pod("p").image("gcr.io/300").image("gcr.io/250").obj(), [6, 5]),
+            // 2000MB spread 1/2 = 1000MB of a 2000MB maximum: 100*(1000-23)/1977 = 49
+            (make_pod("p").image("gcr.io/2000").image("gcr.io/10:v1").obj(), [49, 0]),
+        ];
+        for (pod, want) in table {
+            let pi = PodInfo::new(pod);
+            let mut st = CycleState::new();
+            ImageLocality.pre_score(&mut st, &pi, snap.nodes(), &snap);
+            let got: Vec<i64> = snap.nodes().iter().map(|n| ImageLocality.score(&st, &pi, n).0).collect();
+            assert_eq!(got, want, "{:?}", pi.pod.containers.iter().map(|c| &c.image).collect::<Vec<_>>());
+        }
+    }
+}
