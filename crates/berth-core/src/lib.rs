@@ -10,6 +10,7 @@
 //! Reserve → Permit) → binding, done by the caller.
 
 pub mod cache;
+pub mod config;
 pub mod framework;
 pub mod model;
 pub mod queue;

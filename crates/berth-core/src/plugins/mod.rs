@@ -12,6 +12,7 @@ pub mod node_unschedulable;
 pub mod queue_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -49,5 +50,10 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_affinity::NAME, node_affinity::new),
         (image_locality::NAME, image_locality::new),
         (default_binder::NAME, default_binder::new),
+        (volume::NAMES[0], volume::volume_restrictions),
+        (volume::NAMES[1], volume::node_volume_limits),
+        (volume::NAMES[2], volume::volume_binding),
+        (volume::NAMES[3], volume::volume_zone),
+        (volume::NAMES[4], volume::dynamic_resources),
     ]
 }

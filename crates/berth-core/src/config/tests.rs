@@ -1,0 +1,126 @@
+use super::*;
+
+fn cfg(v: serde_json::Value) -> Result<KubeSchedulerConfiguration, ConfigError> {
+    KubeSchedulerConfiguration::from_yaml_value(v)
+}
+
+fn names(list: &[Arc<dyn Plugin>]) -> Vec<&'static str> {
+    list.iter().map(|p| p.name()).collect()
+}
+
+#[test]
+fn defaults() {
+    let c = cfg(serde_json::json!({"apiVersion": API_VERSION, "kind": KIND})).unwrap();
+    assert_eq!(c.parallelism, 16);
+    assert_eq!(c.backoff_ms(), (1000, 10_000));
+    assert_eq!(c.client_connection.qps, 50.0);
+    assert_eq!(c.client_connection.burst, 100);
+    assert!(c.leader_election.leader_elect);
+    assert_eq!(c.leader_election.resource_name, "kube-scheduler");
+    assert_eq!(c.profiles.len(), 1);
+    assert_eq!(c.profiles[0].scheduler_name.as_deref(), Some(DEFAULT_SCHEDULER_NAME));
+}
+
+#[test]
+fn default_profile_plugins_and_weights() {
+    let c = cfg(serde_json::json!({})).unwrap();
+    let f = &c.build_frameworks().unwrap()[0];
+    assert_eq!(f.queue_sort.as_ref().unwrap().name(), "PrioritySort");
+    assert_eq!(names(&f.pre_enqueue), ["SchedulingGates"]);
+    assert_eq!(
+        names(&f.filter),
+        [
+            "NodeUnschedulable",
+            "NodeName",
+            "TaintToleration",
+            "NodeAffinity",
+            "NodePorts",
+            "NodeResourcesFit",
+            "PodTopologySpread",
+            "InterPodAffinity"
+        ]
+    );
+    let scores: Vec<(&str, i64)> = f.score.iter().map(|w| (w.plugin.name(), w.weight)).collect();
+    assert_eq!(
+        scores,
+        [
+            ("TaintToleration", 3),
+            ("NodeAffinity", 2),
+            ("NodeResourcesFit", 1),
+            ("PodTopologySpread", 2),
+            ("InterPodAffinity", 2),
+            ("NodeResourcesBalancedAllocation", 1),
+            ("ImageLocality", 1)
+        ]
+    );
+    assert_eq!(names(&f.post_filter), ["DefaultPreemption"]);
+    assert_eq!(names(&f.bind), ["DefaultBinder"]);
+}
+
+#[test]
+fn enable_disable_and_reweight() {
+    let c = cfg(serde_json::json!({
+        "profiles": [{
+            "schedulerName": "bin-packer",
+            "plugins": {
+                "score": {
+                    "disabled": [{"name": "NodeResourcesBalancedAllocation"}, {"name": "ImageLocality"}],
+                    "enabled": [{"name": "NodeResourcesFit", "weight": 5}]
+                },
+                "filter": {"disabled": [{"name": "NodePorts"}]}
+            },
+            "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": {"type": "MostAllocated"}}}]
+        }, {
+            "schedulerName": "no-scores",
+            "plugins": {"score": {"disabled": [{"name": "*"}]}}
+        }]
+    }))
+    .unwrap();
+    let fs = c.build_frameworks().unwrap();
+    let scores: Vec<(&str, i64)> = fs[0].score.iter().map(|w| (w.plugin.name(), w.weight)).collect();
+    assert_eq!(
+        scores,
+        [("NodeResourcesFit", 5), ("TaintToleration", 3), ("NodeAffinity", 2), ("PodTopologySpread", 2), ("InterPodAffinity", 2)]
+    );
+    assert!(!names(&fs[0].filter).contains(&"NodePorts"));
+    assert!(fs[1].score.is_empty());
+    assert_eq!(fs[1].profile_name, "no-scores");
+}
+
+#[test]
+fn rejects_bad_config() {
+    let table = vec![
+        (serde_json::json!({"bogusField": 1}), "unknown field"),
+        (serde_json::json!({"percentageOfNodesToScore": 101}), "percentageOfNodesToScore"),
+        (serde_json::json!({"podInitialBackoffSeconds": 0}), "podInitialBackoffSeconds"),
+        (serde_json::json!({"podInitialBackoffSeconds": 5, "podMaxBackoffSeconds": 2}), "podMaxBackoffSeconds"),
+        (serde_json::json!({"apiVersion": "kubescheduler.config.k8s.io/v1beta3"}), "apiVersion"),
+        (serde_json::json!({"profiles": [{"schedulerName": "a"}, {"schedulerName": "a"}]}), "Duplicate value"),
+        (serde_json::json!({"leaderElection": {"leaseDuration": "5s", "renewDeadline": "10s"}}), "leaseDuration"),
+        (serde_json::json!({"leaderElection": {"leaseDuration": "soon"}}), "invalid duration"),
+        (serde_json::json!({"parallelism": 0}), "parallelism"),
+    ];
+    for (v, want) in table {
+        let e = cfg(v.clone()).unwrap_err().to_string();
+        assert!(e.contains(want), "{v}: {e}");
+    }
+    let build_errors = vec![
+        (serde_json::json!({"profiles": [{"plugins": {"filter": {"enabled": [{"name": "NoSuchPlugin"}]}}}]}), "does not exist"),
+        (serde_json::json!({"profiles": [{"pluginConfig": [{"name": "NodeAffinity", "args": {"bogus": true}}]}]}), "unknown field"),
+        (serde_json::json!({"profiles": [{"plugins": {"bind": {"disabled": [{"name": "*"}]}}}]}), "bind plugin"),
+        (serde_json::json!({"profiles": [{"plugins": {"filter": {"enabled": [{"name": "PrioritySort"}]}}}]}), "does not extend"),
+    ];
+    for (v, want) in build_errors {
+        let e = cfg(v.clone()).and_then(|c| c.build_frameworks().map(|_| ())).unwrap_err().to_string();
+        assert!(e.contains(want), "{v}: {e}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("15s").unwrap().as_secs(), 15);
+    assert_eq!(parse_duration("1m30s").unwrap().as_secs(), 90);
+    assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("").is_err());
+}
