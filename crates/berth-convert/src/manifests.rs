@@ -1,0 +1,139 @@
+//! Reading Kubernetes manifests: YAML or JSON, several documents per file,
+//! `kind: List` (what `kubectl get -o yaml` prints) flattened.
+
+use berth_core::model;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::policy::v1 as policy;
+use k8s_openapi::api::scheduling::v1 as scheduling;
+use serde::Deserialize;
+
+use crate::{ConvertError, PriorityClasses};
+
+/// The objects a cluster description holds, converted.
+#[derive(Default, Debug)]
+pub struct Cluster {
+    pub nodes: Vec<model::Node>,
+    /// In file order.
+    pub pods: Vec<model::Pod>,
+    pub pdbs: Vec<model::PodDisruptionBudget>,
+    pub namespaces: Vec<model::Namespace>,
+    /// Kinds we skipped, with how many of each, for one warning line each.
+    pub skipped: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {source}")]
+    Convert { file: String, source: ConvertError },
+}
+
+/// Raw API objects in one pass, so PriorityClasses can be applied to pods
+/// regardless of where in the input they appear.
+#[derive(Default)]
+pub struct RawObjects {
+    pub nodes: Vec<(String, core::Node)>,
+    pub pods: Vec<(String, core::Pod)>,
+    pub pdbs: Vec<(String, policy::PodDisruptionBudget)>,
+    pub classes: Vec<scheduling::PriorityClass>,
+    pub namespaces: Vec<core::Namespace>,
+    pub skipped: std::collections::BTreeMap<String, usize>,
+}
+
+fn parse_err(file: &str, message: impl Into<String>) -> LoadError {
+    LoadError::Parse { file: file.to_string(), message: message.into() }
+}
+
+impl RawObjects {
+    /// Adds every object in `text` (YAML or JSON, multi-document).
+    pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), LoadError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            // JSON: one value, or a stream of values.
+            let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+            for (i, v) in stream.enumerate() {
+                let v = v.map_err(|e| parse_err(file, format!("document {}: {e}", i + 1)))?;
+                self.add_value(file, v)?;
+            }
+            return Ok(());
+        }
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let v = serde_json::Value::deserialize(doc).map_err(|e| parse_err(file, format!("document {}: {e}", i + 1)))?;
+            if v.is_null() {
+                continue;
+            }
+            self.add_value(file, v)?;
+        }
+        Ok(())
+    }
+
+    fn add_value(&mut self, file: &str, v: serde_json::Value) -> Result<(), LoadError> {
+        if let serde_json::Value::Array(items) = v {
+            for item in items {
+                self.add_value(file, item)?;
+            }
+            return Ok(());
+        }
+        let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
+        let name = v.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+        let ns = v.pointer("/metadata/namespace").and_then(|n| n.as_str()).map(|s| format!("{s}/")).unwrap_or_default();
+        let what = format!("{kind} {ns}{name}");
+        let bad = |e: serde_json::Error| parse_err(file, format!("{what}: {e}"));
+        match kind.as_str() {
+            "List" | "NodeList" | "PodList" | "PriorityClassList" | "PodDisruptionBudgetList" | "NamespaceList" => {
+                if let Some(serde_json::Value::Array(items)) = v.get("items").cloned() {
+                    for mut item in items {
+                        // Typed lists omit kind on items.
+                        if item.get("kind").is_none() && kind != "List" {
+                            if let Some(obj) = item.as_object_mut() {
+                                obj.insert("kind".into(), serde_json::Value::String(kind.trim_end_matches("List").to_string()));
+                            }
+                        }
+                        self.add_value(file, item)?;
+                    }
+                }
+            }
+            "Node" => self.nodes.push((file.to_string(), serde_json::from_value(v).map_err(bad)?)),
+            "Pod" => self.pods.push((file.to_string(), serde_json::from_value(v).map_err(bad)?)),
+            "PodDisruptionBudget" => self.pdbs.push((file.to_string(), serde_json::from_value(v).map_err(bad)?)),
+            "PriorityClass" => self.classes.push(serde_json::from_value(v).map_err(bad)?),
+            "Namespace" => self.namespaces.push(serde_json::from_value(v).map_err(bad)?),
+            "" => return Err(parse_err(file, format!("object {name:?} has no kind"))),
+            other => *self.skipped.entry(other.to_string()).or_default() += 1,
+        }
+        Ok(())
+    }
+
+    /// Converts everything; the first bad object is the error.
+    pub fn convert(self) -> Result<Cluster, LoadError> {
+        let mut classes = PriorityClasses::new();
+        for c in &self.classes {
+            classes.add(c);
+        }
+        let mut out = Cluster { skipped: self.skipped, ..Default::default() };
+        for (file, n) in &self.nodes {
+            out.nodes.push(crate::node(n).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
+        }
+        for (file, p) in &self.pods {
+            if crate::pod_is_terminal(p) {
+                continue;
+            }
+            out.pods.push(crate::pod(p, &classes).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
+        }
+        for (file, p) in &self.pdbs {
+            out.pdbs.push(crate::pdb(p).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
+        }
+        out.namespaces = self.namespaces.iter().map(crate::namespace).collect();
+        Ok(out)
+    }
+}
+
+/// Loads and converts a set of files' contents: `(file name, text)`.
+pub fn load(files: &[(String, String)]) -> Result<Cluster, LoadError> {
+    let mut raw = RawObjects::default();
+    for (name, text) in files {
+        raw.add_text(name, text)?;
+    }
+    raw.convert()
+}

@@ -1,0 +1,143 @@
+use super::manifests::load;
+use super::*;
+
+fn one(text: &str) -> Result<manifests::Cluster, manifests::LoadError> {
+    load(&[("test.yaml".to_string(), text.to_string())])
+}
+
+#[test]
+fn pod_with_everything() {
+    let c = one(r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+preemptionPolicy: Never
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: prod
+  labels: {app: web}
+  creationTimestamp: "2024-01-01T00:00:01Z"
+spec:
+  priorityClassName: high
+  initContainers:
+  - name: init
+    image: busybox
+    resources: {requests: {cpu: "2"}}
+  - name: sidecar
+    image: envoy
+    restartPolicy: Always
+    resources: {requests: {cpu: 100m, memory: 64Mi}}
+  containers:
+  - name: app
+    image: nginx
+    resources:
+      limits: {cpu: 500m, memory: 1Gi, nvidia.com/gpu: "1"}
+    ports: [{containerPort: 80, hostPort: 8080}]
+  overhead: {cpu: 10m}
+  tolerations: [{key: dedicated, operator: Exists, effect: NoSchedule}]
+  nodeSelector: {disk: ssd}
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {matchLabels: {app: web}}
+"#)
+    .unwrap();
+    let p = &c.pods[0];
+    assert_eq!((p.namespace.as_str(), p.name.as_str()), ("prod", "web"));
+    assert_eq!(p.priority, 1000);
+    assert_eq!(p.preemption_policy, model::PreemptionPolicy::Never);
+    assert_eq!(p.creation_ms, 1_704_067_201_000);
+    assert_eq!(p.scheduler_name, "default-scheduler");
+    // limits became requests; the 2-CPU init container runs before the sidecar
+    // starts, so it wins over 500m + 100m; then +10m overhead.
+    let r = p.requests();
+    assert_eq!(r.milli_cpu, 2010);
+    assert_eq!(r.memory, (1 << 30) + (64 << 20));
+    assert_eq!(r.scalar("nvidia.com/gpu"), 1);
+    assert_eq!(p.containers[0].ports[0].host_port, 8080);
+    assert_eq!(p.tolerations[0].operator, model::TolerationOp::Exists);
+    assert_eq!(p.topology_spread_constraints[0].max_skew, 1);
+}
+
+#[test]
+fn lists_and_nodes() {
+    let c = one(r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n1, labels: {zone: a}}
+  spec:
+    taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
+  status:
+    capacity: {cpu: "8", memory: 64Gi, pods: "110"}
+    allocatable: {cpu: "4", memory: 32Gi, pods: "110", hugepages-2Mi: 1Gi}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: s}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p}
+  spec:
+    nodeName: n1
+    containers: [{name: c, image: x}]
+  status: {phase: Running}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: done}
+  spec:
+    containers: [{name: c, image: x}]
+  status: {phase: Succeeded}
+"#)
+    .unwrap();
+    assert_eq!(c.nodes.len(), 1);
+    let n = &c.nodes[0];
+    assert_eq!(n.allocatable.milli_cpu, 4000);
+    assert_eq!(n.allocatable.memory, 32 << 30);
+    assert_eq!(n.allocatable.allowed_pod_number, 110);
+    assert_eq!(n.allocatable.scalar("hugepages-2Mi"), 1 << 30);
+    assert_eq!(n.taints[0].value, "gpu");
+    assert_eq!(c.pods.len(), 1, "finished pods are not loaded");
+    assert_eq!(c.pods[0].node_name.as_deref(), Some("n1"));
+    assert_eq!(c.skipped.get("Service"), Some(&1));
+}
+
+#[test]
+fn json_input() {
+    let c = one(r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n"},"status":{"capacity":{"cpu":"1"}}}"#).unwrap();
+    assert_eq!(c.nodes[0].allocatable.milli_cpu, 1000);
+}
+
+#[test]
+fn bad_input_names_file_object_and_field() {
+    let table = [
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {cpu: lots}}}]\n",
+            "test.yaml: Pod default/p: spec.containers[0].resources.requests.cpu: quantities must match",
+        ),
+        ("kind: Pod\nmetadata: {name: p}\nspec:\n  priorityClassName: nope\n  containers: []\n", "no PriorityClass with name nope"),
+        ("kind: Node\nmetadata: {name: n}\nspec: {taints: [{key: k, effect: Sometimes}]}\n", "Node n: spec.taints[0].effect"),
+        ("kind: Pod\nmetadata: {name: p}\nspec: {containers: 7}\n", "test.yaml: Pod p:"),
+        ("metadata: {name: x}\n", "has no kind"),
+        ("kind: Pod\n  bad: [indent\n", "test.yaml: document 1"),
+    ];
+    for (text, want) in table {
+        let e = one(text).unwrap_err().to_string();
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn huge_quantities_saturate() {
+    let c = one("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {memory: 1e100, cpu: \"99999999999999999999\", ephemeral-storage: 2}}}]\n").unwrap();
+    let r = c.pods[0].requests();
+    assert_eq!(r.memory, i64::MAX);
+    assert_eq!(r.milli_cpu, i64::MAX);
+    assert_eq!(r.ephemeral_storage, 2, "bare YAML numbers are quantities too");
+}
