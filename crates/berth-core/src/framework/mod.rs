@@ -16,7 +16,7 @@ pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
 pub use plugin::*;
 pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
-pub use status::{Code, Status};
+pub use status::{Code, Reason, Status};
 pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};
 
 /// A pod in the scheduling queue, with its attempt history.

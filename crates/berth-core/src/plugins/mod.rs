@@ -7,6 +7,7 @@ pub mod default_binder;
 pub mod image_locality;
 pub mod node_affinity;
 pub mod node_name;
+pub mod node_resources;
 pub mod node_ports;
 pub mod node_unschedulable;
 pub mod queue_sort;
@@ -48,6 +49,8 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_ports::NAME, node_ports::new),
         (taint_toleration::NAME, taint_toleration::new),
         (node_affinity::NAME, node_affinity::new),
+        (node_resources::fit::NAME, node_resources::fit::new),
+        (node_resources::balanced_allocation::NAME, node_resources::balanced_allocation::new),
         (image_locality::NAME, image_locality::new),
         (default_binder::NAME, default_binder::new),
         (volume::NAMES[0], volume::volume_restrictions),

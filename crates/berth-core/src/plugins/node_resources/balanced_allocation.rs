@@ -1,0 +1,89 @@
+//! NodeResourcesBalancedAllocation: prefer nodes whose resource usage
+//! fractions stay close to each other after placing the pod.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::resource_allocation::*;
+use crate::cache::{NodeInfo, Snapshot};
+use crate::framework::*;
+
+pub const NAME: &str = "NodeResourcesBalancedAllocation";
+const STATE_KEY: &str = "PreScoreNodeResourcesBalancedAllocation";
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Args {
+    #[serde(default = "default_resources")]
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args { resources: default_resources() }
+    }
+}
+
+pub struct BalancedAllocation {
+    resources: Vec<ResourceSpec>,
+}
+
+pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
+    let a: Args = crate::plugins::decode_args(NAME, args)?;
+    for r in &a.resources {
+        if r.weight != 1 {
+            return Err(format!("resources[{}].weight: Invalid value: {}: must be 1", r.name, r.weight));
+        }
+    }
+    Ok(Arc::new(BalancedAllocation { resources: a.resources }))
+}
+
+/// 1 - standard deviation of the usage fractions (each capped at 1), × 100.
+pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
+    let fractions: Vec<f64> = requested
+        .iter()
+        .zip(allocatable)
+        .filter(|(_, a)| **a != 0)
+        .map(|(r, a)| (*r as f64 / *a as f64).min(1.0))
+        .collect();
+    let std = match fractions.len() {
+        0 | 1 => 0.0,
+        2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
+        n => {
+            let mean = fractions.iter().sum::<f64>() / n as f64;
+            (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
+        }
+    };
+    ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
+}
+
+impl Plugin for BalancedAllocation {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn extension_points(&self) -> &'static [ExtensionPoint] {
+        &[ExtensionPoint::PreScore, ExtensionPoint::Score]
+    }
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
+        let reqs = pod_requests(pod, &self.resources, true);
+        if reqs.iter().all(|r| *r == 0) {
+            // A best-effort pod changes no node's balance.
+            return Status::skip();
+        }
+        state.write(STATE_KEY, reqs);
+        Status::success()
+    }
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        let owned;
+        let reqs = match state.read::<Vec<i64>>(STATE_KEY) {
+            Some(r) => r,
+            None => {
+                owned = pod_requests(pod, &self.resources, true);
+                &owned
+            }
+        };
+        let (alloc, req) = allocatable_and_requested(node, &self.resources, reqs, true);
+        (balanced_score(&req, &alloc), Status::success())
+    }
+}

@@ -1,0 +1,231 @@
+//! In-memory benchmark workloads shaped like upstream scheduler_perf's
+//! (test/integration/scheduler_perf/config/performance-config.yaml): the same
+//! node and pod templates, run through the engine with instant binding, so
+//! the figures measure the scheduler alone.
+
+use std::time::Instant;
+
+use berth_core::config::KubeSchedulerConfiguration;
+use berth_core::engine::{Engine, EngineConfig, Outcome};
+use berth_core::framework::{Binder, PodInfo};
+use berth_core::model::{LabelSelector, Node, Pod, UnsatisfiableConstraintAction};
+use berth_core::testing::{make_node, make_pod};
+use serde::Serialize;
+
+pub const ZONE: &str = "topology.kubernetes.io/zone";
+pub const HOSTNAME: &str = "kubernetes.io/hostname";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    SchedulingBasic,
+    PodAntiAffinity,
+    TopologySpreading,
+    PreferredTopologySpreading,
+    NodeAffinity,
+    Preemption,
+    Mixed,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 7] = [
+        Workload::SchedulingBasic,
+        Workload::PodAntiAffinity,
+        Workload::TopologySpreading,
+        Workload::PreferredTopologySpreading,
+        Workload::NodeAffinity,
+        Workload::Preemption,
+        Workload::Mixed,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::SchedulingBasic => "SchedulingBasic",
+            Workload::PodAntiAffinity => "PodAntiAffinity",
+            Workload::TopologySpreading => "TopologySpreading",
+            Workload::PreferredTopologySpreading => "PreferredTopologySpreading",
+            Workload::NodeAffinity => "NodeAffinity",
+            Workload::Preemption => "Preemption",
+            Workload::Mixed => "Mixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// scheduler_perf's node-default.yaml: 4 CPU, 32Gi, 110 pods; spread over 3 zones.
+pub fn bench_node(i: usize) -> Node {
+    make_node(&format!("node-{i}"))
+        .capacity(4000, 32 << 30, 110)
+        .label(ZONE, &format!("zone-{}", i % 3))
+        .label("node-group", &format!("group-{}", i % 10))
+        .obj()
+}
+
+/// scheduler_perf's pod-default.yaml: 100m CPU, 500Mi.
+fn basic_pod(name: &str, ms: i64) -> Pod {
+    make_pod(name).namespace("bench").req(100, 500 << 20).creation(ms).obj()
+}
+
+fn measured_pod(w: Workload, i: usize) -> Pod {
+    let name = format!("pod-{i}");
+    let ms = i as i64;
+    match w {
+        Workload::SchedulingBasic => basic_pod(&name, ms),
+        Workload::PodAntiAffinity => {
+            let mut p = make_pod(&name).namespace("bench").req(100, 500 << 20).creation(ms).label("color", "green");
+            p = p.pod_anti_affinity("color", "green", HOSTNAME);
+            p.obj()
+        }
+        Workload::TopologySpreading | Workload::PreferredTopologySpreading => {
+            let action = if w == Workload::TopologySpreading {
+                UnsatisfiableConstraintAction::DoNotSchedule
+            } else {
+                UnsatisfiableConstraintAction::ScheduleAnyway
+            };
+            make_pod(&name)
+                .namespace("bench")
+                .req(100, 500 << 20)
+                .creation(ms)
+                .label("app", "spread")
+                .spread(1, ZONE, action, LabelSelector::from_match_labels([("app", "spread")]))
+                .obj()
+        }
+        Workload::NodeAffinity => make_pod(&name)
+            .namespace("bench")
+            .req(100, 500 << 20)
+            .creation(ms)
+            .node_affinity_in("node-group", &["group-1", "group-2", "group-3", "group-4", "group-5"])
+            .obj(),
+        Workload::Preemption => make_pod(&name).namespace("bench").req(3000, 500 << 20).priority(10).creation(ms).obj(),
+        Workload::Mixed => {
+            let shapes = [
+                Workload::SchedulingBasic,
+                Workload::PreferredTopologySpreading,
+                Workload::NodeAffinity,
+                Workload::TopologySpreading,
+                Workload::SchedulingBasic,
+            ];
+            measured_pod(shapes[i % shapes.len()], i)
+        }
+    }
+}
+
+/// Pods that fill the cluster before measuring.
+fn init_pods(w: Workload, nodes: usize) -> Vec<Pod> {
+    match w {
+        // One low-priority pod per node taking most of its CPU, to be preempted.
+        Workload::Preemption => (0..nodes)
+            .map(|i| make_pod(&format!("low-{i}")).namespace("bench").req(3000, 500 << 20).priority(1).node(&format!("node-{i}")).obj())
+            .collect(),
+        _ => (0..nodes / 5).map(|i| basic_pod(&format!("init-{i}"), -1)).collect(),
+    }
+}
+
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchReport {
+    pub workload: String,
+    pub nodes: usize,
+    pub pods: usize,
+    pub scheduled: usize,
+    pub seconds: f64,
+    pub pods_per_second: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+}
+
+struct NoopBinder;
+impl Binder for NoopBinder {
+    fn bind(&self, _pod: &Pod, _node: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+/// Runs one workload; `progress` is called with (done, total) now and then.
+pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl FnMut(usize, usize)) -> BenchReport {
+    let cfg = KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config");
+    let mut engine = Engine::new(cfg.build_frameworks().expect("default profile"), EngineConfig { seed, adopt_all_pods: true, ..Default::default() });
+    for i in 0..nodes {
+        engine.add_node(bench_node(i), 0);
+    }
+    // Initial pods: bound ones straight into the cache, others scheduled unmeasured.
+    for p in init_pods(w, nodes) {
+        engine.add_pod(p, 0);
+    }
+    drain(&mut engine, usize::MAX, &mut Vec::new(), &mut |_, _| {});
+    for i in 0..pods {
+        engine.add_pod(measured_pod(w, i), 0);
+    }
+    let mut lat = Vec::with_capacity(pods);
+    let start = Instant::now();
+    let scheduled = drain(&mut engine, pods, &mut lat, &mut progress);
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    BenchReport {
+        workload: w.name().to_string(),
+        nodes,
+        pods,
+        scheduled,
+        seconds: secs,
+        pods_per_second: if secs > 0.0 { pods as f64 / secs } else { 0.0 },
+        p50_us: percentile(&lat, 0.50),
+        p90_us: percentile(&lat, 0.90),
+        p99_us: percentile(&lat, 0.99),
+    }
+}
+
+/// Schedules until the queue has nothing active; returns how many were bound.
+fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
+    let mut bound = 0;
+    let mut attempts = 0usize;
+    loop {
+        let t0 = Instant::now();
+        let Some(outcome) = engine.schedule_one(0) else { break };
+        attempts += 1;
+        match outcome {
+            Outcome::Assigned(mut a) => {
+                let s = a.run_binding_cycle(&NoopBinder);
+                let mut p: Pod = (*a.pod().pod).clone();
+                p.node_name = Some(a.node.clone());
+                if engine.binding_done(*a, s, 0).is_none() {
+                    engine.add_pod(p, 0);
+                    bound += 1;
+                }
+            }
+            Outcome::Failed(f) => {
+                for v in &f.victims {
+                    engine.delete_pod(&v.pod, 0);
+                }
+            }
+            Outcome::Skipped(_) => {}
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+        if attempts % 256 == 0 {
+            progress(bound.min(total), total);
+        }
+        // Preemptors are requeued with backoff; the benchmark's clock does
+        // not advance, so give them their retry right away.
+        if engine.queue.counts().active == 0 && engine.queue.counts().backoff > 0 {
+            let t = engine.queue.next_backoff_expiry().unwrap_or(0);
+            engine.queue.flush(t);
+        }
+    }
+    progress(bound.min(total), total);
+    bound
+}
+
+/// For tests: pod info of a measured pod.
+pub fn sample_pod(w: Workload, i: usize) -> PodInfo {
+    PodInfo::new(measured_pod(w, i))
+}
