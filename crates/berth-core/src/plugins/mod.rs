@@ -4,6 +4,7 @@
 //! one line in `registry()`.
 
 pub mod default_binder;
+pub mod default_preemption;
 pub mod image_locality;
 pub mod node_affinity;
 pub mod node_name;
@@ -52,6 +53,7 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_resources::fit::NAME, node_resources::fit::new),
         (node_resources::balanced_allocation::NAME, node_resources::balanced_allocation::new),
         (image_locality::NAME, image_locality::new),
+        (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
         (volume::NAMES[0], volume::volume_restrictions),
         (volume::NAMES[1], volume::node_volume_limits),

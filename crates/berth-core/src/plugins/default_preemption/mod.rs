@@ -1,0 +1,303 @@
+//! DefaultPreemption (PostFilter): when a pod fits nowhere, find nodes where
+//! evicting lower-priority pods makes it fit, choose victims the way
+//! upstream does (reprieve as many as possible, PDB-violating ones first),
+//! and pick one node by upstream's criteria in order: fewest PDB
+//! violations, lowest highest-priority victim, smallest priority sum,
+//! fewest victims, latest start time.
+//!
+//! The plugin only decides: the engine's caller deletes the victims and
+//! records the nomination.
+
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use serde::Deserialize;
+
+use crate::cache::NodeInfo;
+use crate::framework::*;
+use crate::model::{Pod, PodDisruptionBudget, PreemptionPolicy};
+use crate::scheduler::fit_error_message;
+
+pub const NAME: &str = "DefaultPreemption";
+pub const MSG_NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+pub const MSG_NO_VICTIMS: &str = "No preemption victims found for incoming pod";
+
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Args {
+    #[serde(default = "ten")]
+    pub min_candidate_nodes_percentage: i32,
+    #[serde(default = "hundred")]
+    pub min_candidate_nodes_absolute: i32,
+}
+
+fn ten() -> i32 {
+    10
+}
+fn hundred() -> i32 {
+    100
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args { min_candidate_nodes_percentage: 10, min_candidate_nodes_absolute: 100 }
+    }
+}
+
+pub struct DefaultPreemption {
+    args: Args,
+}
+
+pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
+    let a: Args = super::decode_args(NAME, args)?;
+    if !(0..=100).contains(&a.min_candidate_nodes_percentage) {
+        return Err(format!("minCandidateNodesPercentage: Invalid value: {}: not in valid range [0, 100]", a.min_candidate_nodes_percentage));
+    }
+    if a.min_candidate_nodes_absolute < 0 {
+        return Err(format!("minCandidateNodesAbsolute: Invalid value: {}: not in valid range [0, inf)", a.min_candidate_nodes_absolute));
+    }
+    if a.min_candidate_nodes_percentage == 0 && a.min_candidate_nodes_absolute == 0 {
+        return Err("minCandidateNodesPercentage and minCandidateNodesAbsolute cannot both be zero".into());
+    }
+    Ok(Arc::new(DefaultPreemption { args: a }))
+}
+
+/// A node where preemption would work, with its victims (most important first).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub node_index: usize,
+    pub victims: Vec<Arc<PodInfo>>,
+    pub num_pdb_violations: usize,
+}
+
+/// Higher priority first; for equal priority, the one that started earlier.
+fn more_important(a: &Pod, b: &Pod) -> bool {
+    if a.priority != b.priority {
+        return a.priority > b.priority;
+    }
+    match (a.start_ms, b.start_ms) {
+        (Some(x), Some(y)) => x < y,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+fn sort_by_importance(v: &mut [Arc<PodInfo>]) {
+    v.sort_by(|a, b| {
+        if more_important(&a.pod, &b.pod) {
+            std::cmp::Ordering::Less
+        } else if more_important(&b.pod, &a.pod) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
+}
+
+/// Splits victims into those whose eviction would exceed a PDB's budget and the rest.
+pub fn split_by_pdb_violation(victims: &[Arc<PodInfo>], pdbs: &[PodDisruptionBudget]) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+    let mut allowed: Vec<i32> = pdbs.iter().map(|p| p.disruptions_allowed).collect();
+    let (mut violating, mut ok) = (Vec::new(), Vec::new());
+    for v in victims {
+        let pod = &v.pod;
+        let mut violated = false;
+        if !pod.labels.is_empty() {
+            for (i, pdb) in pdbs.iter().enumerate() {
+                // Here a nil or empty selector matches nothing.
+                if pdb.namespace != pod.namespace || pdb.selector.nothing || pdb.selector.requirements.is_empty() {
+                    continue;
+                }
+                if !pdb.selector.matches(&pod.labels) || pdb.disrupted_pods.iter().any(|n| *n == pod.name) {
+                    continue;
+                }
+                allowed[i] -= 1;
+                if allowed[i] < 0 {
+                    violated = true;
+                }
+            }
+        }
+        if violated {
+            violating.push(v.clone());
+        } else {
+            ok.push(v.clone());
+        }
+    }
+    (violating, ok)
+}
+
+impl DefaultPreemption {
+    fn num_candidates(&self, num_nodes: usize) -> usize {
+        let mut n = num_nodes * self.args.min_candidate_nodes_percentage as usize / 100;
+        n = n.max(self.args.min_candidate_nodes_absolute as usize);
+        n.min(num_nodes)
+    }
+
+    /// Upstream `SelectVictimsOnNode`: on a copy of the node, remove every
+    /// lower-priority pod, check the pod fits, then add back (reprieve) as
+    /// many as possible, PDB-violating ones first, most important first.
+    pub fn select_victims_on_node(
+        &self,
+        fwk: &Framework,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &mut NodeInfo,
+        pdbs: &[PodDisruptionBudget],
+        nominated: &dyn NominatedPods,
+    ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
+        let mut potential: Vec<Arc<PodInfo>> = node.pods.iter().filter(|p| p.pod.priority < pod.pod.priority).cloned().collect();
+        for p in &potential {
+            node.remove_pod(&p.pod);
+            let s = fwk.run_remove_pod(state, pod, p, node);
+            if !s.is_success() {
+                return Err(s);
+            }
+        }
+        if potential.is_empty() {
+            return Err(Status::unresolvable(MSG_NO_VICTIMS));
+        }
+        let s = fwk.run_filter_with_nominated(state, pod, node, nominated);
+        if !s.is_success() {
+            return Err(s);
+        }
+        sort_by_importance(&mut potential);
+        let (violating, non_violating) = split_by_pdb_violation(&potential, pdbs);
+        let mut victims = Vec::new();
+        let mut num_violating = 0;
+        let mut reprieve = |p: &Arc<PodInfo>, state: &mut CycleState, node: &mut NodeInfo| -> Result<bool, Status> {
+            node.add_pod(p.clone());
+            let s = fwk.run_add_pod(state, pod, p, node);
+            if !s.is_success() {
+                return Err(s);
+            }
+            let fits = fwk.run_filter_with_nominated(state, pod, node, nominated).is_success();
+            if !fits {
+                node.remove_pod(&p.pod);
+                let s = fwk.run_remove_pod(state, pod, p, node);
+                if !s.is_success() {
+                    return Err(s);
+                }
+                victims.push(p.clone());
+            }
+            Ok(fits)
+        };
+        for p in &violating {
+            if !reprieve(p, state, node)? {
+                num_violating += 1;
+            }
+        }
+        for p in &non_violating {
+            reprieve(p, state, node)?;
+        }
+        if !violating.is_empty() && !non_violating.is_empty() {
+            sort_by_importance(&mut victims);
+        }
+        Ok((victims, num_violating))
+    }
+}
+
+/// Upstream `pickOneNodeForPreemption`, criteria in order; ties go to the first.
+pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
+    if candidates.is_empty() {
+        return None;
+    }
+    type ScoreFn = fn(&Candidate) -> i64;
+    let earliest_start_of_top = |c: &Candidate| -> i64 {
+        let top = c.victims.first().map(|v| v.pod.priority).unwrap_or(0);
+        c.victims.iter().filter(|v| v.pod.priority == top).filter_map(|v| v.pod.start_ms).min().unwrap_or(i64::MIN)
+    };
+    let funcs: [ScoreFn; 4] = [
+        |c| -(c.num_pdb_violations as i64),
+        |c| -(c.victims.first().map(|v| v.pod.priority as i64).unwrap_or(0)),
+        |c| -c.victims.iter().map(|v| v.pod.priority as i64 + i32::MAX as i64 + 1).sum::<i64>(),
+        |c| -(c.victims.len() as i64),
+    ];
+    let mut pool: Vec<usize> = (0..candidates.len()).collect();
+    for f in funcs.iter().map(|f| Box::new(*f) as Box<dyn Fn(&Candidate) -> i64>).chain(std::iter::once(Box::new(earliest_start_of_top) as Box<dyn Fn(&Candidate) -> i64>)) {
+        let best = pool.iter().map(|&i| f(&candidates[i])).max().expect("non-empty");
+        pool.retain(|&i| f(&candidates[i]) == best);
+        if pool.len() == 1 {
+            return Some(pool[0]);
+        }
+    }
+    pool.first().copied()
+}
+
+impl Plugin for DefaultPreemption {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn extension_points(&self) -> &'static [ExtensionPoint] {
+        &[ExtensionPoint::PostFilter]
+    }
+    fn post_filter(&self, ctx: &PostFilterContext<'_>, state: &CycleState, pod: &Arc<PodInfo>, statuses: &NodeToStatus) -> (Option<PostFilterResult>, Status) {
+        let p = &pod.pod;
+        let snap = ctx.snapshot;
+        if p.preemption_policy == PreemptionPolicy::Never {
+            return (None, Status::unschedulable("preemption: not eligible due to preemptionPolicy=Never."));
+        }
+        if let Some(nn) = &p.nominated_node_name {
+            let unresolvable = snap.index_of(nn).and_then(|i| statuses.get(i)).is_some_and(|s| s.code == Code::UnschedulableAndUnresolvable);
+            if !unresolvable {
+                if let Some(ni) = snap.get(nn) {
+                    if ni.pods.iter().any(|q| q.pod.priority < p.priority && q.pod.terminating) {
+                        return (None, Status::unschedulable("preemption: not eligible due to a terminating pod on the nominated node."));
+                    }
+                }
+            }
+        }
+        let all = snap.num_nodes();
+        let potential: Vec<usize> = (0..all).filter(|&i| statuses.get(i).is_some_and(|s| s.code == Code::Unschedulable)).collect();
+        let mut node_statuses = NodeToStatus { statuses: Vec::new(), absent: Some(Status::unresolvable(MSG_NOT_HELPFUL)) };
+        let no_candidates = |ns: &NodeToStatus| {
+            let msg = fit_error_message(all, ns, "", "");
+            (Some(PostFilterResult { nominated_node: Some(String::new()), victims: vec![] }), Status::unschedulable(format!("preemption: {msg}")))
+        };
+        if potential.is_empty() {
+            return no_candidates(&node_statuses);
+        }
+        let mut rng = Pcg64Mcg::seed_from_u64(ctx.seed);
+        let offset = rng.random_range(0..potential.len());
+        let want = self.num_candidates(potential.len());
+        let (mut non_violating, mut violating): (Vec<Candidate>, Vec<Candidate>) = (Vec::new(), Vec::new());
+        for i in 0..potential.len() {
+            let idx = potential[(offset + i) % potential.len()];
+            let mut ni = (*snap.nodes()[idx]).clone();
+            let mut st = state.clone();
+            match self.select_victims_on_node(ctx.framework, &mut st, pod, &mut ni, ctx.pdbs, ctx.nominated) {
+                Ok((victims, n)) if !victims.is_empty() => {
+                    let c = Candidate { node_index: idx, victims, num_pdb_violations: n };
+                    if n == 0 {
+                        non_violating.push(c);
+                    } else {
+                        violating.push(c);
+                    }
+                    if !non_violating.is_empty() && non_violating.len() + violating.len() >= want {
+                        break;
+                    }
+                }
+                Ok(_) => node_statuses
+                    .statuses
+                    .push((idx, Status::error(format!("expected at least one victim pod on node {:?}", ni.name())))),
+                Err(s) => node_statuses.statuses.push((idx, s)),
+            }
+        }
+        let mut candidates = non_violating;
+        candidates.append(&mut violating);
+        if candidates.is_empty() {
+            node_statuses.statuses.sort_by_key(|(i, _)| *i);
+            return no_candidates(&node_statuses);
+        }
+        let Some(best) = pick_one(&candidates) else {
+            return (None, Status::unschedulable("no candidate node for preemption"));
+        };
+        let c = &candidates[best];
+        (
+            Some(PostFilterResult { nominated_node: Some(snap.nodes()[c.node_index].name().to_string()), victims: c.victims.clone() }),
+            Status::success(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use super::*;
+use crate::cache::Snapshot;
+use crate::framework::NoNominations;
+use crate::plugins::node_resources::fit;
+use crate::scheduler::{CycleRunner, ScheduleError};
+use crate::testing::{make_node, make_pod, snapshot};
+
+fn framework() -> Framework {
+    let mut f = Framework::new("default-scheduler");
+    let fit = fit::new(None).unwrap();
+    f.pre_filter = vec![fit.clone()];
+    f.filter = vec![fit];
+    f.post_filter = vec![new(None).unwrap()];
+    f
+}
+
+/// Runs a failing cycle then preemption; returns (nominated node, victims, message).
+fn preempt(pod: Pod, snap: &Snapshot, pdbs: &[PodDisruptionBudget]) -> (Option<String>, Vec<String>, String) {
+    let f = framework();
+    let mut runner = CycleRunner::new(0, 1);
+    let pi = Arc::new(PodInfo::new(pod));
+    let mut state = CycleState::new();
+    match runner.schedule_pod(&f, &mut state, &pi, snap, &NoNominations) {
+        Ok(r) => panic!("expected a failure, got {}", r.node),
+        Err(ScheduleError::Fit(mut fe)) => {
+            let r = runner.run_post_filter(&f, &state, &pi, snap, pdbs, &NoNominations, &mut fe);
+            let node = r.as_ref().and_then(|r| r.nominated_node.clone()).filter(|n| !n.is_empty());
+            let victims = r.map(|r| r.victims.iter().map(|v| v.pod.name.clone()).collect()).unwrap_or_default();
+            (node, victims, fe.message())
+        }
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+fn node(name: &str) -> crate::model::Node {
+    make_node(name).capacity(1000, 1 << 30, 110).obj()
+}
+
+#[test]
+fn evicts_lowest_priority_minimum() {
+    // n1 holds two low pods; n2 holds one medium pod. The pod needs 600m.
+    let snap = snapshot(
+        vec![node("n1"), node("n2")],
+        vec![
+            make_pod("low-a").priority(1).req(400, 0).node("n1").obj(),
+            make_pod("low-b").priority(1).req(400, 0).node("n1").obj(),
+            make_pod("mid").priority(5).req(800, 0).node("n2").obj(),
+        ],
+    );
+    let (node, victims, msg) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
+    // n1: evicting one 400m pod leaves 600m free; its highest victim priority (1) beats n2's (5).
+    assert_eq!(node.as_deref(), Some("n1"));
+    assert_eq!(victims.len(), 1);
+    assert_eq!(msg, "0/2 nodes are available: 2 Insufficient cpu.");
+}
+
+#[test]
+fn never_policy_and_no_victims() {
+    let snap = snapshot(vec![node("n1")], vec![make_pod("big").priority(100).req(900, 0).node("n1").obj()]);
+    let (node, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).preemption_never().obj(), &snap, &[]);
+    assert_eq!(node, None);
+    assert_eq!(msg, "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never..");
+    let (node, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
+    assert_eq!(node, None);
+    assert_eq!(
+        msg,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+    );
+}
+
+#[test]
+fn unresolvable_nodes_are_not_helpful() {
+    let snap = snapshot(vec![make_node("n1").capacity(100, 1 << 30, 110).obj()], vec![]);
+    // Requests more than the node has: evicting nothing helps, but the node is only
+    // Unschedulable, so it is tried and reported with its filter reason.
+    let (_, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
+    assert!(msg.ends_with("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."), "{msg}");
+}
+
+#[test]
+fn pdb_violations_are_avoided() {
+    let snap = snapshot(
+        vec![node("n1"), node("n2")],
+        vec![
+            make_pod("guarded").priority(1).label("app", "db").req(800, 0).node("n1").obj(),
+            make_pod("free").priority(3).req(800, 0).node("n2").obj(),
+        ],
+    );
+    let pdb = PodDisruptionBudget {
+        namespace: "default".into(),
+        name: "db".into(),
+        selector: crate::model::LabelSelector::from_match_labels([("app", "db")]),
+        disruptions_allowed: 0,
+        disrupted_pods: vec![],
+    };
+    let (node, victims, _) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[pdb.clone()]);
+    assert_eq!((node.as_deref(), victims), (Some("n2"), vec!["free".to_string()]));
+    // Without the PDB the lower-priority pod on n1 is the victim.
+    let (node, _, _) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
+    assert_eq!(node.as_deref(), Some("n1"));
+}
+
+#[test]
+fn pick_one_criteria() {
+    let v = |prio: i32, start: i64| Arc::new(make_pod("v").priority(prio).start(start).info());
+    let c = |idx: usize, victims: Vec<Arc<PodInfo>>, pdb: usize| Candidate { node_index: idx, victims, num_pdb_violations: pdb };
+    // fewest PDB violations first
+    assert_eq!(pick_one(&[c(0, vec![v(1, 0)], 1), c(1, vec![v(9, 0)], 0)]), Some(1));
+    // lowest highest-priority victim
+    assert_eq!(pick_one(&[c(0, vec![v(5, 0)], 0), c(1, vec![v(3, 0), v(3, 0)], 0)]), Some(1));
+    // smallest sum of priorities
+    assert_eq!(pick_one(&[c(0, vec![v(3, 0), v(2, 0)], 0), c(1, vec![v(3, 0), v(1, 0)], 0)]), Some(1));
+    // fewest victims
+    assert_eq!(pick_one(&[c(0, vec![v(3, 0), v(3, 0)], 0), c(1, vec![v(3, 0)], 0)]), Some(1));
+    // latest start time of the top-priority victims
+    assert_eq!(pick_one(&[c(0, vec![v(3, 10)], 0), c(1, vec![v(3, 20)], 0)]), Some(1));
+    // full tie: first
+    assert_eq!(pick_one(&[c(0, vec![v(3, 10)], 0), c(1, vec![v(3, 10)], 0)]), Some(0));
+}
