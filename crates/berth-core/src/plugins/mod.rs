@@ -11,6 +11,7 @@ pub mod node_name;
 pub mod node_resources;
 pub mod node_ports;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod queue_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
@@ -52,6 +53,7 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_affinity::NAME, node_affinity::new),
         (node_resources::fit::NAME, node_resources::fit::new),
         (node_resources::balanced_allocation::NAME, node_resources::balanced_allocation::new),
+        (pod_topology_spread::NAME, pod_topology_spread::new),
         (image_locality::NAME, image_locality::new),
         (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
