@@ -6,6 +6,7 @@
 pub mod default_binder;
 pub mod default_preemption;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_resources;
@@ -54,6 +55,7 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (node_resources::fit::NAME, node_resources::fit::new),
         (node_resources::balanced_allocation::NAME, node_resources::balanced_allocation::new),
         (pod_topology_spread::NAME, pod_topology_spread::new),
+        (inter_pod_affinity::NAME, inter_pod_affinity::new),
         (image_locality::NAME, image_locality::new),
         (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),

@@ -1,0 +1,331 @@
+//! InterPodAffinity: required pod affinity / anti-affinity of the incoming
+//! pod, and existing pods' required anti-affinity against it (Filter);
+//! preferred terms of both sides (Score). Counts per topology pair are
+//! built once in PreFilter/PreScore; Filter and Score only look them up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::cache::{NodeInfo, Snapshot};
+use crate::framework::*;
+use crate::model::{Labels, Node, Pod};
+
+pub const NAME: &str = "InterPodAffinity";
+pub const ERR_REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
+pub const ERR_REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
+pub const ERR_REASON_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+const PRE_FILTER_KEY: &str = "PreFilterInterPodAffinity";
+const PRE_SCORE_KEY: &str = "PreScoreInterPodAffinity";
+
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Args {
+    #[serde(default = "one")]
+    pub hard_pod_affinity_weight: i32,
+    #[serde(default)]
+    pub ignore_preferred_terms_of_existing_pods: bool,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args { hard_pod_affinity_weight: 1, ignore_preferred_terms_of_existing_pods: false }
+    }
+}
+
+pub struct InterPodAffinity {
+    args: Args,
+}
+
+pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
+    let a: Args = super::decode_args(NAME, args)?;
+    if !(0..=100).contains(&a.hard_pod_affinity_weight) {
+        return Err(format!("hardPodAffinityWeight: Invalid value: {}: not in valid range [0-100]", a.hard_pod_affinity_weight));
+    }
+    Ok(Arc::new(InterPodAffinity { args: a }))
+}
+
+/// (topology key, value) -> count.
+type TopologyCounts = HashMap<(String, String), i64>;
+
+fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
+    if let Some(v) = node.labels.get(key) {
+        let e = m.entry((key.to_string(), v.clone())).or_default();
+        *e += delta;
+        if *e == 0 {
+            m.remove(&(key.to_string(), v.clone()));
+        }
+    }
+}
+
+fn ns_labels<'a>(snap_ns: &'a HashMap<String, Labels>, ns: &str) -> Option<&'a Labels> {
+    snap_ns.get(ns)
+}
+
+fn matches_all(terms: &[AffinityTerm], pod: &Pod, nsl: Option<&Labels>) -> bool {
+    !terms.is_empty() && terms.iter().all(|t| t.matches(pod, nsl))
+}
+
+#[derive(Clone, Debug, Default)]
+struct PreFilterState {
+    /// Existing pods' required anti-affinity terms matching the incoming pod.
+    existing_anti: TopologyCounts,
+    /// Existing pods matching all of the incoming pod's required affinity terms.
+    affinity: TopologyCounts,
+    /// Existing pods matching the incoming pod's required anti-affinity terms.
+    anti: TopologyCounts,
+    namespaces: Arc<HashMap<String, Labels>>,
+}
+
+impl PreFilterState {
+    fn update(&mut self, incoming: &PodInfo, other: &PodInfo, node: &Node, delta: i64) {
+        let own_ns = self.namespaces.get(&incoming.pod.namespace).cloned();
+        for t in &other.required_anti_affinity_terms {
+            if t.matches(&incoming.pod, own_ns.as_ref()) {
+                bump(&mut self.existing_anti, node, &t.topology_key, delta);
+            }
+        }
+        let other_ns = self.namespaces.get(&other.pod.namespace).cloned();
+        if matches_all(&incoming.required_affinity_terms, &other.pod, other_ns.as_ref()) {
+            for t in &incoming.required_affinity_terms {
+                bump(&mut self.affinity, node, &t.topology_key, delta);
+            }
+        }
+        for t in &incoming.required_anti_affinity_terms {
+            if t.matches(&other.pod, other_ns.as_ref()) {
+                bump(&mut self.anti, node, &t.topology_key, delta);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct PreScoreState {
+    /// topology key -> value -> score.
+    topology_score: HashMap<String, HashMap<String, i64>>,
+}
+
+impl InterPodAffinity {
+    fn process_term(score: &mut HashMap<String, HashMap<String, i64>>, term: &AffinityTerm, weight: i64, pod: &Pod, nsl: Option<&Labels>, node: &Node) {
+        if term.matches(pod, nsl) {
+            if let Some(v) = node.labels.get(&term.topology_key) {
+                *score.entry(term.topology_key.clone()).or_default().entry(v.clone()).or_default() += weight;
+            }
+        }
+    }
+
+    fn process_existing_pod(
+        &self,
+        incoming: &PodInfo,
+        incoming_ns: Option<&Labels>,
+        existing: &PodInfo,
+        existing_ns: Option<&Labels>,
+        node: &Node,
+        score: &mut HashMap<String, HashMap<String, i64>>,
+    ) {
+        if node.labels.is_empty() {
+            return;
+        }
+        for t in &incoming.preferred_affinity_terms {
+            Self::process_term(score, &t.term, t.weight as i64, &existing.pod, existing_ns, node);
+        }
+        for t in &incoming.preferred_anti_affinity_terms {
+            Self::process_term(score, &t.term, -(t.weight as i64), &existing.pod, existing_ns, node);
+        }
+        if self.args.hard_pod_affinity_weight > 0 {
+            for t in &existing.required_affinity_terms {
+                Self::process_term(score, t, self.args.hard_pod_affinity_weight as i64, &incoming.pod, incoming_ns, node);
+            }
+        }
+        for t in &existing.preferred_affinity_terms {
+            Self::process_term(score, &t.term, t.weight as i64, &incoming.pod, incoming_ns, node);
+        }
+        for t in &existing.preferred_anti_affinity_terms {
+            Self::process_term(score, &t.term, -(t.weight as i64), &incoming.pod, incoming_ns, node);
+        }
+    }
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn extension_points(&self) -> &'static [ExtensionPoint] {
+        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
+    }
+    fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
+        vec![
+            ClusterEventWithHint::new(ClusterEvent::new(
+                EventResource::AssignedPod,
+                action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
+                "AssignedPodChange",
+            )),
+            ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL, "NodeLabelChange")),
+            ClusterEventWithHint::new(ClusterEvent::new(EventResource::Namespace, action::ADD | action::UPDATE, "NamespaceChange")),
+        ]
+    }
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> (Option<PreFilterResult>, Status) {
+        let namespaces = snap.namespaces.clone();
+        let own_ns = ns_labels(&namespaces, &pod.pod.namespace).cloned();
+        let mut s = PreFilterState { namespaces: namespaces.clone(), ..Default::default() };
+        for node in snap.have_pods_with_required_anti_affinity() {
+            for existing in &node.pods_with_required_anti_affinity {
+                for t in &existing.required_anti_affinity_terms {
+                    if t.matches(&pod.pod, own_ns.as_ref()) {
+                        bump(&mut s.existing_anti, &node.node, &t.topology_key, 1);
+                    }
+                }
+            }
+        }
+        if !pod.required_affinity_terms.is_empty() || !pod.required_anti_affinity_terms.is_empty() {
+            for node in snap.nodes() {
+                for existing in &node.pods {
+                    let nsl = ns_labels(&namespaces, &existing.pod.namespace);
+                    if matches_all(&pod.required_affinity_terms, &existing.pod, nsl) {
+                        for t in &pod.required_affinity_terms {
+                            bump(&mut s.affinity, &node.node, &t.topology_key, 1);
+                        }
+                    }
+                    for t in &pod.required_anti_affinity_terms {
+                        if t.matches(&existing.pod, nsl) {
+                            bump(&mut s.anti, &node.node, &t.topology_key, 1);
+                        }
+                    }
+                }
+            }
+        }
+        if s.existing_anti.is_empty() && pod.required_affinity_terms.is_empty() && pod.required_anti_affinity_terms.is_empty() {
+            return (None, Status::skip());
+        }
+        state.write(PRE_FILTER_KEY, s);
+        (None, Status::success())
+    }
+    fn has_pre_filter_extensions(&self) -> bool {
+        true
+    }
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        if let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) {
+            s.update(pod, to_add, &node.node, 1);
+        }
+        Status::success()
+    }
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        if let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) {
+            s.update(pod, to_remove, &node.node, -1);
+        }
+        Status::success()
+    }
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
+            return Status::error("reading PreFilter state of InterPodAffinity");
+        };
+        let labels = &node.node.labels;
+        // The incoming pod's required affinity.
+        let mut pods_exist = true;
+        for t in &pod.required_affinity_terms {
+            match labels.get(&t.topology_key) {
+                Some(v) => {
+                    if s.affinity.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) <= 0 {
+                        pods_exist = false;
+                    }
+                }
+                None => return Status::unresolvable(ERR_REASON_AFFINITY),
+            }
+        }
+        if !pods_exist {
+            // The first pod of a group with affinity to itself may go anywhere
+            // its topology keys exist, if nothing else matches yet.
+            let own_ns = s.namespaces.get(&pod.pod.namespace);
+            if !(s.affinity.is_empty() && matches_all(&pod.required_affinity_terms, &pod.pod, own_ns)) {
+                return Status::unresolvable(ERR_REASON_AFFINITY);
+            }
+        }
+        // The incoming pod's required anti-affinity.
+        if !s.anti.is_empty() {
+            for t in &pod.required_anti_affinity_terms {
+                if let Some(v) = labels.get(&t.topology_key) {
+                    if s.anti.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) > 0 {
+                        return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
+                    }
+                }
+            }
+        }
+        // Existing pods' required anti-affinity.
+        if !s.existing_anti.is_empty() {
+            for (k, v) in labels {
+                if s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0 {
+                    return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
+                }
+            }
+        }
+        Status::success()
+    }
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
+        if nodes.is_empty() {
+            return Status::skip();
+        }
+        let has_constraints = !pod.preferred_affinity_terms.is_empty() || !pod.preferred_anti_affinity_terms.is_empty();
+        if self.args.ignore_preferred_terms_of_existing_pods && !has_constraints {
+            return Status::skip();
+        }
+        let namespaces = snap.namespaces.clone();
+        let own_ns = ns_labels(&namespaces, &pod.pod.namespace);
+        let mut score: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        let mut visit = |node: &Arc<NodeInfo>, pods: &[Arc<PodInfo>]| {
+            for existing in pods {
+                let ens = ns_labels(&namespaces, &existing.pod.namespace);
+                self.process_existing_pod(pod, own_ns, existing, ens, &node.node, &mut score);
+            }
+        };
+        if has_constraints {
+            for n in snap.nodes() {
+                visit(n, &n.pods);
+            }
+        } else {
+            for n in snap.have_pods_with_affinity() {
+                visit(n, &n.pods_with_affinity);
+            }
+        }
+        if score.is_empty() {
+            return Status::skip();
+        }
+        state.write(PRE_SCORE_KEY, PreScoreState { topology_score: score });
+        Status::success()
+    }
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
+            return (0, Status::error("reading PreScore state of InterPodAffinity"));
+        };
+        let mut total = 0;
+        for (key, values) in &s.topology_score {
+            if let Some(v) = node.node.labels.get(key) {
+                total += values.get(v).copied().unwrap_or(0);
+            }
+        }
+        (total, Status::success())
+    }
+    fn has_normalize_score(&self) -> bool {
+        true
+    }
+    fn normalize_score(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
+        let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else { return Status::success() };
+        if s.topology_score.is_empty() || scores.is_empty() {
+            return Status::success();
+        }
+        let min = scores.iter().map(|s| s.score).min().unwrap_or(0);
+        let max = scores.iter().map(|s| s.score).max().unwrap_or(0);
+        let diff = max - min;
+        for sc in scores.iter_mut() {
+            sc.score = if diff > 0 { (MAX_NODE_SCORE as f64 * ((sc.score - min) as f64 / diff as f64)) as i64 } else { 0 };
+        }
+        Status::success()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+use super::*;
+use crate::model::{LabelSelector, PodAffinityTerm};
+use crate::testing::{make_node, make_pod, snapshot};
+
+const HOST: &str = "kubernetes.io/hostname";
+
+fn nodes() -> Vec<Node> {
+    vec![
+        make_node("n1").label("region", "r1").label("zone", "z1").obj(),
+        make_node("n2").label("region", "r1").label("zone", "z2").obj(),
+        make_node("n3").label("region", "r2").label("zone", "z3").obj(),
+    ]
+}
+
+fn filter_all(pod: Pod, snap: &Snapshot) -> Vec<(String, Code, String)> {
+    let pl = new(None).unwrap();
+    let pi = PodInfo::new(pod);
+    let mut st = CycleState::new();
+    let (_, s) = pl.pre_filter(&mut st, &pi, snap);
+    snap.nodes()
+        .iter()
+        .map(|n| {
+            let r = if s.is_skip() { Status::success() } else { pl.filter(&st, &pi, n) };
+            (n.name().to_string(), r.code, r.message())
+        })
+        .collect()
+}
+
+fn verdicts(r: &[(String, Code, String)]) -> Vec<&str> {
+    r.iter()
+        .map(|(_, c, m)| match c {
+            Code::Success => "ok",
+            _ if m == ERR_REASON_AFFINITY => "affinity",
+            _ if m == ERR_REASON_ANTI_AFFINITY => "anti",
+            _ if m == ERR_REASON_EXISTING_ANTI_AFFINITY => "existing",
+            _ => "other",
+        })
+        .collect()
+}
+
+#[test]
+fn filter_table() {
+    // (name, incoming pod, existing pods, verdict per node n1..n3)
+    let table: Vec<(&str, Pod, Vec<Pod>, [&str; 3])> = vec![
+        ("no affinity", make_pod("p").obj(), vec![make_pod("e").label("app", "web").node("n1").obj()], ["ok", "ok", "ok"]),
+        (
+            "affinity to a region with a matching pod",
+            make_pod("p").pod_affinity("service", "securityscan", "region").obj(),
+            vec![make_pod("e").label("service", "securityscan").node("n1").obj()],
+            ["ok", "ok", "affinity"],
+        ),
+        (
+            "affinity with nothing matching and not matching itself",
+            make_pod("p").pod_affinity("service", "securityscan", "region").obj(),
+            vec![make_pod("e").label("service", "other").node("n1").obj()],
+            ["affinity", "affinity", "affinity"],
+        ),
+        (
+            "first pod of a self-affine group goes anywhere",
+            make_pod("p").label("service", "securityscan").pod_affinity("service", "securityscan", "region").obj(),
+            vec![],
+            ["ok", "ok", "ok"],
+        ),
+        (
+            "affinity needs the topology key on the node",
+            make_pod("p").label("service", "securityscan").pod_affinity("service", "securityscan", "rack").obj(),
+            vec![],
+            ["affinity", "affinity", "affinity"],
+        ),
+        (
+            "anti-affinity on hostname",
+            make_pod("p").pod_anti_affinity("app", "web", HOST).obj(),
+            vec![make_pod("e").label("app", "web").node("n1").obj()],
+            ["anti", "ok", "ok"],
+        ),
+        (
+            "anti-affinity on region",
+            make_pod("p").pod_anti_affinity("app", "web", "region").obj(),
+            vec![make_pod("e").label("app", "web").node("n1").obj()],
+            ["anti", "anti", "ok"],
+        ),
+        (
+            "existing pod's anti-affinity",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").pod_anti_affinity("app", "db", "zone").node("n2").obj()],
+            ["ok", "existing", "ok"],
+        ),
+        (
+            "other namespaces do not match by default",
+            make_pod("p").pod_anti_affinity("app", "web", "region").obj(),
+            vec![make_pod("e").namespace("other").label("app", "web").node("n1").obj()],
+            ["ok", "ok", "ok"],
+        ),
+        (
+            "explicit namespaces",
+            make_pod("p")
+                .pod_affinity_term(
+                    true,
+                    PodAffinityTerm {
+                        label_selector: LabelSelector::from_match_labels([("app", "web")]),
+                        namespaces: vec!["other".into()],
+                        topology_key: "region".into(),
+                        ..Default::default()
+                    },
+                )
+                .obj(),
+            vec![make_pod("e").namespace("other").label("app", "web").node("n3").obj()],
+            ["ok", "ok", "anti"],
+        ),
+    ];
+    for (name, pod, existing, want) in table {
+        let snap = snapshot(nodes(), existing);
+        let r = filter_all(pod, &snap);
+        assert_eq!(verdicts(&r), want, "{name}: {r:?}");
+        for (_, c, m) in &r {
+            if m == ERR_REASON_AFFINITY {
+                assert_eq!(*c, Code::UnschedulableAndUnresolvable, "{name}");
+            } else if *c != Code::Success {
+                assert_eq!(*c, Code::Unschedulable, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn namespace_selector() {
+    let term = PodAffinityTerm {
+        label_selector: LabelSelector::from_match_labels([("app", "web")]),
+        namespace_selector: Some(LabelSelector::from_match_labels([("team", "a")])),
+        topology_key: "region".into(),
+        ..Default::default()
+    };
+    let pod = make_pod("p").pod_affinity_term(true, term).obj();
+    let existing = vec![
+        make_pod("e1").namespace("team-a").label("app", "web").node("n1").obj(),
+        make_pod("e2").namespace("team-b").label("app", "web").node("n3").obj(),
+    ];
+    let mut nsmap = HashMap::new();
+    nsmap.insert("team-a".to_string(), [("team".to_string(), "a".to_string())].into_iter().collect());
+    nsmap.insert("team-b".to_string(), [("team".to_string(), "b".to_string())].into_iter().collect());
+    let snap = snapshot(nodes(), existing).with_namespaces(nsmap);
+    assert_eq!(verdicts(&filter_all(pod, &snap)), ["anti", "anti", "ok"]);
+}
+
+fn normalized(pod: Pod, snap: &Snapshot, args: Option<serde_json::Value>) -> Vec<i64> {
+    let pl = new(args.as_ref()).unwrap();
+    let pi = PodInfo::new(pod);
+    let mut st = CycleState::new();
+    if pl.pre_score(&mut st, &pi, snap.nodes(), snap).is_skip() {
+        return vec![];
+    }
+    let mut scores: Vec<NodeScore> = snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
+    pl.normalize_score(&st, &pi, &mut scores);
+    scores.iter().map(|s| s.score).collect()
+}
+
+#[test]
+fn score_table() {
+    let existing = || vec![make_pod("e").label("security", "S1").node("n1").obj()];
+    // (name, pod, existing, normalized scores n1..n3)
+    let table: Vec<(&str, Pod, Vec<Pod>, Vec<i64>)> = vec![
+        ("no preferences, no existing affinity: skipped", make_pod("p").obj(), existing(), vec![]),
+        ("preferred affinity by region", make_pod("p").preferred_pod_affinity(5, "security", "S1", "region").obj(), existing(), vec![100, 100, 0]),
+        ("preferred anti-affinity by region", make_pod("p").preferred_pod_anti_affinity(5, "security", "S1", "region").obj(), existing(), vec![0, 0, 100]),
+        (
+            "affinity and anti-affinity combine",
+            make_pod("p").preferred_pod_affinity(8, "security", "S1", "region").preferred_pod_anti_affinity(5, "security", "S1", "zone").obj(),
+            existing(),
+            // n1: 8-5 = 3, n2: 8, n3: 0 -> (x-0)/8
+            vec![37, 100, 0],
+        ),
+        (
+            "existing pod's required affinity attracts (hardPodAffinityWeight 1)",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").pod_affinity("app", "db", "zone").node("n2").obj()],
+            vec![0, 100, 0],
+        ),
+        (
+            "existing pod's preferred anti-affinity repels",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").preferred_pod_anti_affinity(10, "app", "db", "region").node("n3").obj()],
+            vec![100, 100, 0],
+        ),
+    ];
+    for (name, pod, existing, want) in table {
+        let snap = snapshot(nodes(), existing);
+        assert_eq!(normalized(pod, &snap, None), want, "{name}");
+    }
+    // ignorePreferredTermsOfExistingPods turns the last case off.
+    let snap = snapshot(nodes(), vec![make_pod("e").preferred_pod_anti_affinity(10, "app", "db", "region").node("n3").obj()]);
+    assert!(normalized(make_pod("p").label("app", "db").obj(), &snap, Some(serde_json::json!({"ignorePreferredTermsOfExistingPods": true}))).is_empty());
+    assert!(new(Some(&serde_json::json!({"hardPodAffinityWeight": 101}))).is_err());
+}
+
+#[test]
+fn preemption_extensions() {
+    let snap = snapshot(nodes(), vec![make_pod("e").label("app", "web").node("n1").obj()]);
+    let pl = new(None).unwrap();
+    let pi = PodInfo::new(make_pod("p").pod_anti_affinity("app", "web", HOST).obj());
+    let mut st = CycleState::new();
+    let _ = pl.pre_filter(&mut st, &pi, &snap);
+    let n1 = snap.get("n1").unwrap().clone();
+    assert!(!pl.filter(&st, &pi, &n1).is_success());
+    pl.remove_pod(&mut st, &pi, &n1.pods[0].clone(), &n1);
+    assert!(pl.filter(&st, &pi, &n1).is_success());
+    pl.add_pod(&mut st, &pi, &n1.pods[0].clone(), &n1);
+    assert!(!pl.filter(&st, &pi, &n1).is_success());
+}
