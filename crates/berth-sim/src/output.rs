@@ -4,12 +4,16 @@ use std::fmt::Write;
 
 use crate::SimResult;
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonOut<'a> {
+    #[serde(flatten)]
+    result: &'a SimResult,
+    elapsed_seconds: f64,
+}
+
 pub fn json(r: &SimResult, elapsed_secs: f64) -> String {
-    let mut v = serde_json::to_value(r).expect("serializable");
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("elapsedSeconds".into(), serde_json::json!(elapsed_secs));
-    }
-    serde_json::to_string_pretty(&v).expect("serializable")
+    serde_json::to_string_pretty(&JsonOut { result: r, elapsed_seconds: elapsed_secs }).expect("serializable")
 }
 
 fn truncate(s: &str, max: usize) -> String {
