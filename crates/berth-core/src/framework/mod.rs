@@ -35,6 +35,9 @@ pub struct QueuedPodInfo {
     pub pending_plugins: BTreeSet<&'static str>,
     /// Blocked by a PreEnqueue plugin (e.g. scheduling gates).
     pub gated: bool,
+    /// Order of first arrival in the queue: breaks ties deterministically
+    /// when several pods move back to the queue at once.
+    pub seq: u64,
 }
 
 impl QueuedPodInfo {
@@ -47,6 +50,7 @@ impl QueuedPodInfo {
             unschedulable_plugins: BTreeSet::new(),
             pending_plugins: BTreeSet::new(),
             gated: false,
+            seq: 0,
         }
     }
 

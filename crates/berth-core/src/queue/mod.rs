@@ -73,6 +73,7 @@ pub struct SchedulingQueue {
     /// Events seen while pods were in flight: (sequence, event, object).
     in_flight_events: Vec<(u64, ClusterEvent, EventObject)>,
     seq: u64,
+    arrivals: u64,
     pub nominator: Nominator,
 }
 
@@ -89,6 +90,7 @@ impl SchedulingQueue {
             events: HashMap::new(),
             in_flight_events: Vec::new(),
             seq: 0,
+            arrivals: 0,
             nominator: Nominator::default(),
         }
     }
@@ -129,7 +131,9 @@ impl SchedulingQueue {
         if let Some(n) = &pod.pod.nominated_node_name {
             self.nominator.add(pod.clone(), n);
         }
-        let qpi = QueuedPodInfo::new(pod, now_ms);
+        let mut qpi = QueuedPodInfo::new(pod, now_ms);
+        self.arrivals += 1;
+        qpi.seq = self.arrivals;
         self.enqueue_new(qpi);
     }
 
@@ -202,22 +206,25 @@ impl SchedulingQueue {
     /// Moves backoff pods whose backoff expired to activeQ, and pods that sat
     /// unschedulable too long back for another try.
     pub fn flush(&mut self, now_ms: i64) {
-        let mut i = 0;
-        while i < self.backoff.len() {
-            if self.backoff_expiry(&self.backoff[i]) <= now_ms {
-                let q = self.backoff.remove(i);
-                self.where_is.insert(q.key(), Location::Active);
-                self.active.push(q);
-            } else {
-                i += 1;
+        if self.next_backoff_expiry().is_some_and(|t| t <= now_ms) {
+            let all = std::mem::take(&mut self.backoff);
+            for q in all {
+                if self.backoff_expiry(&q) <= now_ms {
+                    self.where_is.insert(q.key(), Location::Active);
+                    self.active.push(q);
+                } else {
+                    self.backoff.push(q);
+                }
             }
         }
-        let stale: Vec<String> = self
+        let mut stale: Vec<(u64, String)> = self
             .unschedulable
             .iter()
             .filter(|(_, q)| !q.gated && now_ms - q.timestamp > self.cfg.max_in_unschedulable_ms)
-            .map(|(k, _)| k.clone())
+            .map(|(k, q)| (q.seq, k.clone()))
             .collect();
+        stale.sort();
+        let stale: Vec<String> = stale.into_iter().map(|(_, k)| k).collect();
         for k in stale {
             let q = self.unschedulable.remove(&k).expect("listed");
             self.where_is.remove(&k);
@@ -350,12 +357,15 @@ impl SchedulingQueue {
             return 0;
         }
         let wildcard = ev.resource == crate::framework::EventResource::WildCard;
-        let movers: Vec<String> = self
+        let mut movers: Vec<(u64, String)> = self
             .unschedulable
             .iter()
             .filter(|(_, q)| !q.gated && (wildcard || self.hint(q, &ev, &obj) == QueueingHint::Queue))
-            .map(|(k, _)| k.clone())
+            .map(|(k, q)| (q.seq, k.clone()))
             .collect();
+        // Arrival order, so equal pods keep their relative order.
+        movers.sort();
+        let movers: Vec<String> = movers.into_iter().map(|(_, k)| k).collect();
         let n = movers.len();
         for k in movers {
             let q = self.unschedulable.remove(&k).expect("listed");
