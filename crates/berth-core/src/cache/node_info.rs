@@ -32,6 +32,11 @@ impl HostPort {
 
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
+    // Hot fields first and inline (copied from `node`): filters read them for
+    // every node of every cycle, and a pointer chase per node is what costs.
+    pub unschedulable: bool,
+    pub allocatable: Resource,
+    pub taints: Vec<crate::model::Taint>,
     pub node: Arc<Node>,
     pub pods: Vec<Arc<PodInfo>>,
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
@@ -68,6 +73,9 @@ impl NodeInfo {
             }
         }
         NodeInfo {
+            unschedulable: node.unschedulable,
+            allocatable: node.allocatable.clone(),
+            taints: node.taints.clone(),
             node,
             pods: Vec::new(),
             pods_with_affinity: Vec::new(),
@@ -85,7 +93,7 @@ impl NodeInfo {
     }
 
     pub fn allocatable(&self) -> &Resource {
-        &self.node.allocatable
+        &self.allocatable
     }
 
     /// Replaces the node object, keeping its pods.

@@ -5,7 +5,6 @@
 //! the whole state per candidate node, so every value must be cloneable.
 
 use std::any::Any;
-use std::collections::HashMap;
 
 pub trait StateData: Any + Send + Sync {
     fn clone_box(&self) -> Box<dyn StateData>;
@@ -25,13 +24,18 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
     }
 }
 
+/// A handful of entries per cycle: a vector scanned by key beats hashing.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose PreFilter returned Skip: their Filter is not run.
     pub skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip: their Score is not run.
     pub skip_score: Vec<&'static str>,
+    /// Bit i set: the profile's i-th Filter plugin is skipped (per-node fast path).
+    pub skip_filter_mask: u64,
+    /// Bit i set: the profile's i-th Score plugin is skipped.
+    pub skip_score_mask: u64,
 }
 
 impl Clone for CycleState {
@@ -40,6 +44,8 @@ impl Clone for CycleState {
             data: self.data.iter().map(|(k, v)| (*k, (**v).clone_box())).collect(),
             skip_filter: self.skip_filter.clone(),
             skip_score: self.skip_score.clone(),
+            skip_filter_mask: self.skip_filter_mask,
+            skip_score_mask: self.skip_score_mask,
         }
     }
 }
@@ -49,20 +55,31 @@ impl CycleState {
         CycleState::default()
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        self.data.iter().position(|(k, _)| *k == key)
+    }
+
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.position(key) {
+            Some(i) => self.data[i].1 = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|b| (**b).as_any().downcast_ref::<T>())
+        let i = self.position(key)?;
+        (*self.data[i].1).as_any().downcast_ref::<T>()
     }
 
     pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
-        self.data.get_mut(key).and_then(|b| (**b).as_any_mut().downcast_mut::<T>())
+        let i = self.position(key)?;
+        (*self.data[i].1).as_any_mut().downcast_mut::<T>()
     }
 
     pub fn delete(&mut self, key: &'static str) {
-        self.data.remove(key);
+        if let Some(i) = self.position(key) {
+            self.data.swap_remove(i);
+        }
     }
 }
 

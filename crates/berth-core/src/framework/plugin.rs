@@ -131,6 +131,10 @@ pub trait Binder: Send + Sync {
 /// treat as if already there when they have equal or higher priority.
 pub trait NominatedPods: Sync {
     fn nominated_for(&self, node: &str) -> &[Arc<PodInfo>];
+    /// No pod is nominated anywhere (the common case): lets filtering skip lookups.
+    fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// No nominations: for tests and tools.
@@ -139,6 +143,9 @@ pub struct NoNominations;
 impl NominatedPods for NoNominations {
     fn nominated_for(&self, _node: &str) -> &[Arc<PodInfo>] {
         &[]
+    }
+    fn is_empty(&self) -> bool {
+        true
     }
 }
 

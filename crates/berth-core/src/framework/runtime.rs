@@ -24,6 +24,24 @@ pub struct WeightedPlugin {
     pub weight: i64,
 }
 
+fn mask_of(plugins: &[&Arc<dyn Plugin>], skipped: &[&'static str]) -> u64 {
+    let mut mask = 0u64;
+    for (i, p) in plugins.iter().enumerate().take(64) {
+        if skipped.contains(&p.name()) {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+fn is_skipped(i: usize, mask: u64, names: &[&'static str], name: &'static str) -> bool {
+    if i < 64 {
+        mask & (1 << i) != 0
+    } else {
+        names.contains(&name)
+    }
+}
+
 /// Weighted per-plugin scores for the nodes of one cycle.
 #[derive(Clone, Debug, Default)]
 pub struct ScoreMatrix {
@@ -156,13 +174,14 @@ impl Framework {
             }
             result = Some(merged);
         }
+        state.skip_filter_mask = mask_of(&self.filter.iter().collect::<Vec<_>>(), &state.skip_filter);
         (result, Status::success(), with_nodes)
     }
 
     /// Runs Filter plugins on one node; the first failure wins.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        for p in &self.filter {
-            if !state.skip_filter.is_empty() && state.skip_filter.contains(&p.name()) {
+        for (i, p) in self.filter.iter().enumerate() {
+            if is_skipped(i, state.skip_filter_mask, &state.skip_filter, p.name()) {
                 continue;
             }
             let s = p.filter(state, pod, node);
@@ -214,6 +233,9 @@ impl Framework {
         node: &NodeInfo,
         nominated: &dyn NominatedPods,
     ) -> Status {
+        if nominated.is_empty() {
+            return self.run_filter(state, pod, node);
+        }
         let noms = nominated.nominated_for(node.name());
         let relevant: Vec<&Arc<PodInfo>> = noms
             .iter()
@@ -250,36 +272,48 @@ impl Framework {
                 return Status::error(format!("running PreScore plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name());
             }
         }
+        state.skip_score_mask = mask_of(&self.score.iter().map(|w| &w.plugin).collect::<Vec<_>>(), &state.skip_score);
         Status::success()
     }
 
     /// Scores `nodes` with every Score plugin, normalizes, and applies weights.
+    /// Node-major: each node is visited once for all plugins (one pass over
+    /// memory, one parallel dispatch), then each plugin's column is normalized.
     pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Result<ScoreMatrix, Status> {
-        let mut m = ScoreMatrix { totals: vec![0; nodes.len()], ..Default::default() };
-        for w in &self.score {
-            let p = &w.plugin;
-            if state.skip_score.contains(&p.name()) {
-                continue;
-            }
-            let score_one = |(i, n): (usize, &Arc<NodeInfo>)| -> Result<NodeScore, Status> {
-                let (score, s) = p.score(state, pod, n);
+        let active: Vec<&WeightedPlugin> =
+            self.score.iter().enumerate().filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, w.plugin.name())).map(|(_, w)| w).collect();
+        let np = active.len();
+        let nn = nodes.len();
+        let mut m = ScoreMatrix { totals: vec![0; nn], ..Default::default() };
+        if np == 0 || nn == 0 {
+            return Ok(m);
+        }
+        let score_node = |(n, out): (usize, &mut [i64])| -> Result<(), Status> {
+            for (j, w) in active.iter().enumerate() {
+                let (score, s) = w.plugin.score(state, pod, &nodes[n]);
                 if !s.is_success() {
-                    return Err(Status::error(format!("running Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()));
+                    return Err(Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message())).with_plugin(w.plugin.name()));
                 }
-                Ok(NodeScore { index: i, score })
-            };
-            let mut scores: Vec<NodeScore> = if nodes.len() >= PARALLEL_THRESHOLD {
-                nodes.par_iter().enumerate().map(score_one).collect::<Result<_, _>>()?
-            } else {
-                nodes.iter().enumerate().map(score_one).collect::<Result<_, _>>()?
-            };
+                out[j] = score;
+            }
+            Ok(())
+        };
+        let mut raw = vec![0i64; nn * np];
+        if nn >= PARALLEL_THRESHOLD {
+            raw.par_chunks_mut(np).enumerate().try_for_each(score_node)?;
+        } else {
+            raw.chunks_mut(np).enumerate().try_for_each(score_node)?;
+        }
+        for (j, w) in active.iter().enumerate() {
+            let p = &w.plugin;
+            let mut scores: Vec<NodeScore> = (0..nn).map(|n| NodeScore { index: n, score: raw[n * np + j] }).collect();
             if p.has_normalize_score() {
                 let s = p.normalize_score(state, pod, &mut scores);
                 if !s.is_success() {
                     return Err(Status::error(format!("running Normalize on Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()));
                 }
             }
-            let mut col = vec![0i64; nodes.len()];
+            let mut col = vec![0i64; nn];
             for s in &scores {
                 if s.score < MIN_NODE_SCORE || s.score > MAX_NODE_SCORE {
                     return Err(Status::error(format!(

@@ -48,4 +48,7 @@ impl NominatedPods for Nominator {
     fn nominated_for(&self, node: &str) -> &[Arc<PodInfo>] {
         self.by_node.get(node).map(|v| v.as_slice()).unwrap_or(&[])
     }
+    fn is_empty(&self) -> bool {
+        self.node_of.is_empty()
+    }
 }

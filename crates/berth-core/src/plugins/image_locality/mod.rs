@@ -23,6 +23,8 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
 
 #[derive(Clone)]
 struct PreScore {
+    /// The pod's images, normalized once per cycle.
+    images: Vec<String>,
     /// Normalized image name -> number of nodes that have it.
     spread: HashMap<String, usize>,
     total_nodes: usize,
@@ -47,14 +49,17 @@ impl Plugin for ImageLocality {
     }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
         let mut spread = HashMap::new();
+        let mut images = Vec::new();
         for c in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()) {
             let n = normalize_image_name(&c.image);
             let count = snap.image_num_nodes(&n);
-            spread.insert(n, count);
+            spread.insert(n.clone(), count);
+            images.push(n);
         }
         state.write(
             STATE_KEY,
             PreScore {
+                images,
                 spread,
                 total_nodes: snap.num_nodes(),
                 num_containers: pod.pod.init_containers.len() + pod.pod.containers.len(),
@@ -62,7 +67,7 @@ impl Plugin for ImageLocality {
         );
         Status::success()
     }
-    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
         let Some(ps) = state.read::<PreScore>(STATE_KEY) else {
             return (0, Status::error("reading PreScore state of ImageLocality"));
         };
@@ -70,10 +75,9 @@ impl Plugin for ImageLocality {
             return (calculate_priority(0, ps.num_containers), Status::success());
         }
         let mut sum = 0i64;
-        for c in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()) {
-            let n = normalize_image_name(&c.image);
-            if let Some(&size) = node.image_sizes.get(&n) {
-                let spread = ps.spread.get(&n).copied().unwrap_or(0) as f64 / ps.total_nodes as f64;
+        for n in &ps.images {
+            if let Some(&size) = node.image_sizes.get(n) {
+                let spread = ps.spread.get(n).copied().unwrap_or(0) as f64 / ps.total_nodes as f64;
                 sum += (size as f64 * spread) as i64;
             }
         }

@@ -31,6 +31,7 @@ pub struct BalancedAllocation {
 
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
     let a: Args = crate::plugins::decode_args(NAME, args)?;
+    check_resource_count(&a.resources)?;
     for r in &a.resources {
         if r.weight != 1 {
             return Err(format!("resources[{}].weight: Invalid value: {}: must be 1", r.name, r.weight));
@@ -41,12 +42,15 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
 
 /// 1 - standard deviation of the usage fractions (each capped at 1), × 100.
 pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
-    let fractions: Vec<f64> = requested
-        .iter()
-        .zip(allocatable)
-        .filter(|(_, a)| **a != 0)
-        .map(|(r, a)| (*r as f64 / *a as f64).min(1.0))
-        .collect();
+    let mut buf = [0f64; MAX_SCORED_RESOURCES];
+    let mut len = 0;
+    for (r, a) in requested.iter().zip(allocatable) {
+        if *a != 0 && len < MAX_SCORED_RESOURCES {
+            buf[len] = (*r as f64 / *a as f64).min(1.0);
+            len += 1;
+        }
+    }
+    let fractions = &buf[..len];
     let std = match fractions.len() {
         0 | 1 => 0.0,
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
@@ -83,7 +87,8 @@ impl Plugin for BalancedAllocation {
                 &owned
             }
         };
+        let n = self.resources.len();
         let (alloc, req) = allocatable_and_requested(node, &self.resources, reqs, true);
-        (balanced_score(&req, &alloc), Status::success())
+        (balanced_score(&req[..n], &alloc[..n]), Status::success())
     }
 }

@@ -86,6 +86,7 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
 impl Fit {
     pub fn from_args(a: Args) -> Result<Fit, String> {
         let strategy = a.scoring_strategy.unwrap_or_default();
+        check_resource_count(&strategy.resources)?;
         if strategy.resources.is_empty() {
             return Err("scoringStrategy.resources: Required value: at least one resource is required".into());
         }
@@ -280,7 +281,8 @@ impl Plugin for Fit {
                 &owned
             }
         };
+        let n = self.strategy.resources.len();
         let (alloc, req) = allocatable_and_requested(node, &self.strategy.resources, reqs, false);
-        (self.strategy_score(&req, &alloc), Status::success())
+        (self.strategy_score(&req[..n], &alloc[..n]), Status::success())
     }
 }

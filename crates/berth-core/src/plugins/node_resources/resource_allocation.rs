@@ -37,11 +37,26 @@ pub fn pod_requests(pod: &PodInfo, resources: &[ResourceSpec], use_requested: bo
         .collect()
 }
 
+/// At most this many resources can be scored (keeps per-node work on the stack).
+pub const MAX_SCORED_RESOURCES: usize = 16;
+
+pub fn check_resource_count(resources: &[ResourceSpec]) -> Result<(), String> {
+    if resources.len() > MAX_SCORED_RESOURCES {
+        return Err(format!("resources: Too many: {}: must have at most {MAX_SCORED_RESOURCES} items", resources.len()));
+    }
+    Ok(())
+}
+
 /// (allocatable, requested-after-placing-the-pod) per resource; (0, 0) for
 /// resources the node lacks or extended resources the pod does not ask for.
-pub fn allocatable_and_requested(node: &NodeInfo, resources: &[ResourceSpec], pod_requests: &[i64], use_requested: bool) -> (Vec<i64>, Vec<i64>) {
-    let mut alloc = vec![0; resources.len()];
-    let mut req = vec![0; resources.len()];
+pub fn allocatable_and_requested(
+    node: &NodeInfo,
+    resources: &[ResourceSpec],
+    pod_requests: &[i64],
+    use_requested: bool,
+) -> ([i64; MAX_SCORED_RESOURCES], [i64; MAX_SCORED_RESOURCES]) {
+    let mut alloc = [0i64; MAX_SCORED_RESOURCES];
+    let mut req = [0i64; MAX_SCORED_RESOURCES];
     let requested = if use_requested { &node.requested } else { &node.non_zero_requested };
     let a = node.allocatable();
     for (i, s) in resources.iter().enumerate() {

@@ -35,7 +35,7 @@ impl Plugin for NodeUnschedulable {
         ]
     }
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        if !node.node.unschedulable {
+        if !node.unschedulable {
             return Status::success();
         }
         let taint = Taint { key: TAINT_NODE_UNSCHEDULABLE.into(), value: String::new(), effect: TaintEffect::NoSchedule };

@@ -171,7 +171,7 @@ fn matches_inclusion_policies(c: &Constraint, pod: &Pod, node: &NodeInfo) -> boo
     if c.node_affinity_policy == NodeInclusionPolicy::Honor && !required_node_affinity_matches(pod, node.name(), &node.node.labels) {
         return false;
     }
-    if c.node_taints_policy == NodeInclusionPolicy::Honor && find_untolerated_taint(&node.node.taints, &pod.tolerations).is_some() {
+    if c.node_taints_policy == NodeInclusionPolicy::Honor && find_untolerated_taint(&node.taints, &pod.tolerations).is_some() {
         return false;
     }
     true

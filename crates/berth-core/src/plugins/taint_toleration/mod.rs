@@ -39,7 +39,10 @@ impl Plugin for TaintToleration {
         ]
     }
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        match find_untolerated_taint(&node.node.taints, &pod.pod.tolerations) {
+        if node.taints.is_empty() {
+            return Status::success();
+        }
+        match find_untolerated_taint(&node.taints, &pod.pod.tolerations) {
             None => Status::success(),
             Some(t) => Status::unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value)),
         }
@@ -59,8 +62,10 @@ impl Plugin for TaintToleration {
         let Some(tols) = state.read::<Vec<Toleration>>(STATE_KEY) else {
             return (0, Status::error("reading PreScore state of TaintToleration"));
         };
+        if node.taints.is_empty() {
+            return (0, Status::success());
+        }
         let n = node
-            .node
             .taints
             .iter()
             .filter(|t| t.effect == TaintEffect::PreferNoSchedule && !tols.iter().any(|tol| tol.tolerates(t)))
