@@ -187,10 +187,20 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, seed: u64, format: Outpu
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let res = match &cli.command {
+    // Run the engine on a rayon worker: its parallel filter/score sections then
+    // share work with the other workers instead of handing off from a foreign
+    // thread and sleeping, which costs two context switches per section.
+    let pool = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth: error: starting worker threads: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let res = pool.install(|| match &cli.command {
         Command::Simulate { files, config, seed, output, explain } => simulate(files, config.as_deref(), *seed, *output, *explain),
         Command::Bench { workload, nodes, pods, seed, output } => run_bench(workload, *nodes, *pods, *seed, *output),
-    };
+    });
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

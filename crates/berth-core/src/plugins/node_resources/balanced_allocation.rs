@@ -27,6 +27,7 @@ impl Default for Args {
 
 pub struct BalancedAllocation {
     resources: Vec<ResourceSpec>,
+    kinds: Vec<Kind>,
 }
 
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
@@ -37,7 +38,7 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
             return Err(format!("resources[{}].weight: Invalid value: {}: must be 1", r.name, r.weight));
         }
     }
-    Ok(Arc::new(BalancedAllocation { resources: a.resources }))
+    Ok(Arc::new(BalancedAllocation { kinds: kinds(&a.resources), resources: a.resources }))
 }
 
 /// 1 - standard deviation of the usage fractions (each capped at 1), × 100.
@@ -88,7 +89,7 @@ impl Plugin for BalancedAllocation {
             }
         };
         let n = self.resources.len();
-        let (alloc, req) = allocatable_and_requested(node, &self.resources, reqs, true);
+        let (alloc, req) = allocatable_and_requested(node, &self.resources, &self.kinds, reqs, true);
         (balanced_score(&req[..n], &alloc[..n]), Status::success())
     }
 }

@@ -74,6 +74,7 @@ pub struct Fit {
     ignored_resources: HashSet<String>,
     ignored_groups: HashSet<String>,
     strategy: ScoringStrategy,
+    kinds: Vec<Kind>,
     /// Shape scaled to 0..100 (RequestedToCapacityRatio only).
     shape: Vec<(i64, i64)>,
 }
@@ -117,6 +118,7 @@ impl Fit {
         Ok(Fit {
             ignored_resources: a.ignored_resources.into_iter().collect(),
             ignored_groups: a.ignored_resource_groups.into_iter().collect(),
+            kinds: kinds(&strategy.resources),
             strategy,
             shape,
         })
@@ -282,7 +284,7 @@ impl Plugin for Fit {
             }
         };
         let n = self.strategy.resources.len();
-        let (alloc, req) = allocatable_and_requested(node, &self.strategy.resources, reqs, false);
+        let (alloc, req) = allocatable_and_requested(node, &self.strategy.resources, &self.kinds, reqs, false);
         (self.strategy_score(&req[..n], &alloc[..n]), Status::success())
     }
 }

@@ -15,6 +15,28 @@ pub struct ResourceSpec {
     pub weight: i64,
 }
 
+/// A scored resource, classified once so the per-node loop does not compare names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    /// Extended/hugepages/other: looked up by name.
+    Other { scalar: bool },
+}
+
+pub fn kinds(resources: &[ResourceSpec]) -> Vec<Kind> {
+    resources
+        .iter()
+        .map(|r| match r.name.as_str() {
+            CPU => Kind::Cpu,
+            MEMORY => Kind::Memory,
+            EPHEMERAL_STORAGE => Kind::EphemeralStorage,
+            n => Kind::Other { scalar: is_scalar_resource_name(n) },
+        })
+        .collect()
+}
+
 fn one() -> i64 {
     1
 }
@@ -52,6 +74,7 @@ pub fn check_resource_count(resources: &[ResourceSpec]) -> Result<(), String> {
 pub fn allocatable_and_requested(
     node: &NodeInfo,
     resources: &[ResourceSpec],
+    kinds: &[Kind],
     pod_requests: &[i64],
     use_requested: bool,
 ) -> ([i64; MAX_SCORED_RESOURCES], [i64; MAX_SCORED_RESOURCES]) {
@@ -62,14 +85,14 @@ pub fn allocatable_and_requested(
     for (i, s) in resources.iter().enumerate() {
         let pr = pod_requests[i];
         let name = s.name.as_str();
-        let (al, rq) = if pr == 0 && is_scalar_resource_name(name) {
+        let (al, rq) = if pr == 0 && kinds[i] == (Kind::Other { scalar: true }) {
             (0, 0)
         } else {
-            match name {
-                CPU => (a.milli_cpu, requested.milli_cpu.saturating_add(pr)),
-                MEMORY => (a.memory, requested.memory.saturating_add(pr)),
-                EPHEMERAL_STORAGE => (a.ephemeral_storage, node.requested.ephemeral_storage.saturating_add(pr)),
-                _ => {
+            match kinds[i] {
+                Kind::Cpu => (a.milli_cpu, requested.milli_cpu.saturating_add(pr)),
+                Kind::Memory => (a.memory, requested.memory.saturating_add(pr)),
+                Kind::EphemeralStorage => (a.ephemeral_storage, node.requested.ephemeral_storage.saturating_add(pr)),
+                Kind::Other { .. } => {
                     if a.scalar.iter().any(|(n, _)| &**n == name) {
                         (a.scalar(name), node.requested.scalar(name).saturating_add(pr))
                     } else {
