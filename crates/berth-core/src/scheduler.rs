@@ -103,8 +103,10 @@ pub fn fit_error_message(num_all_nodes: usize, statuses: &NodeToStatus, pre_filt
             msg.push_str(&format!(" {}.", parts.join(", ")));
         }
     }
+    // Since 1.30 the PostFilter part carries its own punctuation.
     if !post_filter_msg.is_empty() {
-        msg.push_str(&format!(" {post_filter_msg}."));
+        msg.push(' ');
+        msg.push_str(post_filter_msg);
     }
     msg
 }
@@ -361,7 +363,10 @@ impl CycleRunner {
             return None;
         }
         let ctx = PostFilterContext { framework: fwk, snapshot, pdbs, nominated, seed: self.next_seed() };
-        let mut last_msg = String::new();
+        // As upstream: run until one succeeds; rejections' reasons accumulate
+        // (joined with ", ") and the first meaningful result wins.
+        let mut reasons: Vec<String> = Vec::new();
+        let mut result: Option<PostFilterResult> = None;
         for p in &fwk.post_filter {
             let (r, s) = p.post_filter(&ctx, state, pod, &fit.diagnosis.node_to_status);
             if s.is_success() {
@@ -372,14 +377,15 @@ impl CycleRunner {
                 fit.diagnosis.post_filter_msg = s.message();
                 return r;
             }
-            last_msg = s.message();
-            if r.is_some() {
-                fit.diagnosis.post_filter_msg = last_msg;
-                return r;
+            if !s.message().is_empty() {
+                reasons.push(s.message());
+            }
+            if result.is_none() {
+                result = r;
             }
         }
-        fit.diagnosis.post_filter_msg = last_msg;
-        None
+        fit.diagnosis.post_filter_msg = reasons.join(", ");
+        result
     }
 }
 
@@ -417,7 +423,7 @@ mod tests {
             absent: None,
         };
         assert_eq!(
-            fit_error_message(3, &statuses, "", "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling"),
+            fit_error_message(3, &statuses, "", "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."),
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
         assert_eq!(

@@ -68,15 +68,21 @@ fn basic_pod(name: &str, ms: i64) -> Pod {
     make_pod(name).namespace("bench").req(100, 500 << 20).creation(ms).obj()
 }
 
-fn measured_pod(w: Workload, i: usize) -> Pod {
+/// Anti-affinity groups: pods repel others of their group per host, so a
+/// group can hold at most one pod per node; enough groups keep every pod
+/// placeable (scheduler_perf's workload has one group sized to the nodes).
+fn anti_affinity_groups(nodes: usize, pods: usize) -> usize {
+    (2 * pods).div_ceil(nodes.max(1)).max(1)
+}
+
+fn measured_pod(w: Workload, i: usize, groups: usize) -> Pod {
     let name = format!("pod-{i}");
     let ms = i as i64;
     match w {
         Workload::SchedulingBasic => basic_pod(&name, ms),
         Workload::PodAntiAffinity => {
-            let mut p = make_pod(&name).namespace("bench").req(100, 500 << 20).creation(ms).label("color", "green");
-            p = p.pod_anti_affinity("color", "green", HOSTNAME);
-            p.obj()
+            let color = format!("color-{}", i % groups);
+            make_pod(&name).namespace("bench").req(100, 500 << 20).creation(ms).label("color", &color).pod_anti_affinity("color", &color, HOSTNAME).obj()
         }
         Workload::TopologySpreading | Workload::PreferredTopologySpreading => {
             let action = if w == Workload::TopologySpreading {
@@ -98,7 +104,8 @@ fn measured_pod(w: Workload, i: usize) -> Pod {
             .creation(ms)
             .node_affinity_in("node-group", &["group-1", "group-2", "group-3", "group-4", "group-5"])
             .obj(),
-        Workload::Preemption => make_pod(&name).namespace("bench").req(3000, 500 << 20).priority(10).creation(ms).obj(),
+        // Each takes the room of one low-priority pod.
+        Workload::Preemption => make_pod(&name).namespace("bench").req(1000, 500 << 20).priority(10).creation(ms).obj(),
         Workload::Mixed => {
             let shapes = [
                 Workload::SchedulingBasic,
@@ -107,7 +114,7 @@ fn measured_pod(w: Workload, i: usize) -> Pod {
                 Workload::TopologySpreading,
                 Workload::SchedulingBasic,
             ];
-            measured_pod(shapes[i % shapes.len()], i)
+            measured_pod(shapes[i % shapes.len()], i, groups)
         }
     }
 }
@@ -115,9 +122,9 @@ fn measured_pod(w: Workload, i: usize) -> Pod {
 /// Pods that fill the cluster before measuring.
 fn init_pods(w: Workload, nodes: usize) -> Vec<Pod> {
     match w {
-        // One low-priority pod per node taking most of its CPU, to be preempted.
-        Workload::Preemption => (0..nodes)
-            .map(|i| make_pod(&format!("low-{i}")).namespace("bench").req(3000, 500 << 20).priority(1).node(&format!("node-{i}")).obj())
+        // Four low-priority 1-CPU pods fill every node; each measured pod must preempt one.
+        Workload::Preemption => (0..nodes * 4)
+            .map(|i| make_pod(&format!("low-{i}")).namespace("bench").req(1000, 500 << 20).priority(1).node(&format!("node-{}", i / 4)).obj())
             .collect(),
         _ => (0..nodes / 5).map(|i| basic_pod(&format!("init-{i}"), -1)).collect(),
     }
@@ -164,8 +171,9 @@ pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl
         engine.add_pod(p, 0);
     }
     drain(&mut engine, usize::MAX, &mut Vec::new(), &mut |_, _| {});
+    let groups = anti_affinity_groups(nodes, pods);
     for i in 0..pods {
-        engine.add_pod(measured_pod(w, i), 0);
+        engine.add_pod(measured_pod(w, i, groups), 0);
     }
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
@@ -227,5 +235,5 @@ fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut d
 
 /// For tests: pod info of a measured pod.
 pub fn sample_pod(w: Workload, i: usize) -> PodInfo {
-    PodInfo::new(measured_pod(w, i))
+    PodInfo::new(measured_pod(w, i, 2))
 }

@@ -59,12 +59,12 @@ fn never_policy_and_no_victims() {
     let snap = snapshot(vec![node("n1")], vec![make_pod("big").priority(100).req(900, 0).node("n1").obj()]);
     let (node, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).preemption_never().obj(), &snap, &[]);
     assert_eq!(node, None);
-    assert_eq!(msg, "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never..");
+    assert_eq!(msg, "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.");
     let (node, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
     assert_eq!(node, None);
     assert_eq!(
         msg,
-        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
     );
 }
 
@@ -74,7 +74,7 @@ fn unresolvable_nodes_are_not_helpful() {
     // Requests more than the node has: evicting nothing helps, but the node is only
     // Unschedulable, so it is tried and reported with its filter reason.
     let (_, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
-    assert!(msg.ends_with("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."), "{msg}");
+    assert!(msg.ends_with("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."), "{msg}");
 }
 
 #[test]
