@@ -5,6 +5,7 @@ use berth_core::model;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1 as policy;
 use k8s_openapi::api::scheduling::v1 as scheduling;
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::{ConvertError, PriorityClasses};
@@ -41,6 +42,28 @@ pub struct RawObjects {
     pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
+/// Splits YAML text into batches of whole documents at `---` lines: (number
+/// of the first document in the batch, text). About 64 batches per input.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut starts = vec![0usize];
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if pos > 0 && (line.starts_with("---\n") || line.starts_with("--- ") || line == "---" || line.starts_with("---\r")) {
+            starts.push(pos);
+        }
+        pos += line.len();
+    }
+    let per_batch = (starts.len() / 64).max(1);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < starts.len() {
+        let end = starts.get(i + per_batch).copied().unwrap_or(text.len());
+        out.push((i + 1, &text[starts[i]..end]));
+        i += per_batch;
+    }
+    out
+}
+
 fn parse_err(file: &str, message: impl Into<String>) -> LoadError {
     LoadError::Parse { file: file.to_string(), message: message.into() }
 }
@@ -58,14 +81,39 @@ impl RawObjects {
             }
             return Ok(());
         }
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let v = serde_json::Value::deserialize(doc).map_err(|e| parse_err(file, format!("document {}: {e}", i + 1)))?;
-            if v.is_null() {
-                continue;
-            }
-            self.add_value(file, v)?;
+        // Documents are parsed in parallel: a `kubectl get -o yaml` dump of a
+        // large cluster is tens of megabytes, and parsing is independent per
+        // document. A line starting with `---` at column 0 always separates
+        // documents (block scalars are indented), so splitting is safe.
+        let docs = split_documents(text);
+        let parsed: Vec<Result<RawObjects, LoadError>> = docs
+            .par_iter()
+            .map(|(first_doc, chunk)| {
+                let mut part = RawObjects::default();
+                for (i, doc) in serde_yaml::Deserializer::from_str(chunk).enumerate() {
+                    let v = serde_json::Value::deserialize(doc).map_err(|e| parse_err(file, format!("document {}: {e}", first_doc + i)))?;
+                    if !v.is_null() {
+                        part.add_value(file, v)?;
+                    }
+                }
+                Ok(part)
+            })
+            .collect();
+        for part in parsed {
+            self.merge(part?);
         }
         Ok(())
+    }
+
+    fn merge(&mut self, other: RawObjects) {
+        self.nodes.extend(other.nodes);
+        self.pods.extend(other.pods);
+        self.pdbs.extend(other.pdbs);
+        self.classes.extend(other.classes);
+        self.namespaces.extend(other.namespaces);
+        for (k, n) in other.skipped {
+            *self.skipped.entry(k).or_default() += n;
+        }
     }
 
     fn add_value(&mut self, file: &str, v: serde_json::Value) -> Result<(), LoadError> {
@@ -115,11 +163,20 @@ impl RawObjects {
         for (file, n) in &self.nodes {
             out.nodes.push(crate::node(n).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
         }
-        for (file, p) in &self.pods {
-            if crate::pod_is_terminal(p) {
-                continue;
+        let pods: Vec<Result<Option<model::Pod>, LoadError>> = self
+            .pods
+            .par_iter()
+            .map(|(file, p)| {
+                if crate::pod_is_terminal(p) {
+                    return Ok(None);
+                }
+                crate::pod(p, &classes).map(Some).map_err(|source| LoadError::Convert { file: file.clone(), source })
+            })
+            .collect();
+        for p in pods {
+            if let Some(p) = p? {
+                out.pods.push(p);
             }
-            out.pods.push(crate::pod(p, &classes).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
         }
         for (file, p) in &self.pdbs {
             out.pdbs.push(crate::pdb(p).map_err(|source| LoadError::Convert { file: file.clone(), source })?);

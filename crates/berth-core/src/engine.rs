@@ -222,6 +222,18 @@ impl Engine {
         }
     }
 
+    /// The simulator's (and benchmark's) shortcut for "the binding we just made
+    /// was observed": the assumed pod becomes a bound one as it is.
+    pub fn confirm_binding(&mut self, key: &str, now_ms: i64) {
+        if let Some(info) = self.cache.confirm_pod(key) {
+            self.queue.on_event(
+                ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"),
+                EventObject::Pod { old: None, new: Some(info.pod.clone()) },
+                now_ms,
+            );
+        }
+    }
+
     pub fn update_pod(&mut self, old: Option<&Pod>, pod: Pod, now_ms: i64) {
         let pod = Arc::new(pod);
         let key = pod.key();
@@ -308,9 +320,7 @@ impl Engine {
         now_ms: i64,
     ) -> Outcome {
         let node = result.node.clone();
-        let mut bound = (*qpi.pod_info.pod).clone();
-        bound.node_name = Some(node.clone());
-        let assumed = Arc::new(PodInfo::from_arc(Arc::new(bound)));
+        let assumed = Arc::new(qpi.pod_info.on_node(&node));
         if let Err(e) = self.cache.assume_pod(assumed, &node) {
             let f = self.fail_with_status(qpi, Status::error(e.to_string()), now_ms);
             return Outcome::Failed(Box::new(f));

@@ -20,6 +20,9 @@ pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
 /// The adaptive percentage never drops below this.
 pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
 
+/// How far ahead of the filter loop nodes are prefetched.
+const PREFETCH_AHEAD: usize = 6;
+
 pub const NO_NODE_AVAILABLE_MSG: &str = "0/{} nodes are available";
 pub const ERR_NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
 
@@ -274,6 +277,8 @@ impl CycleRunner {
         }
 
         let check = |i: usize| -> (usize, Status) {
+            // Start loading a node a few steps ahead: nodes are cold in cache.
+            crate::cache::node_info::prefetch(&nodes[candidates[(start + i + PREFETCH_AHEAD) % n]]);
             let idx = candidates[(start + i) % n];
             (idx, fwk.run_filter_with_nominated(state, pod, &nodes[idx], nominated))
         };
@@ -283,12 +288,12 @@ impl CycleRunner {
         // Evaluate in chunks (in parallel within a chunk) and stop at the first
         // chunk that completes the quota: results stay in index order, so a
         // seeded run is reproducible regardless of thread timing.
-        let chunk = to_find.max(PARALLEL_THRESHOLD);
+        let chunk = to_find.max(64);
         let mut pos = 0;
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
             let results: Vec<(usize, Status)> = if end - pos >= PARALLEL_THRESHOLD {
-                (pos..end).into_par_iter().map(check).collect()
+                (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
             } else {
                 (pos..end).map(check).collect()
             };

@@ -204,10 +204,9 @@ fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut d
         match outcome {
             Outcome::Assigned(mut a) => {
                 let s = a.run_binding_cycle(&NoopBinder);
-                let mut p: Pod = (*a.pod().pod).clone();
-                p.node_name = Some(a.node.clone());
+                let key = a.pod().key();
                 if engine.binding_done(*a, s, 0).is_none() {
-                    engine.add_pod(p, 0);
+                    engine.confirm_binding(&key, 0);
                     bound += 1;
                 }
             }
@@ -236,4 +235,26 @@ fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut d
 /// For tests: pod info of a measured pod.
 pub fn sample_pod(w: Workload, i: usize) -> PodInfo {
     PodInfo::new(measured_pod(w, i, 2))
+}
+
+/// Manifests of scheduler_perf's SchedulingBasic shape (4 CPU / 32Gi / 110-pod
+/// nodes over three zones, 100m / 500Mi pending pods), for timing
+/// `berth simulate` end to end, parsing included.
+pub fn basic_cluster_yaml(nodes: usize, pods: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(nodes * 300 + pods * 330);
+    for i in 0..nodes {
+        let _ = write!(
+            out,
+            "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: node-{i}\n  labels:\n    kubernetes.io/hostname: node-{i}\n    topology.kubernetes.io/zone: zone-{}\nstatus:\n  allocatable:\n    cpu: \"4\"\n    memory: 32Gi\n    pods: \"110\"\n",
+            i % 3
+        );
+    }
+    for i in 0..pods {
+        let _ = write!(
+            out,
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: bench\nspec:\n  containers:\n  - name: pause\n    image: registry.k8s.io/pause:3.10\n    resources:\n      requests:\n        cpu: 100m\n        memory: 500Mi\n"
+        );
+    }
+    out
 }

@@ -286,12 +286,9 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
                 let node = a.node.clone();
                 let attempts = a.queued.attempts;
                 let explanation = opts.explain.then(|| explain_success(&engine, &a.result));
-                let mut bound = (*a.pod().pod).clone();
                 match engine.binding_done(*a, status, now) {
                     None => {
-                        bound.node_name = Some(node.clone());
-                        bound.nominated_node_name = None;
-                        engine.add_pod(bound, now);
+                        engine.confirm_binding(&key, now);
                         version += 1;
                         failed_at_version.remove(&key);
                         if let Some(&i) = index.get(&key) {

@@ -10,10 +10,12 @@ struct JsonOut<'a> {
     #[serde(flatten)]
     result: &'a SimResult,
     elapsed_seconds: f64,
+    load_seconds: f64,
 }
 
-pub fn json(r: &SimResult, elapsed_secs: f64) -> String {
-    serde_json::to_string_pretty(&JsonOut { result: r, elapsed_seconds: elapsed_secs }).expect("serializable")
+/// `elapsed_secs`: the whole run; `load_secs`: reading and converting input.
+pub fn json(r: &SimResult, elapsed_secs: f64, load_secs: f64) -> String {
+    serde_json::to_string_pretty(&JsonOut { result: r, elapsed_seconds: elapsed_secs, load_seconds: load_secs }).expect("serializable")
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -65,6 +65,11 @@ enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Instead of benchmarking, write a SchedulingBasic-shaped cluster
+        /// (--nodes nodes, --pods pending pods) as manifests to this file,
+        /// for timing `berth simulate` end to end.
+        #[arg(long)]
+        emit_cluster: Option<PathBuf>,
     },
 }
 
@@ -123,13 +128,14 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
     let cfg = load_config(config)?;
     let inputs = read_inputs(files)?;
     let cluster = berth_convert::manifests::load(&inputs)?;
+    let load_secs = start.elapsed().as_secs_f64();
     for (kind, n) in &cluster.skipped {
         eprintln!("warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget and Namespace");
     }
     let result = berth_sim::simulate(cluster, &SimOptions { seed, explain, config: cfg })?;
     let elapsed = start.elapsed().as_secs_f64();
     let text = match format {
-        OutputFormat::Json => output::json(&result, elapsed),
+        OutputFormat::Json => output::json(&result, elapsed, load_secs),
         OutputFormat::Table => output::table(&result, elapsed, explain),
     };
     println!("{}", text.trim_end());
@@ -199,7 +205,9 @@ fn main() -> ExitCode {
     };
     let res = pool.install(|| match &cli.command {
         Command::Simulate { files, config, seed, output, explain } => simulate(files, config.as_deref(), *seed, *output, *explain),
-        Command::Bench { workload, nodes, pods, seed, output } => run_bench(workload, *nodes, *pods, *seed, *output),
+        Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods))
+            .with_context(|| format!("{}: cannot write", path.display())),
+        Command::Bench { workload, nodes, pods, seed, output, emit_cluster: None } => run_bench(workload, *nodes, *pods, *seed, *output),
     });
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -227,6 +227,14 @@ impl Cache {
         Ok(())
     }
 
+    /// The binding of an assumed pod was observed exactly as assumed: keep
+    /// the assumed entry as the real one (no recomputation).
+    pub fn confirm_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+        let st = self.pods.get_mut(key)?;
+        st.assumed = false;
+        Some(st.info.clone())
+    }
+
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pods.get(key).is_some_and(|s| s.assumed)
     }

@@ -30,22 +30,26 @@ impl HostPort {
     }
 }
 
+/// `repr(C)` so the fields every filter and score reads come first, together
+/// (about four cache lines): a cycle touches hundreds of nodes that are cold
+/// in cache, and memory latency per node is what a cycle costs.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct NodeInfo {
-    // Hot fields first and inline (copied from `node`): filters read them for
-    // every node of every cycle, and a pointer chase per node is what costs.
+    // Hot fields, inline (copied from `node`).
     pub unschedulable: bool,
     pub allocatable: Resource,
-    pub taints: Vec<crate::model::Taint>,
-    pub node: Arc<Node>,
-    pub pods: Vec<Arc<PodInfo>>,
-    pub pods_with_affinity: Vec<Arc<PodInfo>>,
-    pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
-    pub used_ports: Vec<HostPort>,
     /// Sum of the pods' requests.
     pub requested: Resource,
     /// Sum of the pods' requests with non-zero defaults, for scoring.
     pub non_zero_requested: Resource,
+    pub pods: Vec<Arc<PodInfo>>,
+    pub taints: Vec<crate::model::Taint>,
+    pub used_ports: Vec<HostPort>,
+    // Colder fields.
+    pub node: Arc<Node>,
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
+    pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     /// Image name (as the node reports it) -> size in bytes, for ImageLocality.
     pub image_sizes: HashMap<String, i64>,
     /// Bumped on every change; lets snapshots and explainers see staleness.
@@ -62,6 +66,24 @@ pub fn normalize_image_name(name: &str) -> String {
     } else {
         name.to_string()
     }
+}
+
+/// Asks the CPU to start loading a node's hot fields (a hint; no effect on results).
+#[inline(always)]
+pub fn prefetch(ni: &NodeInfo) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch instructions never fault and do not read memory
+    // architecturally; the pointers are to a live NodeInfo.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = ni as *const NodeInfo as *const i8;
+        _mm_prefetch(p, _MM_HINT_T0);
+        _mm_prefetch(p.add(64), _MM_HINT_T0);
+        _mm_prefetch(p.add(128), _MM_HINT_T0);
+        _mm_prefetch(p.add(192), _MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ni;
 }
 
 impl NodeInfo {

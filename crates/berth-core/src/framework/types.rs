@@ -124,6 +124,14 @@ impl PodInfo {
         }
     }
 
+    /// This pod as bound to `node`, reusing everything already computed.
+    pub fn on_node(&self, node: &str) -> PodInfo {
+        let mut pod = (*self.pod).clone();
+        pod.node_name = Some(node.to_string());
+        pod.nominated_node_name = None;
+        PodInfo { pod: Arc::new(pod), ..self.clone() }
+    }
+
     pub fn has_affinity(&self) -> bool {
         let a = &self.pod.affinity;
         a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()

@@ -56,6 +56,10 @@ impl Plugin for ImageLocality {
             spread.insert(n.clone(), count);
             images.push(n);
         }
+        if spread.values().all(|c| *c == 0) {
+            // No node has any of the images: every node would score 0.
+            return Status::skip();
+        }
         state.write(
             STATE_KEY,
             PreScore {
