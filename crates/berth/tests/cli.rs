@@ -1,0 +1,124 @@
+//! The `berth` command as a user runs it: exit codes, output shapes, errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn berth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth")).args(args).output().expect("run berth")
+}
+
+fn repo(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).display().to_string()
+}
+
+fn tmp(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("berth-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn simulate_example_json() {
+    let out = berth(&["simulate", &repo("examples/cluster/cluster.yaml"), "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let pods = v["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 14, "every pending pod exactly once");
+    for p in pods {
+        for k in ["namespace", "name", "node", "message", "preempted"] {
+            assert!(p.get(k).is_some(), "missing {k} in {p}");
+        }
+        // Scheduled pods carry no message; unscheduled ones always say why.
+        assert_eq!(p["node"].is_string(), p["message"].as_str().unwrap().is_empty(), "{p}");
+    }
+    let checkout = pods.iter().find(|p| p["name"] == "checkout-0").unwrap();
+    assert_eq!(checkout["preempted"].as_array().unwrap().len(), 1);
+    let huge = pods.iter().find(|p| p["name"] == "huge-0").unwrap();
+    assert!(huge["node"].is_null());
+    assert!(huge["message"].as_str().unwrap().starts_with("0/6 nodes are available:"));
+}
+
+#[test]
+fn simulate_table_and_explain() {
+    let out = berth(&["simulate", &repo("examples/cluster/cluster.yaml"), "--explain", "--seed", "3"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("POD"), "{text}");
+    assert!(text.contains("TaintToleration: node(s) had untolerated taint {dedicated: gpu}"), "{text}");
+    assert!(text.contains("NodeResourcesFit="), "per-plugin scores: {text}");
+    assert!(text.contains("14 pending pod(s) on 6 node(s): 11 scheduled, 3 unschedulable"), "{text}");
+}
+
+#[test]
+fn simulate_reads_stdin_and_lists() {
+    let list = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Node","metadata":{"name":"n"},"status":{"allocatable":{"cpu":"1","memory":"1Gi","pods":"10"}}},
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c","image":"x"}]}},
+        {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"}}]}"#;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["simulate", "-", "--output", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pods"][0]["node"], "n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one warning line: {err}");
+    assert!(err.contains("ConfigMap"));
+}
+
+#[test]
+fn bad_input_is_one_line_error() {
+    let cases = [
+        ("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {cpu: lots}}}]\n", "Pod default/p: spec.containers[0].resources.requests.cpu"),
+        ("kind: Node\nmetadata: {name: n}\nstatus: {allocatable: {memory: 1Qi}}\n", "Node n: status.allocatable.memory"),
+        ("{not yaml: [", "document 1"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = tmp(&format!("bad{i}.yaml"), text);
+        let out = berth(&["simulate", &f]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(&f) || err.contains("bad"), "names the file: {err}");
+        assert!(err.contains(want), "{err} should contain {want}");
+    }
+    let out = berth(&["simulate", "/nonexistent/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_config_is_refused() {
+    let cluster = repo("examples/cluster/cluster.yaml");
+    let cases = [
+        ("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles: [{schedulerName: a, plugins: {score: {enabled: [{name: Nope}]}}}]\n", "does not exist"),
+        ("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\npercentageOfNodesToScore: 150\n", "percentageOfNodesToScore"),
+        ("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles: [{pluginConfig: [{name: NodeResourcesFit, args: {scoringStrategy: {type: Nope}}}]}]\n", "NodeResourcesFit"),
+        ("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\ntypo: 1\n", "unknown field"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = tmp(&format!("config{i}.yaml"), text);
+        let out = berth(&["simulate", &cluster, "--config", &f]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err} should contain {want}");
+    }
+}
+
+#[test]
+fn bench_runs_small() {
+    let out = berth(&["bench", "--workload", "SchedulingBasic", "--nodes", "50", "--pods", "100", "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["scheduled"], 100);
+    let out = berth(&["bench", "--workload", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
