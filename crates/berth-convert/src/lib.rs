@@ -145,7 +145,13 @@ pub fn label_selector(object: &str, field: &str, sel: Option<&meta::LabelSelecto
             "NotIn" => SelectorOp::NotIn,
             "Exists" => SelectorOp::Exists,
             "DoesNotExist" => SelectorOp::DoesNotExist,
-            other => return Err(err(object, format!("{field}.matchExpressions[{i}].operator"), format!("{other:?} is not a valid label selector operator"))),
+            other => {
+                return Err(err(
+                    object,
+                    format!("{field}.matchExpressions[{i}].operator"),
+                    format!("{other:?} is not a valid label selector operator"),
+                ))
+            }
         };
         reqs.push(Requirement { key: e.key.clone(), op, values: e.values.clone().unwrap_or_default() });
     }
@@ -158,13 +164,17 @@ fn node_selector_term(object: &str, field: &str, t: &core::NodeSelectorTerm) -> 
             .flatten()
             .enumerate()
             .map(|(i, r)| {
-                let op = SelectorOp::parse(&r.operator)
-                    .ok_or_else(|| err(object, format!("{field}.{what}[{i}].operator"), format!("{:?} is not a valid node selector operator", r.operator)))?;
+                let op = SelectorOp::parse(&r.operator).ok_or_else(|| {
+                    err(object, format!("{field}.{what}[{i}].operator"), format!("{:?} is not a valid node selector operator", r.operator))
+                })?;
                 Ok(Requirement { key: r.key.clone(), op, values: r.values.clone().unwrap_or_default() })
             })
             .collect()
     };
-    Ok(model::NodeSelectorTerm { match_expressions: conv("matchExpressions", &t.match_expressions)?, match_fields: conv("matchFields", &t.match_fields)? })
+    Ok(model::NodeSelectorTerm {
+        match_expressions: conv("matchExpressions", &t.match_expressions)?,
+        match_fields: conv("matchFields", &t.match_fields)?,
+    })
 }
 
 fn pod_affinity_term(object: &str, field: &str, t: &core::PodAffinityTerm) -> Result<model::PodAffinityTerm, ConvertError> {
@@ -193,7 +203,10 @@ fn pod_affinity(
     }
     for (i, w) in preferred.into_iter().flatten().enumerate() {
         let f = format!("{field}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
-        out.preferred.push(model::WeightedPodAffinityTerm { weight: w.weight, term: pod_affinity_term(object, &format!("{f}.podAffinityTerm"), &w.pod_affinity_term)? });
+        out.preferred.push(model::WeightedPodAffinityTerm {
+            weight: w.weight,
+            term: pod_affinity_term(object, &format!("{f}.podAffinityTerm"), &w.pod_affinity_term)?,
+        });
     }
     Ok(out)
 }
@@ -262,7 +275,10 @@ fn toleration(object: &str, i: usize, t: &core::Toleration) -> Result<model::Tol
     };
     let effect = match t.effect.as_deref() {
         None | Some("") => None,
-        Some(e) => Some(model::TaintEffect::parse(e).ok_or_else(|| err(object, format!("spec.tolerations[{i}].effect"), format!("unsupported value {e:?}")))?),
+        Some(e) => Some(
+            model::TaintEffect::parse(e)
+                .ok_or_else(|| err(object, format!("spec.tolerations[{i}].effect"), format!("unsupported value {e:?}")))?,
+        ),
     };
     Ok(model::Toleration {
         key: t.key.clone().unwrap_or_default(),

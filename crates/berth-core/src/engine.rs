@@ -198,7 +198,11 @@ impl Engine {
 
     pub fn set_namespace(&mut self, name: &str, labels: crate::model::Labels, now_ms: i64) {
         self.cache.set_namespace(name, labels);
-        self.queue.on_event(ClusterEvent::new(EventResource::Namespace, action::ADD | action::UPDATE, "NamespaceChange"), EventObject::None, now_ms);
+        self.queue.on_event(
+            ClusterEvent::new(EventResource::Namespace, action::ADD | action::UPDATE, "NamespaceChange"),
+            EventObject::None,
+            now_ms,
+        );
     }
 
     pub fn set_pdbs(&mut self, pdbs: Vec<PodDisruptionBudget>) {
@@ -362,11 +366,7 @@ impl Engine {
         a.framework.run_unreserve(&mut a.state, &pod, &a.node);
         let _ = self.cache.forget_pod(&key);
         // The freed room may help others.
-        self.queue.on_event(
-            ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"),
-            EventObject::None,
-            now_ms,
-        );
+        self.queue.on_event(ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"), EventObject::None, now_ms);
         Some(self.fail_with_status(a.queued, status, now_ms))
     }
 

@@ -11,10 +11,10 @@
 
 pub mod cache;
 pub mod config;
+pub mod engine;
 pub mod framework;
 pub mod model;
-pub mod queue;
-pub mod testing;
-pub mod engine;
 pub mod plugins;
+pub mod queue;
 pub mod scheduler;
+pub mod testing;

@@ -76,7 +76,12 @@ pub struct FitError {
 impl FitError {
     /// The FailedScheduling message, in upstream's exact format.
     pub fn message(&self) -> String {
-        fit_error_message(self.num_all_nodes, &self.diagnosis.node_to_status, &self.diagnosis.pre_filter_msg, &self.diagnosis.post_filter_msg)
+        fit_error_message(
+            self.num_all_nodes,
+            &self.diagnosis.node_to_status,
+            &self.diagnosis.pre_filter_msg,
+            &self.diagnosis.post_filter_msg,
+        )
     }
 }
 
@@ -240,9 +245,7 @@ impl CycleRunner {
             None => (0..snapshot.num_nodes()).collect(),
             Some(names) => {
                 let unscheduled = _with_nodes.join(" ");
-                diagnosis.node_to_status.absent = Some(Status::unresolvable(format!(
-                    "node(s) didn't satisfy plugin(s) [{unscheduled}]"
-                )));
+                diagnosis.node_to_status.absent = Some(Status::unresolvable(format!("node(s) didn't satisfy plugin(s) [{unscheduled}]")));
                 names.iter().filter_map(|n| snapshot.index_of(n)).collect()
             }
         };

@@ -187,10 +187,7 @@ impl PodWrapper {
     pub fn node_affinity_in(mut self, key: &str, values: &[&str]) -> Self {
         let na = self.0.affinity.node_affinity.get_or_insert_with(Default::default);
         let req = na.required.get_or_insert_with(Default::default);
-        req.terms.push(NodeSelectorTerm {
-            match_expressions: vec![Requirement::new(key, SelectorOp::In, values)],
-            match_fields: vec![],
-        });
+        req.terms.push(NodeSelectorTerm { match_expressions: vec![Requirement::new(key, SelectorOp::In, values)], match_fields: vec![] });
         self
     }
     pub fn required_node_affinity(mut self, sel: NodeSelector) -> Self {
@@ -219,12 +216,7 @@ impl PodWrapper {
         self
     }
     pub fn pod_anti_affinity(mut self, key: &str, value: &str, topology_key: &str) -> Self {
-        self.0
-            .affinity
-            .pod_anti_affinity
-            .get_or_insert_with(Default::default)
-            .required
-            .push(Self::term(key, value, topology_key));
+        self.0.affinity.pod_anti_affinity.get_or_insert_with(Default::default).required.push(Self::term(key, value, topology_key));
         self
     }
     pub fn preferred_pod_affinity(mut self, weight: i32, key: &str, value: &str, topology_key: &str) -> Self {

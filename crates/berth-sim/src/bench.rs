@@ -82,7 +82,13 @@ fn measured_pod(w: Workload, i: usize, groups: usize) -> Pod {
         Workload::SchedulingBasic => basic_pod(&name, ms),
         Workload::PodAntiAffinity => {
             let color = format!("color-{}", i % groups);
-            make_pod(&name).namespace("bench").req(100, 500 << 20).creation(ms).label("color", &color).pod_anti_affinity("color", &color, HOSTNAME).obj()
+            make_pod(&name)
+                .namespace("bench")
+                .req(100, 500 << 20)
+                .creation(ms)
+                .label("color", &color)
+                .pod_anti_affinity("color", &color, HOSTNAME)
+                .obj()
         }
         Workload::TopologySpreading | Workload::PreferredTopologySpreading => {
             let action = if w == Workload::TopologySpreading {
@@ -124,7 +130,9 @@ fn init_pods(w: Workload, nodes: usize) -> Vec<Pod> {
     match w {
         // Four low-priority 1-CPU pods fill every node; each measured pod must preempt one.
         Workload::Preemption => (0..nodes * 4)
-            .map(|i| make_pod(&format!("low-{i}")).namespace("bench").req(1000, 500 << 20).priority(1).node(&format!("node-{}", i / 4)).obj())
+            .map(|i| {
+                make_pod(&format!("low-{i}")).namespace("bench").req(1000, 500 << 20).priority(1).node(&format!("node-{}", i / 4)).obj()
+            })
             .collect(),
         _ => (0..nodes / 5).map(|i| basic_pod(&format!("init-{i}"), -1)).collect(),
     }
@@ -162,7 +170,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs one workload; `progress` is called with (done, total) now and then.
 pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl FnMut(usize, usize)) -> BenchReport {
     let cfg = KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config");
-    let mut engine = Engine::new(cfg.build_frameworks().expect("default profile"), EngineConfig { seed, adopt_all_pods: true, ..Default::default() });
+    let mut engine =
+        Engine::new(cfg.build_frameworks().expect("default profile"), EngineConfig { seed, adopt_all_pods: true, ..Default::default() });
     for i in 0..nodes {
         engine.add_node(bench_node(i), 0);
     }

@@ -30,7 +30,11 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { seed: 0, explain: false, config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config") }
+        SimOptions {
+            seed: 0,
+            explain: false,
+            config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
+        }
     }
 }
 

@@ -57,7 +57,8 @@ fn run(dir: &Path) -> Result<(), String> {
         }
         Err(_) => SimOptions::default().config,
     };
-    let cluster = berth_convert::manifests::load(&[("cluster.yaml".into(), read("cluster.yaml").map_err(|e| e.to_string())?)]).map_err(|e| e.to_string())?;
+    let cluster = berth_convert::manifests::load(&[("cluster.yaml".into(), read("cluster.yaml").map_err(|e| e.to_string())?)])
+        .map_err(|e| e.to_string())?;
     let result = simulate(cluster, &SimOptions { seed: expect.seed, explain: false, config }).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
     let keys: Vec<String> = result.pods.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
@@ -106,7 +107,11 @@ fn run(dir: &Path) -> Result<(), String> {
 
 #[test]
 fn all_scenarios() {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(scenarios_dir()).expect("testdata/scenarios").filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
+        .expect("testdata/scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 10, "expected the scenario suite, found {}", dirs.len());
     let mut failures = Vec::new();

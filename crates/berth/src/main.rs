@@ -13,7 +13,11 @@ use berth_sim::{output, SimOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A Kubernetes scheduler in Rust: kube-scheduler's contract, faster, and able to explain itself.")]
+#[command(
+    name = "berth",
+    version,
+    about = "A Kubernetes scheduler in Rust: kube-scheduler's contract, faster, and able to explain itself."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,7 +134,9 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
     let cluster = berth_convert::manifests::load(&inputs)?;
     let load_secs = start.elapsed().as_secs_f64();
     for (kind, n) in &cluster.skipped {
-        eprintln!("warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget and Namespace");
+        eprintln!(
+            "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget and Namespace"
+        );
     }
     let result = berth_sim::simulate(cluster, &SimOptions { seed, explain, config: cfg })?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -205,8 +211,9 @@ fn main() -> ExitCode {
     };
     let res = pool.install(|| match &cli.command {
         Command::Simulate { files, config, seed, output, explain } => simulate(files, config.as_deref(), *seed, *output, *explain),
-        Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods))
-            .with_context(|| format!("{}: cannot write", path.display())),
+        Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => {
+            std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
+        }
         Command::Bench { workload, nodes, pods, seed, output, emit_cluster: None } => run_bench(workload, *nodes, *pods, *seed, *output),
     });
     match res {

@@ -78,7 +78,10 @@ fn simulate_reads_stdin_and_lists() {
 #[test]
 fn bad_input_is_one_line_error() {
     let cases = [
-        ("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {cpu: lots}}}]\n", "Pod default/p: spec.containers[0].resources.requests.cpu"),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {cpu: lots}}}]\n",
+            "Pod default/p: spec.containers[0].resources.requests.cpu",
+        ),
         ("kind: Node\nmetadata: {name: n}\nstatus: {allocatable: {memory: 1Qi}}\n", "Node n: status.allocatable.memory"),
         ("{not yaml: [", "document 1"),
     ];

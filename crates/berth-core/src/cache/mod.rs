@@ -97,11 +97,7 @@ impl Cache {
             return;
         }
         let map = Arc::make_mut(&mut self.image_nodes);
-        let mut names: Vec<String> = node
-            .images
-            .iter()
-            .flat_map(|i| i.names.iter().cloned())
-            .collect();
+        let mut names: Vec<String> = node.images.iter().flat_map(|i| i.names.iter().cloned()).collect();
         names.sort();
         names.dedup();
         for n in names {

@@ -208,7 +208,13 @@ fn burst() -> i32 {
 
 impl Default for ClientConnection {
     fn default() -> Self {
-        ClientConnection { kubeconfig: String::new(), qps: qps(), burst: burst(), accept_content_types: String::new(), content_type: String::new() }
+        ClientConnection {
+            kubeconfig: String::new(),
+            qps: qps(),
+            burst: burst(),
+            accept_content_types: String::new(),
+            content_type: String::new(),
+        }
     }
 }
 
@@ -397,7 +403,10 @@ impl KubeSchedulerConfiguration {
                 return bad("leaderElection: renewDeadline and retryPeriod must be greater than zero".into());
             }
             if le.resource_lock != "leases" {
-                return bad(format!("leaderElection.resourceLock: Unsupported value: {:?}: supported values: \"leases\"", le.resource_lock));
+                return bad(format!(
+                    "leaderElection.resourceLock: Unsupported value: {:?}: supported values: \"leases\"",
+                    le.resource_lock
+                ));
             }
         }
         if !self.extenders.is_empty() {
@@ -476,7 +485,10 @@ fn merge_plugin_set(default: &PluginSet, custom: &PluginSet) -> PluginSet {
 
 fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framework, String> {
     let custom = p.plugins.clone().unwrap_or_default();
-    let mut plugins = Plugins { multi_point: merge_plugin_set(&PluginSet { enabled: default_plugins(), disabled: vec![] }, &custom.multi_point), ..Default::default() };
+    let mut plugins = Plugins {
+        multi_point: merge_plugin_set(&PluginSet { enabled: default_plugins(), disabled: vec![] }, &custom.multi_point),
+        ..Default::default()
+    };
     for ep in ExtensionPoint::ALL {
         *plugins.point_mut(ep) = merge_plugin_set(&PluginSet::default(), custom.point(ep));
     }

@@ -57,7 +57,10 @@ impl CycleState {
 
     fn position(&self, key: &str) -> Option<usize> {
         // Keys are `&'static str` constants: the pointer usually matches.
-        self.data.iter().position(|(k, _)| std::ptr::eq(k.as_ptr(), key.as_ptr()) && k.len() == key.len()).or_else(|| self.data.iter().position(|(k, _)| *k == key))
+        self.data
+            .iter()
+            .position(|(k, _)| std::ptr::eq(k.as_ptr(), key.as_ptr()) && k.len() == key.len())
+            .or_else(|| self.data.iter().position(|(k, _)| *k == key))
     }
 
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {

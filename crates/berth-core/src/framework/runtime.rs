@@ -190,11 +190,7 @@ impl Framework {
             }
             let s = p.filter(state, pod, node);
             if !s.is_success() {
-                let s = if s.is_rejected() {
-                    s
-                } else {
-                    Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message()))
-                };
+                let s = if s.is_rejected() { s } else { Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message())) };
                 return s.with_plugin(p.name());
             }
         }
@@ -230,13 +226,7 @@ impl Framework {
     /// Filters with nominated pods of equal or higher priority counted on the
     /// node (pass 1) and, if any were added and it passed, without them
     /// (pass 2), as upstream `RunFilterPluginsWithNominatedPods`.
-    pub fn run_filter_with_nominated(
-        &self,
-        state: &CycleState,
-        pod: &PodInfo,
-        node: &NodeInfo,
-        nominated: &dyn NominatedPods,
-    ) -> Status {
+    pub fn run_filter_with_nominated(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, nominated: &dyn NominatedPods) -> Status {
         if nominated.is_empty() {
             return self.run_filter(state, pod, node);
         }
@@ -284,8 +274,13 @@ impl Framework {
     /// Node-major: each node is visited once for all plugins (one pass over
     /// memory, one parallel dispatch), then each plugin's column is normalized.
     pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Result<ScoreMatrix, Status> {
-        let active: Vec<&WeightedPlugin> =
-            self.score.iter().enumerate().filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, w.plugin.name())).map(|(_, w)| w).collect();
+        let active: Vec<&WeightedPlugin> = self
+            .score
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, w.plugin.name()))
+            .map(|(_, w)| w)
+            .collect();
         let np = active.len();
         let nn = nodes.len();
         let mut m = ScoreMatrix { totals: vec![0; nn], ..Default::default() };
@@ -296,7 +291,9 @@ impl Framework {
             for (j, w) in active.iter().enumerate() {
                 let (score, s) = w.plugin.score(state, pod, &nodes[n]);
                 if !s.is_success() {
-                    return Err(Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message())).with_plugin(w.plugin.name()));
+                    return Err(
+                        Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message())).with_plugin(w.plugin.name())
+                    );
                 }
                 out[j] = score;
             }
@@ -314,7 +311,9 @@ impl Framework {
             if p.has_normalize_score() {
                 let s = p.normalize_score(state, pod, &mut scores);
                 if !s.is_success() {
-                    return Err(Status::error(format!("running Normalize on Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()));
+                    return Err(
+                        Status::error(format!("running Normalize on Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name())
+                    );
                 }
             }
             let mut col = vec![0i64; nn];

@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::{
-    ContainerPort, LabelSelector, Labels, Pod, PodAffinityTerm, Requirement, Resource, SelectorOp,
-    WeightedPodAffinityTerm,
+    ContainerPort, LabelSelector, Labels, Pod, PodAffinityTerm, Requirement, Resource, SelectorOp, WeightedPodAffinityTerm,
 };
 
 /// A pod affinity term with its namespaces and selectors resolved.
@@ -49,8 +48,7 @@ impl AffinityTerm {
     /// Whether `pod` (whose namespace has labels `ns_labels`) is selected by this term.
     pub fn matches(&self, pod: &Pod, ns_labels: Option<&Labels>) -> bool {
         static EMPTY: Labels = Labels::new();
-        let ns_ok = self.namespaces.contains(&pod.namespace)
-            || self.namespace_selector.matches(ns_labels.unwrap_or(&EMPTY));
+        let ns_ok = self.namespaces.contains(&pod.namespace) || self.namespace_selector.matches(ns_labels.unwrap_or(&EMPTY));
         ns_ok && self.selector.matches(&pod.labels)
     }
 }
@@ -77,10 +75,7 @@ pub struct PodInfo {
 }
 
 fn weighted(owner: &Pod, terms: &[WeightedPodAffinityTerm]) -> Vec<WeightedAffinityTerm> {
-    terms
-        .iter()
-        .map(|w| WeightedAffinityTerm { weight: w.weight, term: AffinityTerm::new(owner, &w.term) })
-        .collect()
+    terms.iter().map(|w| WeightedAffinityTerm { weight: w.weight, term: AffinityTerm::new(owner, &w.term) }).collect()
 }
 
 impl PodInfo {
@@ -90,20 +85,12 @@ impl PodInfo {
 
     pub fn from_arc(pod: Arc<Pod>) -> PodInfo {
         let aff = &pod.affinity;
-        let required_affinity_terms = aff
-            .pod_affinity
-            .as_ref()
-            .map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect())
-            .unwrap_or_default();
-        let required_anti_affinity_terms = aff
-            .pod_anti_affinity
-            .as_ref()
-            .map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect())
-            .unwrap_or_default();
-        let preferred_affinity_terms =
-            aff.pod_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
-        let preferred_anti_affinity_terms =
-            aff.pod_anti_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
+        let required_affinity_terms =
+            aff.pod_affinity.as_ref().map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect()).unwrap_or_default();
+        let required_anti_affinity_terms =
+            aff.pod_anti_affinity.as_ref().map(|a| a.required.iter().map(|t| AffinityTerm::new(&pod, t)).collect()).unwrap_or_default();
+        let preferred_affinity_terms = aff.pod_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
+        let preferred_anti_affinity_terms = aff.pod_anti_affinity.as_ref().map(|a| weighted(&pod, &a.preferred)).unwrap_or_default();
         let host_ports = pod
             .init_containers
             .iter()

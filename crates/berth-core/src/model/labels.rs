@@ -86,10 +86,7 @@ impl LabelSelector {
 
     /// A selector from `matchLabels` only.
     pub fn from_match_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> LabelSelector {
-        LabelSelector {
-            requirements: pairs.into_iter().map(|(k, v)| Requirement::new(k, SelectorOp::In, &[v])).collect(),
-            nothing: false,
-        }
+        LabelSelector { requirements: pairs.into_iter().map(|(k, v)| Requirement::new(k, SelectorOp::In, &[v])).collect(), nothing: false }
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
@@ -176,10 +173,8 @@ mod tests {
         let l = labels(&[("zone", "a")]);
         let empty = NodeSelectorTerm::default();
         assert!(!empty.matches("n1", &l));
-        let by_name = NodeSelectorTerm {
-            match_expressions: vec![],
-            match_fields: vec![Requirement::new("metadata.name", SelectorOp::In, &["n1"])],
-        };
+        let by_name =
+            NodeSelectorTerm { match_expressions: vec![], match_fields: vec![Requirement::new("metadata.name", SelectorOp::In, &["n1"])] };
         assert!(by_name.matches("n1", &l));
         assert!(!by_name.matches("n2", &l));
         let sel = NodeSelector {

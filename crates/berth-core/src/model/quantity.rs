@@ -113,10 +113,7 @@ impl Quantity {
             "P" => exp10 += 15,
             "E" => exp10 += 18,
             _ => {
-                let rest = suffix
-                    .strip_prefix('e')
-                    .or_else(|| suffix.strip_prefix('E'))
-                    .ok_or_else(err)?;
+                let rest = suffix.strip_prefix('e').or_else(|| suffix.strip_prefix('E')).ok_or_else(err)?;
                 let (sign, digits) = match rest.as_bytes().first() {
                     Some(b'+') => (1i64, &rest[1..]),
                     Some(b'-') => (-1i64, &rest[1..]),
@@ -130,13 +127,7 @@ impl Quantity {
                 exp10 += sign * e;
             }
         }
-        Ok(Quantity {
-            negative,
-            mantissa,
-            exp10: exp10.clamp(-100_000, 100_000) as i32,
-            exp2,
-            inexact,
-        })
+        Ok(Quantity { negative, mantissa, exp10: exp10.clamp(-100_000, 100_000) as i32, exp2, inexact })
     }
 
     /// Whole units, rounded up (away from zero for positive values), saturating.

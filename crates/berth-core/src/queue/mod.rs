@@ -102,12 +102,7 @@ impl SchedulingQueue {
 
     pub fn counts(&self) -> QueueCounts {
         let gated = self.unschedulable.values().filter(|q| q.gated).count();
-        QueueCounts {
-            active: self.active.len(),
-            backoff: self.backoff.len(),
-            unschedulable: self.unschedulable.len() - gated,
-            gated,
-        }
+        QueueCounts { active: self.active.len(), backoff: self.backoff.len(), unschedulable: self.unschedulable.len() - gated, gated }
     }
 
     pub fn len(&self) -> usize {

@@ -15,10 +15,7 @@ fn queue() -> SchedulingQueue {
         }
     });
     let mut q = SchedulingQueue::new(QueueConfig::default(), less, gates);
-    q.register_events(
-        "NodeResourcesFit",
-        vec![ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"))],
-    );
+    q.register_events("NodeResourcesFit", vec![ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"))]);
     q
 }
 

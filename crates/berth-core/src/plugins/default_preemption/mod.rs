@@ -52,7 +52,10 @@ pub struct DefaultPreemption {
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
     let a: Args = super::decode_args(NAME, args)?;
     if !(0..=100).contains(&a.min_candidate_nodes_percentage) {
-        return Err(format!("minCandidateNodesPercentage: Invalid value: {}: not in valid range [0, 100]", a.min_candidate_nodes_percentage));
+        return Err(format!(
+            "minCandidateNodesPercentage: Invalid value: {}: not in valid range [0, 100]",
+            a.min_candidate_nodes_percentage
+        ));
     }
     if a.min_candidate_nodes_absolute < 0 {
         return Err(format!("minCandidateNodesAbsolute: Invalid value: {}: not in valid range [0, inf)", a.min_candidate_nodes_absolute));
@@ -213,7 +216,11 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
         |c| -(c.victims.len() as i64),
     ];
     let mut pool: Vec<usize> = (0..candidates.len()).collect();
-    for f in funcs.iter().map(|f| Box::new(*f) as Box<dyn Fn(&Candidate) -> i64>).chain(std::iter::once(Box::new(earliest_start_of_top) as Box<dyn Fn(&Candidate) -> i64>)) {
+    for f in funcs
+        .iter()
+        .map(|f| Box::new(*f) as Box<dyn Fn(&Candidate) -> i64>)
+        .chain(std::iter::once(Box::new(earliest_start_of_top) as Box<dyn Fn(&Candidate) -> i64>))
+    {
         let best = pool.iter().map(|&i| f(&candidates[i])).max().expect("non-empty");
         pool.retain(|&i| f(&candidates[i]) == best);
         if pool.len() == 1 {
@@ -230,14 +237,21 @@ impl Plugin for DefaultPreemption {
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::PostFilter]
     }
-    fn post_filter(&self, ctx: &PostFilterContext<'_>, state: &CycleState, pod: &Arc<PodInfo>, statuses: &NodeToStatus) -> (Option<PostFilterResult>, Status) {
+    fn post_filter(
+        &self,
+        ctx: &PostFilterContext<'_>,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        statuses: &NodeToStatus,
+    ) -> (Option<PostFilterResult>, Status) {
         let p = &pod.pod;
         let snap = ctx.snapshot;
         if p.preemption_policy == PreemptionPolicy::Never {
             return (None, Status::unschedulable("preemption: not eligible due to preemptionPolicy=Never."));
         }
         if let Some(nn) = &p.nominated_node_name {
-            let unresolvable = snap.index_of(nn).and_then(|i| statuses.get(i)).is_some_and(|s| s.code == Code::UnschedulableAndUnresolvable);
+            let unresolvable =
+                snap.index_of(nn).and_then(|i| statuses.get(i)).is_some_and(|s| s.code == Code::UnschedulableAndUnresolvable);
             if !unresolvable {
                 if let Some(ni) = snap.get(nn) {
                     if ni.pods.iter().any(|q| q.pod.priority < p.priority && q.pod.terminating) {
@@ -251,7 +265,10 @@ impl Plugin for DefaultPreemption {
         let mut node_statuses = NodeToStatus { statuses: Vec::new(), absent: Some(Status::unresolvable(MSG_NOT_HELPFUL)) };
         let no_candidates = |ns: &NodeToStatus| {
             let msg = fit_error_message(all, ns, "", "");
-            (Some(PostFilterResult { nominated_node: Some(String::new()), victims: vec![] }), Status::unschedulable(format!("preemption: {msg}")))
+            (
+                Some(PostFilterResult { nominated_node: Some(String::new()), victims: vec![] }),
+                Status::unschedulable(format!("preemption: {msg}")),
+            )
         };
         if potential.is_empty() {
             return no_candidates(&node_statuses);
@@ -276,9 +293,9 @@ impl Plugin for DefaultPreemption {
                         break;
                     }
                 }
-                Ok(_) => node_statuses
-                    .statuses
-                    .push((idx, Status::error(format!("expected at least one victim pod on node {:?}", ni.name())))),
+                Ok(_) => {
+                    node_statuses.statuses.push((idx, Status::error(format!("expected at least one victim pod on node {:?}", ni.name()))))
+                }
                 Err(s) => node_statuses.statuses.push((idx, s)),
             }
         }

@@ -111,7 +111,14 @@ struct PreScoreState {
 }
 
 impl InterPodAffinity {
-    fn process_term(score: &mut HashMap<String, HashMap<String, i64>>, term: &AffinityTerm, weight: i64, pod: &Pod, nsl: Option<&Labels>, node: &Node) {
+    fn process_term(
+        score: &mut HashMap<String, HashMap<String, i64>>,
+        term: &AffinityTerm,
+        weight: i64,
+        pod: &Pod,
+        nsl: Option<&Labels>,
+        node: &Node,
+    ) {
         if term.matches(pod, nsl) {
             if let Some(v) = node.labels.get(&term.topology_key) {
                 *score.entry(term.topology_key.clone()).or_default().entry(v.clone()).or_default() += weight;

@@ -149,7 +149,8 @@ fn normalized(pod: Pod, snap: &Snapshot, args: Option<serde_json::Value>) -> Vec
     if pl.pre_score(&mut st, &pi, snap.nodes(), snap).is_skip() {
         return vec![];
     }
-    let mut scores: Vec<NodeScore> = snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
+    let mut scores: Vec<NodeScore> =
+        snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
     pl.normalize_score(&st, &pi, &mut scores);
     scores.iter().map(|s| s.score).collect()
 }
@@ -160,11 +161,24 @@ fn score_table() {
     // (name, pod, existing, normalized scores n1..n3)
     let table: Vec<(&str, Pod, Vec<Pod>, Vec<i64>)> = vec![
         ("no preferences, no existing affinity: skipped", make_pod("p").obj(), existing(), vec![]),
-        ("preferred affinity by region", make_pod("p").preferred_pod_affinity(5, "security", "S1", "region").obj(), existing(), vec![100, 100, 0]),
-        ("preferred anti-affinity by region", make_pod("p").preferred_pod_anti_affinity(5, "security", "S1", "region").obj(), existing(), vec![0, 0, 100]),
+        (
+            "preferred affinity by region",
+            make_pod("p").preferred_pod_affinity(5, "security", "S1", "region").obj(),
+            existing(),
+            vec![100, 100, 0],
+        ),
+        (
+            "preferred anti-affinity by region",
+            make_pod("p").preferred_pod_anti_affinity(5, "security", "S1", "region").obj(),
+            existing(),
+            vec![0, 0, 100],
+        ),
         (
             "affinity and anti-affinity combine",
-            make_pod("p").preferred_pod_affinity(8, "security", "S1", "region").preferred_pod_anti_affinity(5, "security", "S1", "zone").obj(),
+            make_pod("p")
+                .preferred_pod_affinity(8, "security", "S1", "region")
+                .preferred_pod_anti_affinity(5, "security", "S1", "zone")
+                .obj(),
             existing(),
             // n1: 8-5 = 3, n2: 8, n3: 0 -> (x-0)/8
             vec![37, 100, 0],
@@ -188,7 +202,12 @@ fn score_table() {
     }
     // ignorePreferredTermsOfExistingPods turns the last case off.
     let snap = snapshot(nodes(), vec![make_pod("e").preferred_pod_anti_affinity(10, "app", "db", "region").node("n3").obj()]);
-    assert!(normalized(make_pod("p").label("app", "db").obj(), &snap, Some(serde_json::json!({"ignorePreferredTermsOfExistingPods": true}))).is_empty());
+    assert!(normalized(
+        make_pod("p").label("app", "db").obj(),
+        &snap,
+        Some(serde_json::json!({"ignorePreferredTermsOfExistingPods": true}))
+    )
+    .is_empty());
     assert!(new(Some(&serde_json::json!({"hardPodAffinityWeight": 101}))).is_err());
 }
 

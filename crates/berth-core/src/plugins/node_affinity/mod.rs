@@ -120,11 +120,7 @@ pub fn required_node_affinity_matches(pod: &Pod, node_name: &str, labels: &crate
 }
 
 fn preferred_score(terms: &[PreferredSchedulingTerm], node: &NodeInfo) -> i64 {
-    terms
-        .iter()
-        .filter(|t| t.weight != 0 && t.preference.matches(node.name(), &node.node.labels))
-        .map(|t| t.weight as i64)
-        .sum()
+    terms.iter().filter(|t| t.weight != 0 && t.preference.matches(node.name(), &node.node.labels)).map(|t| t.weight as i64).sum()
 }
 
 impl NodeAffinity {
@@ -283,12 +279,7 @@ mod tests {
                 make_node("node1").label("GPU", "NVIDIA-GRID-K1").obj(),
                 true,
             ),
-            (
-                "empty term list matches nothing",
-                make_pod("p").required_node_affinity(sel(vec![])).obj(),
-                foo().obj(),
-                false,
-            ),
+            ("empty term list matches nothing", make_pod("p").required_node_affinity(sel(vec![])).obj(), foo().obj(), false),
             (
                 "empty term matches nothing",
                 make_pod("p").required_node_affinity(sel(vec![NodeSelectorTerm::default()])).obj(),
@@ -388,7 +379,8 @@ mod tests {
         let pl = NodeAffinity::plain();
         let mut st = CycleState::new();
         assert!(pl.pre_score(&mut st, &pod, &nodes, &Snapshot::default()).is_success());
-        let mut scores: Vec<NodeScore> = nodes.iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pod, n).0 }).collect();
+        let mut scores: Vec<NodeScore> =
+            nodes.iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pod, n).0 }).collect();
         pl.normalize_score(&st, &pod, &mut scores);
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [18, 36, 100, 0]);
         // No preferences: PreScore skips.

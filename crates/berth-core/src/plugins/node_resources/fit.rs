@@ -93,7 +93,10 @@ impl Fit {
         }
         for r in &strategy.resources {
             if !(1..=100).contains(&r.weight) {
-                return Err(format!("scoringStrategy.resources[{}].weight: Invalid value: {}: must be in the range [1, 100]", r.name, r.weight));
+                return Err(format!(
+                    "scoringStrategy.resources[{}].weight: Invalid value: {}: must be in the range [1, 100]",
+                    r.name, r.weight
+                ));
             }
         }
         let mut shape = Vec::new();
@@ -104,10 +107,16 @@ impl Fit {
             }
             for (i, p) in pts.iter().enumerate() {
                 if !(0..=100).contains(&p.utilization) {
-                    return Err(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].utilization: Invalid value: {}: not in valid range [0-100]", p.utilization));
+                    return Err(format!(
+                        "scoringStrategy.requestedToCapacityRatio.shape[{i}].utilization: Invalid value: {}: not in valid range [0-100]",
+                        p.utilization
+                    ));
                 }
                 if !(0..=MAX_CUSTOM_PRIORITY_SCORE).contains(&p.score) {
-                    return Err(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].score: Invalid value: {}: not in valid range [0-10]", p.score));
+                    return Err(format!(
+                        "scoringStrategy.requestedToCapacityRatio.shape[{i}].score: Invalid value: {}: not in valid range [0-10]",
+                        p.score
+                    ));
                 }
                 if i > 0 && p.utilization <= pts[i - 1].utilization {
                     return Err(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].utilization: Invalid value: {}: utilization values must be sorted in increasing order", p.utilization));
@@ -134,7 +143,11 @@ impl Fit {
                     if allocatable[i] == 0 {
                         continue;
                     }
-                    let s = if most { most_requested_score(requested[i], allocatable[i]) } else { least_requested_score(requested[i], allocatable[i]) };
+                    let s = if most {
+                        most_requested_score(requested[i], allocatable[i])
+                    } else {
+                        least_requested_score(requested[i], allocatable[i])
+                    };
                     score += s * res[i].weight;
                     weights += res[i].weight;
                 }
@@ -248,7 +261,11 @@ impl Plugin for Fit {
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::AssignedPod, action::DELETE | action::UPDATE_POD_SCALE_DOWN, "AssignedPodDeleteOrScaleDown")),
+            ClusterEventWithHint::new(ClusterEvent::new(
+                EventResource::AssignedPod,
+                action::DELETE | action::UPDATE_POD_SCALE_DOWN,
+                "AssignedPodDeleteOrScaleDown",
+            )),
             ClusterEventWithHint::new(ClusterEvent::new(
                 EventResource::Node,
                 action::ADD | action::UPDATE_NODE_ALLOCATABLE | action::UPDATE_NODE_TAINT | action::UPDATE_NODE_LABEL,

@@ -22,7 +22,9 @@ pub enum Kind {
     Memory,
     EphemeralStorage,
     /// Extended/hugepages/other: looked up by name.
-    Other { scalar: bool },
+    Other {
+        scalar: bool,
+    },
 }
 
 pub fn kinds(resources: &[ResourceSpec]) -> Vec<Kind> {

@@ -26,7 +26,12 @@ fn fit_filter() {
     // (name, pod, node, expected reasons; empty = fits)
     let table: Vec<(&str, Pod, NodeInfo, Vec<&str>)> = vec![
         ("no resources requested always fits", make_pod("p").obj(), node(vec![make_pod("e").req(10, 20).obj()]), vec![]),
-        ("too many resources fails", make_pod("p").req(1, 1).obj(), node(vec![make_pod("e").req(10, 20).obj()]), vec!["Insufficient cpu", "Insufficient memory"]),
+        (
+            "too many resources fails",
+            make_pod("p").req(1, 1).obj(),
+            node(vec![make_pod("e").req(10, 20).obj()]),
+            vec!["Insufficient cpu", "Insufficient memory"],
+        ),
         ("fits on an empty node", make_pod("p").req(1, 1).obj(), node(vec![make_pod("e").req(5, 5).obj()]), vec![]),
         ("cpu exactly to capacity fits", make_pod("p").req(5, 1).obj(), node(vec![make_pod("e").req(5, 5).obj()]), vec![]),
         ("one resource over", make_pod("p").req(1, 16).obj(), node(vec![make_pod("e").req(5, 5).obj()]), vec!["Insufficient memory"]),
@@ -67,12 +72,7 @@ fn fit_filter() {
             ext_node(vec![]),
             vec!["Insufficient example.com/bbb"],
         ),
-        (
-            "hugepages over",
-            make_pod("p").req_q(&[("hugepages-2Mi", "3")]).obj(),
-            ext_node(vec![]),
-            vec!["Insufficient hugepages-2Mi"],
-        ),
+        ("hugepages over", make_pod("p").req_q(&[("hugepages-2Mi", "3")]).obj(), ext_node(vec![]), vec!["Insufficient hugepages-2Mi"]),
         (
             "too many pods",
             make_pod("p").obj(),
@@ -85,12 +85,7 @@ fn fit_filter() {
             node_info(make_node("n").capacity(10, 20, 1).obj(), vec![make_pod("e").req(10, 20).obj()]),
             vec!["Too many pods", "Insufficient cpu", "Insufficient memory"],
         ),
-        (
-            "huge request never fits",
-            make_pod("p").req(i64::MAX, 0).obj(),
-            node(vec![]),
-            vec!["Insufficient cpu"],
-        ),
+        ("huge request never fits", make_pod("p").req(i64::MAX, 0).obj(), node(vec![]), vec!["Insufficient cpu"]),
     ];
     for (name, pod, ni, want) in table {
         let s = run_filter(&*pl, pod, ni);
@@ -144,15 +139,18 @@ fn fit_scoring_strategies() {
     // n2: cpu 100, mem 2248*100/8192 = 27 -> 63
     assert_eq!(scores(&*most, pod(), two_nodes()), [50, 63]);
     let weighted = fit::new(Some(&serde_json::json!({"scoringStrategy": {"type": "MostAllocated",
-        "resources": [{"name": "cpu", "weight": 3}, {"name": "memory", "weight": 1}]}}))).unwrap();
+        "resources": [{"name": "cpu", "weight": 3}, {"name": "memory", "weight": 1}]}})))
+    .unwrap();
     // n2: (100*3 + 27)/4 = 81
     assert_eq!(scores(&*weighted, pod(), two_nodes()), [50, 81]);
     let packing = fit::new(Some(&serde_json::json!({"scoringStrategy": {"type": "RequestedToCapacityRatio",
-        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}}))).unwrap();
+        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}})))
+    .unwrap();
     // n2: cpu util 100 -> 100; mem util 27 -> 27; round(127/2) = 64
     assert_eq!(scores(&*packing, pod(), two_nodes()), [50, 64]);
     let spreading = fit::new(Some(&serde_json::json!({"scoringStrategy": {"type": "RequestedToCapacityRatio",
-        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 10}, {"utilization": 100, "score": 0}]}}}))).unwrap();
+        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 10}, {"utilization": 100, "score": 0}]}}})))
+    .unwrap();
     // n2: cpu 0 (dropped: zero scores do not count), mem 73 -> 73
     assert_eq!(scores(&*spreading, pod(), two_nodes()), [50, 73]);
     // A best-effort pod is scored with the 100m / 200Mi defaults.

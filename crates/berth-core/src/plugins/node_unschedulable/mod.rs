@@ -31,7 +31,11 @@ impl Plugin for NodeUnschedulable {
                 action::ADD | action::UPDATE_NODE_TAINT | action::UPDATE_NODE_SCHEDULABLE,
                 "NodeSchedulableChange",
             )),
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_TOLERATIONS, "PodTolerationsChange")),
+            ClusterEventWithHint::new(ClusterEvent::new(
+                EventResource::UnscheduledPod,
+                action::UPDATE_POD_TOLERATIONS,
+                "PodTolerationsChange",
+            )),
         ]
     }
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {

@@ -84,7 +84,9 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
         let mut out = Vec::new();
         for (i, c) in a.default_constraints.iter().enumerate() {
             if c.label_selector.is_some() {
-                return Err(format!("defaultConstraints[{i}].labelSelector: Forbidden: constraint must not define a selector, as they deduced for each pod"));
+                return Err(format!(
+                    "defaultConstraints[{i}].labelSelector: Forbidden: constraint must not define a selector, as they deduced for each pod"
+                ));
             }
             if c.max_skew <= 0 {
                 return Err(format!("defaultConstraints[{i}].maxSkew: Invalid value: {}: must be greater than zero", c.max_skew));
@@ -318,11 +320,8 @@ impl Plugin for PodTopologySpread {
             return Status::skip();
         }
         let require_all = !p.topology_spread_constraints.is_empty() || !self.system_defaulted;
-        let mut s = PreScoreState {
-            counts: vec![HashMap::new(); constraints.len()],
-            ignored_pos: vec![false; nodes.len()],
-            ..Default::default()
-        };
+        let mut s =
+            PreScoreState { counts: vec![HashMap::new(); constraints.len()], ignored_pos: vec![false; nodes.len()], ..Default::default() };
         let mut topo_size = vec![0usize; constraints.len()];
         for (pos, n) in nodes.iter().enumerate() {
             if require_all && !node_has_all_keys(&n.node.labels, &constraints) {

@@ -41,7 +41,9 @@ fn passing(r: &[(String, Code, String)]) -> Vec<&str> {
 
 #[test]
 fn filter_table() {
-    let hard = |skew: i32, key: &str| make_pod("p").label("foo", "").spread(skew, key, UnsatisfiableConstraintAction::DoNotSchedule, foo_selector());
+    let hard = |skew: i32, key: &str| {
+        make_pod("p").label("foo", "").spread(skew, key, UnsatisfiableConstraintAction::DoNotSchedule, foo_selector())
+    };
     // (name, pod, existing pods, passing nodes)
     let table: Vec<(&str, Pod, Vec<Pod>, Vec<&str>)> = vec![
         ("no existing pods", hard(1, "zone").obj(), vec![], vec!["node-a", "node-b", "node-x", "node-y"]),
@@ -60,13 +62,19 @@ fn filter_table() {
         (
             "pods of other namespaces do not count",
             hard(1, "zone").obj(),
-            vec![make_pod("y1").namespace("other").label("foo", "").node("node-y").obj(), make_pod("y2").namespace("other").label("foo", "").node("node-y").obj()],
+            vec![
+                make_pod("y1").namespace("other").label("foo", "").node("node-y").obj(),
+                make_pod("y2").namespace("other").label("foo", "").node("node-y").obj(),
+            ],
             vec!["node-a", "node-b", "node-x", "node-y"],
         ),
         (
             "terminating pods do not count",
             hard(1, "zone").obj(),
-            vec![make_pod("y1").label("foo", "").terminating().node("node-y").obj(), make_pod("y2").label("foo", "").terminating().node("node-y").obj()],
+            vec![
+                make_pod("y1").label("foo", "").terminating().node("node-y").obj(),
+                make_pod("y2").label("foo", "").terminating().node("node-y").obj(),
+            ],
             vec!["node-a", "node-b", "node-x", "node-y"],
         ),
         (
@@ -101,7 +109,12 @@ fn filter_table() {
             vec![on("a1", "node-a"), on("a2", "node-a")],
             vec!["node-x", "node-y"],
         ),
-        ("ScheduleAnyway never filters", make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::ScheduleAnyway, foo_selector()).obj(), vec![on("y1", "node-y"), on("y2", "node-y")], vec!["node-a", "node-b", "node-x", "node-y"]),
+        (
+            "ScheduleAnyway never filters",
+            make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::ScheduleAnyway, foo_selector()).obj(),
+            vec![on("y1", "node-y"), on("y2", "node-y")],
+            vec!["node-a", "node-b", "node-x", "node-y"],
+        ),
     ];
     for (name, pod, existing, want) in table {
         let snap = snapshot(nodes(), existing);
@@ -146,10 +159,12 @@ fn score_prefers_emptier_domains() {
     ];
     let snap = snapshot(ns, vec![on("a1", "node-a"), on("a2", "node-a"), on("x1", "node-x")]);
     let pl = new(None).unwrap();
-    let pi = PodInfo::new(make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::ScheduleAnyway, foo_selector()).obj());
+    let pi =
+        PodInfo::new(make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::ScheduleAnyway, foo_selector()).obj());
     let mut st = CycleState::new();
     assert!(pl.pre_score(&mut st, &pi, snap.nodes(), &snap).is_success());
-    let mut scores: Vec<NodeScore> = snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
+    let mut scores: Vec<NodeScore> =
+        snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
     // zone1 has 2 matching pods, zone2 has 1; weight ln(2+2): raw 3, 3, 1.
     assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [3, 3, 1]);
     pl.normalize_score(&st, &pi, &mut scores);
@@ -167,7 +182,8 @@ fn system_defaults_apply_to_controlled_pods() {
     let pi = PodInfo::new(make_pod("r2").label("app", "web").owner("ReplicaSet", "web").obj());
     let mut st = CycleState::new();
     assert!(pl.pre_score(&mut st, &pi, snap.nodes(), &snap).is_success());
-    let mut scores: Vec<NodeScore> = snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
+    let mut scores: Vec<NodeScore> =
+        snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
     pl.normalize_score(&st, &pi, &mut scores);
     assert!(scores[1].score > scores[0].score, "{scores:?}");
     // Args validation.
@@ -179,7 +195,8 @@ fn system_defaults_apply_to_controlled_pods() {
 fn preemption_updates_counts() {
     let snap = snapshot(nodes(), vec![on("y1", "node-y"), on("y2", "node-y")]);
     let pl = new(None).unwrap();
-    let pi = PodInfo::new(make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::DoNotSchedule, foo_selector()).obj());
+    let pi =
+        PodInfo::new(make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::DoNotSchedule, foo_selector()).obj());
     let mut st = CycleState::new();
     let _ = pl.pre_filter(&mut st, &pi, &snap);
     let y = snap.get("node-y").unwrap().clone();

@@ -35,7 +35,11 @@ impl Plugin for TaintToleration {
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_TAINT, "NodeTaintChange")),
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_TOLERATIONS, "PodTolerationsChange")),
+            ClusterEventWithHint::new(ClusterEvent::new(
+                EventResource::UnscheduledPod,
+                action::UPDATE_POD_TOLERATIONS,
+                "PodTolerationsChange",
+            )),
         ]
     }
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
@@ -48,13 +52,8 @@ impl Plugin for TaintToleration {
         }
     }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
-        let tols: Vec<Toleration> = pod
-            .pod
-            .tolerations
-            .iter()
-            .filter(|t| t.effect.is_none() || t.effect == Some(TaintEffect::PreferNoSchedule))
-            .cloned()
-            .collect();
+        let tols: Vec<Toleration> =
+            pod.pod.tolerations.iter().filter(|t| t.effect.is_none() || t.effect == Some(TaintEffect::PreferNoSchedule)).cloned().collect();
         state.write(STATE_KEY, tols);
         Status::success()
     }
@@ -65,11 +64,8 @@ impl Plugin for TaintToleration {
         if node.taints.is_empty() {
             return (0, Status::success());
         }
-        let n = node
-            .taints
-            .iter()
-            .filter(|t| t.effect == TaintEffect::PreferNoSchedule && !tols.iter().any(|tol| tol.tolerates(t)))
-            .count();
+        let n =
+            node.taints.iter().filter(|t| t.effect == TaintEffect::PreferNoSchedule && !tols.iter().any(|tol| tol.tolerates(t))).count();
         (n as i64, Status::success())
     }
     fn has_normalize_score(&self) -> bool {
@@ -128,7 +124,10 @@ mod tests {
             Arc::new(node_info(make_node("n1").obj(), vec![])),
             Arc::new(node_info(make_node("n2").taint("foo", "bar", TaintEffect::PreferNoSchedule).obj(), vec![])),
             Arc::new(node_info(
-                make_node("n3").taint("cpu-type", "arm64", TaintEffect::PreferNoSchedule).taint("x", "y", TaintEffect::PreferNoSchedule).obj(),
+                make_node("n3")
+                    .taint("cpu-type", "arm64", TaintEffect::PreferNoSchedule)
+                    .taint("x", "y", TaintEffect::PreferNoSchedule)
+                    .obj(),
                 vec![],
             )),
             Arc::new(node_info(make_node("n4").taint("cpu-type", "arm64", TaintEffect::PreferNoSchedule).obj(), vec![])),
