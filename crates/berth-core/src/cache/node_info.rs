@@ -51,7 +51,9 @@ pub struct NodeInfo {
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     /// Image name (as the node reports it) -> size in bytes, for ImageLocality.
-    pub image_sizes: HashMap<String, i64>,
+    /// Shared: it only changes with the node object, and copies of a
+    /// NodeInfo (snapshots, preemption dry runs) should not copy it.
+    pub image_sizes: Arc<HashMap<String, i64>>,
     /// Bumped on every change; lets snapshots and explainers see staleness.
     pub generation: u64,
 }
@@ -105,7 +107,7 @@ impl NodeInfo {
             used_ports: Vec::new(),
             requested: Resource::default(),
             non_zero_requested: Resource::default(),
-            image_sizes,
+            image_sizes: Arc::new(image_sizes),
             generation: 0,
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::cycle_state::CycleState;
 use super::events::ClusterEventWithHint;
-use super::status::Status;
+use super::status::{Code, Status};
 use super::types::PodInfo;
 use crate::cache::{NodeInfo, Snapshot};
 use crate::model::{Pod, PodDisruptionBudget};
@@ -117,8 +117,21 @@ pub struct NodeToStatus {
 }
 
 impl NodeToStatus {
+    /// One node's status (linear: for single lookups).
     pub fn get(&self, idx: usize) -> Option<&Status> {
         self.statuses.iter().find(|(i, _)| *i == idx).map(|(_, s)| s).or(self.absent.as_ref())
+    }
+
+    /// Indexes (of `num_nodes`) whose status has this code, absent nodes included.
+    pub fn indexes_with_code(&self, num_nodes: usize, code: Code) -> Vec<usize> {
+        let absent = self.absent.as_ref().map(|s| s.code);
+        let mut codes: Vec<Option<Code>> = vec![absent; num_nodes];
+        for (i, s) in &self.statuses {
+            if *i < num_nodes {
+                codes[*i] = Some(s.code);
+            }
+        }
+        codes.iter().enumerate().filter(|(_, c)| **c == Some(code)).map(|(i, _)| i).collect()
     }
 }
 

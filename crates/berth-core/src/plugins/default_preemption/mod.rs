@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::cache::NodeInfo;
@@ -261,7 +262,7 @@ impl Plugin for DefaultPreemption {
             }
         }
         let all = snap.num_nodes();
-        let potential: Vec<usize> = (0..all).filter(|&i| statuses.get(i).is_some_and(|s| s.code == Code::Unschedulable)).collect();
+        let potential = statuses.indexes_with_code(all, Code::Unschedulable);
         let mut node_statuses = NodeToStatus { statuses: Vec::new(), absent: Some(Status::unresolvable(MSG_NOT_HELPFUL)) };
         let no_candidates = |ns: &NodeToStatus| {
             let msg = fit_error_message(all, ns, "", "");
@@ -277,26 +278,47 @@ impl Plugin for DefaultPreemption {
         let offset = rng.random_range(0..potential.len());
         let want = self.num_candidates(potential.len());
         let (mut non_violating, mut violating): (Vec<Candidate>, Vec<Candidate>) = (Vec::new(), Vec::new());
-        for i in 0..potential.len() {
+        // Dry runs are independent per node: evaluate a batch in parallel,
+        // then consume results in order, so the outcome does not depend on
+        // thread timing.
+        let dry_run = |i: usize| {
             let idx = potential[(offset + i) % potential.len()];
             let mut ni = (*snap.nodes()[idx]).clone();
             let mut st = state.clone();
-            match self.select_victims_on_node(ctx.framework, &mut st, pod, &mut ni, ctx.pdbs, ctx.nominated) {
-                Ok((victims, n)) if !victims.is_empty() => {
-                    let c = Candidate { node_index: idx, victims, num_pdb_violations: n };
-                    if n == 0 {
-                        non_violating.push(c);
-                    } else {
-                        violating.push(c);
+            (idx, self.select_victims_on_node(ctx.framework, &mut st, pod, &mut ni, ctx.pdbs, ctx.nominated))
+        };
+        let batch = want.max(16);
+        let mut results: Vec<(usize, Result<(Vec<Arc<PodInfo>>, usize), Status>)> = Vec::new();
+        let mut next = 0;
+        let mut done = false;
+        while !done && next < potential.len() {
+            let end = (next + batch).min(potential.len());
+            results.clear();
+            if end - next >= 64 {
+                results.par_extend((next..end).into_par_iter().with_min_len(8).map(dry_run));
+            } else {
+                results.extend((next..end).map(dry_run));
+            }
+            next = end;
+            for (idx, r) in results.drain(..) {
+                match r {
+                    Ok((victims, n)) if !victims.is_empty() => {
+                        let c = Candidate { node_index: idx, victims, num_pdb_violations: n };
+                        if n == 0 {
+                            non_violating.push(c);
+                        } else {
+                            violating.push(c);
+                        }
+                        if !non_violating.is_empty() && non_violating.len() + violating.len() >= want {
+                            done = true;
+                            break;
+                        }
                     }
-                    if !non_violating.is_empty() && non_violating.len() + violating.len() >= want {
-                        break;
-                    }
+                    Ok(_) => node_statuses
+                        .statuses
+                        .push((idx, Status::error(format!("expected at least one victim pod on node {:?}", snap.nodes()[idx].name())))),
+                    Err(s) => node_statuses.statuses.push((idx, s)),
                 }
-                Ok(_) => {
-                    node_statuses.statuses.push((idx, Status::error(format!("expected at least one victim pod on node {:?}", ni.name()))))
-                }
-                Err(s) => node_statuses.statuses.push((idx, s)),
             }
         }
         let mut candidates = non_violating;

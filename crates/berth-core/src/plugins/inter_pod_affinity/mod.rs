@@ -50,16 +50,39 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     Ok(Arc::new(InterPodAffinity { args: a }))
 }
 
-/// (topology key, value) -> count.
-type TopologyCounts = HashMap<(String, String), i64>;
+/// Topology key -> value -> count. Nested so lookups and updates of known
+/// pairs need no allocation.
+#[derive(Clone, Debug, Default)]
+struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopologyCounts {
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.values().all(|m| m.is_empty())
+    }
+}
 
 fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
-    if let Some(v) = node.labels.get(key) {
-        let e = m.entry((key.to_string(), v.clone())).or_default();
-        *e += delta;
-        if *e == 0 {
-            m.remove(&(key.to_string(), v.clone()));
+    let Some(v) = node.labels.get(key) else { return };
+    let inner = match m.0.get_mut(key) {
+        Some(inner) => inner,
+        None => m.0.entry(key.to_string()).or_default(),
+    };
+    let zero = match inner.get_mut(v.as_str()) {
+        Some(e) => {
+            *e += delta;
+            *e == 0
         }
+        None => {
+            inner.insert(v.clone(), delta);
+            delta == 0
+        }
+    };
+    if zero {
+        inner.remove(v.as_str());
     }
 }
 
@@ -121,7 +144,16 @@ impl InterPodAffinity {
     ) {
         if term.matches(pod, nsl) {
             if let Some(v) = node.labels.get(&term.topology_key) {
-                *score.entry(term.topology_key.clone()).or_default().entry(v.clone()).or_default() += weight;
+                let inner = match score.get_mut(term.topology_key.as_str()) {
+                    Some(i) => i,
+                    None => score.entry(term.topology_key.clone()).or_default(),
+                };
+                match inner.get_mut(v.as_str()) {
+                    Some(e) => *e += weight,
+                    None => {
+                        inner.insert(v.clone(), weight);
+                    }
+                }
             }
         }
     }
@@ -237,7 +269,7 @@ impl Plugin for InterPodAffinity {
         for t in &pod.required_affinity_terms {
             match labels.get(&t.topology_key) {
                 Some(v) => {
-                    if s.affinity.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) <= 0 {
+                    if s.affinity.get(&t.topology_key, v) <= 0 {
                         pods_exist = false;
                     }
                 }
@@ -256,7 +288,7 @@ impl Plugin for InterPodAffinity {
         if !s.anti.is_empty() {
             for t in &pod.required_anti_affinity_terms {
                 if let Some(v) = labels.get(&t.topology_key) {
-                    if s.anti.get(&(t.topology_key.clone(), v.clone())).copied().unwrap_or(0) > 0 {
+                    if s.anti.get(&t.topology_key, v) > 0 {
                         return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
                     }
                 }
@@ -264,9 +296,11 @@ impl Plugin for InterPodAffinity {
         }
         // Existing pods' required anti-affinity.
         if !s.existing_anti.is_empty() {
-            for (k, v) in labels {
-                if s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0 {
-                    return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
+            for (k, values) in &s.existing_anti.0 {
+                if let Some(v) = labels.get(k) {
+                    if values.get(v.as_str()).copied().unwrap_or(0) > 0 {
+                        return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
+                    }
                 }
             }
         }

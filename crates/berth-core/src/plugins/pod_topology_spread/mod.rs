@@ -265,7 +265,14 @@ impl Plugin for PodTopologySpread {
                     continue;
                 }
                 let n = count_matching(node, &c.selector, &p.namespace);
-                *counts[i].entry(labels[&c.topology_key].clone()).or_default() += n;
+                let value = &labels[&c.topology_key];
+                // Look up before inserting: no allocation for domains already seen.
+                match counts[i].get_mut(value.as_str()) {
+                    Some(v) => *v += n,
+                    None => {
+                        counts[i].insert(value.clone(), n);
+                    }
+                }
             }
         }
         let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts };
@@ -333,9 +340,9 @@ impl Plugin for PodTopologySpread {
                 if c.topology_key == HOSTNAME {
                     continue;
                 }
-                let v = n.node.labels.get(&c.topology_key).cloned().unwrap_or_default();
-                if !s.counts[i].contains_key(&v) {
-                    s.counts[i].insert(v, 0);
+                let v = n.node.labels.get(&c.topology_key).map(|s| s.as_str()).unwrap_or("");
+                if !s.counts[i].contains_key(v) {
+                    s.counts[i].insert(v.to_string(), 0);
                     topo_size[i] += 1;
                 }
             }
