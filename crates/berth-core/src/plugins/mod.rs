@@ -42,6 +42,22 @@ pub fn decode_args<T: DeserializeOwned + Default>(plugin: &str, args: Option<&se
     }
 }
 
+/// Adds `delta` to `map[key]` and returns the new count. Looks up before
+/// inserting, so a key already present costs no allocation: per-domain
+/// counting runs for every node in a cycle.
+pub(crate) fn bump_count(map: &mut std::collections::HashMap<String, i64>, key: &str, delta: i64) -> i64 {
+    match map.get_mut(key) {
+        Some(v) => {
+            *v += delta;
+            *v
+        }
+        None => {
+            map.insert(key.to_string(), delta);
+            delta
+        }
+    }
+}
+
 /// Every built-in plugin by its configuration name.
 pub fn registry() -> Vec<(&'static str, Factory)> {
     vec![

@@ -71,17 +71,7 @@ fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
         Some(inner) => inner,
         None => m.0.entry(key.to_string()).or_default(),
     };
-    let zero = match inner.get_mut(v.as_str()) {
-        Some(e) => {
-            *e += delta;
-            *e == 0
-        }
-        None => {
-            inner.insert(v.clone(), delta);
-            delta == 0
-        }
-    };
-    if zero {
+    if super::bump_count(inner, v, delta) == 0 {
         inner.remove(v.as_str());
     }
 }
@@ -148,12 +138,7 @@ impl InterPodAffinity {
                     Some(i) => i,
                     None => score.entry(term.topology_key.clone()).or_default(),
                 };
-                match inner.get_mut(v.as_str()) {
-                    Some(e) => *e += weight,
-                    None => {
-                        inner.insert(v.clone(), weight);
-                    }
-                }
+                super::bump_count(inner, v, weight);
             }
         }
     }

@@ -265,14 +265,7 @@ impl Plugin for PodTopologySpread {
                     continue;
                 }
                 let n = count_matching(node, &c.selector, &p.namespace);
-                let value = &labels[&c.topology_key];
-                // Look up before inserting: no allocation for domains already seen.
-                match counts[i].get_mut(value.as_str()) {
-                    Some(v) => *v += n,
-                    None => {
-                        counts[i].insert(value.clone(), n);
-                    }
-                }
+                super::bump_count(&mut counts[i], &labels[&c.topology_key], n);
             }
         }
         let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts };
