@@ -54,7 +54,9 @@ pub struct NodeInfo {
     /// Shared: it only changes with the node object, and copies of a
     /// NodeInfo (snapshots, preemption dry runs) should not copy it.
     pub image_sizes: Arc<HashMap<String, i64>>,
-    /// Bumped on every change; lets snapshots and explainers see staleness.
+    /// Unique across all NodeInfos and all time (a global counter): equal
+    /// generations mean identical contents, which lets plugins memoize
+    /// per-node work across cycles.
     pub generation: u64,
 }
 
@@ -68,6 +70,12 @@ pub fn normalize_image_name(name: &str) -> String {
     } else {
         name.to_string()
     }
+}
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Asks the CPU to start loading a node's hot fields (a hint; no effect on results).
@@ -108,7 +116,7 @@ impl NodeInfo {
             requested: Resource::default(),
             non_zero_requested: Resource::default(),
             image_sizes: Arc::new(image_sizes),
-            generation: 0,
+            generation: next_generation(),
         }
     }
 
@@ -123,9 +131,7 @@ impl NodeInfo {
     /// Replaces the node object, keeping its pods.
     pub fn set_node(&mut self, node: Arc<Node>) {
         let pods = std::mem::take(&mut self.pods);
-        let generation = self.generation;
         *self = NodeInfo::new(node);
-        self.generation = generation + 1;
         for p in pods {
             self.add_pod(p);
         }
@@ -145,7 +151,7 @@ impl NodeInfo {
             self.pods_with_required_anti_affinity.push(pi.clone());
         }
         self.pods.push(pi);
-        self.generation += 1;
+        self.generation = next_generation();
     }
 
     /// Removes the pod with this namespace/name; returns whether it was there.
@@ -164,7 +170,7 @@ impl NodeInfo {
                 self.used_ports.swap_remove(j);
             }
         }
-        self.generation += 1;
+        self.generation = next_generation();
         true
     }
 }

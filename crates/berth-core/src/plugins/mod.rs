@@ -5,6 +5,7 @@
 
 pub mod default_binder;
 pub mod default_preemption;
+pub mod domain_memo;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;

@@ -68,6 +68,7 @@ type DefaultConstraint = (i32, String, UnsatisfiableConstraintAction, Option<i32
 pub struct PodTopologySpread {
     defaults: Vec<DefaultConstraint>,
     system_defaulted: bool,
+    memos: super::domain_memo::DomainMemos,
 }
 
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
@@ -105,7 +106,7 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
             (5, ZONE.to_string(), UnsatisfiableConstraintAction::ScheduleAnyway, None, vec![]),
         ]
     };
-    Ok(Arc::new(PodTopologySpread { defaults, system_defaulted: !list }))
+    Ok(Arc::new(PodTopologySpread { defaults, system_defaulted: !list, memos: Default::default() }))
 }
 
 fn merge_match_label_keys(mut sel: LabelSelector, keys: &[String], labels: &Labels) -> LabelSelector {
@@ -163,6 +164,20 @@ impl PodTopologySpread {
             })
             .collect()
     }
+}
+
+/// Everything a constraint's per-domain counts depend on, besides the nodes.
+fn signature(phase: &str, pod: &Pod, c: &Constraint, all: &[Constraint], require_all: bool) -> String {
+    let keys: Vec<&str> = all.iter().map(|c| c.topology_key.as_str()).collect();
+    let mut s =
+        format!("{phase}|{}|{}|{:?}|{:?}|{require_all}|{keys:?}", pod.namespace, c.topology_key, c.selector, c.node_affinity_policy);
+    if c.node_affinity_policy == NodeInclusionPolicy::Honor {
+        s.push_str(&format!("|{:?}|{:?}", pod.node_selector, pod.affinity.node_affinity.as_ref().map(|n| &n.required)));
+    }
+    if c.node_taints_policy == NodeInclusionPolicy::Honor {
+        s.push_str(&format!("|taints|{:?}", pod.tolerations));
+    }
+    s
 }
 
 fn node_has_all_keys(labels: &Labels, cs: &[Constraint]) -> bool {
@@ -254,20 +269,18 @@ impl Plugin for PodTopologySpread {
         if constraints.is_empty() {
             return (None, Status::skip());
         }
-        let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
-        for node in snap.nodes() {
-            let labels = &node.node.labels;
-            if !node_has_all_keys(labels, &constraints) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if !matches_inclusion_policies(c, p, node) {
-                    continue;
-                }
-                let n = count_matching(node, &c.selector, &p.namespace);
-                super::bump_count(&mut counts[i], &labels[&c.topology_key], n);
-            }
-        }
+        let counts: Vec<HashMap<String, i64>> = constraints
+            .iter()
+            .map(|c| {
+                self.memos.counts(&signature("filter", p, c, &constraints, true), snap, |node| {
+                    let labels = &node.node.labels;
+                    if !node_has_all_keys(labels, &constraints) || !matches_inclusion_policies(c, p, node) {
+                        return None;
+                    }
+                    Some((labels[&c.topology_key].clone(), count_matching(node, &c.selector, &p.namespace)))
+                })
+            })
+            .collect();
         let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts };
         for i in 0..s.constraints.len() {
             s.recompute_min(i);
@@ -348,19 +361,19 @@ impl Plugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let all_keys_needed = require_all;
-        for n in snap.nodes() {
-            if all_keys_needed && !node_has_all_keys(&n.node.labels, &constraints) {
+        for (i, c) in constraints.iter().enumerate() {
+            if c.topology_key == HOSTNAME {
                 continue;
             }
-            for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key == HOSTNAME || !matches_inclusion_policies(c, p, n) {
-                    continue;
+            let totals = self.memos.counts(&signature("score", p, c, &constraints, require_all), snap, |n| {
+                if (require_all && !node_has_all_keys(&n.node.labels, &constraints)) || !matches_inclusion_policies(c, p, n) {
+                    return None;
                 }
-                let v = n.node.labels.get(&c.topology_key).map(|s| s.as_str()).unwrap_or("");
-                if let Some(cnt) = s.counts[i].get_mut(v) {
-                    *cnt += count_matching(n, &c.selector, &p.namespace);
-                }
+                let v = n.node.labels.get(&c.topology_key).cloned().unwrap_or_default();
+                Some((v, count_matching(n, &c.selector, &p.namespace)))
+            });
+            for (v, cnt) in s.counts[i].iter_mut() {
+                *cnt = totals.get(v).copied().unwrap_or(0);
             }
         }
         s.constraints = constraints;

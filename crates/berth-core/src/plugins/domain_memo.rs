@@ -1,0 +1,142 @@
+//! Per-domain pod counts, memoized across cycles.
+//!
+//! PodTopologySpread (like upstream) counts, for every node, the pods
+//! matching a selector, and sums them per topology domain. Done from scratch
+//! that is O(all pods) per cycle. Consecutive pods of one workload ask the
+//! same question, though, and between two cycles only a few nodes change. A
+//! memo keyed by the question keeps each node's last contribution together
+//! with the node's `generation` (unique per content), and recomputes only
+//! nodes whose generation moved.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::cache::{NodeInfo, Snapshot};
+
+/// Memos kept per plugin instance; beyond this the oldest questions are dropped.
+const MAX_MEMOS: usize = 64;
+
+#[derive(Default)]
+struct Memo {
+    /// Per snapshot index: (node generation, node identity, contribution).
+    per_node: Vec<Option<(u64, usize, Option<(String, i64)>)>>,
+    /// Domain -> (matching pods, eligible nodes in it).
+    totals: HashMap<String, (i64, usize)>,
+    last_used: u64,
+}
+
+impl Memo {
+    fn apply(&mut self, c: &Option<(String, i64)>, sign: i64) {
+        let Some((domain, n)) = c else { return };
+        let e = match self.totals.get_mut(domain.as_str()) {
+            Some(e) => e,
+            None => self.totals.entry(domain.clone()).or_default(),
+        };
+        e.0 += sign * n;
+        if sign > 0 {
+            e.1 += 1;
+        } else {
+            e.1 -= 1;
+        }
+        if e.1 == 0 {
+            self.totals.remove(domain.as_str());
+        }
+    }
+}
+
+/// A set of memos, one per distinct question (`signature`).
+#[derive(Default)]
+pub struct DomainMemos {
+    memos: Mutex<(u64, HashMap<String, Memo>)>,
+}
+
+impl DomainMemos {
+    /// Domain -> matching pods over all eligible nodes of `snap`. `contribution`
+    /// says, for one node, its domain and count, or `None` when the node is not
+    /// eligible; it must depend only on the node and on what `signature` encodes.
+    pub fn counts(
+        &self,
+        signature: &str,
+        snap: &Snapshot,
+        contribution: impl Fn(&NodeInfo) -> Option<(String, i64)>,
+    ) -> HashMap<String, i64> {
+        let mut guard = self.memos.lock().unwrap_or_else(|e| e.into_inner());
+        let (clock, memos) = &mut *guard;
+        *clock += 1;
+        if !memos.contains_key(signature) && memos.len() >= MAX_MEMOS {
+            if let Some(oldest) = memos.iter().min_by_key(|(_, m)| m.last_used).map(|(k, _)| k.clone()) {
+                memos.remove(&oldest);
+            }
+        }
+        let memo = memos.entry(signature.to_string()).or_default();
+        memo.last_used = *clock;
+        let nodes = snap.nodes();
+        if memo.per_node.len() > nodes.len() {
+            for old in memo.per_node.split_off(nodes.len()).into_iter().flatten() {
+                let c = old.2;
+                memo.apply(&c, -1);
+            }
+        }
+        memo.per_node.resize_with(nodes.len(), || None);
+        for (i, node) in nodes.iter().enumerate() {
+            let identity = Arc::as_ptr(&node.node) as usize;
+            if let Some((generation, id, _)) = &memo.per_node[i] {
+                if *generation == node.generation && *id == identity {
+                    continue;
+                }
+            }
+            if let Some((_, _, old)) = memo.per_node[i].take() {
+                memo.apply(&old, -1);
+            }
+            let c = contribution(node);
+            memo.apply(&c, 1);
+            memo.per_node[i] = Some((node.generation, identity, c));
+        }
+        memo.totals.iter().map(|(k, (n, _))| (k.clone(), *n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::testing::{make_node, make_pod};
+
+    fn count_app(n: &NodeInfo) -> Option<(String, i64)> {
+        let zone = n.node.labels.get("zone")?.clone();
+        Some((zone, n.pods.iter().filter(|p| p.pod.labels.get("app").is_some_and(|v| v == "web")).count() as i64))
+    }
+
+    #[test]
+    fn follows_changes() {
+        let mut cache = Cache::new();
+        for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("none", "")] {
+            let mut node = make_node(n);
+            if !z.is_empty() {
+                node = node.label("zone", z);
+            }
+            cache.add_node(node.obj());
+        }
+        let mut snap = Snapshot::default();
+        cache.update_snapshot(&mut snap);
+        let memos = DomainMemos::default();
+        let c = memos.counts("q", &snap, count_app);
+        assert_eq!(c.get("a"), Some(&0));
+        assert_eq!(c.get("b"), Some(&0));
+        assert_eq!(c.len(), 2);
+
+        cache.add_pod(Arc::new(make_pod("p1").label("app", "web").node("a2").obj())).unwrap();
+        cache.add_pod(Arc::new(make_pod("p2").label("app", "db").node("b1").obj())).unwrap();
+        cache.update_snapshot(&mut snap);
+        let c = memos.counts("q", &snap, count_app);
+        assert_eq!((c["a"], c["b"]), (1, 0));
+
+        cache.remove_node("b1");
+        cache.update_snapshot(&mut snap);
+        let c = memos.counts("q", &snap, count_app);
+        assert_eq!(c.get("b"), None, "a domain with no eligible node disappears");
+        assert_eq!(c["a"], 1);
+        // A fresh memo agrees with the incremental one.
+        assert_eq!(DomainMemos::default().counts("q", &snap, count_app), c);
+    }
+}
