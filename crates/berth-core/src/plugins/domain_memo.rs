@@ -19,27 +19,28 @@ const MAX_MEMOS: usize = 64;
 #[derive(Default)]
 struct Memo {
     /// Per snapshot index: (node generation, node identity, contribution).
-    per_node: Vec<Option<(u64, usize, Option<(String, i64)>)>>,
+    per_node: Vec<Option<(u64, usize, Vec<(String, i64)>)>>,
     /// Domain -> (matching pods, eligible nodes in it).
     totals: HashMap<String, (i64, usize)>,
     last_used: u64,
 }
 
 impl Memo {
-    fn apply(&mut self, c: &Option<(String, i64)>, sign: i64) {
-        let Some((domain, n)) = c else { return };
-        let e = match self.totals.get_mut(domain.as_str()) {
-            Some(e) => e,
-            None => self.totals.entry(domain.clone()).or_default(),
-        };
-        e.0 += sign * n;
-        if sign > 0 {
-            e.1 += 1;
-        } else {
-            e.1 -= 1;
-        }
-        if e.1 == 0 {
-            self.totals.remove(domain.as_str());
+    fn apply(&mut self, c: &[(String, i64)], sign: i64) {
+        for (domain, n) in c {
+            let e = match self.totals.get_mut(domain.as_str()) {
+                Some(e) => e,
+                None => self.totals.entry(domain.clone()).or_default(),
+            };
+            e.0 += sign * n;
+            if sign > 0 {
+                e.1 += 1;
+            } else {
+                e.1 -= 1;
+            }
+            if e.1 == 0 {
+                self.totals.remove(domain.as_str());
+            }
         }
     }
 }
@@ -59,6 +60,17 @@ impl DomainMemos {
         signature: &str,
         snap: &Snapshot,
         contribution: impl Fn(&NodeInfo) -> Option<(String, i64)>,
+    ) -> HashMap<String, i64> {
+        self.counts_multi(signature, snap, |n| contribution(n).into_iter().collect())
+    }
+
+    /// As `counts`, for questions where one node adds to several domains.
+    /// A domain is present while at least one node lists it, even at count 0.
+    pub fn counts_multi(
+        &self,
+        signature: &str,
+        snap: &Snapshot,
+        contribution: impl Fn(&NodeInfo) -> Vec<(String, i64)>,
     ) -> HashMap<String, i64> {
         let mut guard = self.memos.lock().unwrap_or_else(|e| e.into_inner());
         let (clock, memos) = &mut *guard;
