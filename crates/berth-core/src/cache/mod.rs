@@ -305,6 +305,7 @@ impl Cache {
         }
         if self.namespaces_changed || !Arc::ptr_eq(&snap.namespaces, &self.namespaces) {
             snap.namespaces = self.namespaces.clone();
+            snap.namespaces_version = node_info::next_generation();
             self.namespaces_changed = false;
         }
         if self.images_changed || !Arc::ptr_eq(&snap.image_nodes, &self.image_nodes) {

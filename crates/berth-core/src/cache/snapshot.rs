@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub(crate) have_pods_with_affinity: Vec<usize>,
     pub(crate) have_pods_with_required_anti_affinity: Vec<usize>,
     pub(crate) namespaces: Arc<HashMap<String, Labels>>,
+    /// Changes whenever `namespaces` does (for memos keyed on namespace labels).
+    pub(crate) namespaces_version: u64,
     pub(crate) image_nodes: Arc<HashMap<String, usize>>,
 }
 
@@ -38,6 +40,7 @@ impl Snapshot {
 
     pub fn with_namespaces(mut self, ns: HashMap<String, Labels>) -> Snapshot {
         self.namespaces = Arc::new(ns);
+        self.namespaces_version = super::node_info::next_generation();
         self
     }
 

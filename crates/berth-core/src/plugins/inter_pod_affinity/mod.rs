@@ -40,6 +40,7 @@ impl Default for Args {
 
 pub struct InterPodAffinity {
     args: Args,
+    memos: super::domain_memo::DomainMemos,
 }
 
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
@@ -47,7 +48,7 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     if !(0..=100).contains(&a.hard_pod_affinity_weight) {
         return Err(format!("hardPodAffinityWeight: Invalid value: {}: not in valid range [0-100]", a.hard_pod_affinity_weight));
     }
-    Ok(Arc::new(InterPodAffinity { args: a }))
+    Ok(Arc::new(InterPodAffinity { args: a, memos: Default::default() }))
 }
 
 /// Topology key -> value -> count. Nested so lookups and updates of known
@@ -74,6 +75,25 @@ fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
     if super::bump_count(inner, v, delta) == 0 {
         inner.remove(v.as_str());
     }
+}
+
+/// Memo domains are "topology key \0 value"; this turns memo totals back
+/// into nested counts (positive entries only, as upstream keeps them).
+fn from_memo(totals: HashMap<String, i64>) -> TopologyCounts {
+    let mut out = TopologyCounts::default();
+    for (k, n) in totals {
+        if n == 0 {
+            continue;
+        }
+        if let Some((key, value)) = k.split_once('\0') {
+            out.0.entry(key.to_string()).or_default().insert(value.to_string(), n);
+        }
+    }
+    out
+}
+
+fn domain(node: &Node, key: &str) -> Option<String> {
+    node.labels.get(key).map(|v| format!("{key}\0{v}"))
 }
 
 fn ns_labels<'a>(snap_ns: &'a HashMap<String, Labels>, ns: &str) -> Option<&'a Labels> {
@@ -197,31 +217,50 @@ impl Plugin for InterPodAffinity {
         let namespaces = snap.namespaces.clone();
         let own_ns = ns_labels(&namespaces, &pod.pod.namespace).cloned();
         let mut s = PreFilterState { namespaces: namespaces.clone(), ..Default::default() };
-        for node in snap.have_pods_with_required_anti_affinity() {
+        // The counts are memoized across cycles per question (see domain_memo):
+        // pods of one workload ask the same one, and few nodes change between.
+        let p = &pod.pod;
+        let sig = format!("existing-anti|{}|{:?}|{:?}|{}", p.namespace, p.labels, own_ns, snap.namespaces_version);
+        s.existing_anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            let mut out = Vec::new();
             for existing in &node.pods_with_required_anti_affinity {
                 for t in &existing.required_anti_affinity_terms {
-                    if t.matches(&pod.pod, own_ns.as_ref()) {
-                        bump(&mut s.existing_anti, &node.node, &t.topology_key, 1);
+                    if t.matches(p, own_ns.as_ref()) {
+                        out.extend(domain(&node.node, &t.topology_key).map(|d| (d, 1)));
                     }
                 }
             }
-        }
-        if !pod.required_affinity_terms.is_empty() || !pod.required_anti_affinity_terms.is_empty() {
-            for node in snap.nodes() {
+            out
+        }));
+        if !pod.required_affinity_terms.is_empty() {
+            let sig = format!("affinity|{:?}|{}", pod.required_affinity_terms, snap.namespaces_version);
+            s.affinity = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+                let mut out = Vec::new();
                 for existing in &node.pods {
                     let nsl = ns_labels(&namespaces, &existing.pod.namespace);
                     if matches_all(&pod.required_affinity_terms, &existing.pod, nsl) {
                         for t in &pod.required_affinity_terms {
-                            bump(&mut s.affinity, &node.node, &t.topology_key, 1);
-                        }
-                    }
-                    for t in &pod.required_anti_affinity_terms {
-                        if t.matches(&existing.pod, nsl) {
-                            bump(&mut s.anti, &node.node, &t.topology_key, 1);
+                            out.extend(domain(&node.node, &t.topology_key).map(|d| (d, 1)));
                         }
                     }
                 }
-            }
+                out
+            }));
+        }
+        if !pod.required_anti_affinity_terms.is_empty() {
+            let sig = format!("anti|{:?}|{}", pod.required_anti_affinity_terms, snap.namespaces_version);
+            s.anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+                let mut out = Vec::new();
+                for existing in &node.pods {
+                    let nsl = ns_labels(&namespaces, &existing.pod.namespace);
+                    for t in &pod.required_anti_affinity_terms {
+                        if t.matches(&existing.pod, nsl) {
+                            out.extend(domain(&node.node, &t.topology_key).map(|d| (d, 1)));
+                        }
+                    }
+                }
+                out
+            }));
         }
         if s.existing_anti.is_empty() && pod.required_affinity_terms.is_empty() && pod.required_anti_affinity_terms.is_empty() {
             return (None, Status::skip());
@@ -304,6 +343,16 @@ impl Plugin for InterPodAffinity {
         let mut score: HashMap<String, HashMap<String, i64>> = HashMap::new();
         let mut visit = |node: &Arc<NodeInfo>, pods: &[Arc<PodInfo>]| {
             for existing in pods {
+                // Without preferences of its own, the incoming pod is only
+                // scored by existing pods' affinity terms (required anti-affinity
+                // does not score): skip pods that have none.
+                if !has_constraints
+                    && existing.required_affinity_terms.is_empty()
+                    && existing.preferred_affinity_terms.is_empty()
+                    && existing.preferred_anti_affinity_terms.is_empty()
+                {
+                    continue;
+                }
                 let ens = ns_labels(&namespaces, &existing.pod.namespace);
                 self.process_existing_pod(pod, own_ns, existing, ens, &node.node, &mut score);
             }
