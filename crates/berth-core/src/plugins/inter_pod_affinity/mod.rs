@@ -220,18 +220,21 @@ impl Plugin for InterPodAffinity {
         // The counts are memoized across cycles per question (see domain_memo):
         // pods of one workload ask the same one, and few nodes change between.
         let p = &pod.pod;
-        let sig = format!("existing-anti|{}|{:?}|{:?}|{}", p.namespace, p.labels, own_ns, snap.namespaces_version);
-        s.existing_anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
-            let mut out = Vec::new();
-            for existing in &node.pods_with_required_anti_affinity {
-                for t in &existing.required_anti_affinity_terms {
-                    if t.matches(p, own_ns.as_ref()) {
-                        out.extend(domain(&node.node, &t.topology_key).map(|d| (d, 1)));
+        let any_anti = snap.have_pods_with_required_anti_affinity().next().is_some();
+        if any_anti {
+            let sig = format!("existing-anti|{}|{:?}|{:?}|{}", p.namespace, p.labels, own_ns, snap.namespaces_version);
+            s.existing_anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+                let mut out = Vec::new();
+                for existing in &node.pods_with_required_anti_affinity {
+                    for t in &existing.required_anti_affinity_terms {
+                        if t.matches(p, own_ns.as_ref()) {
+                            out.extend(domain(&node.node, &t.topology_key).map(|d| (d, 1)));
+                        }
                     }
                 }
-            }
-            out
-        }));
+                out
+            }));
+        }
         if !pod.required_affinity_terms.is_empty() {
             let sig = format!("affinity|{:?}|{}", pod.required_affinity_terms, snap.namespaces_version);
             s.affinity = from_memo(self.memos.counts_multi(&sig, snap, |node| {
