@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::{NodeInfo, Snapshot};
 
+/// Domain -> (matching pods, eligible nodes in the domain).
+pub type Totals = HashMap<String, (i64, usize)>;
+
 /// Memos kept per plugin instance; beyond this the oldest questions are dropped.
 const MAX_MEMOS: usize = 64;
 
@@ -20,17 +23,22 @@ const MAX_MEMOS: usize = 64;
 struct Memo {
     /// Per snapshot index: (node generation, node identity, contribution).
     per_node: Vec<Option<(u64, usize, Vec<(String, i64)>)>>,
-    /// Domain -> (matching pods, eligible nodes in it).
-    totals: HashMap<String, (i64, usize)>,
+    /// Domain -> (matching pods, eligible nodes in it). Shared with the
+    /// cycles that asked, so answering costs no copy.
+    totals: Arc<Totals>,
     last_used: u64,
 }
 
 impl Memo {
     fn apply(&mut self, c: &[(String, i64)], sign: i64) {
+        if c.is_empty() {
+            return;
+        }
+        let totals = Arc::make_mut(&mut self.totals);
         for (domain, n) in c {
-            let e = match self.totals.get_mut(domain.as_str()) {
+            let e = match totals.get_mut(domain.as_str()) {
                 Some(e) => e,
-                None => self.totals.entry(domain.clone()).or_default(),
+                None => totals.entry(domain.clone()).or_default(),
             };
             e.0 += sign * n;
             if sign > 0 {
@@ -39,7 +47,7 @@ impl Memo {
                 e.1 -= 1;
             }
             if e.1 == 0 {
-                self.totals.remove(domain.as_str());
+                totals.remove(domain.as_str());
             }
         }
     }
@@ -61,17 +69,12 @@ impl DomainMemos {
         snap: &Snapshot,
         contribution: impl Fn(&NodeInfo) -> Option<(String, i64)>,
     ) -> HashMap<String, i64> {
-        self.counts_multi(signature, snap, |n| contribution(n).into_iter().collect())
+        self.counts_multi(signature, snap, |n| contribution(n).into_iter().collect()).iter().map(|(k, (n, _))| (k.clone(), *n)).collect()
     }
 
     /// As `counts`, for questions where one node adds to several domains.
     /// A domain is present while at least one node lists it, even at count 0.
-    pub fn counts_multi(
-        &self,
-        signature: &str,
-        snap: &Snapshot,
-        contribution: impl Fn(&NodeInfo) -> Vec<(String, i64)>,
-    ) -> HashMap<String, i64> {
+    pub fn counts_multi(&self, signature: &str, snap: &Snapshot, contribution: impl Fn(&NodeInfo) -> Vec<(String, i64)>) -> Arc<Totals> {
         let mut guard = self.memos.lock().unwrap_or_else(|e| e.into_inner());
         let (clock, memos) = &mut *guard;
         *clock += 1;
@@ -104,7 +107,7 @@ impl DomainMemos {
             memo.apply(&c, 1);
             memo.per_node[i] = Some((node.generation, identity, c));
         }
-        memo.totals.iter().map(|(k, (n, _))| (k.clone(), *n)).collect()
+        memo.totals.clone()
     }
 }
 

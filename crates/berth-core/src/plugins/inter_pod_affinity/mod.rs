@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::domain_memo::Totals;
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::{Labels, Node, Pod};
@@ -51,45 +52,63 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     Ok(Arc::new(InterPodAffinity { args: a, memos: Default::default() }))
 }
 
-/// Topology key -> value -> count. Nested so lookups and updates of known
-/// pairs need no allocation.
+/// Counts per topology pair, keyed "topology key \0 value". Shared with the
+/// memo that built it (no copy per cycle); copied only if preemption edits it.
 #[derive(Clone, Debug, Default)]
-struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+struct TopologyCounts {
+    map: Arc<Totals>,
+    /// Entries with a positive count (upstream drops entries that reach 0).
+    positive: usize,
+}
+
+/// Runs `f` on "key\0value" built in a per-thread buffer: Filter looks pairs
+/// up for every node and must not allocate.
+fn with_pair<R>(key: &str, value: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local!(static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        b.push_str(key);
+        b.push('\0');
+        b.push_str(value);
+        f(&b)
+    })
+}
 
 impl TopologyCounts {
+    fn from_memo(map: Arc<Totals>) -> TopologyCounts {
+        let positive = map.values().filter(|e| e.0 > 0).count();
+        TopologyCounts { map, positive }
+    }
+
     fn get(&self, key: &str, value: &str) -> i64 {
-        self.0.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+        if self.positive == 0 {
+            return 0;
+        }
+        with_pair(key, value, |k| self.map.get(k).map(|e| e.0).unwrap_or(0))
     }
 
     fn is_empty(&self) -> bool {
-        self.0.values().all(|m| m.is_empty())
+        self.positive == 0
     }
 }
 
 fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
     let Some(v) = node.labels.get(key) else { return };
-    let inner = match m.0.get_mut(key) {
-        Some(inner) => inner,
-        None => m.0.entry(key.to_string()).or_default(),
-    };
-    if super::bump_count(inner, v, delta) == 0 {
-        inner.remove(v.as_str());
+    let map = Arc::make_mut(&mut m.map);
+    let pair = format!("{key}\0{v}");
+    let e = map.entry(pair.clone()).or_default();
+    let before = e.0;
+    e.0 += delta;
+    let after = e.0;
+    if after == 0 {
+        map.remove(&pair);
     }
-}
-
-/// Memo domains are "topology key \0 value"; this turns memo totals back
-/// into nested counts (positive entries only, as upstream keeps them).
-fn from_memo(totals: HashMap<String, i64>) -> TopologyCounts {
-    let mut out = TopologyCounts::default();
-    for (k, n) in totals {
-        if n == 0 {
-            continue;
-        }
-        if let Some((key, value)) = k.split_once('\0') {
-            out.0.entry(key.to_string()).or_default().insert(value.to_string(), n);
-        }
+    if before <= 0 && after > 0 {
+        m.positive += 1;
+    } else if before > 0 && after <= 0 {
+        m.positive -= 1;
     }
-    out
 }
 
 fn domain(node: &Node, key: &str) -> Option<String> {
@@ -223,7 +242,7 @@ impl Plugin for InterPodAffinity {
         let any_anti = snap.have_pods_with_required_anti_affinity().next().is_some();
         if any_anti {
             let sig = format!("existing-anti|{}|{:?}|{:?}|{}", p.namespace, p.labels, own_ns, snap.namespaces_version);
-            s.existing_anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.existing_anti = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods_with_required_anti_affinity {
                     for t in &existing.required_anti_affinity_terms {
@@ -237,7 +256,7 @@ impl Plugin for InterPodAffinity {
         }
         if !pod.required_affinity_terms.is_empty() {
             let sig = format!("affinity|{:?}|{}", pod.required_affinity_terms, snap.namespaces_version);
-            s.affinity = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.affinity = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods {
                     let nsl = ns_labels(&namespaces, &existing.pod.namespace);
@@ -252,7 +271,7 @@ impl Plugin for InterPodAffinity {
         }
         if !pod.required_anti_affinity_terms.is_empty() {
             let sig = format!("anti|{:?}|{}", pod.required_anti_affinity_terms, snap.namespaces_version);
-            s.anti = from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.anti = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods {
                     let nsl = ns_labels(&namespaces, &existing.pod.namespace);
@@ -323,11 +342,9 @@ impl Plugin for InterPodAffinity {
         }
         // Existing pods' required anti-affinity.
         if !s.existing_anti.is_empty() {
-            for (k, values) in &s.existing_anti.0 {
-                if let Some(v) = labels.get(k) {
-                    if values.get(v.as_str()).copied().unwrap_or(0) > 0 {
-                        return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
-                    }
+            for (k, v) in labels {
+                if s.existing_anti.get(k, v) > 0 {
+                    return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
                 }
             }
         }
