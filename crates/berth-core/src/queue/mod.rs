@@ -18,6 +18,10 @@ use crate::model::Pod;
 pub use heap::Heap;
 pub use nominator::Nominator;
 
+fn trunc_sec(ms: i64) -> i64 {
+    ms.div_euclid(1000) * 1000
+}
+
 /// Upstream defaults.
 pub const DEFAULT_POD_INITIAL_BACKOFF_MS: i64 = 1_000;
 pub const DEFAULT_POD_MAX_BACKOFF_MS: i64 = 10_000;
@@ -204,7 +208,7 @@ impl SchedulingQueue {
         if self.next_backoff_expiry().is_some_and(|t| t <= now_ms) {
             let all = std::mem::take(&mut self.backoff);
             for q in all {
-                if self.backoff_expiry(&q) <= now_ms {
+                if !self.backing_off(&q, now_ms) {
                     self.where_is.insert(q.key(), Location::Active);
                     self.active.push(q);
                 } else {
@@ -229,7 +233,10 @@ impl SchedulingQueue {
 
     /// Next pod to schedule, if any is active.
     pub fn pop(&mut self) -> Option<QueuedPodInfo> {
-        let mut q = self.active.pop()?;
+        let mut q = match self.active.pop() {
+            Some(q) => q,
+            None => self.pop_from_backoff()?,
+        };
         q.attempts += 1;
         let key = q.key();
         self.seq += 1;
@@ -266,13 +273,21 @@ impl SchedulingQueue {
         d.min(self.cfg.pod_max_backoff_ms)
     }
 
+    /// When the pod's backoff ends, truncated to the whole second (upstream
+    /// 1.33+ with SchedulerPopFromBackoffQ, the default).
     fn backoff_expiry(&self, q: &QueuedPodInfo) -> i64 {
-        q.timestamp + self.backoff_duration(q.attempts)
+        trunc_sec(q.timestamp + self.backoff_duration(q.attempts))
+    }
+
+    /// Upstream `isPodBackingoff`: still backing off until the first whole
+    /// second strictly after the (truncated) expiry.
+    fn backing_off(&self, q: &QueuedPodInfo, now_ms: i64) -> bool {
+        self.backoff_expiry(q) >= trunc_sec(now_ms)
     }
 
     /// Earliest time a backoff pod becomes active (for a virtual clock).
     pub fn next_backoff_expiry(&self) -> Option<i64> {
-        self.backoff.iter().map(|q| self.backoff_expiry(q)).min()
+        self.backoff.iter().map(|q| self.backoff_expiry(q) + 1000).min()
     }
 
     /// Earliest time an unschedulable pod would be retried by the timeout flush.
@@ -306,6 +321,21 @@ impl SchedulingQueue {
         }
     }
 
+    /// SchedulerPopFromBackoffQ (upstream 1.33+, on by default): with nothing
+    /// active, the pod rejected by plugins whose backoff ends first is tried
+    /// now rather than leaving the scheduler idle. Pods that failed with an
+    /// error are not taken early.
+    fn pop_from_backoff(&mut self) -> Option<QueuedPodInfo> {
+        let best = self
+            .backoff
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !(q.unschedulable_plugins.is_empty() && q.pending_plugins.is_empty()))
+            .min_by_key(|(_, q)| (self.backoff_expiry(q), -(q.pod_info.pod.priority as i64), q.timestamp, q.seq))
+            .map(|(i, _)| i)?;
+        Some(self.backoff.remove(best))
+    }
+
     fn push_backoff(&mut self, q: QueuedPodInfo) {
         self.where_is.insert(q.key(), Location::Backoff);
         self.backoff.push(q);
@@ -313,7 +343,7 @@ impl SchedulingQueue {
 
     /// Back to backoffQ if still backing off, else activeQ.
     fn requeue(&mut self, q: QueuedPodInfo, now_ms: i64) {
-        if self.backoff_expiry(&q) > now_ms {
+        if self.backing_off(&q, now_ms) {
             self.push_backoff(q);
         } else {
             self.where_is.insert(q.key(), Location::Active);

@@ -55,11 +55,32 @@ fn unschedulable_waits_for_registered_event() {
     let moved = q.on_event(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"), EventObject::None, 300);
     assert_eq!(moved, 1);
     assert_eq!(q.location("default/p"), Some(Location::Backoff));
-    assert_eq!(q.next_backoff_expiry(), Some(1100));
-    q.flush(1099);
-    assert!(q.pop().is_none());
-    q.flush(1100);
+    // 1 s of backoff from t=0.3 s ends at 1.3 s, truncated to 1 s: the pod is
+    // released at the first whole second after that, 2 s.
+    assert_eq!(q.next_backoff_expiry(), Some(2000));
+    q.flush(1999);
+    assert_eq!(q.location("default/p"), Some(Location::Backoff));
+    q.flush(2000);
+    assert_eq!(q.location("default/p"), Some(Location::Active));
     assert_eq!(q.pop().unwrap().attempts, 2);
+}
+
+#[test]
+fn pops_from_backoff_when_idle() {
+    let mut q = queue();
+    q.add(info("rejected", 0), 0);
+    q.add(info("errored", 5), 0);
+    let errored = q.pop().unwrap();
+    let mut rejected = q.pop().unwrap();
+    rejected.unschedulable_plugins.insert("NodeResourcesFit");
+    q.add_unschedulable(errored, 0);
+    q.add_unschedulable(rejected, 0);
+    q.on_event(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"), EventObject::None, 10);
+    assert_eq!(q.counts().backoff, 2);
+    // Nothing active: the plugin-rejected pod is tried before its backoff ends;
+    // the one that failed with an error waits.
+    assert_eq!(q.pop().unwrap().pod_info.pod.name, "rejected");
+    assert!(q.pop().is_none());
 }
 
 #[test]
