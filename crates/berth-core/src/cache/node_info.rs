@@ -156,7 +156,8 @@ impl NodeInfo {
 
     /// Removes the pod with this namespace/name; returns whether it was there.
     pub fn remove_pod(&mut self, pod: &crate::model::Pod) -> bool {
-        let same = |p: &Arc<PodInfo>| p.pod.namespace == pod.namespace && p.pod.name == pod.name;
+        // The same object (preemption dry runs) is recognised without comparing names.
+        let same = |p: &Arc<PodInfo>| std::ptr::eq(&*p.pod, pod) || (p.pod.name == pod.name && p.pod.namespace == pod.namespace);
         let Some(i) = self.pods.iter().position(same) else { return false };
         let pi = self.pods.swap_remove(i);
         self.pods_with_affinity.retain(|p| !same(p));

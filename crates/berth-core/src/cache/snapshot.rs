@@ -13,7 +13,7 @@ use crate::model::Labels;
 #[derive(Clone, Default)]
 pub struct Snapshot {
     pub(crate) node_infos: Vec<Arc<NodeInfo>>,
-    pub(crate) index: HashMap<String, usize>,
+    pub(crate) index: rustc_hash::FxHashMap<String, usize>,
     pub(crate) have_pods_with_affinity: Vec<usize>,
     pub(crate) have_pods_with_required_anti_affinity: Vec<usize>,
     pub(crate) namespaces: Arc<HashMap<String, Labels>>,

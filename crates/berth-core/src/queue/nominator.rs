@@ -1,8 +1,9 @@
 //! Pods nominated to a node by preemption, which lower-or-equal priority pods
 //! must not take the freed room from.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::framework::{NominatedPods, PodInfo};
 
