@@ -3,8 +3,8 @@
 //! scheduler and the benchmarks all drive this same type; only what they do
 //! with its decisions (bind in memory or through the API) differs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::cache::{Cache, Snapshot};
 use crate::framework::*;
@@ -35,8 +35,6 @@ pub struct Assignment {
     pub state: CycleState,
     pub framework: Arc<Framework>,
     pub result: ScheduleResult,
-    /// Some: a Permit plugin asked to wait up to this long.
-    pub permit_wait: Option<Duration>,
 }
 
 impl Assignment {
@@ -86,6 +84,8 @@ pub enum Outcome {
     Failed(Box<Failure>),
     /// The popped pod was no longer ours to schedule (deleted, bound, skipped).
     Skipped(String),
+    /// Reserved on a node, held at Permit: see `Engine::take_permitted`.
+    Waiting(String),
 }
 
 pub struct Engine {
@@ -95,7 +95,20 @@ pub struct Engine {
     pub profiles: Vec<Arc<Framework>>,
     pub pdbs: Vec<PodDisruptionBudget>,
     pub runner: CycleRunner,
+    /// Pods held at Permit, as plugins see them.
+    pub waiting: WaitingPods,
+    /// Their assignments, bound once every waiting plugin allows.
+    parked: HashMap<String, Box<Assignment>>,
     adopt_all_pods: bool,
+}
+
+/// A duration as Go's `%v` prints whole seconds or milliseconds.
+fn go_duration(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn profile_index(profiles: &[Arc<Framework>], scheduler_name: &str, adopt_all: bool) -> Option<usize> {
@@ -131,6 +144,8 @@ impl Engine {
             profiles,
             pdbs: Vec::new(),
             runner: CycleRunner::new(cfg.percentage_of_nodes_to_score, cfg.seed),
+            waiting: WaitingPods::default(),
+            parked: HashMap::new(),
             adopt_all_pods: cfg.adopt_all_pods,
         }
     }
@@ -273,6 +288,12 @@ impl Engine {
     pub fn delete_pod(&mut self, pod: &Pod, now_ms: i64) {
         let key = pod.key();
         self.queue.delete(&key);
+        if self.waiting.remove(&key).is_some() {
+            if let Some(mut a) = self.parked.remove(&key) {
+                let pi = a.queued.pod_info.clone();
+                a.framework.run_unreserve(&mut a.state, &pi, &a.node);
+            }
+        }
         let assigned = self.cache.pod_info(&key).cloned();
         if let Some(pi) = assigned {
             let _ = self.cache.remove_pod(&pi.pod);
@@ -337,20 +358,66 @@ impl Engine {
             let f = self.fail_with_status(qpi, s, now_ms);
             return Outcome::Failed(Box::new(f));
         }
-        let (s, wait) = fwk.run_permit(&mut state, &pod, &node);
-        let permit_wait = if s.code == Code::Wait {
-            Some(wait)
-        } else if !s.is_success() {
+        let (s, waits) = fwk.run_permit(&mut state, &pod, &node, &mut self.waiting);
+        if !s.is_success() && s.code != Code::Wait {
             fwk.run_unreserve(&mut state, &pod, &node);
             let _ = self.cache.forget_pod(&pod.key());
             let f = self.fail_with_status(qpi, s, now_ms);
             return Outcome::Failed(Box::new(f));
-        } else {
-            None
-        };
+        }
         // The pod no longer needs its nomination: it has a node.
-        self.queue.nominator.remove(&pod.key());
-        Outcome::Assigned(Box::new(Assignment { queued: qpi, node, state, framework: fwk, result, permit_wait }))
+        let key = pod.key();
+        self.queue.nominator.remove(&key);
+        let a = Box::new(Assignment { queued: qpi, node: node.clone(), state, framework: fwk, result });
+        if waits.is_empty() {
+            return Outcome::Assigned(a);
+        }
+        let pending = waits
+            .into_iter()
+            .map(|(p, d)| {
+                let ms = d.as_millis() as i64;
+                (p, (now_ms + ms, ms))
+            })
+            .collect();
+        self.waiting.insert(key.clone(), WaitingPod { pod, node, pending, rejected: None });
+        self.parked.insert(key.clone(), a);
+        Outcome::Waiting(key)
+    }
+
+    /// Pods held at Permit that can move on: those every plugin allowed (to
+    /// bind now), and those rejected or timed out (back to the queue, with
+    /// the failure to report).
+    pub fn take_permitted(&mut self, now_ms: i64) -> (Vec<Box<Assignment>>, Vec<Failure>) {
+        let mut ready = Vec::new();
+        let mut failed = Vec::new();
+        let keys: Vec<String> = self.waiting.iter().map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            let w = self.waiting.get(&key).expect("listed");
+            let verdict = if let Some((plugin, msg)) = &w.rejected {
+                Some(Status::unschedulable(msg.clone()).with_plugin(plugin))
+            } else if let Some((plugin, (_, timeout))) = w.pending.iter().find(|(_, (d, _))| *d <= now_ms) {
+                Some(
+                    Status::unschedulable(format!("rejected due to timeout after waiting {} at plugin {plugin}", go_duration(*timeout)))
+                        .with_plugin(plugin),
+                )
+            } else if w.pending.is_empty() {
+                None
+            } else {
+                continue;
+            };
+            self.waiting.remove(&key);
+            let Some(mut a) = self.parked.remove(&key) else { continue };
+            match verdict {
+                None => ready.push(a),
+                Some(s) => {
+                    let pod = a.queued.pod_info.clone();
+                    a.framework.run_unreserve(&mut a.state, &pod, &a.node);
+                    let _ = self.cache.forget_pod(&key);
+                    failed.push(self.fail_with_status(a.queued, s, now_ms));
+                }
+            }
+        }
+        (ready, failed)
     }
 
     /// Reports the binding cycle's result. On failure the assumed pod is
@@ -446,5 +513,85 @@ impl Engine {
         }
         self.queue.add_unschedulable(qpi, now_ms);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::{make_node, make_pod};
+
+    /// A tiny gang plugin: pods labelled `gang` wait at Permit until `size` of
+    /// them are waiting, then the last one allows them all.
+    struct Gang {
+        size: usize,
+    }
+
+    impl Plugin for Gang {
+        fn name(&self) -> &'static str {
+            "Gang"
+        }
+        fn extension_points(&self) -> &'static [ExtensionPoint] {
+            &[ExtensionPoint::Permit]
+        }
+        fn permit(&self, _s: &mut CycleState, pod: &PodInfo, _node: &str, waiting: &mut WaitingPods) -> (Status, Duration) {
+            if !pod.pod.labels.contains_key("gang") {
+                return (Status::success(), Duration::ZERO);
+            }
+            let others: Vec<String> = waiting.iter().map(|(k, _)| k.clone()).collect();
+            if others.len() + 1 >= self.size {
+                for k in others {
+                    waiting.allow(&k, "Gang");
+                }
+                return (Status::success(), Duration::ZERO);
+            }
+            (Status::code_only(Code::Wait), Duration::from_secs(10))
+        }
+    }
+
+    fn engine(size: usize) -> Engine {
+        let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
+        let mut fwk = cfg.build_frameworks().unwrap().remove(0);
+        fwk.permit.push(Arc::new(Gang { size }));
+        let mut e = Engine::new(vec![fwk], EngineConfig { adopt_all_pods: true, ..Default::default() });
+        e.add_node(make_node("n1").capacity(4000, 8 << 30, 110).obj(), 0);
+        e
+    }
+
+    #[test]
+    fn permit_waits_then_allows_the_group() {
+        let mut e = engine(3);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("g{i}")).label("gang", "a").req(100, 0).obj(), 0);
+        }
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Waiting(_))));
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Waiting(_))));
+        assert_eq!(e.waiting.len(), 2);
+        // Reserved while waiting: the node already counts their requests.
+        e.cache.update_snapshot(&mut e.snapshot);
+        assert_eq!(e.snapshot.get("n1").unwrap().requested.milli_cpu, 200);
+        // The third completes the gang and is assigned at once; the others are released.
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Assigned(_))));
+        let (ready, failed) = e.take_permitted(0);
+        assert_eq!((ready.len(), failed.len()), (2, 0));
+        assert!(e.waiting.is_empty());
+    }
+
+    #[test]
+    fn permit_times_out_and_unreserves() {
+        let mut e = engine(3);
+        e.add_pod(make_pod("lonely").label("gang", "a").req(100, 0).obj(), 0);
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Waiting(_))));
+        let (ready, failed) = e.take_permitted(9_999);
+        assert!(ready.is_empty() && failed.is_empty());
+        let (_, failed) = e.take_permitted(10_000);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].message, "rejected due to timeout after waiting 10s at plugin Gang");
+        assert_eq!(failed[0].reason, "Unschedulable");
+        e.cache.update_snapshot(&mut e.snapshot);
+        assert_eq!(e.snapshot.get("n1").unwrap().requested.milli_cpu, 0, "forgotten");
+        assert!(e.queue.location("default/lonely").is_some(), "requeued");
     }
 }

@@ -224,7 +224,7 @@ fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut d
                     engine.delete_pod(&v.pod, 0);
                 }
             }
-            Outcome::Skipped(_) => {}
+            Outcome::Skipped(_) | Outcome::Waiting(_) => {}
         }
         lat.push(t0.elapsed().as_secs_f64() * 1e6);
         if attempts % 256 == 0 {

@@ -255,105 +255,123 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
     let mut summary = Summary { nodes: node_count, pending_pods: pending_count, ..Default::default() };
 
     loop {
-        let outcome = match engine.schedule_one(now) {
-            Some(o) => o,
-            None => {
-                // Nothing active. Pods that failed before the cluster last
-                // changed may fit now: wait for their backoff (or, if only an
-                // unschedulable-timeout flush would retry them, for that).
-                // Pods that already failed against the current cluster would
-                // fail the same way again: then nothing can move and we stop.
-                let stale: Vec<&String> = failed_at_version
-                    .iter()
-                    .filter(|(k, v)| **v != version && engine.queue.location(k).is_some())
-                    .map(|(k, _)| k)
-                    .collect();
-                if stale.is_empty() {
-                    break;
+        // Pods released or rejected at Permit first, then the next pod.
+        let (ready, rejected) = engine.take_permitted(now);
+        let mut outcomes: Vec<Outcome> = ready.into_iter().map(Outcome::Assigned).collect();
+        outcomes.extend(rejected.into_iter().map(|f| Outcome::Failed(Box::new(f))));
+        if outcomes.is_empty() {
+            match engine.schedule_one(now) {
+                Some(o) => {
+                    summary.scheduling_attempts += 1;
+                    outcomes.push(o);
                 }
-                let in_backoff = stale.iter().any(|k| engine.queue.location(k) == Some(berth_core::queue::Location::Backoff));
-                let next = if in_backoff { engine.queue.next_backoff_expiry() } else { engine.queue.next_unschedulable_timeout() };
-                match next {
-                    Some(t) if t > now => now = t,
-                    Some(_) => now += 1,
-                    None => break,
+                None => {
+                    // Nothing active. Pods that failed before the cluster last
+                    // changed may fit now: wait for their backoff (or, if only an
+                    // unschedulable-timeout flush would retry them, for that).
+                    // Pods that already failed against the current cluster would
+                    // fail the same way again: then nothing can move and we stop.
+                    let stale: Vec<&String> = failed_at_version
+                        .iter()
+                        .filter(|(k, v)| **v != version && engine.queue.location(k).is_some())
+                        .map(|(k, _)| k)
+                        .collect();
+                    if stale.is_empty() {
+                        // Pods held at Permit end when allowed or when they time out.
+                        match engine.waiting.next_deadline() {
+                            Some(t) => {
+                                now = now.max(t);
+                                continue;
+                            }
+                            None => break,
+                        }
+                    }
+                    let in_backoff = stale.iter().any(|k| engine.queue.location(k) == Some(berth_core::queue::Location::Backoff));
+                    let next = if in_backoff { engine.queue.next_backoff_expiry() } else { engine.queue.next_unschedulable_timeout() };
+                    match next {
+                        Some(t) if t > now => now = t,
+                        Some(_) => now += 1,
+                        None => break,
+                    }
+                    continue;
                 }
-                continue;
             }
-        };
-        summary.scheduling_attempts += 1;
-        match outcome {
-            Outcome::Skipped(_) => {}
-            Outcome::Assigned(mut a) => {
-                let status = a.run_binding_cycle(&MemoryBinder);
-                let key = a.pod().key();
-                let node = a.node.clone();
-                let attempts = a.queued.attempts;
-                let explanation = opts.explain.then(|| explain_success(&engine, &a.result));
-                match engine.binding_done(*a, status, now) {
-                    None => {
-                        engine.confirm_binding(&key, now);
+        }
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Waiting(_) => {}
+                Outcome::Skipped(_) => {}
+                Outcome::Assigned(mut a) => {
+                    let status = a.run_binding_cycle(&MemoryBinder);
+                    let key = a.pod().key();
+                    let node = a.node.clone();
+                    let attempts = a.queued.attempts;
+                    let explanation = opts.explain.then(|| explain_success(&engine, &a.result));
+                    match engine.binding_done(*a, status, now) {
+                        None => {
+                            engine.confirm_binding(&key, now);
+                            version += 1;
+                            failed_at_version.remove(&key);
+                            if let Some(&i) = index.get(&key) {
+                                let r = &mut results[i];
+                                r.node = Some(node);
+                                r.message.clear();
+                                r.attempts = attempts;
+                                r.nominated_node = None;
+                                r.explain = explanation;
+                                decided_at[i] = Some(order.len());
+                                order.push(i);
+                            }
+                        }
+                        Some(f) => {
+                            failed_at_version.insert(key.clone(), version);
+                            if let Some(&i) = index.get(&key) {
+                                results[i].message = f.message;
+                                results[i].attempts = f.attempts;
+                            }
+                        }
+                    }
+                }
+                Outcome::Failed(f) => {
+                    let key = f.pod.key();
+                    failed_at_version.insert(key.clone(), version);
+                    let mut preempted = Vec::new();
+                    if f.nominated_node.is_some() && !f.victims.is_empty() {
+                        summary.preemptions += 1;
+                    }
+                    for v in &f.victims {
+                        preempted.push(v.key());
+                        summary.evicted += 1;
+                        engine.delete_pod(&v.pod, now);
                         version += 1;
-                        failed_at_version.remove(&key);
-                        if let Some(&i) = index.get(&key) {
-                            let r = &mut results[i];
-                            r.node = Some(node);
-                            r.message.clear();
-                            r.attempts = attempts;
-                            r.nominated_node = None;
-                            r.explain = explanation;
-                            decided_at[i] = Some(order.len());
-                            order.push(i);
+                        if let Some(&vi) = index.get(&v.key()) {
+                            // A pod we placed earlier in this run was evicted.
+                            let r = &mut results[vi];
+                            r.node = None;
+                            r.message = format!("preempted by {key} on node {}", f.nominated_node.as_deref().unwrap_or(""));
+                            decided_at[vi] = Some(order.len());
+                            order.push(vi);
                         }
                     }
-                    Some(f) => {
-                        failed_at_version.insert(key.clone(), version);
-                        if let Some(&i) = index.get(&key) {
-                            results[i].message = f.message;
-                            results[i].attempts = f.attempts;
+                    for c in &f.cleared_nominations {
+                        let mut p = (*c.pod).clone();
+                        p.nominated_node_name = None;
+                        engine.update_pod(Some(&c.pod), p, now);
+                    }
+                    if let Some(&i) = index.get(&key) {
+                        let r = &mut results[i];
+                        r.message = f.message.clone();
+                        r.attempts = f.attempts;
+                        r.preempted.extend(preempted);
+                        if f.nominated_node.is_some() {
+                            r.nominated_node = f.nominated_node.clone();
                         }
+                        if opts.explain {
+                            r.explain = f.fit.as_ref().map(|fit| explain_failure(&engine, &fit.diagnosis.node_to_status));
+                        }
+                        decided_at[i] = Some(order.len());
+                        order.push(i);
                     }
-                }
-            }
-            Outcome::Failed(f) => {
-                let key = f.pod.key();
-                failed_at_version.insert(key.clone(), version);
-                let mut preempted = Vec::new();
-                if f.nominated_node.is_some() && !f.victims.is_empty() {
-                    summary.preemptions += 1;
-                }
-                for v in &f.victims {
-                    preempted.push(v.key());
-                    summary.evicted += 1;
-                    engine.delete_pod(&v.pod, now);
-                    version += 1;
-                    if let Some(&vi) = index.get(&v.key()) {
-                        // A pod we placed earlier in this run was evicted.
-                        let r = &mut results[vi];
-                        r.node = None;
-                        r.message = format!("preempted by {key} on node {}", f.nominated_node.as_deref().unwrap_or(""));
-                        decided_at[vi] = Some(order.len());
-                        order.push(vi);
-                    }
-                }
-                for c in &f.cleared_nominations {
-                    let mut p = (*c.pod).clone();
-                    p.nominated_node_name = None;
-                    engine.update_pod(Some(&c.pod), p, now);
-                }
-                if let Some(&i) = index.get(&key) {
-                    let r = &mut results[i];
-                    r.message = f.message.clone();
-                    r.attempts = f.attempts;
-                    r.preempted.extend(preempted);
-                    if f.nominated_node.is_some() {
-                        r.nominated_node = f.nominated_node.clone();
-                    }
-                    if opts.explain {
-                        r.explain = f.fit.as_ref().map(|fit| explain_failure(&engine, &fit.diagnosis.node_to_status));
-                    }
-                    decided_at[i] = Some(order.len());
-                    order.push(i);
                 }
             }
         }

@@ -8,6 +8,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod status;
 pub mod types;
+pub mod waiting;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use plugin::*;
 pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
 pub use status::{Code, Reason, Status};
 pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};
+pub use waiting::{WaitingPod, WaitingPods};
 
 /// A pod in the scheduling queue, with its attempt history.
 #[derive(Clone, Debug)]

@@ -253,8 +253,10 @@ pub trait Plugin: Send + Sync + 'static {
 
     fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {}
 
-    /// Success, Wait (with the longest it may wait), or a rejection.
-    fn permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+    /// Success, Wait (with the longest it may wait), or a rejection. `waiting`
+    /// holds pods other cycles left at Permit: a plugin may allow or reject them
+    /// (e.g. a gang plugin allows the whole group when its last member arrives).
+    fn permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str, waiting: &mut super::waiting::WaitingPods) -> (Status, Duration) {
         (Status::success(), Duration::ZERO)
     }
 

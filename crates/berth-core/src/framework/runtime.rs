@@ -357,30 +357,35 @@ impl Framework {
     }
 
     /// Success, Wait (longest timeout among waiting plugins), or a rejection.
-    pub fn run_permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
-        let mut wait: Option<Duration> = None;
-        let mut waiting_plugins = Vec::new();
+    /// Runs Permit plugins. Success, a rejection, or Wait with each waiting
+    /// plugin's timeout (capped at 15 minutes, as upstream).
+    pub fn run_permit(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &str,
+        waiting: &mut super::waiting::WaitingPods,
+    ) -> (Status, Vec<(&'static str, Duration)>) {
+        let mut waits = Vec::new();
         for p in &self.permit {
-            let (s, timeout) = p.permit(state, pod, node);
+            let (s, timeout) = p.permit(state, pod, node, waiting);
             match s.code {
                 Code::Success => {}
-                Code::Wait => {
-                    let t = timeout.min(Duration::from_secs(15 * 60));
-                    wait = Some(wait.map_or(t, |w| w.max(t)));
-                    waiting_plugins.push(p.name());
-                }
-                _ if s.is_rejected() => return (s.with_plugin(p.name()), Duration::ZERO),
+                Code::Wait => waits.push((p.name(), timeout.min(Duration::from_secs(15 * 60)))),
+                _ if s.is_rejected() => return (s.with_plugin(p.name()), Vec::new()),
                 _ => {
                     return (
                         Status::error(format!("running Permit plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name()),
-                        Duration::ZERO,
+                        Vec::new(),
                     )
                 }
             }
         }
-        match wait {
-            Some(t) => (Status::new(Code::Wait, format!("waiting on permit from {}", waiting_plugins.join(", "))), t),
-            None => (Status::success(), Duration::ZERO),
+        if waits.is_empty() {
+            (Status::success(), waits)
+        } else {
+            let names: Vec<&str> = waits.iter().map(|(n, _)| *n).collect();
+            (Status::new(Code::Wait, format!("waiting on permit from {}", names.join(", "))), waits)
         }
     }
 
