@@ -384,6 +384,11 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
         creation_ms: m.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(0),
         start_ms: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0.as_millisecond()),
         terminating: m.deletion_timestamp.is_some(),
+        terminating_by_preemption: m.deletion_timestamp.is_some()
+            && status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+                .is_some_and(|c| c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")),
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         affinity: affinity(&object, spec.affinity.as_ref())?,
         tolerations,

@@ -126,6 +126,12 @@ impl PodWrapper {
         self.0.terminating = true;
         self
     }
+    /// Being deleted by an earlier preemption.
+    pub fn preempted(mut self) -> Self {
+        self.0.terminating = true;
+        self.0.terminating_by_preemption = true;
+        self
+    }
     /// Adds a container requesting `milli_cpu` and `memory` bytes (0 = not requested).
     pub fn req(mut self, milli_cpu: i64, memory: i64) -> Self {
         self.0.containers.push(container(Resource::new(milli_cpu, memory)));

@@ -218,6 +218,9 @@ pub struct Pod {
     pub start_ms: Option<i64>,
     /// `metadata.deletionTimestamp` set.
     pub terminating: bool,
+    /// Terminating because the scheduler preempted it (its first
+    /// `DisruptionTarget` condition is True with reason `PreemptionByScheduler`).
+    pub terminating_by_preemption: bool,
     pub node_selector: BTreeMap<String, String>,
     pub affinity: Affinity,
     pub tolerations: Vec<Toleration>,

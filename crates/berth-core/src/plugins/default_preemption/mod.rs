@@ -208,7 +208,8 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
     type ScoreFn = fn(&Candidate) -> i64;
     let earliest_start_of_top = |c: &Candidate| -> i64 {
         let top = c.victims.first().map(|v| v.pod.priority).unwrap_or(0);
-        c.victims.iter().filter(|v| v.pod.priority == top).filter_map(|v| v.pod.start_ms).min().unwrap_or(i64::MIN)
+        // A victim that has not started counts as starting now (the latest).
+        c.victims.iter().filter(|v| v.pod.priority == top).map(|v| v.pod.start_ms.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX)
     };
     let funcs: [ScoreFn; 4] = [
         |c| -(c.num_pdb_violations as i64),
@@ -255,7 +256,7 @@ impl Plugin for DefaultPreemption {
                 snap.index_of(nn).and_then(|i| statuses.get(i)).is_some_and(|s| s.code == Code::UnschedulableAndUnresolvable);
             if !unresolvable {
                 if let Some(ni) = snap.get(nn) {
-                    if ni.pods.iter().any(|q| q.pod.priority < p.priority && q.pod.terminating) {
+                    if ni.pods.iter().any(|q| q.pod.priority < p.priority && q.pod.terminating_by_preemption) {
                         return (None, Status::unschedulable("preemption: not eligible due to a terminating pod on the nominated node."));
                     }
                 }

@@ -117,3 +117,31 @@ fn pick_one_criteria() {
     // full tie: first
     assert_eq!(pick_one(&[c(0, vec![v(3, 10)], 0), c(1, vec![v(3, 10)], 0)]), Some(0));
 }
+
+#[test]
+fn eligibility_with_nominated_node() {
+    // A lower-priority pod on the nominated node that is terminating because of
+    // an earlier preemption: wait for it instead of preempting again.
+    let snap = snapshot(vec![node("n1")], vec![make_pod("victim").priority(1).req(900, 0).preempted().node("n1").obj()]);
+    let (chosen, _, msg) = preempt(make_pod("p").priority(10).req(600, 0).nominated("n1").obj(), &snap, &[]);
+    assert_eq!(chosen, None);
+    assert!(msg.ends_with("preemption: not eligible due to a terminating pod on the nominated node."), "{msg}");
+    // Terminating for another reason: preemption goes ahead.
+    let snap = snapshot(vec![node("n1")], vec![make_pod("other").priority(1).req(900, 0).terminating().node("n1").obj()]);
+    let (chosen, _, _) = preempt(make_pod("p").priority(10).req(600, 0).nominated("n1").obj(), &snap, &[]);
+    assert_eq!(chosen.as_deref(), Some("n1"));
+}
+
+#[test]
+fn missing_start_time_counts_as_now() {
+    let v = |start: Option<i64>| {
+        let mut p = make_pod("v").priority(3);
+        if let Some(s) = start {
+            p = p.start(s);
+        }
+        Arc::new(p.info())
+    };
+    let c = |idx: usize, victims: Vec<Arc<PodInfo>>| Candidate { node_index: idx, victims, num_pdb_violations: 0 };
+    // A victim that never started is "latest": that node wins.
+    assert_eq!(pick_one(&[c(0, vec![v(Some(10))]), c(1, vec![v(None)])]), Some(1));
+}
