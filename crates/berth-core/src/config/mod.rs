@@ -287,6 +287,8 @@ pub fn default_plugins() -> Vec<PluginRef> {
         p("VolumeZone", None),
         p("PodTopologySpread", Some(2)),
         p("InterPodAffinity", Some(2)),
+        // Inert in Berth (DRA is not modelled) but listed, as in 1.34's defaults.
+        p("DynamicResources", None),
         p("DefaultPreemption", None),
         p("NodeResourcesBalancedAllocation", Some(1)),
         p("ImageLocality", Some(1)),
