@@ -82,7 +82,12 @@ impl PriorityClasses {
 
 fn quantity(object: &str, field: &str, name: &str, q: &ApiQuantity) -> Result<i64, ConvertError> {
     let parsed = model::Quantity::parse(&q.0).map_err(|e| err(object, format!("{field}.{name}"), e.to_string()))?;
-    Ok(if name == model::resource::CPU { parsed.milli_value() } else { parsed.value() })
+    let v = if name == model::resource::CPU { parsed.milli_value() } else { parsed.value() };
+    if v < 0 {
+        // The API server rejects these; a manifest could still carry one.
+        return Err(err(object, format!("{field}.{name}"), format!("Invalid value: {:?}: must be greater than or equal to 0", q.0)));
+    }
+    Ok(v)
 }
 
 /// A resource list (`requests`, `allocatable`, …) as a resource vector.

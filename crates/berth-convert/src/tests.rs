@@ -125,6 +125,10 @@ fn bad_input_names_file_object_and_field() {
         ("kind: Node\nmetadata: {name: n}\nspec: {taints: [{key: k, effect: Sometimes}]}\n", "Node n: spec.taints[0].effect"),
         ("kind: Pod\nmetadata: {name: p}\nspec: {containers: 7}\n", "test.yaml: Pod p:"),
         ("metadata: {name: x}\n", "has no kind"),
+        (
+            "kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, resources: {requests: {cpu: \"-1\"}}}]\n",
+            "spec.containers[0].resources.requests.cpu: Invalid value: \"-1\": must be greater than or equal to 0",
+        ),
         ("kind: Pod\n  bad: [indent\n", "test.yaml: document 1"),
     ];
     for (text, want) in table {
