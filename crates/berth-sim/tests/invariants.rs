@@ -1,0 +1,188 @@
+//! Randomized clusters through the whole simulator: whatever the mix of
+//! requests, priorities, taints, affinities and spreading, the result must
+//! hold upstream's invariants: every pending pod reported exactly once, no
+//! node over-committed, hard constraints of every placed pod satisfied, and
+//! preemption only ever evicting lower-priority pods.
+
+use std::collections::{BTreeMap, HashMap};
+
+use berth_convert::manifests::Cluster;
+use berth_core::model::*;
+use berth_core::testing::{make_node, make_pod};
+use berth_sim::{simulate, SimOptions};
+
+/// A small deterministic generator (xorshift), so failures reproduce by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn cluster(seed: u64) -> Cluster {
+    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut c = Cluster::default();
+    let nodes = 3 + r.below(12) as usize;
+    for i in 0..nodes {
+        let mut n = make_node(&format!("n{i}"))
+            .capacity(1000 * (1 + r.below(4) as i64), (1 + r.below(8) as i64) << 30, 4 + r.below(20) as i64)
+            .label("topology.kubernetes.io/zone", &format!("z{}", r.below(3)));
+        if r.chance(20) {
+            n = n.taint("dedicated", "x", TaintEffect::NoSchedule);
+        }
+        if r.chance(10) {
+            n = n.unschedulable();
+        }
+        c.nodes.push(n.obj());
+    }
+    let pods = 5 + r.below(40) as usize;
+    for i in 0..pods {
+        let app = format!("app{}", r.below(3));
+        let mut p = make_pod(&format!("p{i}"))
+            .label("app", &app)
+            .priority(r.below(3) as i32 * 10)
+            .creation(i as i64)
+            .req(50 * (1 + r.below(20) as i64), (r.below(4) as i64) << 29);
+        if r.chance(15) {
+            p = p.tolerate("dedicated", "x", TaintEffect::NoSchedule);
+        }
+        if r.chance(15) {
+            p = p.node_affinity_in("topology.kubernetes.io/zone", &["z0", "z1"]);
+        }
+        if r.chance(15) {
+            p = p.pod_anti_affinity("app", &app, "kubernetes.io/hostname");
+        }
+        if r.chance(15) {
+            p = p.spread(
+                1,
+                "topology.kubernetes.io/zone",
+                UnsatisfiableConstraintAction::DoNotSchedule,
+                LabelSelector::from_match_labels([("app", app.as_str())]),
+            );
+        }
+        if r.chance(10) {
+            p = p.preemption_never();
+        }
+        if r.chance(25) {
+            // Already running somewhere (may even over-commit: the API allows it).
+            p = p.node(&format!("n{}", r.below(nodes as u64)));
+        }
+        c.pods.push(p.obj());
+    }
+    c
+}
+
+fn check(seed: u64) -> Result<(), String> {
+    let c = cluster(seed);
+    let nodes: HashMap<String, Node> = c.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+    let all_pods: HashMap<String, Pod> = c.pods.iter().map(|p| (p.key(), p.clone())).collect();
+    let pending: Vec<String> = c.pods.iter().filter(|p| p.node_name.is_none()).map(|p| p.key()).collect();
+    let running: Vec<Pod> = c.pods.iter().filter(|p| p.node_name.is_some()).cloned().collect();
+    let result = simulate(c, &SimOptions { seed, ..Default::default() }).map_err(|e| e.to_string())?;
+
+    // Every pending pod exactly once.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &result.pods {
+        *seen.entry(format!("{}/{}", p.namespace, p.name)).or_default() += 1;
+    }
+    for k in &pending {
+        if seen.get(k) != Some(&1) {
+            return Err(format!("{k} reported {:?} times", seen.get(k)));
+        }
+    }
+    if seen.len() != pending.len() {
+        return Err(format!("{} results for {} pending pods", seen.len(), pending.len()));
+    }
+
+    // Final placement: running pods minus evictions, plus placed pending pods.
+    let evicted: Vec<&String> = result.pods.iter().flat_map(|p| p.preempted.iter()).collect();
+    let mut placed: Vec<(Pod, String)> =
+        running.iter().filter(|p| !evicted.contains(&&p.key())).map(|p| (p.clone(), p.node_name.clone().unwrap())).collect();
+    for r in &result.pods {
+        let key = format!("{}/{}", r.namespace, r.name);
+        if let Some(n) = &r.node {
+            placed.push((all_pods[&key].clone(), n.clone()));
+        } else if r.message.is_empty() {
+            return Err(format!("{key}: unscheduled without a message"));
+        }
+        // Preemption only evicts lower-priority pods.
+        for v in &r.preempted {
+            if all_pods[v].priority >= all_pods[&key].priority {
+                return Err(format!("{key} evicted {v} of equal or higher priority"));
+            }
+        }
+    }
+
+    // No node over-committed by the scheduler: for each resource that the
+    // pods already running there did not over-commit to begin with (random
+    // pre-placement may; the API allows it), the final total fits.
+    for (name, node) in &nodes {
+        let before: Vec<&Pod> =
+            running.iter().filter(|p| p.node_name.as_deref() == Some(name.as_str()) && !evicted.contains(&&p.key())).collect();
+        let after: Vec<&Pod> = placed.iter().filter(|(_, n)| n == name).map(|(p, _)| p).collect();
+        let sum = |ps: &[&Pod], f: &dyn Fn(&Resource) -> i64| -> i64 { ps.iter().map(|p| f(&p.requests())).sum() };
+        let checks: [(&str, &dyn Fn(&Resource) -> i64, i64); 2] = [
+            ("cpu", &|r: &Resource| r.milli_cpu, node.allocatable.milli_cpu),
+            ("memory", &|r: &Resource| r.memory, node.allocatable.memory),
+        ];
+        for (what, f, cap) in checks {
+            if sum(&before, f) <= cap && sum(&after, f) > cap {
+                return Err(format!("{name} over-committed on {what}: {} > {cap}", sum(&after, f)));
+            }
+        }
+        if before.len() as i64 <= node.allocatable.allowed_pod_number && after.len() as i64 > node.allocatable.allowed_pod_number {
+            return Err(format!("{name} holds {} pods, more than {}", after.len(), node.allocatable.allowed_pod_number));
+        }
+    }
+
+    // Hard constraints of each pod the scheduler placed.
+    for r in &result.pods {
+        let Some(n) = &r.node else { continue };
+        let key = format!("{}/{}", r.namespace, r.name);
+        let pod = &all_pods[&key];
+        let node = &nodes[n];
+        if node.unschedulable {
+            return Err(format!("{key} placed on cordoned {n}"));
+        }
+        for t in &node.taints {
+            if t.effect == TaintEffect::NoSchedule && !pod.tolerations.iter().any(|tol| tol.tolerates(t)) {
+                return Err(format!("{key} placed on {n} despite taint"));
+            }
+        }
+        if let Some(req) = pod.affinity.node_affinity.as_ref().and_then(|a| a.required.as_ref()) {
+            if !req.matches(n, &node.labels) {
+                return Err(format!("{key} placed on {n} outside its node affinity"));
+            }
+        }
+        if let Some(anti) = &pod.affinity.pod_anti_affinity {
+            for t in &anti.required {
+                let clash = placed.iter().any(|(p, pn)| pn == n && p.key() != key && t.label_selector.matches(&p.labels));
+                if clash && t.topology_key == "kubernetes.io/hostname" {
+                    return Err(format!("{key} shares {n} with a pod its anti-affinity excludes"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn random_clusters_keep_invariants() {
+    let mut failures = Vec::new();
+    for seed in 1..=300u64 {
+        if let Err(e) = check(seed) {
+            failures.push(format!("seed {seed}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of 300 random clusters broke an invariant:\n{}", failures.len(), failures.join("\n"));
+}
