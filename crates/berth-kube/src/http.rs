@@ -1,0 +1,87 @@
+//! The HTTP endpoints of `berth run`: `/healthz` (the process serves),
+//! `/readyz` (caches synced, so decisions are made on a full view) and
+//! `/metrics` (Prometheus text).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::metrics::Metrics;
+
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AppState>| async move {
+                if s.health.is_ready() {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render()).into_response()
+            }),
+        )
+        .with_state(AppState { health, metrics })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get_path(app: &Router, path: &str) -> (StatusCode, String) {
+        let resp = app.clone().oneshot(Request::builder().uri(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn endpoints() {
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new());
+        metrics.observe_attempt("scheduled", "berth", 0.01);
+        let app = router(health.clone(), metrics);
+        assert_eq!(get_path(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get_path(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        health.set_ready(true);
+        assert_eq!(get_path(&app, "/readyz").await, (StatusCode::OK, "ok".into()));
+        let (status, body) = get_path(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains(r#"scheduler_schedule_attempts_total{result="scheduled",profile="berth"} 1"#), "{body}");
+        assert_eq!(get_path(&app, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,209 @@
+//! Prometheus metrics under kube-scheduler's names, labels and buckets
+//! (1.34), so existing dashboards and alerts work unchanged.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use berth_core::queue::QueueCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// `scheduled`, `unschedulable` or `error`.
+    pub result: String,
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// `active`, `backoff`, `unschedulable` or `gated`.
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptsLabel {
+    /// `1` … `14`, then `15+`.
+    pub attempts: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncomingLabels {
+    pub queue: String,
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    /// `nodes`, `pods` or `assumed_pods`.
+    pub r#type: String,
+}
+
+/// Upstream's bucket sets.
+fn buckets_a() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 15)
+}
+fn buckets_d() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.01, 2.0, 20)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub schedule_attempts: Family<AttemptLabels, Counter>,
+    pub attempt_duration: Family<AttemptLabels, Histogram>,
+    pub algorithm_duration: Histogram,
+    pub pending_pods: Family<QueueLabel, Gauge>,
+    pub preemption_attempts: Counter,
+    pub preemption_victims: Histogram,
+    pub sli_duration: Family<AttemptsLabel, Histogram>,
+    pub pod_scheduling_attempts: Histogram,
+    pub queue_incoming: Family<IncomingLabels, Counter>,
+    pub cache_size: Family<CacheLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let schedule_attempts = Family::<AttemptLabels, Counter>::default();
+        // prometheus-client adds the `_total` suffix to counters.
+        registry.register(
+            "scheduler_schedule_attempts",
+            "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod could not be scheduled, while 'error' means an internal scheduler problem",
+            schedule_attempts.clone(),
+        );
+        let attempt_duration = Family::<AttemptLabels, Histogram>::new_with_constructor(|| Histogram::new(buckets_a()));
+        registry.register(
+            "scheduler_scheduling_attempt_duration_seconds",
+            "Scheduling attempt latency in seconds (scheduling algorithm + binding)",
+            attempt_duration.clone(),
+        );
+        let algorithm_duration = Histogram::new(buckets_a());
+        registry.register(
+            "scheduler_scheduling_algorithm_duration_seconds",
+            "Scheduling algorithm latency in seconds",
+            algorithm_duration.clone(),
+        );
+        let pending_pods = Family::<QueueLabel, Gauge>::default();
+        registry.register(
+            "scheduler_pending_pods",
+            "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the scheduler attempted to schedule and failed; 'gated' is the number of unschedulable pods that the scheduler never attempted to schedule because they are gated",
+            pending_pods.clone(),
+        );
+        let preemption_attempts = Counter::default();
+        registry.register(
+            "scheduler_preemption_attempts",
+            "Total preemption attempts in the cluster till now",
+            preemption_attempts.clone(),
+        );
+        let preemption_victims = Histogram::new(exponential_buckets(1.0, 2.0, 7));
+        registry.register("scheduler_preemption_victims", "Number of selected preemption victims", preemption_victims.clone());
+        let sli_duration = Family::<AttemptsLabel, Histogram>::new_with_constructor(|| Histogram::new(buckets_d()));
+        registry.register(
+            "scheduler_pod_scheduling_sli_duration_seconds",
+            "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts",
+            sli_duration.clone(),
+        );
+        let pod_scheduling_attempts = Histogram::new(exponential_buckets(1.0, 2.0, 5));
+        registry.register(
+            "scheduler_pod_scheduling_attempts",
+            "Number of attempts to successfully schedule a pod",
+            pod_scheduling_attempts.clone(),
+        );
+        let queue_incoming = Family::<IncomingLabels, Counter>::default();
+        registry.register(
+            "scheduler_queue_incoming_pods",
+            "Number of pods added to scheduling queues by event and queue type",
+            queue_incoming.clone(),
+        );
+        let cache_size = Family::<CacheLabel, Gauge>::default();
+        registry.register(
+            "scheduler_cache_size",
+            "Number of nodes, pods, and assumed (bound) pods in the scheduler cache",
+            cache_size.clone(),
+        );
+        Metrics {
+            registry,
+            schedule_attempts,
+            attempt_duration,
+            algorithm_duration,
+            pending_pods,
+            preemption_attempts,
+            preemption_victims,
+            sli_duration,
+            pod_scheduling_attempts,
+            queue_incoming,
+            cache_size,
+        }
+    }
+
+    /// One scheduling attempt finished with `result` after `seconds`.
+    pub fn observe_attempt(&self, result: &str, profile: &str, seconds: f64) {
+        let l = AttemptLabels { result: result.into(), profile: profile.into() };
+        self.schedule_attempts.get_or_create(&l).inc();
+        self.attempt_duration.get_or_create(&l).observe(seconds);
+    }
+
+    /// A pod was bound after `attempts` attempts, `seconds` after it first
+    /// entered the queue.
+    pub fn observe_scheduled(&self, attempts: u32, seconds: f64) {
+        let label = if attempts >= 15 { "15+".to_string() } else { attempts.to_string() };
+        self.sli_duration.get_or_create(&AttemptsLabel { attempts: label }).observe(seconds);
+        self.pod_scheduling_attempts.observe(attempts as f64);
+    }
+
+    pub fn set_queue(&self, c: &QueueCounts) {
+        for (q, n) in [("active", c.active), ("backoff", c.backoff), ("unschedulable", c.unschedulable), ("gated", c.gated)] {
+            self.pending_pods.get_or_create(&QueueLabel { queue: q.into() }).set(n as i64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names_and_labels() {
+        let m = Metrics::new();
+        m.observe_attempt("scheduled", "default-scheduler", 0.003);
+        m.observe_attempt("unschedulable", "default-scheduler", 0.001);
+        m.observe_scheduled(1, 0.5);
+        m.observe_scheduled(20, 3.0);
+        m.set_queue(&QueueCounts { active: 3, backoff: 1, unschedulable: 2, gated: 0 });
+        m.preemption_attempts.inc();
+        m.preemption_victims.observe(2.0);
+        let text = m.render();
+        for want in [
+            r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
+            r#"scheduler_schedule_attempts_total{result="unschedulable",profile="default-scheduler"} 1"#,
+            r#"scheduler_scheduling_attempt_duration_seconds_bucket{le="0.004",result="scheduled",profile="default-scheduler"} 1"#,
+            r#"scheduler_pending_pods{queue="active"} 3"#,
+            r#"scheduler_pending_pods{queue="unschedulable"} 2"#,
+            r#"scheduler_pod_scheduling_sli_duration_seconds_count{attempts="15+"} 1"#,
+            "scheduler_preemption_attempts_total 1",
+            r#"scheduler_preemption_victims_bucket{le="2.0"} 1"#,
+            r#"scheduler_pod_scheduling_attempts_bucket{le="16.0"} 1"#,
+            "scheduler_pod_scheduling_attempts_count 2",
+        ] {
+            assert!(text.contains(want), "missing {want} in:\n{text}");
+        }
+        assert!(!text.contains(".."), "help texts end with a single period:\n{text}");
+    }
+}
