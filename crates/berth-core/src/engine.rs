@@ -12,6 +12,7 @@ use crate::model::{Node, Pod, PodDisruptionBudget};
 use crate::queue::{QueueConfig, SchedulingQueue};
 use crate::scheduler::{CycleRunner, FitError, ScheduleError, ScheduleResult};
 
+#[derive(Default)]
 pub struct EngineConfig {
     pub queue: QueueConfig,
     /// Scheduler-wide percentageOfNodesToScore (0: adaptive).
@@ -20,12 +21,6 @@ pub struct EngineConfig {
     /// Schedule pods whatever their schedulerName (the simulator); otherwise
     /// only pods naming one of the profiles are ours.
     pub adopt_all_pods: bool,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig { queue: QueueConfig::default(), percentage_of_nodes_to_score: 0, seed: 0, adopt_all_pods: false }
-    }
 }
 
 /// A pod placed (assumed) on a node; the caller runs the binding cycle.

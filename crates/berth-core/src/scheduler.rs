@@ -357,6 +357,7 @@ impl CycleRunner {
 
     /// Runs PostFilter plugins (preemption) after a FitError; fills the
     /// diagnosis' post-filter message. Returns the nomination/victims, if any.
+    #[allow(clippy::too_many_arguments)]
     pub fn run_post_filter(
         &mut self,
         fwk: &Framework,

@@ -19,10 +19,13 @@ pub type Totals = HashMap<String, (i64, usize)>;
 /// Memos kept per plugin instance; beyond this the oldest questions are dropped.
 const MAX_MEMOS: usize = 64;
 
+/// (node generation, node identity, the node's contribution).
+type NodeEntry = (u64, usize, Vec<(String, i64)>);
+
 #[derive(Default)]
 struct Memo {
     /// Per snapshot index: (node generation, node identity, contribution).
-    per_node: Vec<Option<(u64, usize, Vec<(String, i64)>)>>,
+    per_node: Vec<Option<NodeEntry>>,
     /// Domain -> (matching pods, eligible nodes in it). Shared with the
     /// cycles that asked, so answering costs no copy.
     totals: Arc<Totals>,

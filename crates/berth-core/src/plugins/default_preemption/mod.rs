@@ -67,6 +67,9 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     Ok(Arc::new(DefaultPreemption { args: a }))
 }
 
+/// Victims and their PDB violations, or why the node cannot host the pod.
+type VictimsOrStatus = Result<(Vec<Arc<PodInfo>>, usize), Status>;
+
 /// A node where preemption would work, with its victims (most important first).
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -289,7 +292,7 @@ impl Plugin for DefaultPreemption {
             (idx, self.select_victims_on_node(ctx.framework, &mut st, pod, &mut ni, ctx.pdbs, ctx.nominated))
         };
         let batch = want.max(16);
-        let mut results: Vec<(usize, Result<(Vec<Arc<PodInfo>>, usize), Status>)> = Vec::new();
+        let mut results: Vec<(usize, VictimsOrStatus)> = Vec::new();
         let mut next = 0;
         let mut done = false;
         while !done && next < potential.len() {
