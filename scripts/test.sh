@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then
     echo "installing the Rust toolchain (rustup)..." >&2
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt --component clippy >&2
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
@@ -13,6 +13,11 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
 else
     echo "rustfmt not installed; skipping the format check" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+    echo "clippy not installed; skipping lints" >&2
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

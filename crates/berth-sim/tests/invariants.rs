@@ -130,14 +130,13 @@ fn check(seed: u64) -> Result<(), String> {
         let before: Vec<&Pod> =
             running.iter().filter(|p| p.node_name.as_deref() == Some(name.as_str()) && !evicted.contains(&&p.key())).collect();
         let after: Vec<&Pod> = placed.iter().filter(|(_, n)| n == name).map(|(p, _)| p).collect();
-        let sum = |ps: &[&Pod], f: &dyn Fn(&Resource) -> i64| -> i64 { ps.iter().map(|p| f(&p.requests())).sum() };
-        let checks: [(&str, &dyn Fn(&Resource) -> i64, i64); 2] = [
-            ("cpu", &|r: &Resource| r.milli_cpu, node.allocatable.milli_cpu),
-            ("memory", &|r: &Resource| r.memory, node.allocatable.memory),
-        ];
-        for (what, f, cap) in checks {
-            if sum(&before, f) <= cap && sum(&after, f) > cap {
-                return Err(format!("{name} over-committed on {what}: {} > {cap}", sum(&after, f)));
+        let cpu = |ps: &[&Pod]| -> i64 { ps.iter().map(|p| p.requests().milli_cpu).sum() };
+        let mem = |ps: &[&Pod]| -> i64 { ps.iter().map(|p| p.requests().memory).sum() };
+        for (what, before_sum, after_sum, cap) in
+            [("cpu", cpu(&before), cpu(&after), node.allocatable.milli_cpu), ("memory", mem(&before), mem(&after), node.allocatable.memory)]
+        {
+            if before_sum <= cap && after_sum > cap {
+                return Err(format!("{name} over-committed on {what}: {after_sum} > {cap}"));
             }
         }
         if before.len() as i64 <= node.allocatable.allowed_pod_number && after.len() as i64 > node.allocatable.allowed_pod_number {

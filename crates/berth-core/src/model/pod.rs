@@ -316,7 +316,8 @@ mod tests {
     #[test]
     fn requests_like_upstream() {
         // (containers, init containers, overhead) -> (cpu, mem)
-        let table: Vec<(Vec<Container>, Vec<Container>, Option<Resource>, (i64, i64))> = vec![
+        type Case = (Vec<Container>, Vec<Container>, Option<Resource>, (i64, i64));
+        let table: Vec<Case> = vec![
             (vec![c(100, 10, false), c(200, 20, false)], vec![], None, (300, 30)),
             // largest init container wins when bigger than the sum
             (vec![c(100, 10, false)], vec![c(500, 5, false)], None, (500, 10)),

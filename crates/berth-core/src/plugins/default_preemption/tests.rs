@@ -93,7 +93,7 @@ fn pdb_violations_are_avoided() {
         disruptions_allowed: 0,
         disrupted_pods: vec![],
     };
-    let (node, victims, _) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[pdb.clone()]);
+    let (node, victims, _) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, std::slice::from_ref(&pdb));
     assert_eq!((node.as_deref(), victims), (Some("n2"), vec!["free".to_string()]));
     // Without the PDB the lower-priority pod on n1 is the victim.
     let (node, _, _) = preempt(make_pod("p").priority(10).req(600, 0).obj(), &snap, &[]);
