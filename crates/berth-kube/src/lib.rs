@@ -5,5 +5,6 @@
 //! and the HTTP endpoints; the watchers, binder, events and leader election
 //! of `berth run` build on it.
 
+pub mod controller;
 pub mod http;
 pub mod metrics;
