@@ -43,7 +43,7 @@ impl Default for SimOptions {
 #[serde(rename_all = "camelCase")]
 pub struct NodeVerdict {
     pub node: String,
-    /// `passed`, `rejected`, or `not evaluated` (the search stopped early).
+    /// `passed` or `rejected`. Nodes the search did not reach are not listed.
     pub filter: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin: Option<String>,
@@ -65,6 +65,7 @@ pub struct PluginScore {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Explanation {
+    pub total_nodes: usize,
     pub evaluated_nodes: usize,
     pub feasible_nodes: usize,
     pub nodes: Vec<NodeVerdict>,
@@ -163,21 +164,13 @@ fn rejected(node: &str, s: &Status) -> NodeVerdict {
     }
 }
 
-fn finish_explanation(engine: &Engine, mut verdicts: HashMap<usize, NodeVerdict>, evaluated: usize, feasible: usize) -> Explanation {
-    let snap = &engine.snapshot;
-    let mut nodes = Vec::with_capacity(snap.num_nodes());
-    for (idx, n) in snap.nodes().iter().enumerate() {
-        nodes.push(verdicts.remove(&idx).unwrap_or_else(|| NodeVerdict {
-            node: n.name().to_string(),
-            filter: "not evaluated".into(),
-            plugin: None,
-            reason: None,
-            scores: vec![],
-            total: None,
-        }));
-    }
+/// Only nodes the cycle looked at are listed: on a large cluster the search
+/// stops early (percentageOfNodesToScore), and listing every other node as
+/// "not evaluated" would make the output grow with nodes × pods.
+fn finish_explanation(engine: &Engine, verdicts: HashMap<usize, NodeVerdict>, evaluated: usize, feasible: usize) -> Explanation {
+    let mut nodes: Vec<NodeVerdict> = verdicts.into_values().collect();
     nodes.sort_by(|a, b| a.node.cmp(&b.node));
-    Explanation { evaluated_nodes: evaluated, feasible_nodes: feasible, nodes }
+    Explanation { total_nodes: engine.snapshot.num_nodes(), evaluated_nodes: evaluated, feasible_nodes: feasible, nodes }
 }
 
 fn explain_failure(engine: &Engine, st: &NodeToStatus) -> Explanation {

@@ -72,11 +72,8 @@ pub fn table(r: &SimResult, elapsed_secs: f64, explain: bool) -> String {
         line(&mut out, [&row[0], &row[1], &row[2], &row[3]]);
         if explain {
             if let Some(e) = &pod.explain {
-                let _ = writeln!(out, "    evaluated {} node(s), {} feasible", e.evaluated_nodes, e.feasible_nodes);
+                let _ = writeln!(out, "    evaluated {} of {} node(s), {} feasible", e.evaluated_nodes, e.total_nodes, e.feasible_nodes);
                 for n in &e.nodes {
-                    if n.filter == "not evaluated" {
-                        continue;
-                    }
                     let detail = match (&n.plugin, &n.reason) {
                         (Some(p), Some(reason)) => format!("{p}: {reason}"),
                         (None, Some(reason)) => reason.clone(),
