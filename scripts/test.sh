@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# Every test: formatting, unit and table tests of the core, the simulation
-# scenarios, and the CLI tests. Installs what it needs (a Rust toolchain).
+# Every test: formatting and lints, unit and table tests of the core, the
+# simulation scenarios, the CLI tests, and `berth run` against a real control
+# plane (testenv/: etcd, kube-apiserver and KWOK, built from the Go module
+# proxy on first use, then cached). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "installing the Rust toolchain (rustup)..." >&2
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt --component clippy >&2
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
+# shellcheck source=ensure-tools.sh
+. scripts/ensure-tools.sh
+ensure_tools
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
 else
@@ -19,8 +18,14 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     echo "clippy not installed; skipping lints" >&2
 fi
+# One test environment for the run (the live tests reuse it), stopped at exit.
+export BERTH_TESTENV_DIR="$PWD/target/testenv-test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; testenv/down >/dev/null 2>&1 || true' EXIT
+start=$SECONDS
+BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
+export BERTH_TEST_KUBECONFIG
+echo "test environment ready in $((SECONDS - start))s" >&2
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -19,14 +19,17 @@ use crate::metrics::Metrics;
 pub enum ApiAction {
     /// POST pods/binding. Report the result with `Controller::binding_result`.
     Bind { id: u64, namespace: String, name: String, uid: String, node: String },
-    /// An events.k8s.io/v1 Event about a pod.
-    Event { namespace: String, name: String, uid: String, warning: bool, reason: String, action: String, note: String },
-    /// Patch `PodScheduled=False` with this reason and message (status subresource).
-    MarkUnschedulable { namespace: String, name: String, reason: String, message: String },
+    /// An events.k8s.io/v1 Event about a pod, reported by profile `by`.
+    Event { namespace: String, name: String, uid: String, by: String, warning: bool, reason: String, action: String, note: String },
+    /// Patch `PodScheduled=False` with this reason and message (status
+    /// subresource), and with preemption's nomination when there is one, in
+    /// one write as upstream does.
+    MarkUnschedulable { namespace: String, name: String, reason: String, message: String, nominated_node: Option<String> },
     /// Set (or with `None`, clear) `status.nominatedNodeName`.
     Nominate { namespace: String, name: String, node: Option<String> },
-    /// Add the `DisruptionTarget` condition, then delete the pod.
-    Evict { namespace: String, name: String, uid: String, preemptor_uid: String, node: String },
+    /// Add the `DisruptionTarget` condition, then delete the pod; `by` is
+    /// the preemptor's schedulerName.
+    Evict { namespace: String, name: String, uid: String, preemptor_uid: String, by: String, node: String },
 }
 
 pub struct Controller {
@@ -37,11 +40,14 @@ pub struct Controller {
     in_flight: HashMap<u64, (Box<Assignment>, Instant)>,
 }
 
-fn event(pod: &Pod, warning: bool, reason: &str, action: &str, note: String) -> ApiAction {
+/// An event about `pod`, reported by the profile of `by` (the pod scheduled,
+/// or the preemptor for its victims), as each upstream profile has its recorder.
+fn event(pod: &Pod, by: &Pod, warning: bool, reason: &str, action: &str, note: String) -> ApiAction {
     ApiAction::Event {
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         uid: pod.uid.clone(),
+        by: by.scheduler_name.clone(),
         warning,
         reason: reason.into(),
         action: action.into(),
@@ -69,7 +75,13 @@ impl Controller {
         outcomes.extend(ready.into_iter().map(Outcome::Assigned));
         outcomes.extend(rejected.into_iter().map(|f| Outcome::Failed(Box::new(f))));
         if outcomes.is_empty() {
-            outcomes.push(self.engine.schedule_one(now_ms)?);
+            match self.engine.schedule_one(now_ms) {
+                Some(o) => outcomes.push(o),
+                None => {
+                    self.metrics.set_queue(&self.engine.queue.counts());
+                    return None;
+                }
+            }
         }
         for o in outcomes {
             match o {
@@ -117,21 +129,22 @@ impl Controller {
                     name: v.pod.name.clone(),
                     uid: v.pod.uid.clone(),
                     preemptor_uid: pod.uid.clone(),
+                    by: pod.scheduler_name.clone(),
                     node: node.clone(),
                 });
-                actions.push(event(&v.pod, false, "Preempted", "Preempting", format!("Preempted by pod {} on node {node}", pod.uid)));
+                actions.push(event(&v.pod, pod, false, "Preempted", "Preempting", format!("Preempted by pod {} on node {node}", pod.uid)));
             }
             for c in &f.cleared_nominations {
                 actions.push(ApiAction::Nominate { namespace: c.pod.namespace.clone(), name: c.pod.name.clone(), node: None });
             }
-            actions.push(ApiAction::Nominate { namespace: pod.namespace.clone(), name: pod.name.clone(), node: Some(node.clone()) });
         }
-        actions.push(event(pod, true, "FailedScheduling", "Scheduling", f.message.clone()));
+        actions.push(event(pod, pod, true, "FailedScheduling", "Scheduling", f.message.clone()));
         actions.push(ApiAction::MarkUnschedulable {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
             reason: f.reason.into(),
             message: f.message.clone(),
+            nominated_node: f.nominated_node.clone(),
         });
     }
 
@@ -158,6 +171,7 @@ impl Controller {
                 self.metrics.observe_attempt("scheduled", &profile, start.elapsed().as_secs_f64());
                 self.metrics.observe_scheduled(attempts, since_queued_ms as f64 / 1000.0);
                 actions.push(event(
+                    &pod,
                     &pod,
                     false,
                     "Scheduled",
@@ -228,12 +242,13 @@ mod tests {
             name: "low".into(),
             uid: "ulow".into(),
             preemptor_uid: "uhigh".into(),
+            by: "berth".into(),
             node: "n1".into()
         }));
-        assert!(actions.contains(&ApiAction::Nominate { namespace: "default".into(), name: "high".into(), node: Some("n1".into()) }));
         assert!(actions.iter().any(|a| matches!(a, ApiAction::Event { reason, note, warning: true, .. }
             if reason == "FailedScheduling" && note == "0/1 nodes are available: 1 Insufficient cpu.")));
-        assert!(actions.iter().any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, .. } if reason == "Unschedulable")));
+        assert!(actions.iter().any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, nominated_node: Some(n), .. }
+            if reason == "Unschedulable" && n == "n1")));
         let metrics = c.metrics.render();
         assert!(metrics.contains("scheduler_preemption_attempts_total 1"), "{metrics}");
     }

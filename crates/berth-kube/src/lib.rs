@@ -1,10 +1,14 @@
 //! # berth-kube
 //!
-//! The live side of Berth, around the same engine the simulator drives.
-//! This first slice holds the metrics (kube-scheduler's names and buckets)
-//! and the HTTP endpoints; the watchers, binder, events and leader election
-//! of `berth run` build on it.
+//! The live side of Berth, around the same engine the simulator drives:
+//! `controller` turns engine outcomes into API actions without I/O; `api`,
+//! `client`, `leader` and `run` do the talking to the API server; `metrics`
+//! and `http` serve kube-scheduler's metric names and health endpoints.
 
+pub mod api;
+pub mod client;
 pub mod controller;
 pub mod http;
+pub mod leader;
 pub mod metrics;
+pub mod run;

@@ -29,8 +29,33 @@ enum OutputFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scheduler against a Kubernetes API server.
+    ///
+    /// Schedules the pending pods whose spec.schedulerName is one of the
+    /// configuration's profiles (without --config: one profile, `berth`).
+    /// Log level from RUST_LOG (default info).
+    Run {
+        /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Kubeconfig file; default: clientConnection.kubeconfig, $KUBECONFIG,
+        /// ~/.kube/config, then the in-cluster service account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where /healthz, /readyz and /metrics are served (plain HTTP).
+        #[arg(long, default_value = "0.0.0.0:10251")]
+        http_address: std::net::SocketAddr,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Schedule the pending pods of a cluster described by manifests, offline.
     ///
     /// Input: YAML or JSON files (several documents each, `kind: List` too, so
@@ -197,8 +222,38 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, seed: u64, format: Outpu
     Ok(())
 }
 
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `berth run`: configuration errors are refused before anything starts.
+fn run(config: Option<&Path>, kubeconfig: Option<PathBuf>, http_address: std::net::SocketAddr, log_format: LogFormat) -> Result<()> {
+    let config = match config {
+        Some(p) => berth_kube::run::load_config(p)?,
+        None => berth_kube::run::default_config(),
+    };
+    config.build_frameworks().context("configuration")?;
+    init_logs(log_format);
+    let threads = (config.parallelism.max(1) as usize).min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(berth_kube::run::run(berth_kube::run::RunOptions { config, kubeconfig, http_address }))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run { config, kubeconfig, http_address, log_format } = &cli.command {
+        return match run(config.as_deref(), kubeconfig.clone(), *http_address, *log_format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     // Run the engine on a rayon worker: its parallel filter/score sections then
     // share work with the other workers instead of handing off from a foreign
     // thread and sleeping, which costs two context switches per section.
@@ -215,14 +270,22 @@ fn main() -> ExitCode {
             std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
         }
         Command::Bench { workload, nodes, pods, seed, output, emit_cluster: None } => run_bench(workload, *nodes, *pods, *seed, *output),
+        Command::Run { .. } => unreachable!("handled above"),
     });
     match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: the context chain joined.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("berth: error: {}", msg.join(": "));
-            ExitCode::from(2)
-        }
+        Err(e) => fail(e),
+    }
+}
+
+/// One line on stderr: the context chain joined; exit 2 (1 for a lost lease,
+/// as kube-scheduler).
+fn fail(e: anyhow::Error) -> ExitCode {
+    let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    eprintln!("berth: error: {}", msg.join(": "));
+    if msg.first().is_some_and(|m| m == "leader election lost") {
+        ExitCode::from(1)
+    } else {
+        ExitCode::from(2)
     }
 }

@@ -164,7 +164,7 @@ fn leases() -> String {
     "leases".into()
 }
 fn kube_scheduler() -> String {
-    "kube-scheduler".into()
+    "berth".into()
 }
 fn kube_system() -> String {
     "kube-system".into()

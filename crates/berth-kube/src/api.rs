@@ -1,0 +1,142 @@
+//! Carries out the controller's `ApiAction`s against the API server: the
+//! binding subresource, events.k8s.io Events, PodScheduled and nomination
+//! status patches, and preemption's evictions.
+
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
+
+use crate::client::ApiClient;
+use crate::controller::ApiAction;
+
+/// This process, as events name it (`reportingInstance`).
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    pub instance: String,
+}
+
+fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
+    Api::namespaced(c.client.clone(), ns)
+}
+
+/// Executes one action. For `Bind`, the result is what the controller needs
+/// back; other actions are best effort (a failure is logged, as upstream does).
+pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> Result<(), kube::Error> {
+    c.throttle().await;
+    match action {
+        ApiAction::Bind { namespace, name, uid, node, .. } => {
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    uid: Some(uid.clone()).filter(|u| !u.is_empty()),
+                    ..Default::default()
+                },
+                target: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    ..Default::default()
+                },
+            };
+            pods(c, namespace).create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await?;
+        }
+        ApiAction::Event { namespace, name, uid, by, warning, reason, action, note } => {
+            let now = Timestamp::now();
+            let event = Event {
+                metadata: ObjectMeta {
+                    name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                    namespace: Some(namespace.clone()),
+                    ..Default::default()
+                },
+                event_time: Some(MicroTime(now)),
+                type_: Some(if *warning { "Warning" } else { "Normal" }.into()),
+                reason: Some(reason.clone()),
+                action: Some(action.clone()),
+                note: Some(truncate_note(note)),
+                reporting_controller: Some(by.clone()),
+                reporting_instance: Some(format!("{by}-{}", reporter.instance)),
+                regarding: Some(ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(namespace.clone()),
+                    name: Some(name.clone()),
+                    uid: Some(uid.clone()).filter(|u| !u.is_empty()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            Api::<Event>::namespaced(c.client.clone(), namespace).create(&PostParams::default(), &event).await?;
+        }
+        ApiAction::MarkUnschedulable { namespace, name, reason, message, nominated_node } => {
+            let mut status = json!({
+                "conditions": [{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": reason,
+                    "message": message,
+                    "lastProbeTime": null,
+                    "lastTransitionTime": Time(Timestamp::now()),
+                }]
+            });
+            if let Some(n) = nominated_node {
+                status["nominatedNodeName"] = json!(n);
+            }
+            // Strategic merge: conditions merge by type, the others stay.
+            pods(c, namespace)
+                .patch_status::<serde_json::Value>(name, &PatchParams::default(), &Patch::Strategic(json!({ "status": status })))
+                .await?;
+        }
+        ApiAction::Nominate { namespace, name, node } => {
+            let patch = json!({ "status": { "nominatedNodeName": node } });
+            pods(c, namespace).patch_status::<serde_json::Value>(name, &PatchParams::default(), &Patch::Strategic(patch)).await?;
+        }
+        ApiAction::Evict { namespace, name, uid, by, .. } => {
+            let api = pods(c, namespace);
+            let condition = json!({ "status": { "conditions": [{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": format!("{by}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": Time(Timestamp::now()),
+            }]}});
+            api.patch_status::<serde_json::Value>(name, &PatchParams::default(), &Patch::Strategic(condition)).await?;
+            c.throttle().await;
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions { uid: Some(uid.clone()).filter(|u| !u.is_empty()), resource_version: None }),
+                ..Default::default()
+            };
+            api.delete(name, &dp).await?;
+        }
+    }
+    Ok(())
+}
+
+/// events.k8s.io caps `note` at 1 kB.
+fn truncate_note(note: &str) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note.to_string();
+    }
+    let mut end = MAX - 3;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &note[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_at_a_char_boundary() {
+        assert_eq!(truncate_note("short"), "short");
+        let long = "é".repeat(800);
+        let t = truncate_note(&long);
+        assert!(t.len() <= 1024 && t.ends_with("..."));
+    }
+}

@@ -1,0 +1,71 @@
+//! The API client: kube-rs, with client-side QPS/burst limiting as
+//! `clientConnection` configures it (client-go's token bucket).
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(Clone)]
+pub struct ApiClient {
+    pub client: kube::Client,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl ApiClient {
+    /// Waits for a token of the QPS/burst bucket (no wait when unlimited).
+    pub async fn throttle(&self) {
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+    }
+
+    /// Connects with the kubeconfig at `path`, or, without one, the usual
+    /// inference: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account. `qps` of 0 means no client-side limit.
+    pub async fn connect(path: Option<&Path>, qps: f32, burst: i32) -> Result<ApiClient> {
+        let mut config = match path {
+            Some(p) => {
+                let kc = Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .with_context(|| format!("kubeconfig {}", p.display()))?
+            }
+            None => kube::Config::infer().await.context("no kubeconfig given and none found (KUBECONFIG, ~/.kube/config, in-cluster)")?,
+        };
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(300));
+        let client = kube::Client::try_from(config).context("building the API client")?;
+        Ok(ApiClient { client, limiter: limiter(qps, burst) })
+    }
+}
+
+fn limiter(qps: f32, burst: i32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    if qps <= 0.0 || !qps.is_finite() {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / qps as f64).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(burst.max(1) as u32).expect("burst >= 1");
+    let quota = Quota::with_period(period)?.allow_burst(burst);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_follows_qps_and_burst() {
+        assert!(limiter(0.0, 100).is_none(), "qps 0: unlimited");
+        let l = limiter(1.0, 3).unwrap();
+        // The burst is available at once, then the bucket is empty.
+        for _ in 0..3 {
+            assert!(l.check().is_ok());
+        }
+        assert!(l.check().is_err());
+    }
+}

@@ -1,0 +1,563 @@
+//! `berth run` against a real control plane: etcd, kube-apiserver and KWOK
+//! from testenv/ (started once for this test binary, or the one named by
+//! `BERTH_TEST_KUBECONFIG`). Each test works in its own namespace on its own
+//! KWOK nodes (labelled `berth-test: <namespace>`; its pods select them), and
+//! waits on conditions with deadlines.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Env {
+    repo: PathBuf,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+fn last_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).lines().last().unwrap_or_default().trim().to_string()
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+        let build = Command::new(repo.join("testenv/build")).stderr(Stdio::inherit()).output().expect("run testenv/build");
+        assert!(build.status.success(), "testenv/build failed");
+        let kubectl = PathBuf::from(last_line(&build.stdout)).join("controlplane");
+        let kubeconfig = match std::env::var("BERTH_TEST_KUBECONFIG") {
+            Ok(p) => PathBuf::from(p),
+            Err(_) => {
+                let up = Command::new(repo.join("testenv/up"))
+                    .env("BERTH_TESTENV_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("testenv"))
+                    .env("BERTH_TESTENV_OWNER_PID", std::process::id().to_string())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("run testenv/up");
+                assert!(up.status.success(), "testenv/up failed");
+                PathBuf::from(last_line(&up.stdout))
+            }
+        };
+        Env { repo, kubeconfig, kubectl }
+    })
+}
+
+async fn client() -> kube::Client {
+    let kc = Kubeconfig::read_from(&env().kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+fn write_temp(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The scheduler most tests share: two profiles, `berth` and `berth-two`.
+/// It runs under a shell that stops it when this test process goes away
+/// (its stdin, a pipe from us, closes).
+struct Shared {
+    http_port: u16,
+    _stdin: Mutex<std::process::ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+fn shared_scheduler() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        let e = env();
+        let config = write_temp(
+            "shared.yaml",
+            "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: true
+  resourceName: berth-shared
+profiles:
+- schedulerName: berth
+- schedulerName: berth-two
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: MostAllocated
+",
+        );
+        let http_port = free_port();
+        let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live/shared-berth.log")).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid; wait $pid"#)
+            .arg("sh")
+            .arg(berth_bin())
+            .args(["run", "--kubeconfig"])
+            .arg(&e.kubeconfig)
+            .arg("--config")
+            .arg(&config)
+            .args(["--http-address", &format!("127.0.0.1:{http_port}")])
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start berth run");
+        let stdin = child.stdin.take().unwrap();
+        Shared { http_port, _stdin: Mutex::new(stdin), _child: Mutex::new(child) }
+    })
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `f` until it yields a value; panics after the deadline.
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Ns {
+    c: kube::Client,
+    name: String,
+}
+
+impl Ns {
+    async fn new(prefix: &str) -> Ns {
+        let c = client().await;
+        let name =
+            format!("{prefix}-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() & 0xffffff);
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(c.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Ns { c, name }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.c.clone(), &self.name)
+    }
+
+    /// A KWOK node of this test: `cpu` cores, 32Gi, extra labels and taints.
+    async fn node(&self, suffix: &str, cpu: &str, labels: Value, taints: Value) -> String {
+        let name = format!("{}-{suffix}", self.name);
+        let mut l = json!({"kubernetes.io/hostname": name, "berth-test": self.name});
+        for (k, v) in labels.as_object().cloned().unwrap_or_default() {
+            l[k] = v;
+        }
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": l, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": cpu, "memory": "32Gi", "pods": "110"}, "capacity": {"cpu": cpu, "memory": "32Gi", "pods": "110"}}
+        }))
+        .unwrap();
+        Api::<Node>::all(self.c.clone()).create(&PostParams::default(), &node).await.unwrap();
+        name
+    }
+
+    /// A pod of this test for `scheduler`, requesting `cpu`; `extra` is merged into its spec.
+    async fn pod(&self, name: &str, scheduler: &str, cpu: &str, extra: Value) -> Pod {
+        let mut spec = json!({
+            "schedulerName": scheduler,
+            "nodeSelector": {"berth-test": self.name},
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}],
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            spec[k] = v;
+        }
+        let labels = spec.as_object_mut().unwrap().remove("labels").unwrap_or(json!({}));
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap();
+        self.pods().create(&PostParams::default(), &pod).await.unwrap()
+    }
+
+    async fn bound(&self, pod: &str) -> String {
+        let api = self.pods();
+        wait_for(&format!("{}/{pod} to be bound", self.name), || async {
+            api.get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
+        })
+        .await
+    }
+
+    async fn node_of(&self, pod: &str) -> Option<String> {
+        self.pods().get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
+    }
+
+    async fn events(&self, pod: &str, reason: &str) -> Vec<Event> {
+        let list = Api::<Event>::namespaced(self.c.clone(), &self.name).list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+            .collect()
+    }
+
+    async fn event(&self, pod: &str, reason: &str) -> Event {
+        wait_for(&format!("a {reason} event for {}/{pod}", self.name), || async { self.events(pod, reason).await.into_iter().next() }).await
+    }
+
+    async fn pod_scheduled_condition(&self, pod: &str) -> Option<(String, String, String)> {
+        let p = self.pods().get(pod).await.ok()?;
+        let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
+        Some((c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
+    }
+}
+
+#[tokio::test]
+async fn binds_a_pod_with_scheduled_event_and_metrics() {
+    let s = shared_scheduler();
+    let ns = Ns::new("basic").await;
+    let node = ns.node("n1", "4", json!({}), json!([])).await;
+    ns.pod("web", "berth", "100m", json!({})).await;
+    assert_eq!(ns.bound("web").await, node);
+    let ev = ns.event("web", "Scheduled").await;
+    assert_eq!(ev.note.as_deref(), Some(format!("Successfully assigned {}/web to {node}", ns.name).as_str()));
+    assert_eq!(ev.type_.as_deref(), Some("Normal"));
+    assert_eq!(ev.reporting_controller.as_deref(), Some("berth"));
+    // KWOK runs it, and the API server set PodScheduled=True on binding.
+    wait_for("the pod to run", || async { ns.pods().get("web").await.ok()?.status?.phase.filter(|p| p == "Running") }).await;
+    assert_eq!(ns.pod_scheduled_condition("web").await.map(|c| c.0), Some("True".into()));
+
+    let (code, _) = wait_for("/readyz", || async { http_get(s.http_port, "/readyz").await.filter(|(c, _)| *c == 200) }).await;
+    assert_eq!(code, 200);
+    let (_, metrics) = http_get(s.http_port, "/metrics").await.expect("/metrics answers");
+    assert!(metrics.contains(r#"scheduler_schedule_attempts_total{result="scheduled",profile="berth"}"#), "{metrics}");
+    assert!(metrics.contains("scheduler_pending_pods{queue=\"active\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn unschedulable_pod_gets_event_and_condition_then_schedules_when_a_node_is_added() {
+    shared_scheduler();
+    let ns = Ns::new("grow").await;
+    ns.node("small", "1", json!({}), json!([])).await;
+    ns.pod("big", "berth", "3", json!({})).await;
+    let ev = ns.event("big", "FailedScheduling").await;
+    let note = ev.note.unwrap_or_default();
+    assert!(note.contains("1 Insufficient cpu") && note.starts_with("0/"), "{note}");
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    let (status, reason, message) =
+        wait_for("PodScheduled=False", || async { ns.pod_scheduled_condition("big").await.filter(|c| c.0 == "False") }).await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Unschedulable"));
+    assert!(message.contains("Insufficient cpu"), "{message}");
+    // The node-add event moves the pod back without waiting for the 5-minute flush.
+    let big = ns.node("big", "8", json!({}), json!([])).await;
+    assert_eq!(ns.bound("big").await, big);
+}
+
+#[tokio::test]
+async fn taints_and_tolerations() {
+    shared_scheduler();
+    let ns = Ns::new("taint").await;
+    let gpu = ns.node("gpu", "4", json!({}), json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])).await;
+    ns.pod("plain", "berth", "100m", json!({})).await;
+    ns.pod(
+        "tolerant",
+        "berth",
+        "100m",
+        json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
+    )
+    .await;
+    assert_eq!(ns.bound("tolerant").await, gpu);
+    let note = ns.event("plain", "FailedScheduling").await.note.unwrap_or_default();
+    assert!(note.contains("1 node(s) had untolerated taint {dedicated: gpu}"), "{note}");
+    assert_eq!(ns.node_of("plain").await, None);
+}
+
+#[tokio::test]
+async fn node_affinity_picks_the_matching_zone() {
+    shared_scheduler();
+    let ns = Ns::new("affinity").await;
+    ns.node("a", "4", json!({"topology.kubernetes.io/zone": "a"}), json!([])).await;
+    let b = ns.node("b", "4", json!({"topology.kubernetes.io/zone": "b"}), json!([])).await;
+    let affinity = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["b"]}]}
+    ]}}}});
+    for i in 0..3 {
+        ns.pod(&format!("p{i}"), "berth", "100m", affinity.clone()).await;
+    }
+    for i in 0..3 {
+        assert_eq!(ns.bound(&format!("p{i}")).await, b);
+    }
+}
+
+#[tokio::test]
+async fn pod_anti_affinity_spreads_across_hostnames() {
+    shared_scheduler();
+    let ns = Ns::new("anti").await;
+    for n in ["a", "b", "c"] {
+        ns.node(n, "4", json!({}), json!([])).await;
+    }
+    let anti = json!({"labels": {"app": "db"}, "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}
+    ]}}});
+    for i in 0..4 {
+        ns.pod(&format!("db{i}"), "berth", "100m", anti.clone()).await;
+    }
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(ns.bound(&format!("db{i}")).await);
+    }
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one replica per node");
+    let note = ns.event("db3", "FailedScheduling").await.note.unwrap_or_default();
+    assert!(note.contains("3 node(s) didn't match pod anti-affinity rules"), "{note}");
+}
+
+#[tokio::test]
+async fn topology_spread_across_zones() {
+    shared_scheduler();
+    let ns = Ns::new("spread").await;
+    for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
+        ns.node(n, "4", json!({"topology.kubernetes.io/zone": z}), json!([])).await;
+    }
+    let spread = json!({"labels": {"app": "web"}, "topologySpreadConstraints": [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}
+    }]});
+    for i in 0..6 {
+        ns.pod(&format!("w{i}"), "berth", "100m", spread.clone()).await;
+    }
+    let mut per_zone = std::collections::BTreeMap::new();
+    for i in 0..6 {
+        let node = ns.bound(&format!("w{i}")).await;
+        let zone = if node.ends_with("-a1") || node.ends_with("-a2") { "a" } else { "b" };
+        *per_zone.entry(zone).or_insert(0) += 1;
+    }
+    assert_eq!(per_zone.into_iter().collect::<Vec<_>>(), vec![("a", 3), ("b", 3)]);
+}
+
+#[tokio::test]
+async fn preemption_nominates_and_deletes_the_victim() {
+    shared_scheduler();
+    let ns = Ns::new("preempt").await;
+    let pcs = Api::<PriorityClass>::all(ns.c.clone());
+    for (suffix, value) in [("low", 10), ("high", 1000)] {
+        let pc: PriorityClass =
+            serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", ns.name)}, "value": value})).unwrap();
+        pcs.create(&PostParams::default(), &pc).await.unwrap();
+    }
+    let node = ns.node("only", "1", json!({}), json!([])).await;
+    ns.pod("victim", "berth", "800m", json!({"priorityClassName": format!("{}-low", ns.name)})).await;
+    assert_eq!(ns.bound("victim").await, node);
+    let victim_uid = ns.pods().get("victim").await.unwrap().metadata.uid;
+    ns.pod("vip", "berth", "500m", json!({"priorityClassName": format!("{}-high", ns.name)})).await;
+    let preempted = ns.event("victim", "Preempted").await;
+    let vip_uid = ns.pods().get("vip").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(preempted.note.unwrap_or_default(), format!("Preempted by pod {vip_uid} on node {node}"));
+    let ev = ns.event("vip", "FailedScheduling").await;
+    assert!(ev.note.unwrap_or_default().contains("Insufficient cpu"));
+    // The victim goes away (KWOK confirms the deletion as a kubelet would);
+    // the preemptor lands on the node it was nominated to.
+    wait_for("the victim to be gone", || async {
+        match ns.pods().get_opt("victim").await.unwrap() {
+            None => Some(()),
+            Some(p) if p.metadata.uid != victim_uid => Some(()),
+            Some(_) => None,
+        }
+    })
+    .await;
+    assert_eq!(ns.bound("vip").await, node);
+    let vip = ns.pods().get("vip").await.unwrap();
+    let nominated = vip.status.and_then(|s| s.nominated_node_name);
+    // Upstream clears the nomination once bound only through the kubelet;
+    // either way, if present it names the node.
+    assert!(nominated.is_none() || nominated.as_deref() == Some(node.as_str()), "{nominated:?}");
+}
+
+#[tokio::test]
+async fn two_profiles_in_one_process_and_other_schedulers_pods_left_alone() {
+    shared_scheduler();
+    let ns = Ns::new("profiles").await;
+    ns.node("n", "4", json!({}), json!([])).await;
+    ns.pod("theirs", "default-scheduler", "100m", json!({})).await;
+    ns.pod("two", "berth-two", "100m", json!({})).await;
+    ns.pod("one", "berth", "100m", json!({})).await;
+    ns.bound("two").await;
+    ns.bound("one").await;
+    assert_eq!(ns.event("two", "Scheduled").await.reporting_controller.as_deref(), Some("berth-two"));
+    assert_eq!(ns.event("one", "Scheduled").await.reporting_controller.as_deref(), Some("berth"));
+    // `theirs` was created first; both later pods are decided, so Berth has seen it and left it.
+    assert_eq!(ns.node_of("theirs").await, None);
+    assert!(ns.events("theirs", "FailedScheduling").await.is_empty());
+    assert!(ns.events("theirs", "Scheduled").await.is_empty());
+    assert_eq!(ns.pod_scheduled_condition("theirs").await, None);
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_berth(config: &Path, log: &str) -> Proc {
+    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
+    Proc(
+        Command::new(berth_bin())
+            .args(["run", "--kubeconfig"])
+            .arg(&env().kubeconfig)
+            .arg("--config")
+            .arg(config)
+            .args(["--http-address", "127.0.0.1:0"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn leader_election_one_schedules_and_the_other_takes_over() {
+    let ns = Ns::new("leader").await;
+    ns.node("n", "8", json!({}), json!([])).await;
+    let lease_name = format!("{}-lease", ns.name);
+    let config = write_temp(
+        &format!("{}.yaml", ns.name),
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: true
+  resourceNamespace: {ns}
+  resourceName: {lease_name}
+  leaseDuration: 4s
+  renewDeadline: 3s
+  retryPeriod: 500ms
+profiles:
+- schedulerName: {ns}
+",
+            ns = ns.name
+        ),
+    );
+    let mut procs = vec![spawn_berth(&config, &format!("{}-a.log", ns.name)), spawn_berth(&config, &format!("{}-b.log", ns.name))];
+    let leases = Api::<Lease>::namespaced(ns.c.clone(), &ns.name);
+    let holder = || async { leases.get_opt(&lease_name).await.ok().flatten()?.spec?.holder_identity.filter(|h| !h.is_empty()) };
+    let first = wait_for("a leader", holder).await;
+    for i in 0..5 {
+        ns.pod(&format!("p{i}"), &ns.name, "100m", json!({})).await;
+    }
+    for i in 0..5 {
+        ns.bound(&format!("p{i}")).await;
+    }
+    let instances = |evs: Vec<Event>| evs.into_iter().filter_map(|e| e.reporting_instance).collect::<Vec<_>>();
+    for i in 0..5 {
+        let got = instances(ns.events(&format!("p{i}"), "Scheduled").await);
+        assert_eq!(got, vec![format!("{}-{first}", ns.name)], "exactly one scheduler (the leader) bound p{i}");
+    }
+    // Kill the leader (no chance to release the lease); the standby takes over.
+    let leader_idx =
+        procs.iter().position(|p| first.ends_with(&format!("{:04x}", p.0.id() & 0xffff))).expect("the lease holder is one of ours");
+    let killed = procs.remove(leader_idx);
+    drop(killed);
+    let second = wait_for("the standby to take over", || async { holder().await.filter(|h| *h != first) }).await;
+    ns.pod("after", &ns.name, "100m", json!({})).await;
+    ns.bound("after").await;
+    assert_eq!(instances(ns.events("after", "Scheduled").await), vec![format!("{}-{second}", ns.name)]);
+}
+
+fn run_with_config(text: &str, name: &str) -> (i32, String) {
+    let config = write_temp(name, text);
+    let out = Command::new(berth_bin())
+        .args(["run", "--kubeconfig"])
+        .arg(&env().kubeconfig)
+        .arg("--config")
+        .arg(&config)
+        .args(["--http-address", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn bad_configuration_is_refused_at_start_up() {
+    let cases = [
+        ("unknown-field.yaml", "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofilez: []\n", "profilez"),
+        (
+            "bad-percentage.yaml",
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\npercentageOfNodesToScore: 150\n",
+            "percentageOfNodesToScore",
+        ),
+        (
+            "unknown-plugin.yaml",
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: x\n  plugins:\n    filter:\n      enabled: [{name: NoSuchPlugin}]\n",
+            "NoSuchPlugin",
+        ),
+        ("not-yaml.yaml", "profiles: [\n", "not YAML"),
+    ];
+    for (name, text, needle) in cases {
+        let (code, stderr) = run_with_config(text, name);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.starts_with("berth: error:") && stderr.contains(needle), "{name}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line: {stderr}");
+    }
+}
+
+#[test]
+fn deploy_manifests_are_accepted_by_the_api_server() {
+    let e = env();
+    let out = Command::new(&e.kubectl)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&e.kubeconfig)
+        .args(["apply", "--dry-run=server", "-f"])
+        .arg(e.repo.join("deploy"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    for kind in ["clusterrole.rbac.authorization.k8s.io/berth-scheduler", "deployment.apps/berth", "configmap/berth-config"] {
+        assert!(stdout.contains(kind), "{kind} missing: {stdout}");
+    }
+    // The ConfigMap's configuration is one `berth run` accepts.
+    let cm: Value = serde_json::from_slice(
+        &Command::new(&e.kubectl)
+            .args(["kubectl", "create", "--dry-run=client", "-o", "json", "-f"])
+            .arg(e.repo.join("deploy/config.yaml"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let text = cm["data"]["config.yaml"].as_str().expect("config.yaml key");
+    let p = write_temp("deploy-config.yaml", text);
+    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(e.repo.join("examples/cluster")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::io::stdout().flush();
+}
