@@ -25,7 +25,10 @@ fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
 /// Executes one action. For `Bind`, the result is what the controller needs
 /// back; other actions are best effort (a failure is logged, as upstream does).
 pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> Result<(), kube::Error> {
-    c.throttle().await;
+    match action {
+        ApiAction::Event { .. } => c.throttle_events().await,
+        _ => c.throttle().await,
+    }
     match action {
         ApiAction::Bind { namespace, name, uid, node, .. } => {
             let binding = Binding {

@@ -10,16 +10,26 @@ use anyhow::{Context, Result};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// Two buckets, as kube-scheduler has two clients: one for its own calls,
+/// one for events, so events never slow bindings down.
 #[derive(Clone)]
 pub struct ApiClient {
     pub client: kube::Client,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    event_limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl ApiClient {
     /// Waits for a token of the QPS/burst bucket (no wait when unlimited).
     pub async fn throttle(&self) {
         if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+    }
+
+    /// The same for events, from their own bucket.
+    pub async fn throttle_events(&self) {
+        if let Some(l) = &self.event_limiter {
             l.until_ready().await;
         }
     }
@@ -40,7 +50,7 @@ impl ApiClient {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(300));
         let client = kube::Client::try_from(config).context("building the API client")?;
-        Ok(ApiClient { client, limiter: limiter(qps, burst) })
+        Ok(ApiClient { client, limiter: limiter(qps, burst), event_limiter: limiter(qps, burst) })
     }
 }
 
