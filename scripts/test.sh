@@ -27,7 +27,7 @@ BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
 export BERTH_TEST_KUBECONFIG
 echo "test environment ready in $((SECONDS - start))s" >&2
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary).

@@ -276,7 +276,11 @@ impl Engine {
         } else if pod.terminating {
             self.queue.delete(&key);
         } else if self.owns(&pod.scheduler_name) {
-            self.queue.update(Arc::new(PodInfo::from_arc(pod)), now_ms);
+            let info = Arc::new(PodInfo::from_arc(pod.clone()));
+            match old {
+                Some(o) if !o.differs_beyond_status(&pod) => self.queue.update_status_only(info, now_ms),
+                _ => self.queue.update(info, now_ms),
+            }
         }
     }
 
@@ -572,6 +576,26 @@ mod tests {
         let (ready, failed) = e.take_permitted(0);
         assert_eq!((ready.len(), failed.len()), (2, 0));
         assert!(e.waiting.is_empty());
+    }
+
+    #[test]
+    fn status_only_updates_leave_an_unschedulable_pod_where_it_is() {
+        use crate::queue::Location;
+        let mut e = engine(1);
+        let big = make_pod("big").req(8000, 0).obj();
+        e.add_pod(big.clone(), 0);
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Failed(_))));
+        assert_eq!(e.queue.location("default/big"), Some(Location::Unschedulable));
+        // Our own status patch (nomination, PodScheduled) comes back as an update.
+        let mut patched = big.clone();
+        patched.nominated_node_name = Some("n1".into());
+        e.update_pod(Some(&big), patched.clone(), 10);
+        assert_eq!(e.queue.location("default/big"), Some(Location::Unschedulable));
+        // A real change to the pod is worth another attempt.
+        let mut smaller = patched.clone();
+        smaller.labels.insert("resized".into(), "yes".into());
+        e.update_pod(Some(&patched), smaller, 20);
+        assert_ne!(e.queue.location("default/big"), Some(Location::Unschedulable));
     }
 
     #[test]

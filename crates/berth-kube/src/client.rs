@@ -49,9 +49,31 @@ impl ApiClient {
         };
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(300));
-        let client = kube::Client::try_from(config).context("building the API client")?;
+        let client = http2_client(config)?;
         Ok(ApiClient { client, limiter: limiter(qps, burst), event_limiter: limiter(qps, burst) })
     }
+}
+
+/// kube-rs's default stack speaks HTTP/1.1 only, so concurrent bindings and
+/// events each open a TLS connection of their own, and the handshakes cost
+/// the API server more than the requests. Like client-go, negotiate HTTP/2
+/// (ALPN) and multiplex every request and watch over one connection.
+fn http2_client(config: kube::Config) -> Result<kube::Client> {
+    use kube::client::ConfigExt;
+    let tls = config.rustls_client_config().context("TLS configuration")?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_all_versions().wrap_connector(http);
+    let inner: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().context("credentials")?)
+        .layer(config.extra_headers_layer().context("headers")?)
+        .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .service(inner);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 fn limiter(qps: f32, burst: i32) -> Option<Arc<DefaultDirectRateLimiter>> {

@@ -478,6 +478,7 @@ profiles:
     }
     let instances = |evs: Vec<Event>| evs.into_iter().filter_map(|e| e.reporting_instance).collect::<Vec<_>>();
     for i in 0..5 {
+        ns.event(&format!("p{i}"), "Scheduled").await;
         let got = instances(ns.events(&format!("p{i}"), "Scheduled").await);
         assert_eq!(got, vec![format!("{}-{first}", ns.name)], "exactly one scheduler (the leader) bound p{i}");
     }
@@ -489,6 +490,7 @@ profiles:
     let second = wait_for("the standby to take over", || async { holder().await.filter(|h| *h != first) }).await;
     ns.pod("after", &ns.name, "100m", json!({})).await;
     ns.bound("after").await;
+    ns.event("after", "Scheduled").await;
     assert_eq!(instances(ns.events("after", "Scheduled").await), vec![format!("{}-{second}", ns.name)]);
 }
 

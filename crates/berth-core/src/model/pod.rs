@@ -235,6 +235,16 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Whether `other` differs from this pod beyond its status (upstream's
+    /// `isPodUpdated`: status, resourceVersion and the like do not count).
+    pub fn differs_beyond_status(&self, other: &Pod) -> bool {
+        let mut o = other.clone();
+        o.nominated_node_name = self.nominated_node_name.clone();
+        o.start_ms = self.start_ms;
+        o.terminating_by_preemption = self.terminating_by_preemption;
+        *self != o
+    }
+
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }

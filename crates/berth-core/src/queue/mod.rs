@@ -155,6 +155,19 @@ impl SchedulingQueue {
 
     /// The pod object changed while it was queued (informer update).
     pub fn update(&mut self, pod: Arc<PodInfo>, now_ms: i64) {
+        self.update_with(pod, now_ms, true)
+    }
+
+    /// An update of the pod's status only (upstream's `isPodUpdated` is
+    /// false): the queued copy is refreshed, but an unschedulable pod stays
+    /// where it is. Our own PodScheduled and nomination patches come back
+    /// as such updates; requeueing on them would retry every failed pod
+    /// again and again.
+    pub fn update_status_only(&mut self, pod: Arc<PodInfo>, now_ms: i64) {
+        self.update_with(pod, now_ms, false)
+    }
+
+    fn update_with(&mut self, pod: Arc<PodInfo>, now_ms: i64, requeue: bool) {
         let key = pod.key();
         match self.where_is.get(&key).copied() {
             None => self.add(pod, now_ms),
@@ -163,6 +176,11 @@ impl SchedulingQueue {
             }
             Some(Location::Backoff) => {
                 if let Some(q) = self.backoff.iter_mut().find(|q| q.key() == key) {
+                    q.pod_info = pod;
+                }
+            }
+            Some(Location::Unschedulable) if !requeue => {
+                if let Some(q) = self.unschedulable.get_mut(&key) {
                     q.pod_info = pod;
                 }
             }
