@@ -622,7 +622,8 @@ async fn main() -> Result<()> {
         for l in &limits {
             for s in &schedulers {
                 let r = one_run(&c, &args, &bin, &kubeconfig, w, s, l, &bar).await.with_context(|| format!("{w} / {s} / {l}"))?;
-                bar.println(format!(
+                // suspend+eprintln: shown above the bar on a terminal, and in logs too.
+                let line = format!(
                     "{w:18} {l:9} {s:14} {:8.0} pods/s  p99 {:6.0} ms  cpu {:>6}  rss {:>6}  bound {}/{}",
                     r.throughput,
                     r.p99_ms,
@@ -630,8 +631,12 @@ async fn main() -> Result<()> {
                     r.peak_rss_mib.map(|m| format!("{m:.0}M")).unwrap_or("–".into()),
                     r.bound,
                     r.pods
-                ));
+                );
+                bar.suspend(|| eprintln!("{line}"));
                 results.push(r);
+                // Partial results survive an interrupted run.
+                std::fs::create_dir_all(&args.out)?;
+                std::fs::write(args.out.join("results.partial.json"), serde_json::to_string_pretty(&results)?)?;
             }
         }
     }

@@ -16,7 +16,7 @@ fn defaults() {
     assert_eq!(c.client_connection.qps, 50.0);
     assert_eq!(c.client_connection.burst, 100);
     assert!(c.leader_election.leader_elect);
-    assert_eq!(c.leader_election.resource_name, "kube-scheduler");
+    assert_eq!(c.leader_election.resource_name, "berth");
     assert_eq!(c.profiles.len(), 1);
     assert_eq!(c.profiles[0].scheduler_name.as_deref(), Some(DEFAULT_SCHEDULER_NAME));
 }
