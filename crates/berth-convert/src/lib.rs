@@ -394,6 +394,10 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
                 .is_some_and(|c| c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")),
+        unschedulable_condition: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+            .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         affinity: affinity(&object, spec.affinity.as_ref())?,
         tolerations,

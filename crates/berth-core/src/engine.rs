@@ -94,7 +94,26 @@ pub struct Engine {
     pub waiting: WaitingPods,
     /// Their assignments, bound once every waiting plugin allows.
     parked: HashMap<String, Box<Assignment>>,
+    /// Victims whose eviction is on its way: key -> the pod as last observed.
+    /// The cache shows them terminating by preemption until they are gone,
+    /// so the next cycle neither preempts again for the same room nor counts
+    /// on pods that are leaving.
+    evicting: HashMap<String, Evicting>,
+    /// Preemptors held in the queue until the eviction of each of their
+    /// victims is under way: key -> victims not yet done.
+    preempting: HashMap<String, usize>,
     adopt_all_pods: bool,
+}
+
+fn marked_evicting(mut pod: Pod) -> Pod {
+    pod.terminating = true;
+    pod.terminating_by_preemption = true;
+    pod
+}
+
+struct Evicting {
+    observed: Arc<Pod>,
+    preemptor: String,
 }
 
 /// A duration as Go's `%v` prints whole seconds or milliseconds.
@@ -141,6 +160,8 @@ impl Engine {
             runner: CycleRunner::new(cfg.percentage_of_nodes_to_score, cfg.seed),
             waiting: WaitingPods::default(),
             parked: HashMap::new(),
+            evicting: HashMap::new(),
+            preempting: HashMap::new(),
             adopt_all_pods: cfg.adopt_all_pods,
         }
     }
@@ -249,8 +270,14 @@ impl Engine {
     }
 
     pub fn update_pod(&mut self, old: Option<&Pod>, pod: Pod, now_ms: i64) {
-        let pod = Arc::new(pod);
         let key = pod.key();
+        let pod = match self.evicting.get_mut(&key) {
+            Some(e) => {
+                e.observed = Arc::new(pod.clone());
+                Arc::new(marked_evicting(pod))
+            }
+            None => Arc::new(pod),
+        };
         if pod.node_name.is_some() {
             let was_known = self.cache.pod_info(&key).is_some_and(|p| !self.cache.is_assumed(&key) || p.pod.node_name.is_some());
             self.queue.delete(&key);
@@ -286,6 +313,9 @@ impl Engine {
 
     pub fn delete_pod(&mut self, pod: &Pod, now_ms: i64) {
         let key = pod.key();
+        self.eviction_done(&key, now_ms);
+        self.evicting.remove(&key);
+        self.preempting.remove(&key);
         self.queue.delete(&key);
         if self.waiting.remove(&key).is_some() {
             if let Some(mut a) = self.parked.remove(&key) {
@@ -436,6 +466,52 @@ impl Engine {
         Some(self.fail_with_status(a.queued, status, now_ms))
     }
 
+    /// Shows a chosen victim as terminating by preemption until its deletion
+    /// is observed, so later cycles neither preempt again for the same room
+    /// nor count on pods that are leaving. Returns whether an eviction is
+    /// needed (a victim already terminating needs none, as upstream).
+    fn mark_evicting(&mut self, victim: &PodInfo, preemptor: &str) -> bool {
+        let key = victim.pod.key();
+        if victim.pod.terminating || self.cache.is_assumed(&key) || self.evicting.contains_key(&key) {
+            return false;
+        }
+        if self.cache.update_pod(Arc::new(marked_evicting((*victim.pod).clone()))).is_err() {
+            return false;
+        }
+        self.evicting.insert(key, Evicting { observed: victim.pod.clone(), preemptor: preemptor.to_string() });
+        true
+    }
+
+    /// The eviction of `victim` is under way (or the victim is gone): its
+    /// preemptor is retried once all of its victims are.
+    pub fn eviction_done(&mut self, victim: &str, now_ms: i64) {
+        let Some(e) = self.evicting.get_mut(victim) else { return };
+        let preemptor = std::mem::take(&mut e.preemptor);
+        if let Some(n) = self.preempting.get_mut(&preemptor) {
+            *n -= 1;
+            if *n == 0 {
+                self.preempting.remove(&preemptor);
+                self.queue.release(&preemptor, now_ms);
+            }
+        }
+    }
+
+    /// The API refused to evict `victim` (other than "already gone"): the
+    /// pod stays, as last observed, and counts again.
+    pub fn eviction_failed(&mut self, victim: &str, now_ms: i64) {
+        self.eviction_done(victim, now_ms);
+        if let Some(e) = self.evicting.remove(victim) {
+            if self.cache.pod_info(victim).is_some() {
+                let _ = self.cache.update_pod(e.observed);
+            }
+        }
+    }
+
+    /// Victims chosen whose deletion has not been observed yet.
+    pub fn evicting(&self) -> usize {
+        self.evicting.len()
+    }
+
     fn fail_with_status(&mut self, mut qpi: QueuedPodInfo, s: Status, now_ms: i64) -> Failure {
         let reason = if s.is_rejected() { "Unschedulable" } else { "SchedulerError" };
         qpi.unschedulable_plugins.clear();
@@ -493,6 +569,11 @@ impl Engine {
                         self.queue.nominator.add(npi.clone(), &node);
                         qpi.pod_info = npi;
                         out.nominated_node = Some(node);
+                        let key = pod.pod.key();
+                        let pending = r.victims.iter().filter(|v| self.mark_evicting(v, &key)).count();
+                        if pending > 0 {
+                            self.preempting.insert(key, pending);
+                        }
                         out.victims = r.victims;
                     }
                 }
@@ -510,7 +591,11 @@ impl Engine {
                 out.message = s.message();
             }
         }
+        let key = qpi.key();
         self.queue.add_unschedulable(qpi, now_ms);
+        if self.preempting.contains_key(&key) {
+            self.queue.hold(&key);
+        }
         out
     }
 }
@@ -576,6 +661,35 @@ mod tests {
         let (ready, failed) = e.take_permitted(0);
         assert_eq!((ready.len(), failed.len()), (2, 0));
         assert!(e.waiting.is_empty());
+    }
+
+    #[test]
+    fn victims_count_as_leaving_until_their_deletion_is_seen() {
+        let mut e = engine(1);
+        let low = make_pod("low").priority(1).req(3900, 0).node("n1").obj();
+        e.add_pod(low.clone(), 0);
+        e.add_pod(make_pod("high").priority(100).req(500, 0).obj(), 0);
+        let Some(Outcome::Failed(f)) = e.schedule_one(0) else { panic!("expected a preemption") };
+        assert_eq!(f.victims.len(), 1);
+        assert_eq!(f.nominated_node.as_deref(), Some("n1"));
+        let cached = e.cache.pod_info("default/low").unwrap().pod.clone();
+        assert!(cached.terminating && cached.terminating_by_preemption);
+        // A watch update before the deletion (say, the DisruptionTarget
+        // condition) keeps the mark.
+        e.update_pod(Some(&low), low.clone(), 1);
+        assert!(e.cache.pod_info("default/low").unwrap().pod.terminating_by_preemption);
+        // The preemptor is held until the eviction is under way...
+        e.queue.flush(400_000);
+        assert!(e.schedule_one(400_000).is_none());
+        e.eviction_done("default/low", 400_000);
+        // ...and its next attempt waits for the victim instead of preempting again.
+        let Some(Outcome::Failed(again)) = e.schedule_one(400_000) else { panic!("still does not fit") };
+        assert!(again.victims.is_empty(), "{:?}", again.victims);
+        assert!(again.message.contains("not eligible due to a terminating pod on the nominated node"), "{}", again.message);
+        // A refused eviction puts the pod back as observed.
+        e.eviction_failed("default/low", 400_001);
+        assert!(!e.cache.pod_info("default/low").unwrap().pod.terminating);
+        assert_eq!(e.evicting(), 0);
     }
 
     #[test]

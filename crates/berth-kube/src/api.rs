@@ -22,13 +22,11 @@ fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
     Api::namespaced(c.client.clone(), ns)
 }
 
-/// Executes one action. For `Bind`, the result is what the controller needs
-/// back; other actions are best effort (a failure is logged, as upstream does).
+/// Executes one action; the caller has taken its rate-limit token (an
+/// eviction's second call takes its own). For `Bind`, the result is what
+/// the controller needs back; other actions are best effort (a failure is
+/// logged, as upstream does).
 pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> Result<(), kube::Error> {
-    match action {
-        ApiAction::Event { .. } => c.throttle_events().await,
-        _ => c.throttle().await,
-    }
     match action {
         ApiAction::Bind { namespace, name, uid, node, .. } => {
             let binding = Binding {
@@ -47,14 +45,10 @@ pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> 
             };
             pods(c, namespace).create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await?;
         }
-        ApiAction::Event { namespace, name, uid, by, warning, reason, action, note } => {
+        ApiAction::Event { namespace, name, uid, by, warning, reason, action, note, event_name } => {
             let now = Timestamp::now();
             let event = Event {
-                metadata: ObjectMeta {
-                    name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-                    namespace: Some(namespace.clone()),
-                    ..Default::default()
-                },
+                metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
                 event_time: Some(MicroTime(now)),
                 type_: Some(if *warning { "Warning" } else { "Normal" }.into()),
                 reason: Some(reason.clone()),
@@ -73,6 +67,11 @@ pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> 
                 ..Default::default()
             };
             Api::<Event>::namespaced(c.client.clone(), namespace).create(&PostParams::default(), &event).await?;
+        }
+        ApiAction::EventSeries { namespace, event_name, count, last_observed_ms } => {
+            let observed = Timestamp::from_millisecond(*last_observed_ms).unwrap_or_else(|_| Timestamp::now());
+            let patch = json!({ "series": { "count": count, "lastObservedTime": MicroTime(observed) } });
+            Api::<Event>::namespaced(c.client.clone(), namespace).patch(event_name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         ApiAction::MarkUnschedulable { namespace, name, reason, message, nominated_node } => {
             let mut status = json!({
@@ -106,16 +105,29 @@ pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> 
                 "message": format!("{by}: preempting to accommodate a higher priority pod"),
                 "lastTransitionTime": Time(Timestamp::now()),
             }]}});
-            api.patch_status::<serde_json::Value>(name, &PatchParams::default(), &Patch::Strategic(condition)).await?;
+            // A victim already gone (404) or replaced by a namesake (409 on
+            // the UID precondition) is as good as evicted.
+            let patched = api.patch_status::<serde_json::Value>(name, &PatchParams::default(), &Patch::Strategic(condition)).await;
+            if gone(&patched) {
+                return Ok(());
+            }
+            patched?;
             c.throttle().await;
             let dp = DeleteParams {
                 preconditions: Some(Preconditions { uid: Some(uid.clone()).filter(|u| !u.is_empty()), resource_version: None }),
                 ..Default::default()
             };
-            api.delete(name, &dp).await?;
+            let deleted = api.delete(name, &dp).await;
+            if !gone(&deleted) {
+                deleted?;
+            }
         }
     }
     Ok(())
+}
+
+fn gone<T>(r: &Result<T, kube::Error>) -> bool {
+    matches!(r, Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409)
 }
 
 /// events.k8s.io caps `note` at 1 kB.

@@ -19,8 +19,20 @@ use crate::metrics::Metrics;
 pub enum ApiAction {
     /// POST pods/binding. Report the result with `Controller::binding_result`.
     Bind { id: u64, namespace: String, name: String, uid: String, node: String },
-    /// An events.k8s.io/v1 Event about a pod, reported by profile `by`.
-    Event { namespace: String, name: String, uid: String, by: String, warning: bool, reason: String, action: String, note: String },
+    /// Create the events.k8s.io/v1 Event `event_name` about a pod, reported by profile `by`.
+    Event {
+        namespace: String,
+        name: String,
+        uid: String,
+        by: String,
+        warning: bool,
+        reason: String,
+        action: String,
+        note: String,
+        event_name: String,
+    },
+    /// The same event happened again: merge-patch its `series`.
+    EventSeries { namespace: String, event_name: String, count: u32, last_observed_ms: i64 },
     /// Patch `PodScheduled=False` with this reason and message (status
     /// subresource), and with preemption's nomination when there is one, in
     /// one write as upstream does.
@@ -38,26 +50,129 @@ pub struct Controller {
     next_id: u64,
     /// Bindings in flight: id -> (assignment, when its cycle started).
     in_flight: HashMap<u64, (Box<Assignment>, Instant)>,
+    events: EventSeriesCache,
 }
 
-/// An event about `pod`, reported by the profile of `by` (the pod scheduled,
-/// or the preemptor for its victims), as each upstream profile has its recorder.
-fn event(pod: &Pod, by: &Pod, warning: bool, reason: &str, action: &str, note: String) -> ApiAction {
-    ApiAction::Event {
-        namespace: pod.namespace.clone(),
-        name: pod.name.clone(),
-        uid: pod.uid.clone(),
-        by: by.scheduler_name.clone(),
-        warning,
-        reason: reason.into(),
-        action: action.into(),
-        note,
+/// How client-go's events.k8s.io broadcaster keeps repeats cheap: the first
+/// occurrence of an event is created, the second turns it into a series
+/// (one patch), later ones only count and are written when the series ends
+/// (6 minutes without a repeat) or every 30 minutes while it goes on.
+#[derive(Default)]
+struct EventSeriesCache {
+    seen: HashMap<EventKey, Seen>,
+    next_sweep_ms: i64,
+    seq: u64,
+}
+
+/// Upstream's isomorphic-event key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct EventKey {
+    uid: String,
+    namespace: String,
+    name: String,
+    by: String,
+    reason: String,
+    action: String,
+    note: String,
+}
+
+struct Seen {
+    event_name: String,
+    count: u32,
+    written_count: u32,
+    last_ms: i64,
+    written_ms: i64,
+}
+
+const SERIES_FINISH_MS: i64 = 6 * 60 * 1000;
+const SERIES_REFRESH_MS: i64 = 30 * 60 * 1000;
+const SWEEP_EVERY_MS: i64 = 10 * 1000;
+
+impl EventSeriesCache {
+    /// An event about `pod`, reported by the profile of `by` (the pod
+    /// scheduled, or the preemptor for its victims), as each upstream profile
+    /// has its recorder. Pushes the API call it needs, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        pod: &Pod,
+        by: &Pod,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+        now_ms: i64,
+        out: &mut Vec<ApiAction>,
+    ) {
+        let key = EventKey {
+            uid: pod.uid.clone(),
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            by: by.scheduler_name.clone(),
+            reason: reason.into(),
+            action: action.into(),
+            note,
+        };
+        if let Some(s) = self.seen.get_mut(&key) {
+            s.count += 1;
+            s.last_ms = now_ms;
+            if s.count == 2 {
+                s.written_count = 2;
+                s.written_ms = now_ms;
+                out.push(ApiAction::EventSeries {
+                    namespace: key.namespace,
+                    event_name: s.event_name.clone(),
+                    count: 2,
+                    last_observed_ms: now_ms,
+                });
+            }
+            return;
+        }
+        // Upstream names events `<object>.<unix nanos in hex>`; the sequence
+        // keeps names unique within one millisecond.
+        self.seq += 1;
+        let event_name = format!("{}.{:x}", pod.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
+        out.push(ApiAction::Event {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: key.uid.clone(),
+            by: key.by.clone(),
+            warning,
+            reason: key.reason.clone(),
+            action: key.action.clone(),
+            note: key.note.clone(),
+            event_name: event_name.clone(),
+        });
+        self.seen.insert(key, Seen { event_name, count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
+    }
+
+    /// Ends quiet series (writing their final count) and refreshes long ones.
+    fn sweep(&mut self, now_ms: i64, out: &mut Vec<ApiAction>) {
+        if now_ms < self.next_sweep_ms {
+            return;
+        }
+        self.next_sweep_ms = now_ms + SWEEP_EVERY_MS;
+        self.seen.retain(|key, s| {
+            let finished = now_ms - s.last_ms >= SERIES_FINISH_MS;
+            let stale = now_ms - s.written_ms >= SERIES_REFRESH_MS;
+            if s.count > s.written_count && (finished || stale) {
+                s.written_count = s.count;
+                s.written_ms = now_ms;
+                out.push(ApiAction::EventSeries {
+                    namespace: key.namespace.clone(),
+                    event_name: s.event_name.clone(),
+                    count: s.count,
+                    last_observed_ms: s.last_ms,
+                });
+            }
+            !finished
+        });
     }
 }
 
 impl Controller {
     pub fn new(engine: Engine, metrics: Arc<Metrics>) -> Controller {
-        Controller { engine, metrics, next_id: 0, in_flight: HashMap::new() }
+        Controller { engine, metrics, next_id: 0, in_flight: HashMap::new(), events: EventSeriesCache::default() }
     }
 
     /// Bindings waiting for their API result.
@@ -70,6 +185,7 @@ impl Controller {
     pub fn step(&mut self, now_ms: i64) -> Option<Vec<ApiAction>> {
         let start = Instant::now();
         let mut actions = Vec::new();
+        self.events.sweep(now_ms, &mut actions);
         let mut outcomes = Vec::new();
         let (ready, rejected) = self.engine.take_permitted(now_ms);
         outcomes.extend(ready.into_iter().map(Outcome::Assigned));
@@ -77,10 +193,11 @@ impl Controller {
         if outcomes.is_empty() {
             match self.engine.schedule_one(now_ms) {
                 Some(o) => outcomes.push(o),
-                None => {
+                None if actions.is_empty() => {
                     self.metrics.set_queue(&self.engine.queue.counts());
                     return None;
                 }
+                None => {}
             }
         }
         for o in outcomes {
@@ -105,7 +222,7 @@ impl Controller {
                     });
                     self.in_flight.insert(self.next_id, (a, start));
                 }
-                Outcome::Failed(f) => self.report_failure(&f, start, &mut actions),
+                Outcome::Failed(f) => self.report_failure(&f, start, now_ms, &mut actions),
             }
         }
         self.metrics.set_queue(&self.engine.queue.counts());
@@ -116,14 +233,15 @@ impl Controller {
         self.engine.profile_for(&pod.scheduler_name).map(|f| f.profile_name.clone()).unwrap_or_default()
     }
 
-    fn report_failure(&mut self, f: &Failure, start: Instant, actions: &mut Vec<ApiAction>) {
+    fn report_failure(&mut self, f: &Failure, start: Instant, now_ms: i64, actions: &mut Vec<ApiAction>) {
         let pod = &f.pod.pod;
         let result = if f.reason == "SchedulerError" { "error" } else { "unschedulable" };
         self.metrics.observe_attempt(result, &self.profile_of(pod), start.elapsed().as_secs_f64());
         if let Some(node) = &f.nominated_node {
             self.metrics.preemption_attempts.inc();
             self.metrics.preemption_victims.observe(f.victims.len() as f64);
-            for v in &f.victims {
+            // A victim already terminating needs no second deletion.
+            for v in f.victims.iter().filter(|v| !v.pod.terminating) {
                 actions.push(ApiAction::Evict {
                     namespace: v.pod.namespace.clone(),
                     name: v.pod.name.clone(),
@@ -132,25 +250,32 @@ impl Controller {
                     by: pod.scheduler_name.clone(),
                     node: node.clone(),
                 });
-                actions.push(event(&v.pod, pod, false, "Preempted", "Preempting", format!("Preempted by pod {} on node {node}", pod.uid)));
+                let note = format!("Preempted by pod {} on node {node}", pod.uid);
+                self.events.record(&v.pod, pod, false, "Preempted", "Preempting", note, now_ms, actions);
             }
             for c in &f.cleared_nominations {
                 actions.push(ApiAction::Nominate { namespace: c.pod.namespace.clone(), name: c.pod.name.clone(), node: None });
             }
         }
-        actions.push(event(pod, pod, true, "FailedScheduling", "Scheduling", f.message.clone()));
-        actions.push(ApiAction::MarkUnschedulable {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            reason: f.reason.into(),
-            message: f.message.clone(),
-            nominated_node: f.nominated_node.clone(),
-        });
+        self.events.record(pod, pod, true, "FailedScheduling", "Scheduling", f.message.clone(), now_ms, actions);
+        // As upstream's updatePod: no write when neither the condition nor
+        // the nomination would change.
+        let condition_changes = pod.unschedulable_condition.as_ref().is_none_or(|(r, m)| r != f.reason || *m != f.message);
+        let nomination_changes = f.nominated_node.is_some() && f.nominated_node != pod.nominated_node_name;
+        if condition_changes || nomination_changes {
+            actions.push(ApiAction::MarkUnschedulable {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                reason: f.reason.into(),
+                message: f.message.clone(),
+                nominated_node: f.nominated_node.clone(),
+            });
+        }
     }
 
     fn fail_binding(&mut self, a: Assignment, s: Status, now_ms: i64, start: Instant, actions: &mut Vec<ApiAction>) {
         if let Some(f) = self.engine.binding_done(a, s, now_ms) {
-            self.report_failure(&f, start, actions);
+            self.report_failure(&f, start, now_ms, actions);
         }
     }
 
@@ -170,14 +295,8 @@ impl Controller {
                 // The pod's watch event confirms it later; until then it stays assumed.
                 self.metrics.observe_attempt("scheduled", &profile, start.elapsed().as_secs_f64());
                 self.metrics.observe_scheduled(attempts, since_queued_ms as f64 / 1000.0);
-                actions.push(event(
-                    &pod,
-                    &pod,
-                    false,
-                    "Scheduled",
-                    "Binding",
-                    format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name),
-                ));
+                let note = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
+                self.events.record(&pod, &pod, false, "Scheduled", "Binding", note, now_ms, &mut actions);
             }
             Err(e) => self.fail_binding(*a, Status::error(format!("binding rejected: {e}")), now_ms, start, &mut actions),
         }
@@ -251,5 +370,52 @@ mod tests {
             if reason == "Unschedulable" && n == "n1")));
         let metrics = c.metrics.render();
         assert!(metrics.contains("scheduler_preemption_attempts_total 1"), "{metrics}");
+    }
+
+    #[test]
+    fn repeated_failures_write_nothing_new() {
+        let mut c = controller();
+        c.engine.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
+        let big = make_pod("big").uid("ubig").scheduler_name("berth").req(5000, 0).obj();
+        c.engine.add_pod(big.clone(), 0);
+        let first = c.step(0).unwrap();
+        let created = first.iter().find_map(|a| match a {
+            ApiAction::Event { event_name, reason, .. } if reason == "FailedScheduling" => Some(event_name.clone()),
+            _ => None,
+        });
+        let created = created.expect("the first failure creates an event");
+        let Some(ApiAction::MarkUnschedulable { message, .. }) = first.iter().find(|a| matches!(a, ApiAction::MarkUnschedulable { .. }))
+        else {
+            panic!("{first:?}")
+        };
+        // The watch brings our status write back.
+        let mut written = big.clone();
+        written.unschedulable_condition = Some(("Unschedulable".into(), message.clone()));
+        c.engine.update_pod(Some(&big), written, 10);
+        // The next attempts (after the 5-minute flush) change nothing: no
+        // status write; the event becomes a series once, then only counts.
+        c.engine.queue.flush(301_000);
+        let second = c.step(301_000).unwrap();
+        assert_eq!(
+            second,
+            vec![ApiAction::EventSeries { namespace: "default".into(), event_name: created.clone(), count: 2, last_observed_ms: 301_000 }]
+        );
+        c.engine.queue.flush(602_000);
+        assert_eq!(c.step(602_000).unwrap(), vec![], "a third failure is only counted");
+        // Six quiet minutes end the series with its final count.
+        let later = 602_000 + SERIES_FINISH_MS;
+        let swept = c.step(later).unwrap_or_default();
+        assert!(
+            swept.contains(&ApiAction::EventSeries {
+                namespace: "default".into(),
+                event_name: created,
+                count: 3,
+                last_observed_ms: 602_000
+            }),
+            "{swept:?}"
+        );
+        // The pod's own retry at that moment starts a new event.
+        assert!(matches!(swept.last(), Some(ApiAction::Event { reason, .. }) if reason == "FailedScheduling"), "{swept:?}");
+        assert_eq!(c.events.seen.len(), 1);
     }
 }

@@ -6,6 +6,7 @@
 //! and `http` serve kube-scheduler's metric names and health endpoints.
 
 pub mod api;
+pub mod calls;
 pub mod client;
 pub mod controller;
 pub mod http;

@@ -28,6 +28,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, error, info, warn};
 
 use crate::api::{execute, Reporter};
+use crate::calls::PendingCalls;
 use crate::client::ApiClient;
 use crate::controller::{ApiAction, Controller};
 use crate::http::{self, Health};
@@ -48,7 +49,15 @@ enum Input {
     PriorityClass(Event<PriorityClass>),
     Pdb(Event<PodDisruptionBudget>),
     Namespace(Event<Namespace>),
-    Bound { id: u64, result: Result<(), String> },
+    Bound {
+        id: u64,
+        result: Result<(), String>,
+    },
+    /// An eviction is under way (`ok`), or the API server refused it and the victim stays.
+    Evicted {
+        key: String,
+        ok: bool,
+    },
     Leading,
     Stop,
 }
@@ -113,6 +122,8 @@ impl Scheduling {
                 let actions = self.ctl.binding_result(id, result, now_ms());
                 self.send(actions);
             }
+            Input::Evicted { key, ok: true } => self.ctl.engine.eviction_done(&key, now_ms()),
+            Input::Evicted { key, ok: false } => self.ctl.engine.eviction_failed(&key, now_ms()),
             Input::Leading => self.leading = true,
             Input::Stop => {}
         }
@@ -317,30 +328,84 @@ where
     watcher::watcher(api, cfg)
 }
 
-/// Carries out API actions as they come, at most `MAX_IN_FLIGHT` at a time.
-async fn dispatch(
-    mut rx: UnboundedReceiver<ApiAction>,
-    client: ApiClient,
-    reporter: Reporter,
-    tx: Sender<Input>,
-    in_flight: Arc<AtomicUsize>,
-) {
+/// The API calls on their way: queued under the rate limits, or running.
+#[derive(Default)]
+struct Dispatch {
+    pending: std::sync::Mutex<PendingCalls>,
+    running: AtomicUsize,
+    calls_ready: tokio::sync::Notify,
+    events_ready: tokio::sync::Notify,
+}
+
+impl Dispatch {
+    fn busy(&self) -> bool {
+        let p = self.pending.lock().unwrap();
+        p.calls() + p.events() + self.running.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Carries out API actions: they queue (merging superseded writes, see
+/// `PendingCalls`) until their rate limiter gives a token, then run, at most
+/// `MAX_IN_FLIGHT` at a time.
+async fn dispatch(mut rx: UnboundedReceiver<ApiAction>, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
+    for events in [false, true] {
+        tokio::spawn(send_loop(events, client.clone(), reporter.clone(), tx.clone(), d.clone()));
+    }
+    while let Some(action) = rx.recv().await {
+        let event = matches!(action, ApiAction::Event { .. } | ApiAction::EventSeries { .. });
+        d.pending.lock().unwrap().push(action);
+        if event {
+            d.events_ready.notify_one();
+        } else {
+            d.calls_ready.notify_one();
+        }
+    }
+}
+
+async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
     const MAX_IN_FLIGHT: usize = 256;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(action) = rx.recv().await {
+    let ready = if events { &d.events_ready } else { &d.calls_ready };
+    let waiting = |p: &PendingCalls| if events { p.events() } else { p.calls() };
+    loop {
+        while waiting(&d.pending.lock().unwrap()) == 0 {
+            ready.notified().await;
+        }
+        // Take the token first and the call after: while we wait, newer
+        // writes can still replace the ones in line.
+        if events {
+            client.throttle_events().await;
+        } else {
+            client.throttle().await;
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let (client, reporter, tx, in_flight) = (client.clone(), reporter.clone(), tx.clone(), in_flight.clone());
-        in_flight.fetch_add(1, Ordering::SeqCst);
+        let action = {
+            let mut p = d.pending.lock().unwrap();
+            if events {
+                p.pop_event()
+            } else {
+                p.pop_call()
+            }
+        };
+        let Some(action) = action else { continue };
+        d.running.fetch_add(1, Ordering::SeqCst);
+        let (client, reporter, tx, d) = (client.clone(), reporter.clone(), tx.clone(), d.clone());
         tokio::spawn(async move {
             let result = execute(&client, &reporter, &action).await;
             match (&action, result) {
                 (ApiAction::Bind { id, .. }, r) => {
                     let _ = tx.send(Input::Bound { id: *id, result: r.map_err(|e| e.to_string()) });
                 }
+                (ApiAction::Evict { namespace, name, .. }, r) => {
+                    if let Err(e) = &r {
+                        warn!(action = ?action, error = %e, "eviction failed");
+                    }
+                    let _ = tx.send(Input::Evicted { key: format!("{namespace}/{name}"), ok: r.is_ok() });
+                }
                 (_, Err(e)) => warn!(action = ?action, error = %e, "API call failed"),
                 (_, Ok(())) => debug!(action = ?action, "done"),
             }
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+            d.running.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
     }
@@ -428,8 +493,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         watch(Api::<PodDisruptionBudget>::all(c.clone()), all(), tx.clone(), Input::Pdb),
         watch(Api::<Namespace>::all(c.clone()), all(), tx.clone(), Input::Namespace),
     ];
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), in_flight.clone()));
+    let calls = Arc::new(Dispatch::default());
+    tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), calls.clone()));
 
     let mut elector = durations.map(|(lease, renew, retry)| {
         LeaderElector::new(c.clone(), &le.resource_namespace, &le.resource_name, identity.clone(), lease, renew, retry)
@@ -460,7 +525,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     outcome.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
     // Let the bindings already sent finish, then hand the lease over.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while calls.busy() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Some(e) = elector.as_mut() {

@@ -221,6 +221,9 @@ pub struct Pod {
     /// Terminating because the scheduler preempted it (its first
     /// `DisruptionTarget` condition is True with reason `PreemptionByScheduler`).
     pub terminating_by_preemption: bool,
+    /// The `PodScheduled` condition when it is False: (reason, message).
+    /// Lets the scheduler skip a status write that would change nothing.
+    pub unschedulable_condition: Option<(String, String)>,
     pub node_selector: BTreeMap<String, String>,
     pub affinity: Affinity,
     pub tolerations: Vec<Toleration>,
@@ -242,6 +245,7 @@ impl Pod {
         o.nominated_node_name = self.nominated_node_name.clone();
         o.start_ms = self.start_ms;
         o.terminating_by_preemption = self.terminating_by_preemption;
+        o.unschedulable_condition = self.unschedulable_condition.clone();
         *self != o
     }
 

@@ -418,6 +418,25 @@ impl SchedulingQueue {
         n
     }
 
+    /// Holds an unschedulable pod back from events and flushes until
+    /// `release` (a preemptor while its victims' evictions are on their way,
+    /// as upstream's DefaultPreemption PreEnqueue does).
+    pub fn hold(&mut self, key: &str) {
+        if let Some(q) = self.unschedulable.get_mut(key) {
+            q.gated = true;
+        }
+    }
+
+    /// Ends `hold`: the pod is retried (after its backoff).
+    pub fn release(&mut self, key: &str, now_ms: i64) {
+        if self.unschedulable.get(key).is_some_and(|q| q.gated) {
+            let mut q = self.unschedulable.remove(key).expect("checked");
+            q.gated = false;
+            self.where_is.remove(key);
+            self.requeue(q, now_ms);
+        }
+    }
+
     /// Keys of pods still waiting as unschedulable (or gated).
     pub fn unschedulable_keys(&self) -> BTreeSet<String> {
         self.unschedulable.keys().cloned().collect()
