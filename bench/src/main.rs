@@ -37,8 +37,8 @@ struct Args {
     /// KWOK nodes (4 CPU, 32Gi, 110 pods each; zones zone-0..2).
     #[arg(long, default_value_t = 500)]
     nodes: usize,
-    /// Measured pods per run.
-    #[arg(long, default_value_t = 1000)]
+    /// Measured pods per run (PodAntiAffinity needs one node per pod).
+    #[arg(long, default_value_t = 500)]
     pods: usize,
     /// Comma-separated workloads, or `all`.
     #[arg(long, default_value = "all")]
@@ -158,7 +158,7 @@ fn pod_spec(workload: &str, i: usize) -> Value {
     let mut labels = json!({"workload": workload});
     match shape {
         "PodAntiAffinity" => {
-            // Groups of ten replicas, each group one per node (Mixed), or one group (the workload itself).
+            // One pod per node: in groups of 40 (Mixed), or all of them (the workload itself).
             let group = if workload == "Mixed" { format!("g{}", i / 40) } else { "all".into() };
             labels["anti"] = json!(group);
             spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [

@@ -28,7 +28,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, error, info, warn};
 
 use crate::api::{execute, Reporter};
-use crate::calls::PendingCalls;
+use crate::calls::{PendingCalls, MAX_QUEUED_EVENTS};
 use crate::client::ApiClient;
 use crate::controller::{ApiAction, Controller};
 use crate::http::{self, Health};
@@ -332,15 +332,22 @@ where
 #[derive(Default)]
 struct Dispatch {
     pending: std::sync::Mutex<PendingCalls>,
-    running: AtomicUsize,
+    running_calls: AtomicUsize,
+    running_events: AtomicUsize,
     calls_ready: tokio::sync::Notify,
     events_ready: tokio::sync::Notify,
+    /// A call or an event finished.
+    finished: tokio::sync::Notify,
 }
 
 impl Dispatch {
     fn busy(&self) -> bool {
         let p = self.pending.lock().unwrap();
-        p.calls() + p.events() + self.running.load(Ordering::SeqCst) > 0
+        p.calls() + p.events() + self.running_calls.load(Ordering::SeqCst) + self.running_events.load(Ordering::SeqCst) > 0
+    }
+
+    fn calls_busy(&self) -> bool {
+        self.pending.lock().unwrap().calls() + self.running_calls.load(Ordering::SeqCst) > 0
     }
 }
 
@@ -353,7 +360,14 @@ async fn dispatch(mut rx: UnboundedReceiver<ApiAction>, client: ApiClient, repor
     }
     while let Some(action) = rx.recv().await {
         let event = matches!(action, ApiAction::Event { .. } | ApiAction::EventSeries { .. });
-        d.pending.lock().unwrap().push(action);
+        let dropped = {
+            let mut p = d.pending.lock().unwrap();
+            p.push(action);
+            p.dropped_events
+        };
+        if event && dropped > 0 && dropped.is_power_of_two() {
+            warn!(dropped, "event queue full ({MAX_QUEUED_EVENTS}): events dropped, as client-go's broadcaster drops them");
+        }
         if event {
             d.events_ready.notify_one();
         } else {
@@ -379,6 +393,11 @@ async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Send
             client.throttle().await;
         }
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        // Bindings first: while calls are under way, events go one at a
+        // time, so the API server spends its time on what pods wait for.
+        while events && d.running_events.load(Ordering::SeqCst) > 0 && d.calls_busy() {
+            d.finished.notified().await;
+        }
         let action = {
             let mut p = d.pending.lock().unwrap();
             if events {
@@ -388,7 +407,8 @@ async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Send
             }
         };
         let Some(action) = action else { continue };
-        d.running.fetch_add(1, Ordering::SeqCst);
+        let running = if events { &d.running_events } else { &d.running_calls };
+        running.fetch_add(1, Ordering::SeqCst);
         let (client, reporter, tx, d) = (client.clone(), reporter.clone(), tx.clone(), d.clone());
         tokio::spawn(async move {
             let result = execute(&client, &reporter, &action).await;
@@ -405,7 +425,9 @@ async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Send
                 (_, Err(e)) => warn!(action = ?action, error = %e, "API call failed"),
                 (_, Ok(())) => debug!(action = ?action, "done"),
             }
-            d.running.fetch_sub(1, Ordering::SeqCst);
+            let running = if events { &d.running_events } else { &d.running_calls };
+            running.fetch_sub(1, Ordering::SeqCst);
+            d.finished.notify_one();
             drop(permit);
         });
     }
