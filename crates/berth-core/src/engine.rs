@@ -394,6 +394,10 @@ impl Engine {
             let f = self.fail_with_status(qpi, s, now_ms);
             return Outcome::Failed(Box::new(f));
         }
+        // The scheduling cycle ends here. What only Filter and Score read goes
+        // now, not when the binding finishes: with many bindings in flight,
+        // their copies of per-domain counts added up to tens of MiB.
+        state.end_scheduling_cycle();
         // The pod no longer needs its nomination: it has a node.
         let key = pod.key();
         self.queue.nominator.remove(&key);
@@ -661,6 +665,15 @@ mod tests {
         let (ready, failed) = e.take_permitted(0);
         assert_eq!((ready.len(), failed.len()), (2, 0));
         assert!(e.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_pod_waiting_for_its_binding_keeps_no_filter_data() {
+        let mut e = engine(1);
+        e.add_pod(make_pod("a").label("app", "x").pod_anti_affinity("app", "x", "kubernetes.io/hostname").req(100, 0).obj(), 0);
+        let Some(Outcome::Assigned(a)) = e.schedule_one(0) else { panic!("expected an assignment") };
+        assert!(!a.state.contains("PreFilterInterPodAffinity"));
+        assert!(a.state.contains("PreFilterNodeResourcesFit"), "data for the binding cycle stays");
     }
 
     #[test]

@@ -24,10 +24,17 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
     }
 }
 
+/// One value; `scheduling_only` values go when the scheduling cycle ends.
+struct Entry {
+    key: &'static str,
+    value: Box<dyn StateData>,
+    scheduling_only: bool,
+}
+
 /// A handful of entries per cycle: a vector scanned by key beats hashing.
 #[derive(Default)]
 pub struct CycleState {
-    data: Vec<(&'static str, Box<dyn StateData>)>,
+    data: Vec<Entry>,
     /// Plugins whose PreFilter returned Skip: their Filter is not run.
     pub skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip: their Score is not run.
@@ -41,7 +48,11 @@ pub struct CycleState {
 impl Clone for CycleState {
     fn clone(&self) -> Self {
         CycleState {
-            data: self.data.iter().map(|(k, v)| (*k, (**v).clone_box())).collect(),
+            data: self
+                .data
+                .iter()
+                .map(|e| Entry { key: e.key, value: (*e.value).clone_box(), scheduling_only: e.scheduling_only })
+                .collect(),
             skip_filter: self.skip_filter.clone(),
             skip_score: self.skip_score.clone(),
             skip_filter_mask: self.skip_filter_mask,
@@ -59,25 +70,47 @@ impl CycleState {
         // Keys are `&'static str` constants: the pointer usually matches.
         self.data
             .iter()
-            .position(|(k, _)| std::ptr::eq(k.as_ptr(), key.as_ptr()) && k.len() == key.len())
-            .or_else(|| self.data.iter().position(|(k, _)| *k == key))
+            .position(|e| std::ptr::eq(e.key.as_ptr(), key.as_ptr()) && e.key.len() == key.len())
+            .or_else(|| self.data.iter().position(|e| e.key == key))
     }
 
-    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
+    fn put(&mut self, key: &'static str, value: Box<dyn StateData>, scheduling_only: bool) {
+        let e = Entry { key, value, scheduling_only };
         match self.position(key) {
-            Some(i) => self.data[i].1 = Box::new(value),
-            None => self.data.push((key, Box::new(value))),
+            Some(i) => self.data[i] = e,
+            None => self.data.push(e),
         }
+    }
+
+    /// Stores `value` for the rest of the pod's cycles (binding included).
+    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
+        self.put(key, Box::new(value), false);
+    }
+
+    /// Stores `value` until the scheduling cycle ends: for data only
+    /// Filter, Score and PostFilter read. A pod waiting for its binding then
+    /// holds no copy of it (such data can be large, e.g. per-domain counts).
+    pub fn write_scheduling_only<T: StateData>(&mut self, key: &'static str, value: T) {
+        self.put(key, Box::new(value), true);
+    }
+
+    /// The scheduling cycle is over: drops what `write_scheduling_only` stored.
+    pub fn end_scheduling_cycle(&mut self) {
+        self.data.retain(|e| !e.scheduling_only);
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.position(key).is_some()
     }
 
     pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
         let i = self.position(key)?;
-        (*self.data[i].1).as_any().downcast_ref::<T>()
+        (*self.data[i].value).as_any().downcast_ref::<T>()
     }
 
     pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
         let i = self.position(key)?;
-        (*self.data[i].1).as_any_mut().downcast_mut::<T>()
+        (*self.data[i].value).as_any_mut().downcast_mut::<T>()
     }
 
     pub fn delete(&mut self, key: &'static str) {
@@ -100,5 +133,21 @@ mod tests {
         assert_eq!(s.read::<Vec<i32>>("k").unwrap().len(), 3);
         assert_eq!(c.read::<Vec<i32>>("k").unwrap().len(), 4);
         assert!(s.read::<String>("k").is_none());
+    }
+
+    #[test]
+    fn scheduling_only_values_end_with_the_cycle() {
+        let mut s = CycleState::new();
+        s.write("kept", 1u8);
+        s.write_scheduling_only("dropped", 2u8);
+        assert_eq!(s.clone().read::<u8>("dropped"), Some(&2));
+        s.end_scheduling_cycle();
+        assert_eq!(s.read::<u8>("kept"), Some(&1));
+        assert!(s.read::<u8>("dropped").is_none());
+        // Writing again under the same key with `write` keeps it.
+        s.write_scheduling_only("k2", 3u8);
+        s.write("k2", 4u8);
+        s.end_scheduling_cycle();
+        assert_eq!(s.read::<u8>("k2"), Some(&4));
     }
 }

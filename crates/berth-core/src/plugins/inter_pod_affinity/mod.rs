@@ -287,7 +287,7 @@ impl Plugin for InterPodAffinity {
         if s.existing_anti.is_empty() && pod.required_affinity_terms.is_empty() && pod.required_anti_affinity_terms.is_empty() {
             return (None, Status::skip());
         }
-        state.write(PRE_FILTER_KEY, s);
+        state.write_scheduling_only(PRE_FILTER_KEY, s);
         (None, Status::success())
     }
     fn has_pre_filter_extensions(&self) -> bool {
@@ -389,7 +389,7 @@ impl Plugin for InterPodAffinity {
         if score.is_empty() {
             return Status::skip();
         }
-        state.write(PRE_SCORE_KEY, PreScoreState { topology_score: score });
+        state.write_scheduling_only(PRE_SCORE_KEY, PreScoreState { topology_score: score });
         Status::success()
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {

@@ -285,7 +285,7 @@ impl Plugin for PodTopologySpread {
         for i in 0..s.constraints.len() {
             s.recompute_min(i);
         }
-        state.write(PRE_FILTER_KEY, s);
+        state.write_scheduling_only(PRE_FILTER_KEY, s);
         (None, Status::success())
     }
     fn has_pre_filter_extensions(&self) -> bool {
@@ -377,7 +377,7 @@ impl Plugin for PodTopologySpread {
             }
         }
         s.constraints = constraints;
-        state.write(PRE_SCORE_KEY, s);
+        state.write_scheduling_only(PRE_SCORE_KEY, s);
         Status::success()
     }
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
