@@ -668,6 +668,23 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_of_every_node_reports_every_node() {
+        // Past the first chunk the scan doubles its chunks and goes parallel;
+        // every node's verdict must still be counted, and the one node that
+        // fits must still be found.
+        let mut e = engine(1);
+        for i in 2..=3000 {
+            e.add_node(make_node(&format!("n{i}")).capacity(1000, 8 << 30, 110).obj(), 0);
+        }
+        e.add_pod(make_pod("big").req(8000, 0).obj(), 0);
+        let Some(Outcome::Failed(f)) = e.schedule_one(0) else { panic!("fits nowhere") };
+        assert!(f.message.starts_with("0/3000 nodes are available: 3000 Insufficient cpu."), "{}", f.message);
+        e.add_pod(make_pod("mid").req(2000, 0).obj(), 0);
+        let Some(Outcome::Assigned(a)) = e.schedule_one(0) else { panic!("fits on n1") };
+        assert_eq!(a.node, "n1");
+    }
+
+    #[test]
     fn a_pod_waiting_for_its_binding_keeps_no_filter_data() {
         let mut e = engine(1);
         e.add_pod(make_pod("a").label("app", "x").pod_anti_affinity("app", "x", "kubernetes.io/hostname").req(100, 0).obj(), 0);

@@ -290,8 +290,11 @@ impl CycleRunner {
         let mut processed = 0usize;
         // Evaluate in chunks (in parallel within a chunk) and stop at the first
         // chunk that completes the quota: results stay in index order, so a
-        // seeded run is reproducible regardless of thread timing.
-        let chunk = to_find.max(64);
+        // seeded run is reproducible regardless of thread timing. The next
+        // chunk is sized from the share of feasible nodes seen so far, and
+        // doubles while there are none: a pod that fits nowhere (a preemptor
+        // scanning every node) is then checked in parallel.
+        let mut chunk = to_find.max(64);
         let mut pos = 0;
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
@@ -316,6 +319,10 @@ impl CycleRunner {
             }
             pos = end;
             processed = end;
+            chunk = match feasible.len() {
+                0 => chunk * 2,
+                found => ((to_find - found) * pos / found * 5 / 4).max(64),
+            };
         }
         self.next_start_node_index = (start + processed) % n;
         Ok(feasible)

@@ -17,7 +17,7 @@ pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
 pub use plugin::*;
 pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
-pub use status::{Code, Reason, Status};
+pub use status::{Code, Reason, Reasons, Status};
 pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};
 pub use waiting::{WaitingPod, WaitingPods};
 

@@ -197,6 +197,12 @@ impl Framework {
         Status::success()
     }
 
+    /// Whether some PreFilter plugin, not skipped for this pod, keeps state
+    /// that AddPod/RemovePod update.
+    pub fn tracks_pod_changes(&self, state: &CycleState) -> bool {
+        self.pre_filter.iter().any(|p| p.has_pre_filter_extensions() && !state.skip_filter.contains(&p.name()))
+    }
+
     pub fn run_add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
         for p in &self.pre_filter {
             if !p.has_pre_filter_extensions() || state.skip_filter.contains(&p.name()) {
@@ -230,24 +236,33 @@ impl Framework {
         if nominated.is_empty() {
             return self.run_filter(state, pod, node);
         }
-        let noms = nominated.nominated_for(node.name());
-        let relevant: Vec<&Arc<PodInfo>> = noms
-            .iter()
-            .filter(|n| n.pod.priority >= pod.pod.priority && !(n.pod.namespace == pod.pod.namespace && n.pod.name == pod.pod.name))
-            .collect();
-        if relevant.is_empty() {
+        self.run_filter_with(state, pod, node, nominated.nominated_for(node.name()))
+    }
+
+    /// As `run_filter_with_nominated`, given the pods nominated to this node
+    /// (for callers that filter one node many times, as preemption does).
+    pub fn run_filter_with(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, noms: &[Arc<PodInfo>]) -> Status {
+        let relevant = |n: &&Arc<PodInfo>| {
+            n.pod.priority >= pod.pod.priority
+                && !(Arc::ptr_eq(&n.pod, &pod.pod) || (n.pod.name == pod.pod.name && n.pod.namespace == pod.pod.namespace))
+        };
+        if !noms.iter().any(|n| relevant(&n)) {
             return self.run_filter(state, pod, node);
         }
-        let mut st = state.clone();
+        let relevant = noms.iter().filter(relevant);
+        // The state needs a copy only if a plugin will update it for the added pods.
+        let mut copy = self.tracks_pod_changes(state).then(|| state.clone());
         let mut ni = node.clone();
         for n in relevant {
             ni.add_pod(n.clone());
-            let s = self.run_add_pod(&mut st, pod, n, &ni);
-            if !s.is_success() {
-                return s;
+            if let Some(st) = copy.as_mut() {
+                let s = self.run_add_pod(st, pod, n, &ni);
+                if !s.is_success() {
+                    return s;
+                }
             }
         }
-        let s = self.run_filter(&st, pod, &ni);
+        let s = self.run_filter(copy.as_ref().unwrap_or(state), pod, &ni);
         if !s.is_success() {
             return s;
         }

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use smallvec::{smallvec, SmallVec};
+
 /// Status codes, in upstream's order and meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Code {
@@ -37,10 +39,15 @@ impl Code {
 
 pub type Reason = Cow<'static, str>;
 
+/// A status' reasons. Almost always one (say, `Insufficient cpu`), kept
+/// inline: a pod that fits nowhere gets a status for every node, and an
+/// allocation per node was a sixth of a failed cycle.
+pub type Reasons = SmallVec<[Reason; 1]>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
-    pub reasons: Vec<Reason>,
+    pub reasons: Reasons,
     /// The plugin that produced a failure; empty on success.
     pub plugin: &'static str,
 }
@@ -53,15 +60,15 @@ impl Default for Status {
 
 impl Status {
     pub const fn success() -> Status {
-        Status { code: Code::Success, reasons: Vec::new(), plugin: "" }
+        Status { code: Code::Success, reasons: SmallVec::new_const(), plugin: "" }
     }
 
     pub fn new(code: Code, reason: impl Into<Reason>) -> Status {
-        Status { code, reasons: vec![reason.into()], plugin: "" }
+        Status { code, reasons: smallvec![reason.into()], plugin: "" }
     }
 
-    pub fn with_reasons(code: Code, reasons: Vec<Reason>) -> Status {
-        Status { code, reasons, plugin: "" }
+    pub fn with_reasons(code: Code, reasons: impl Into<Reasons>) -> Status {
+        Status { code, reasons: reasons.into(), plugin: "" }
     }
 
     pub fn unschedulable(reason: impl Into<Reason>) -> Status {
@@ -77,11 +84,11 @@ impl Status {
     }
 
     pub fn skip() -> Status {
-        Status { code: Code::Skip, reasons: Vec::new(), plugin: "" }
+        Status { code: Code::Skip, reasons: Reasons::new(), plugin: "" }
     }
 
     pub fn code_only(code: Code) -> Status {
-        Status { code, reasons: Vec::new(), plugin: "" }
+        Status { code, reasons: Reasons::new(), plugin: "" }
     }
 
     pub fn with_plugin(mut self, plugin: &'static str) -> Status {

@@ -163,7 +163,9 @@ impl DefaultPreemption {
         if potential.is_empty() {
             return Err(Status::unresolvable(MSG_NO_VICTIMS));
         }
-        let s = fwk.run_filter_with_nominated(state, pod, node, nominated);
+        // One lookup for the node's nominated pods serves every filter run below.
+        let noms = if nominated.is_empty() { &[][..] } else { nominated.nominated_for(node.name()) };
+        let s = fwk.run_filter_with(state, pod, node, noms);
         if !s.is_success() {
             return Err(s);
         }
@@ -177,7 +179,7 @@ impl DefaultPreemption {
             if !s.is_success() {
                 return Err(s);
             }
-            let fits = fwk.run_filter_with_nominated(state, pod, node, nominated).is_success();
+            let fits = fwk.run_filter_with(state, pod, node, noms).is_success();
             if !fits {
                 node.remove_pod(&p.pod);
                 let s = fwk.run_remove_pod(state, pod, p, node);

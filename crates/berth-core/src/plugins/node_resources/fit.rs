@@ -216,8 +216,8 @@ pub fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
 
 /// The reasons the node cannot take the request: `Too many pods`,
 /// `Insufficient <resource>`, in upstream's order.
-pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet<String>, ignored_groups: &HashSet<String>) -> Vec<Reason> {
-    let mut out: Vec<Reason> = Vec::new();
+pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet<String>, ignored_groups: &HashSet<String>) -> Reasons {
+    let mut out = Reasons::new();
     let alloc = node.allocatable();
     if node.pods.len() as i64 + 1 > alloc.allowed_pod_number {
         out.push("Too many pods".into());
