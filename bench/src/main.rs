@@ -22,7 +22,7 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 mod plot;
@@ -55,12 +55,16 @@ struct Args {
     /// Use this API server instead of starting testenv/.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Rewrite results.md and results.png from the results.json already in
+    /// --out, without running anything.
+    #[arg(long)]
+    report_only: bool,
     /// Give up on a run after this many seconds without a new binding.
     #[arg(long, default_value_t = 60)]
     stall_seconds: u64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 struct RunResult {
     workload: String,
     scheduler: String,
@@ -562,6 +566,16 @@ fn markdown(results: &[RunResult]) -> String {
     s
 }
 
+/// results.md and results.png in `out`; returns the Markdown.
+fn write_report(results: &[RunResult], out: &Path) -> Result<String> {
+    let md = markdown(results);
+    std::fs::write(out.join("results.md"), &md)?;
+    if let Err(e) = plot::draw(results, &out.join("results.png")) {
+        eprintln!("warning: no plot: {e}");
+    }
+    Ok(md)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -572,6 +586,13 @@ async fn main() -> Result<()> {
             s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
         }
     };
+    if args.report_only {
+        let saved: Value = serde_json::from_slice(&std::fs::read(args.out.join("results.json")).context("reading results.json")?)?;
+        let results: Vec<RunResult> = serde_json::from_value(saved["runs"].clone()).context("results.json: runs")?;
+        let md = write_report(&results, &args.out)?;
+        println!("{md}");
+        return Ok(());
+    }
     let workloads = list(&args.workloads, &WORKLOADS);
     for w in &workloads {
         if !WORKLOADS.contains(&w.as_str()) {
@@ -642,13 +663,9 @@ async fn main() -> Result<()> {
     }
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out)?;
-    let md = markdown(&results);
     let meta = json!({"nodes": args.nodes, "pods": args.pods, "kubernetes": "v1.34.4", "runs": results});
     std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&meta)?)?;
-    std::fs::write(args.out.join("results.md"), &md)?;
-    if let Err(e) = plot::draw(&results, &args.out.join("results.png")) {
-        eprintln!("warning: no plot: {e}");
-    }
+    let md = write_report(&results, &args.out)?;
     println!("{md}");
     eprintln!("results in {}", args.out.display());
     Ok(())

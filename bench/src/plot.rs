@@ -40,7 +40,8 @@ pub fn draw(results: &[RunResult], path: &Path) -> Result<()> {
         for (col, (title, metric)) in [("pods bound per second", 0), ("p99 create→bound latency (ms)", 1)].into_iter().enumerate() {
             let area = &rows[li * 2 + col];
             let value = |r: &RunResult| if metric == 0 { r.throughput } else { r.p99_ms };
-            let max = results.iter().filter(|r| r.limits == *l).map(value).filter(|v| v.is_finite()).fold(1.0, f64::max) * 1.15;
+            let max = results.iter().filter(|r| r.limits == *l).map(value).filter(|v| v.is_finite()).fold(1.0, f64::max) * 1.45;
+            // The headroom above the tallest bar holds the legend.
             let n = workloads.len() as f64;
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{title}, client limits: {l}"), ("sans-serif", 18))
@@ -77,7 +78,13 @@ pub fn draw(results: &[RunResult], path: &Path) -> Result<()> {
                     .collect();
                 chart.draw_series(bars)?.label(*s).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
             }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw()?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 12))
+                .draw()?;
         }
     }
     root.present()?;
