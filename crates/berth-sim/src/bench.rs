@@ -179,14 +179,15 @@ pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl
     for p in init_pods(w, nodes) {
         engine.add_pod(p, 0);
     }
-    drain(&mut engine, usize::MAX, &mut Vec::new(), &mut |_, _| {});
+    let mut clock = Clock::new();
+    drain(&mut engine, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {});
     let groups = anti_affinity_groups(nodes, pods);
     for i in 0..pods {
-        engine.add_pod(measured_pod(w, i, groups), 0);
+        engine.add_pod(measured_pod(w, i, groups), clock.now());
     }
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
-    let scheduled = drain(&mut engine, pods, &mut lat, &mut progress);
+    let scheduled = drain(&mut engine, &mut clock, pods, &mut lat, &mut progress);
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     BenchReport {
@@ -202,26 +203,56 @@ pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl
     }
 }
 
+/// The engine's clock in the benchmark: real time while it works, as in
+/// `berth run`, so backoff (1 s for a preemptor) expires while other pods
+/// are scheduled, as it would live. When only backing-off pods are left,
+/// the clock jumps to the next expiry instead of waiting for it.
+struct Clock {
+    start: Instant,
+    skipped_ms: i64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock { start: Instant::now(), skipped_ms: 0 }
+    }
+    fn now(&self) -> i64 {
+        self.start.elapsed().as_millis() as i64 + self.skipped_ms
+    }
+    fn skip_to(&mut self, t: i64) {
+        self.skipped_ms += (t - self.now()).max(0);
+    }
+}
+
 /// Schedules until the queue has nothing active; returns how many were bound.
-fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
+fn drain(engine: &mut Engine, clock: &mut Clock, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
     let mut bound = 0;
     let mut attempts = 0usize;
     loop {
         let t0 = Instant::now();
-        let Some(outcome) = engine.schedule_one(0) else { break };
+        let now = clock.now();
+        let Some(outcome) = engine.schedule_one(now) else {
+            match engine.queue.next_backoff_expiry() {
+                Some(t) => {
+                    clock.skip_to(t.max(now + 1));
+                    continue;
+                }
+                None => break,
+            }
+        };
         attempts += 1;
         match outcome {
             Outcome::Assigned(mut a) => {
                 let s = a.run_binding_cycle(&NoopBinder);
                 let key = a.pod().key();
-                if engine.binding_done(*a, s, 0).is_none() {
-                    engine.confirm_binding(&key, 0);
+                if engine.binding_done(*a, s, now).is_none() {
+                    engine.confirm_binding(&key, now);
                     bound += 1;
                 }
             }
             Outcome::Failed(f) => {
                 for v in &f.victims {
-                    engine.delete_pod(&v.pod, 0);
+                    engine.delete_pod(&v.pod, now);
                 }
             }
             Outcome::Skipped(_) | Outcome::Waiting(_) => {}
@@ -229,12 +260,6 @@ fn drain(engine: &mut Engine, total: usize, lat: &mut Vec<f64>, progress: &mut d
         lat.push(t0.elapsed().as_secs_f64() * 1e6);
         if attempts % 256 == 0 {
             progress(bound.min(total), total);
-        }
-        // Preemptors are requeued with backoff; the benchmark's clock does
-        // not advance, so give them their retry right away.
-        if engine.queue.counts().active == 0 && engine.queue.counts().backoff > 0 {
-            let t = engine.queue.next_backoff_expiry().unwrap_or(0);
-            engine.queue.flush(t);
         }
     }
     progress(bound.min(total), total);
