@@ -743,6 +743,24 @@ mod tests {
     }
 
     #[test]
+    fn node_events_requeue_only_the_pods_they_can_help() {
+        use crate::model::TaintEffect::NoSchedule;
+        use crate::queue::Location;
+        let mut e = engine(1);
+        let node = |name: &str| make_node(name).capacity(4000, 8 << 30, 110);
+        e.update_node(node("n1").taint("dedicated", "gpu", NoSchedule).obj(), 0);
+        e.add_pod(make_pod("p").req(100, 0).obj(), 0);
+        assert!(matches!(e.schedule_one(0), Some(Outcome::Failed(_))));
+        assert_eq!(e.queue.location("default/p"), Some(Location::Unschedulable));
+        // Another node the pod cannot tolerate: TaintToleration's hint skips it.
+        e.add_node(node("n2").taint("dedicated", "db", NoSchedule).obj(), 10);
+        assert_eq!(e.queue.location("default/p"), Some(Location::Unschedulable));
+        // The taint goes: now the pod is worth another attempt.
+        e.update_node(node("n2").obj(), 20);
+        assert_ne!(e.queue.location("default/p"), Some(Location::Unschedulable));
+    }
+
+    #[test]
     fn permit_times_out_and_unreserves() {
         let mut e = engine(3);
         e.add_pod(make_pod("lonely").label("gang", "a").req(100, 0).obj(), 0);

@@ -121,4 +121,56 @@ mod tests {
             assert_eq!(got, want, "{:?}", pi.pod.containers.iter().map(|c| &c.image).collect::<Vec<_>>());
         }
     }
+
+    fn scores(snap: &Snapshot, pod: crate::model::Pod) -> (Status, Vec<i64>) {
+        let pi = PodInfo::new(pod);
+        let mut st = CycleState::new();
+        let pre = ImageLocality.pre_score(&mut st, &pi, snap.nodes(), snap);
+        if !pre.is_success() {
+            return (pre, vec![]);
+        }
+        (pre, snap.nodes().iter().map(|n| ImageLocality.score(&st, &pi, n).0).collect())
+    }
+
+    // Upstream's three-node cases (one node without images), images the node
+    // reports under several names, init containers, repeated images.
+    #[test]
+    fn score_with_a_node_without_images() {
+        let mut n1 = make_node("node1").image("gcr.io/2000:latest", 2000 * MB).obj();
+        n1.images.push(crate::model::ContainerImage { names: vec!["gcr.io/40:latest".into(), "gcr.io/40:v1".into()], size_bytes: 40 * MB });
+        n1.images
+            .push(crate::model::ContainerImage { names: vec!["gcr.io/300:latest".into(), "gcr.io/300:v1".into()], size_bytes: 300 * MB });
+        let mut n2 = make_node("node2").image("gcr.io/250:latest", 250 * MB).obj();
+        n2.images.push(crate::model::ContainerImage { names: vec!["gcr.io/10:latest".into(), "gcr.io/10:v1".into()], size_bytes: 10 * MB });
+        let n3 = make_node("node3").obj();
+        let snap = Snapshot::from_node_infos([n1, n2, n3].into_iter().map(|n| NodeInfo::new(Arc::new(n))).collect());
+        let table = vec![
+            // 2000MB on one node of three: 666MB of a 2000MB maximum -> 32; 10MB/3 is under the minimum.
+            ("spread over three nodes", make_pod("p").image("gcr.io/2000").image("gcr.io/10").obj(), [32, 0, 0]),
+            // Init containers count, and a tag the node reports as a second name matches.
+            (
+                "an init container's image",
+                {
+                    let mut p = make_pod("p").image("gcr.io/40").obj();
+                    let mut init = p.containers[0].clone();
+                    init.image = "gcr.io/300:v1".into();
+                    p.init_containers.push(init);
+                    p
+                },
+                [4, 0, 0],
+            ),
+            // Three containers raise the maximum to 3000MB.
+            ("three containers", make_pod("p").image("gcr.io/2000").image("gcr.io/250").image("gcr.io/10:v1").obj(), [21, 2, 0]),
+            // The same image in two containers counts twice.
+            ("a repeated image", make_pod("p").image("gcr.io/2000").image("gcr.io/2000:latest").obj(), [66, 0, 0]),
+        ];
+        for (name, pod, want) in table {
+            let (s, got) = scores(&snap, pod);
+            assert!(s.is_success(), "{name}: {s}");
+            assert_eq!(got, want, "{name}");
+        }
+        // No node has the image (a digest is not given a tag): nothing to score.
+        let (s, _) = scores(&snap, make_pod("p").image("gcr.io/40@sha256:0123").obj());
+        assert!(s.is_skip(), "{s}");
+    }
 }

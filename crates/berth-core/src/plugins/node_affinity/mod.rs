@@ -123,6 +123,23 @@ fn preferred_score(terms: &[PreferredSchedulingTerm], node: &NodeInfo) -> i64 {
     terms.iter().filter(|t| t.weight != 0 && t.preference.matches(node.name(), &node.node.labels)).map(|t| t.weight as i64).sum()
 }
 
+/// Requeue when a node that matches the pod's required affinity (and the
+/// profile's added affinity) appears, or an existing node comes to match, as
+/// upstream `isSchedulableAfterNodeChange`.
+fn node_change_hint(added: Option<NodeSelector>) -> impl Fn(&Pod, &EventObject) -> QueueingHint + Send + Sync + 'static {
+    move |pod, obj| {
+        let EventObject::Node { old, new: Some(new) } = obj else { return QueueingHint::Queue };
+        let matches = |n: &crate::model::Node| {
+            added.as_ref().is_none_or(|a| a.matches(&n.name, &n.labels)) && required_node_affinity_matches(pod, &n.name, &n.labels)
+        };
+        if matches(new) && !old.as_deref().is_some_and(matches) {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
+    }
+}
+
 impl NodeAffinity {
     pub fn plain() -> NodeAffinity {
         NodeAffinity { added_required: None, added_preferred: Vec::new() }
@@ -138,7 +155,10 @@ impl Plugin for NodeAffinity {
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL, "NodeLabelChange")),
+            ClusterEventWithHint::with_hint(
+                ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL, "NodeLabelChange"),
+                node_change_hint(self.added_required.clone()),
+            ),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_OTHER, "PodUpdate")),
         ]
     }
@@ -385,5 +405,44 @@ mod tests {
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [18, 36, 100, 0]);
         // No preferences: PreScore skips.
         assert!(pl.pre_score(&mut CycleState::new(), &make_pod("q").info(), &nodes, &Snapshot::default()).is_skip());
+    }
+
+    // Cases of upstream TestIsSchedulableAfterNodeChange.
+    #[test]
+    fn node_change_requeues_when_a_node_comes_to_match() {
+        let pod = make_pod("p").required_node_affinity(NodeSelector { terms: vec![expr("foo", SelectorOp::In, &["bar"])] }).obj();
+        let node = |labels: &[(&str, &str)]| {
+            let mut n = make_node("n");
+            for (k, v) in labels {
+                n = n.label(k, v);
+            }
+            Arc::new(n.obj())
+        };
+        let plain = node_change_hint(None);
+        let added = node_change_hint(Some(NodeSelector { terms: vec![expr("zone", SelectorOp::In, &["a"])] }));
+        type Hint<'a> = &'a dyn Fn(&Pod, &EventObject) -> QueueingHint;
+        type N = Arc<crate::model::Node>;
+        let table: Vec<(&str, Hint, Option<N>, N, QueueingHint)> = vec![
+            ("an added node that matches", &plain, None, node(&[("foo", "bar")]), QueueingHint::Queue),
+            ("an added node that does not match", &plain, None, node(&[]), QueueingHint::Skip),
+            ("a node updated to match", &plain, Some(node(&[])), node(&[("foo", "bar")]), QueueingHint::Queue),
+            ("a node updated and still not matching", &plain, Some(node(&[])), node(&[("foo", "baz")]), QueueingHint::Skip),
+            (
+                "a node that matched before and after",
+                &plain,
+                Some(node(&[("foo", "bar")])),
+                node(&[("foo", "bar"), ("x", "y")]),
+                QueueingHint::Skip,
+            ),
+            ("the profile's added affinity does not match", &added, None, node(&[("foo", "bar")]), QueueingHint::Skip),
+            ("both the pod's and the added affinity match", &added, None, node(&[("foo", "bar"), ("zone", "a")]), QueueingHint::Queue),
+        ];
+        for (name, hint, old, new, want) in table {
+            assert_eq!(hint(&pod, &EventObject::Node { old, new: Some(new) }), want, "{name}");
+        }
+        // nodeSelector counts as required affinity.
+        let by_selector = make_pod("q").node_selector("disk", "ssd").obj();
+        assert_eq!(plain(&by_selector, &EventObject::Node { old: None, new: Some(node(&[("disk", "ssd")])) }), QueueingHint::Queue);
+        assert_eq!(plain(&by_selector, &EventObject::Node { old: None, new: Some(node(&[("disk", "hdd")])) }), QueueingHint::Skip);
     }
 }

@@ -96,6 +96,43 @@ mod tests {
             (p("0.0.0.0", Protocol::Tcp, 8080), vec![p("127.0.0.1", Protocol::Tcp, 8080)], Code::Unschedulable),
             (p("127.0.0.1", Protocol::Tcp, 8080), vec![p("", Protocol::Tcp, 8080)], Code::Unschedulable),
             (p("0.0.0.0", Protocol::Udp, 8080), vec![p("127.0.0.1", Protocol::Tcp, 8080)], Code::Success),
+            // Pods with several ports (upstream's "second ... port conflict" cases).
+            (
+                make_pod("p").host_port_full("127.0.0.1", Protocol::Udp, 8080).host_port_full("127.0.0.2", Protocol::Udp, 8080).obj(),
+                vec![p("127.0.0.2", Protocol::Udp, 8080)],
+                Code::Unschedulable,
+            ),
+            (
+                make_pod("p").host_port_full("10.0.10.10", Protocol::Tcp, 8001).host_port_full("0.0.0.0", Protocol::Tcp, 8001).obj(),
+                vec![p("10.0.10.10", Protocol::Tcp, 8001)],
+                Code::Unschedulable,
+            ),
+            (
+                make_pod("p").host_port_full("10.0.10.10", Protocol::Tcp, 8001).host_port_full("0.0.0.0", Protocol::Tcp, 8001).obj(),
+                vec![p("127.0.0.1", Protocol::Tcp, 8001)],
+                Code::Unschedulable,
+            ),
+            (
+                make_pod("p").host_port_full("0.0.0.0", Protocol::Tcp, 8001).host_port_full("0.0.0.0", Protocol::Udp, 8001).obj(),
+                vec![p("10.0.10.10", Protocol::Tcp, 8001)],
+                Code::Unschedulable,
+            ),
+            (
+                p("0.0.0.0", Protocol::Udp, 8001),
+                vec![make_pod("y")
+                    .host_port_full("10.0.10.10", Protocol::Tcp, 8001)
+                    .host_port_full("10.0.10.10", Protocol::Udp, 8001)
+                    .obj()],
+                Code::Unschedulable,
+            ),
+            (
+                p("0.0.0.0", Protocol::Sctp, 8001),
+                vec![make_pod("y")
+                    .host_port_full("10.0.10.10", Protocol::Tcp, 8001)
+                    .host_port_full("10.0.10.10", Protocol::Udp, 8001)
+                    .obj()],
+                Code::Success,
+            ),
         ];
         for (i, (pod, existing, code)) in table.into_iter().enumerate() {
             let ni = node_info(make_node("n").obj(), existing);
@@ -108,5 +145,20 @@ mod tests {
                 assert_eq!(s.message(), ERR_REASON);
             }
         }
+    }
+
+    #[test]
+    fn a_deleted_pod_requeues_only_if_it_held_a_wanted_port() {
+        let events = NodePorts.events_to_register();
+        let hint = events.iter().find(|e| e.event.resource == EventResource::AssignedPod).and_then(|e| e.hint.clone()).unwrap();
+        let pod = make_pod("p").host_port_full("", Protocol::Tcp, 8080).obj();
+        let deleted = |ip: &str, proto, port| EventObject::Pod {
+            old: Some(Arc::new(make_pod("x").host_port_full(ip, proto, port).obj())),
+            new: None,
+        };
+        assert_eq!(hint(&pod, &deleted("10.0.0.1", Protocol::Tcp, 8080)), QueueingHint::Queue);
+        assert_eq!(hint(&pod, &deleted("10.0.0.1", Protocol::Tcp, 8081)), QueueingHint::Skip);
+        assert_eq!(hint(&pod, &deleted("10.0.0.1", Protocol::Udp, 8080)), QueueingHint::Skip);
+        assert_eq!(hint(&pod, &EventObject::Pod { old: Some(Arc::new(make_pod("x").obj())), new: None }), QueueingHint::Skip);
     }
 }
