@@ -157,11 +157,60 @@ pub struct CycleRunner {
     pub next_start_node_index: usize,
     pub percentage_of_nodes_to_score: i32,
     rng: Pcg64Mcg,
+    with_nominated: WithNominatedCache,
+}
+
+/// Nodes with the nominated pods that count for a pod already added, kept
+/// across cycles by snapshot index. Filtering a node that carries nominated
+/// pods means filtering a copy with those pods added (upstream
+/// `RunFilterPluginsWithNominatedPods`); when many pods are nominated (a
+/// wave of preemptors) nearly every node needs that copy in every cycle, and
+/// building it touches every pod on the node. Between two cycles few nodes
+/// and few nominations change, so most copies are reused. An entry is valid
+/// while the node's generation (unique to its contents) and the list of
+/// added pods (the same objects, in order) are unchanged; it holds those
+/// pods, so their addresses cannot be reused while it lives.
+#[derive(Default)]
+struct WithNominatedCache {
+    entries: Vec<Option<WithNominated>>,
+}
+
+struct WithNominated {
+    generation: u64,
+    added: Vec<Arc<PodInfo>>,
+    node: Arc<NodeInfo>,
+}
+
+impl WithNominated {
+    fn build(node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> WithNominated {
+        let mut with = node.clone();
+        for n in relevant {
+            with.add_pod((*n).clone());
+        }
+        WithNominated { generation: node.generation, added: relevant.iter().map(|n| (*n).clone()).collect(), node: Arc::new(with) }
+    }
+
+    fn matches(&self, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> bool {
+        self.generation == node.generation
+            && self.added.len() == relevant.len()
+            && self.added.iter().zip(relevant).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl WithNominatedCache {
+    fn get(&self, index: usize, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> Option<&Arc<NodeInfo>> {
+        self.entries.get(index)?.as_ref().filter(|e| e.matches(node, relevant)).map(|e| &e.node)
+    }
 }
 
 impl CycleRunner {
     pub fn new(percentage_of_nodes_to_score: i32, seed: u64) -> CycleRunner {
-        CycleRunner { next_start_node_index: 0, percentage_of_nodes_to_score, rng: Pcg64Mcg::seed_from_u64(seed) }
+        CycleRunner {
+            next_start_node_index: 0,
+            percentage_of_nodes_to_score,
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            with_nominated: WithNominatedCache::default(),
+        }
     }
 
     pub fn next_seed(&mut self) -> u64 {
@@ -279,12 +328,31 @@ impl CycleRunner {
             return Ok(feasible);
         }
 
-        let check = |i: usize| -> (usize, Status) {
+        let noms = NominatedForPod::new(pod, nominated, snapshot);
+        if nominated.is_empty() {
+            self.with_nominated.entries = Vec::new();
+        } else if self.with_nominated.entries.len() != nodes.len() {
+            self.with_nominated.entries = (0..nodes.len()).map(|_| None).collect();
+        }
+        let cache = &self.with_nominated;
+        let check = |i: usize| -> (usize, Status, Option<WithNominated>) {
             // Start loading a node a few steps ahead: nodes are cold in cache.
             crate::cache::node_info::prefetch(&nodes[candidates[(start + i + PREFETCH_AHEAD) % n]]);
             let idx = candidates[(start + i) % n];
-            (idx, fwk.run_filter_with_nominated(state, pod, &nodes[idx], nominated))
+            let node = &nodes[idx];
+            let relevant = noms.for_node(idx);
+            if relevant.is_empty() {
+                return (idx, fwk.run_filter(state, pod, node), None);
+            }
+            match cache.get(idx, node, relevant) {
+                Some(with) => (idx, fwk.run_filter_two_pass(state, pod, node, with, relevant), None),
+                None => {
+                    let built = WithNominated::build(node, relevant);
+                    (idx, fwk.run_filter_two_pass(state, pod, node, &built.node, relevant), Some(built))
+                }
+            }
         };
+        let mut built: Vec<(usize, WithNominated)> = Vec::new();
 
         let mut feasible = Vec::with_capacity(to_find.min(n));
         let mut processed = 0usize;
@@ -298,12 +366,15 @@ impl CycleRunner {
         let mut pos = 0;
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
-            let results: Vec<(usize, Status)> = if end - pos >= PARALLEL_THRESHOLD {
+            let results: Vec<(usize, Status, Option<WithNominated>)> = if end - pos >= PARALLEL_THRESHOLD {
                 (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
             } else {
                 (pos..end).map(check).collect()
             };
-            for (offset, (idx, s)) in results.into_iter().enumerate() {
+            for (offset, (idx, s, fresh)) in results.into_iter().enumerate() {
+                if let Some(f) = fresh {
+                    built.push((idx, f));
+                }
                 if s.is_success() {
                     feasible.push(idx);
                     if feasible.len() >= to_find {
@@ -323,6 +394,9 @@ impl CycleRunner {
                 0 => chunk * 2,
                 found => ((to_find - found) * pos / found * 5 / 4).max(64),
             };
+        }
+        for (idx, f) in built {
+            self.with_nominated.entries[idx] = Some(f);
         }
         self.next_start_node_index = (start + processed) % n;
         Ok(feasible)
@@ -454,5 +528,38 @@ mod tests {
             fit_error_message(3, &multi, "", ""),
             "0/3 nodes are available: 1 Insufficient cpu, 1 Insufficient memory, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
         );
+    }
+
+    /// The copies of nodes with nominated pods added are reused across
+    /// cycles; each change of nominations or of the node must be seen.
+    #[test]
+    fn nominated_pods_count_after_every_change() {
+        use crate::queue::Nominator;
+        use crate::testing::{make_node, make_pod, node_info};
+        let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
+        let fwk = cfg.build_frameworks().unwrap().remove(0);
+        let node = || make_node("n1").capacity(4000, 8 << 30, 110).obj();
+        let snap = |pods: Vec<crate::model::Pod>| Snapshot::from_node_infos(vec![node_info(node(), pods)]);
+        let nominated =
+            |name: &str, prio: i32, cpu: i64| Arc::new(PodInfo::new(make_pod(name).priority(prio).req(cpu, 0).nominated("n1").obj()));
+        let pod = Arc::new(make_pod("b").priority(10).req(2000, 0).info());
+        let mut runner = CycleRunner::new(100, 1);
+        let mut fits =
+            |snapshot: &Snapshot, noms: &Nominator| runner.schedule_pod(&fwk, &mut CycleState::new(), &pod, snapshot, noms).is_ok();
+        let empty = snap(vec![]);
+        let mut noms = Nominator::default();
+        noms.add(nominated("a", 10, 3000), "n1");
+        assert!(!fits(&empty, &noms), "a's 3000m leave too little");
+        assert!(!fits(&empty, &noms), "the same answer from the reused copy");
+        noms.remove("default/a");
+        noms.add(nominated("c", 10, 1000), "n1");
+        assert!(fits(&empty, &noms), "c's 1000m leave room");
+        let busy = snap(vec![make_pod("d").req(2000, 0).node("n1").obj()]);
+        assert!(!fits(&busy, &noms), "a pod bound to the node changes it");
+        noms.remove("default/c");
+        noms.add(nominated("e", 1, 3000), "n1");
+        assert!(fits(&empty, &noms), "a lower-priority nomination does not count");
+        noms.add(nominated("f", 10, 2500), "n1");
+        assert!(!fits(&empty, &noms), "an added nomination counts");
     }
 }

@@ -174,6 +174,30 @@ impl NodeInfo {
         self.generation = next_generation();
     }
 
+    /// A copy with only the pods `keep` accepts (a preemption dry run's node
+    /// without its candidate victims). The node's own fields are shared, and
+    /// the totals are summed from the pods that stay.
+    pub fn with_pods_where(&self, keep: impl Fn(&PodInfo) -> bool) -> NodeInfo {
+        let mut ni = NodeInfo {
+            unschedulable: self.unschedulable,
+            allocatable: self.allocatable.clone(),
+            requested: Resource::default(),
+            non_zero_requested: Resource::default(),
+            pods: Vec::with_capacity(self.pods.len()),
+            taints: self.taints.clone(),
+            used_ports: Vec::new(),
+            node: self.node.clone(),
+            pods_with_affinity: Vec::new(),
+            pods_with_required_anti_affinity: Vec::new(),
+            image_sizes: self.image_sizes.clone(),
+            generation: next_generation(),
+        };
+        for p in self.pods.iter().filter(|p| keep(p)) {
+            ni.add_pod(p.clone());
+        }
+        ni
+    }
+
     /// Removes the pod with this namespace/name; returns whether it was there.
     pub fn remove_pod(&mut self, pod: &crate::model::Pod) -> bool {
         // The same object (preemption dry runs) is found without comparing names.

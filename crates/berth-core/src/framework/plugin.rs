@@ -148,6 +148,12 @@ pub trait NominatedPods: Sync {
     fn is_empty(&self) -> bool {
         false
     }
+    /// How many pods are nominated (a capacity hint).
+    fn len(&self) -> usize {
+        0
+    }
+    /// Every node with nominated pods, and those pods.
+    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_>;
 }
 
 /// No nominations: for tests and tools.
@@ -159,6 +165,54 @@ impl NominatedPods for NoNominations {
     }
     fn is_empty(&self) -> bool {
         true
+    }
+    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_> {
+        Box::new(std::iter::empty())
+    }
+}
+
+/// The nominated pods one pod must respect, by snapshot node index: those of
+/// equal or higher priority, other than the pod itself. Upstream picks them
+/// out on every node it filters; a cycle that filters thousands of nodes
+/// (a preemptor) does it once here and then looks nodes up by index.
+#[derive(Default)]
+pub struct NominatedForPod<'a> {
+    /// Node index -> range in `pods`; empty when nothing relevant is nominated there.
+    ranges: Vec<(u32, u32)>,
+    pods: Vec<&'a Arc<PodInfo>>,
+}
+
+impl<'a> NominatedForPod<'a> {
+    pub fn new(pod: &PodInfo, nominated: &'a dyn NominatedPods, snapshot: &Snapshot) -> NominatedForPod<'a> {
+        let mut out = NominatedForPod::default();
+        if nominated.is_empty() {
+            return out;
+        }
+        out.pods.reserve(nominated.len());
+        for (node, noms) in nominated.nodes() {
+            let Some(index) = snapshot.index_of(node) else { continue };
+            let start = out.pods.len();
+            out.pods.extend(noms.iter().filter(|n| n.counts_as_nominated_for(pod)));
+            if out.pods.len() > start {
+                if out.ranges.is_empty() {
+                    out.ranges = vec![(0, 0); snapshot.num_nodes()];
+                }
+                out.ranges[index] = (start as u32, out.pods.len() as u32);
+            }
+        }
+        out
+    }
+
+    /// The relevant pods nominated to the node at `index` of the snapshot.
+    pub fn for_node(&self, index: usize) -> &[&'a Arc<PodInfo>] {
+        match self.ranges.get(index) {
+            Some(&(a, b)) => &self.pods[a as usize..b as usize],
+            None => &[],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
     }
 }
 

@@ -236,33 +236,44 @@ impl Framework {
         if nominated.is_empty() {
             return self.run_filter(state, pod, node);
         }
-        self.run_filter_with(state, pod, node, nominated.nominated_for(node.name()))
+        let relevant: Vec<&Arc<PodInfo>> = nominated.nominated_for(node.name()).iter().filter(|n| n.counts_as_nominated_for(pod)).collect();
+        self.run_filter_with(state, pod, node, &relevant)
     }
 
-    /// As `run_filter_with_nominated`, given the pods nominated to this node
-    /// (for callers that filter one node many times, as preemption does).
-    pub fn run_filter_with(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, noms: &[Arc<PodInfo>]) -> Status {
-        let relevant = |n: &&Arc<PodInfo>| {
-            n.pod.priority >= pod.pod.priority
-                && !(Arc::ptr_eq(&n.pod, &pod.pod) || (n.pod.name == pod.pod.name && n.pod.namespace == pod.pod.namespace))
-        };
-        if !noms.iter().any(|n| relevant(&n)) {
+    /// As `run_filter_with_nominated`, given the nominated pods that count
+    /// for this pod on this node (see `NominatedForPod`).
+    pub fn run_filter_with(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> Status {
+        if relevant.is_empty() {
             return self.run_filter(state, pod, node);
         }
-        let relevant = noms.iter().filter(relevant);
-        // The state needs a copy only if a plugin will update it for the added pods.
-        let mut copy = self.tracks_pod_changes(state).then(|| state.clone());
-        let mut ni = node.clone();
+        let mut with = node.clone();
         for n in relevant {
-            ni.add_pod(n.clone());
-            if let Some(st) = copy.as_mut() {
-                let s = self.run_add_pod(st, pod, n, &ni);
+            with.add_pod((*n).clone());
+        }
+        self.run_filter_two_pass(state, pod, node, &with, relevant)
+    }
+
+    /// The two passes of `run_filter_with`, given the node with the
+    /// relevant nominated pods already added (`with`). The state needs a copy
+    /// only if a plugin will update it for the added pods.
+    pub fn run_filter_two_pass(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        with: &NodeInfo,
+        relevant: &[&Arc<PodInfo>],
+    ) -> Status {
+        let mut copy = self.tracks_pod_changes(state).then(|| state.clone());
+        if let Some(st) = copy.as_mut() {
+            for n in relevant {
+                let s = self.run_add_pod(st, pod, n, with);
                 if !s.is_success() {
                     return s;
                 }
             }
         }
-        let s = self.run_filter(copy.as_ref().unwrap_or(state), pod, &ni);
+        let s = self.run_filter(copy.as_ref().unwrap_or(state), pod, with);
         if !s.is_success() {
             return s;
         }

@@ -72,6 +72,16 @@ pub struct PodInfo {
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
     /// Container ports with a host port, from containers and init containers.
     pub host_ports: Vec<ContainerPort>,
+    /// Hash of namespace and name, for cheap identity checks.
+    pub key_hash: u64,
+}
+
+fn key_hash(namespace: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    namespace.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
 }
 
 fn weighted(owner: &Pod, terms: &[WeightedPodAffinityTerm]) -> Vec<WeightedAffinityTerm> {
@@ -107,8 +117,21 @@ impl PodInfo {
             preferred_affinity_terms,
             preferred_anti_affinity_terms,
             host_ports,
+            key_hash: key_hash(&pod.namespace, &pod.name),
             pod,
         }
+    }
+
+    /// Whether this pod, nominated to a node, must be counted there when
+    /// filtering `pod`: it has equal or higher priority and is another pod.
+    pub fn counts_as_nominated_for(&self, pod: &PodInfo) -> bool {
+        self.pod.priority >= pod.pod.priority && !self.same_pod(pod)
+    }
+
+    /// Same namespace and name (the hash settles almost every comparison).
+    pub fn same_pod(&self, other: &PodInfo) -> bool {
+        Arc::ptr_eq(&self.pod, &other.pod)
+            || (self.key_hash == other.key_hash && self.pod.name == other.pod.name && self.pod.namespace == other.pod.namespace)
     }
 
     /// This pod as bound to `node`, reusing everything already computed.

@@ -52,4 +52,10 @@ impl NominatedPods for Nominator {
     fn is_empty(&self) -> bool {
         self.node_of.is_empty()
     }
+    fn len(&self) -> usize {
+        self.node_of.len()
+    }
+    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_> {
+        Box::new(self.by_node.iter().map(|(node, pods)| (node.as_str(), pods.as_slice())))
+    }
 }

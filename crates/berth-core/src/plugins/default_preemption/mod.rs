@@ -143,29 +143,34 @@ impl DefaultPreemption {
     /// Upstream `SelectVictimsOnNode`: on a copy of the node, remove every
     /// lower-priority pod, check the pod fits, then add back (reprieve) as
     /// many as possible, PDB-violating ones first, most important first.
+    /// The copy is built from the pods that stay rather than cloned and
+    /// emptied, and the cycle state is copied only if a plugin tracks pod
+    /// additions and removals.
     pub fn select_victims_on_node(
         &self,
         fwk: &Framework,
-        state: &mut CycleState,
+        state: &CycleState,
         pod: &PodInfo,
-        node: &mut NodeInfo,
+        original: &NodeInfo,
         pdbs: &[PodDisruptionBudget],
-        nominated: &dyn NominatedPods,
+        noms: &[&Arc<PodInfo>],
     ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
-        let mut potential: Vec<Arc<PodInfo>> = node.pods.iter().filter(|p| p.pod.priority < pod.pod.priority).cloned().collect();
-        for p in &potential {
-            node.remove_pod(&p.pod);
-            let s = fwk.run_remove_pod(state, pod, p, node);
-            if !s.is_success() {
-                return Err(s);
-            }
-        }
+        let lower = |p: &PodInfo| p.pod.priority < pod.pod.priority;
+        let mut potential: Vec<Arc<PodInfo>> = original.pods.iter().filter(|p| lower(p)).cloned().collect();
         if potential.is_empty() {
             return Err(Status::unresolvable(MSG_NO_VICTIMS));
         }
-        // One lookup for the node's nominated pods serves every filter run below.
-        let noms = if nominated.is_empty() { &[][..] } else { nominated.nominated_for(node.name()) };
-        let s = fwk.run_filter_with(state, pod, node, noms);
+        let mut node = original.with_pods_where(|p| !lower(p));
+        let mut copy = fwk.tracks_pod_changes(state).then(|| state.clone());
+        if let Some(st) = copy.as_mut() {
+            for p in &potential {
+                let s = fwk.run_remove_pod(st, pod, p, &node);
+                if !s.is_success() {
+                    return Err(s);
+                }
+            }
+        }
+        let s = fwk.run_filter_with(copy.as_ref().unwrap_or(state), pod, &node, noms);
         if !s.is_success() {
             return Err(s);
         }
@@ -173,30 +178,34 @@ impl DefaultPreemption {
         let (violating, non_violating) = split_by_pdb_violation(&potential, pdbs);
         let mut victims = Vec::new();
         let mut num_violating = 0;
-        let mut reprieve = |p: &Arc<PodInfo>, state: &mut CycleState, node: &mut NodeInfo| -> Result<bool, Status> {
+        let mut reprieve = |p: &Arc<PodInfo>, copy: &mut Option<CycleState>, node: &mut NodeInfo| -> Result<bool, Status> {
             node.add_pod(p.clone());
-            let s = fwk.run_add_pod(state, pod, p, node);
-            if !s.is_success() {
-                return Err(s);
-            }
-            let fits = fwk.run_filter_with(state, pod, node, noms).is_success();
-            if !fits {
-                node.remove_pod(&p.pod);
-                let s = fwk.run_remove_pod(state, pod, p, node);
+            if let Some(st) = copy.as_mut() {
+                let s = fwk.run_add_pod(st, pod, p, node);
                 if !s.is_success() {
                     return Err(s);
+                }
+            }
+            let fits = fwk.run_filter_with(copy.as_ref().unwrap_or(state), pod, node, noms).is_success();
+            if !fits {
+                node.remove_pod(&p.pod);
+                if let Some(st) = copy.as_mut() {
+                    let s = fwk.run_remove_pod(st, pod, p, node);
+                    if !s.is_success() {
+                        return Err(s);
+                    }
                 }
                 victims.push(p.clone());
             }
             Ok(fits)
         };
         for p in &violating {
-            if !reprieve(p, state, node)? {
+            if !reprieve(p, &mut copy, &mut node)? {
                 num_violating += 1;
             }
         }
         for p in &non_violating {
-            reprieve(p, state, node)?;
+            reprieve(p, &mut copy, &mut node)?;
         }
         if !violating.is_empty() && !non_violating.is_empty() {
             sort_by_importance(&mut victims);
@@ -287,11 +296,10 @@ impl Plugin for DefaultPreemption {
         // Dry runs are independent per node: evaluate a batch in parallel,
         // then consume results in order, so the outcome does not depend on
         // thread timing.
+        let noms = NominatedForPod::new(pod, ctx.nominated, snap);
         let dry_run = |i: usize| {
             let idx = potential[(offset + i) % potential.len()];
-            let mut ni = (*snap.nodes()[idx]).clone();
-            let mut st = state.clone();
-            (idx, self.select_victims_on_node(ctx.framework, &mut st, pod, &mut ni, ctx.pdbs, ctx.nominated))
+            (idx, self.select_victims_on_node(ctx.framework, state, pod, &snap.nodes()[idx], ctx.pdbs, noms.for_node(idx)))
         };
         let batch = want.max(16);
         let mut results: Vec<(usize, VictimsOrStatus)> = Vec::new();
