@@ -356,6 +356,7 @@ impl Engine {
             return Some(Outcome::Skipped(key));
         }
         self.cache.update_snapshot(&mut self.snapshot);
+        self.queue.nominator.sync(&self.snapshot);
         let mut state = CycleState::new();
         let pod = qpi.pod_info.clone();
         let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);

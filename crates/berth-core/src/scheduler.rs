@@ -340,7 +340,7 @@ impl CycleRunner {
             crate::cache::node_info::prefetch(&nodes[candidates[(start + i + PREFETCH_AHEAD) % n]]);
             let idx = candidates[(start + i) % n];
             let node = &nodes[idx];
-            let relevant = noms.for_node(idx);
+            let relevant = &noms.for_node(idx)[..];
             if relevant.is_empty() {
                 return (idx, fwk.run_filter(state, pod, node), None);
             }
@@ -531,35 +531,61 @@ mod tests {
     }
 
     /// The copies of nodes with nominated pods added are reused across
-    /// cycles; each change of nominations or of the node must be seen.
+    /// cycles; each change of nominations or of the node must be seen, both
+    /// through the nominator's by-index view (synced, as the engine does)
+    /// and through name lookups (not synced).
     #[test]
     fn nominated_pods_count_after_every_change() {
         use crate::queue::Nominator;
         use crate::testing::{make_node, make_pod, node_info};
         let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
         let fwk = cfg.build_frameworks().unwrap().remove(0);
-        let node = || make_node("n1").capacity(4000, 8 << 30, 110).obj();
-        let snap = |pods: Vec<crate::model::Pod>| Snapshot::from_node_infos(vec![node_info(node(), pods)]);
+        let node = |name: &str| make_node(name).capacity(4000, 8 << 30, 110).obj();
+        let snap =
+            |pods: Vec<crate::model::Pod>| Snapshot::from_node_infos(vec![node_info(node("n0"), vec![]), node_info(node("n1"), pods)]);
         let nominated =
             |name: &str, prio: i32, cpu: i64| Arc::new(PodInfo::new(make_pod(name).priority(prio).req(cpu, 0).nominated("n1").obj()));
-        let pod = Arc::new(make_pod("b").priority(10).req(2000, 0).info());
-        let mut runner = CycleRunner::new(100, 1);
-        let mut fits =
-            |snapshot: &Snapshot, noms: &Nominator| runner.schedule_pod(&fwk, &mut CycleState::new(), &pod, snapshot, noms).is_ok();
-        let empty = snap(vec![]);
-        let mut noms = Nominator::default();
-        noms.add(nominated("a", 10, 3000), "n1");
-        assert!(!fits(&empty, &noms), "a's 3000m leave too little");
-        assert!(!fits(&empty, &noms), "the same answer from the reused copy");
-        noms.remove("default/a");
-        noms.add(nominated("c", 10, 1000), "n1");
-        assert!(fits(&empty, &noms), "c's 1000m leave room");
-        let busy = snap(vec![make_pod("d").req(2000, 0).node("n1").obj()]);
-        assert!(!fits(&busy, &noms), "a pod bound to the node changes it");
-        noms.remove("default/c");
-        noms.add(nominated("e", 1, 3000), "n1");
-        assert!(fits(&empty, &noms), "a lower-priority nomination does not count");
-        noms.add(nominated("f", 10, 2500), "n1");
-        assert!(!fits(&empty, &noms), "an added nomination counts");
+        // Allowed on n1 only (node affinity to its name), which is index 1.
+        let pod = Arc::new(
+            make_pod("b")
+                .priority(10)
+                .req(2000, 0)
+                .required_node_affinity(crate::model::NodeSelector {
+                    terms: vec![crate::model::NodeSelectorTerm {
+                        match_expressions: vec![],
+                        match_fields: vec![crate::model::Requirement::new("metadata.name", crate::model::SelectorOp::In, &["n1"])],
+                    }],
+                })
+                .info(),
+        );
+        for synced in [false, true] {
+            let mut runner = CycleRunner::new(100, 1);
+            let mut fits = |snapshot: &Snapshot, noms: &mut Nominator| {
+                if synced {
+                    noms.sync(snapshot);
+                }
+                assert_eq!(noms.by_index(snapshot).is_some(), synced);
+                runner.schedule_pod(&fwk, &mut CycleState::new(), &pod, snapshot, noms).is_ok()
+            };
+            let empty = snap(vec![]);
+            let mut noms = Nominator::default();
+            noms.add(nominated("a", 10, 3000), "n1");
+            assert!(!fits(&empty, &mut noms), "a's 3000m leave too little");
+            assert!(!fits(&empty, &mut noms), "the same answer from the reused copy");
+            noms.remove("default/a");
+            noms.add(nominated("c", 10, 1000), "n1");
+            assert!(fits(&empty, &mut noms), "c's 1000m leave room");
+            let busy = snap(vec![make_pod("d").req(2000, 0).node("n1").obj()]);
+            assert!(!fits(&busy, &mut noms), "a pod bound to the node changes it");
+            noms.remove("default/c");
+            noms.add(nominated("e", 1, 3000), "n1");
+            assert!(fits(&empty, &mut noms), "a lower-priority nomination does not count");
+            noms.add(nominated("f", 10, 2500), "n1");
+            assert!(!fits(&empty, &mut noms), "an added nomination counts");
+            // The pod's own nomination never counts against it.
+            noms.remove("default/f");
+            noms.add(Arc::new(PodInfo::new(make_pod("b").priority(10).req(2000, 0).nominated("n1").obj())), "n1");
+            assert!(fits(&empty, &mut noms), "its own nomination");
+        }
     }
 }

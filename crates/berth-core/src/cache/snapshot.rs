@@ -14,6 +14,8 @@ use crate::model::Labels;
 pub struct Snapshot {
     pub(crate) node_infos: Vec<Arc<NodeInfo>>,
     pub(crate) index: rustc_hash::FxHashMap<String, usize>,
+    /// Changes whenever node indices do (nodes added, removed, reordered).
+    pub(crate) layout: u64,
     pub(crate) have_pods_with_affinity: Vec<usize>,
     pub(crate) have_pods_with_required_anti_affinity: Vec<usize>,
     pub(crate) namespaces: Arc<HashMap<String, Labels>>,
@@ -46,6 +48,7 @@ impl Snapshot {
 
     pub(crate) fn reindex(&mut self) {
         self.index = self.node_infos.iter().enumerate().map(|(i, n)| (n.node.name.clone(), i)).collect();
+        self.layout = super::node_info::next_generation();
         self.refresh_affinity_lists();
     }
 
@@ -64,6 +67,11 @@ impl Snapshot {
 
     pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.node_infos
+    }
+
+    /// Equal values mean the same node at every index.
+    pub fn layout(&self) -> u64 {
+        self.layout
     }
 
     pub fn num_nodes(&self) -> usize {

@@ -152,6 +152,10 @@ pub trait NominatedPods: Sync {
     fn len(&self) -> usize {
         0
     }
+    /// The nominated pods by node index of `snap`, if kept in step with it.
+    fn by_index(&self, _snap: &Snapshot) -> Option<&[Vec<Arc<PodInfo>>]> {
+        None
+    }
     /// Every node with nominated pods, and those pods.
     fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_>;
 }
@@ -175,17 +179,26 @@ impl NominatedPods for NoNominations {
 /// equal or higher priority, other than the pod itself. Upstream picks them
 /// out on every node it filters; a cycle that filters thousands of nodes
 /// (a preemptor) does it once here and then looks nodes up by index.
-#[derive(Default)]
 pub struct NominatedForPod<'a> {
-    /// Node index -> range in `pods`; empty when nothing relevant is nominated there.
+    pod: &'a PodInfo,
+    /// The nominator's own by-index view, filtered per node on lookup...
+    view: Option<&'a [Vec<Arc<PodInfo>>]>,
+    /// ...or else, node index -> range in `pods`, filtered here.
     ranges: Vec<(u32, u32)>,
     pods: Vec<&'a Arc<PodInfo>>,
 }
 
+/// The pods `for_node` returns: rarely more than a few.
+pub type NominatedList<'a> = smallvec::SmallVec<[&'a Arc<PodInfo>; 4]>;
+
 impl<'a> NominatedForPod<'a> {
-    pub fn new(pod: &PodInfo, nominated: &'a dyn NominatedPods, snapshot: &Snapshot) -> NominatedForPod<'a> {
-        let mut out = NominatedForPod::default();
+    pub fn new(pod: &'a PodInfo, nominated: &'a dyn NominatedPods, snapshot: &Snapshot) -> NominatedForPod<'a> {
+        let mut out = NominatedForPod { pod, view: None, ranges: Vec::new(), pods: Vec::new() };
         if nominated.is_empty() {
+            return out;
+        }
+        if let Some(view) = nominated.by_index(snapshot) {
+            out.view = Some(view);
             return out;
         }
         out.pods.reserve(nominated.len());
@@ -204,15 +217,14 @@ impl<'a> NominatedForPod<'a> {
     }
 
     /// The relevant pods nominated to the node at `index` of the snapshot.
-    pub fn for_node(&self, index: usize) -> &[&'a Arc<PodInfo>] {
-        match self.ranges.get(index) {
-            Some(&(a, b)) => &self.pods[a as usize..b as usize],
-            None => &[],
+    pub fn for_node(&self, index: usize) -> NominatedList<'a> {
+        if let Some(view) = self.view {
+            return view.get(index).map(|v| v.iter().filter(|n| n.counts_as_nominated_for(self.pod)).collect()).unwrap_or_default();
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
+        match self.ranges.get(index) {
+            Some(&(a, b)) => self.pods[a as usize..b as usize].iter().copied().collect(),
+            None => NominatedList::new(),
+        }
     }
 }
 

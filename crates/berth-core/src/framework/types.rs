@@ -74,6 +74,9 @@ pub struct PodInfo {
     pub host_ports: Vec<ContainerPort>,
     /// Hash of namespace and name, for cheap identity checks.
     pub key_hash: u64,
+    /// `pod.priority`, here so that priority checks over many pods
+    /// (nominations, preemption victims) read one object per pod, not two.
+    pub priority: i32,
 }
 
 fn key_hash(namespace: &str, name: &str) -> u64 {
@@ -118,6 +121,7 @@ impl PodInfo {
             preferred_anti_affinity_terms,
             host_ports,
             key_hash: key_hash(&pod.namespace, &pod.name),
+            priority: pod.priority,
             pod,
         }
     }
@@ -125,7 +129,7 @@ impl PodInfo {
     /// Whether this pod, nominated to a node, must be counted there when
     /// filtering `pod`: it has equal or higher priority and is another pod.
     pub fn counts_as_nominated_for(&self, pod: &PodInfo) -> bool {
-        self.pod.priority >= pod.pod.priority && !self.same_pod(pod)
+        self.priority >= pod.priority && !self.same_pod(pod)
     }
 
     /// Same namespace and name (the hash settles almost every comparison).

@@ -155,7 +155,7 @@ impl DefaultPreemption {
         pdbs: &[PodDisruptionBudget],
         noms: &[&Arc<PodInfo>],
     ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
-        let lower = |p: &PodInfo| p.pod.priority < pod.pod.priority;
+        let lower = |p: &PodInfo| p.priority < pod.priority;
         let mut potential: Vec<Arc<PodInfo>> = original.pods.iter().filter(|p| lower(p)).cloned().collect();
         if potential.is_empty() {
             return Err(Status::unresolvable(MSG_NO_VICTIMS));
@@ -170,7 +170,20 @@ impl DefaultPreemption {
                 }
             }
         }
-        let s = fwk.run_filter_with(copy.as_ref().unwrap_or(state), pod, &node, noms);
+        // The node with the nominated pods added, kept in step with `node`
+        // (rather than copied for every check).
+        let mut with = (!noms.is_empty()).then(|| {
+            let mut w = node.clone();
+            for n in noms {
+                w.add_pod((*n).clone());
+            }
+            w
+        });
+        let filter = |st: &CycleState, node: &NodeInfo, with: &Option<NodeInfo>| match with {
+            Some(w) => fwk.run_filter_two_pass(st, pod, node, w, noms),
+            None => fwk.run_filter(st, pod, node),
+        };
+        let s = filter(copy.as_ref().unwrap_or(state), &node, &with);
         if !s.is_success() {
             return Err(s);
         }
@@ -180,15 +193,21 @@ impl DefaultPreemption {
         let mut num_violating = 0;
         let mut reprieve = |p: &Arc<PodInfo>, copy: &mut Option<CycleState>, node: &mut NodeInfo| -> Result<bool, Status> {
             node.add_pod(p.clone());
+            if let Some(w) = with.as_mut() {
+                w.add_pod(p.clone());
+            }
             if let Some(st) = copy.as_mut() {
                 let s = fwk.run_add_pod(st, pod, p, node);
                 if !s.is_success() {
                     return Err(s);
                 }
             }
-            let fits = fwk.run_filter_with(copy.as_ref().unwrap_or(state), pod, node, noms).is_success();
+            let fits = filter(copy.as_ref().unwrap_or(state), node, &with).is_success();
             if !fits {
                 node.remove_pod(&p.pod);
+                if let Some(w) = with.as_mut() {
+                    w.remove_pod(&p.pod);
+                }
                 if let Some(st) = copy.as_mut() {
                     let s = fwk.run_remove_pod(st, pod, p, node);
                     if !s.is_success() {
@@ -299,7 +318,7 @@ impl Plugin for DefaultPreemption {
         let noms = NominatedForPod::new(pod, ctx.nominated, snap);
         let dry_run = |i: usize| {
             let idx = potential[(offset + i) % potential.len()];
-            (idx, self.select_victims_on_node(ctx.framework, state, pod, &snap.nodes()[idx], ctx.pdbs, noms.for_node(idx)))
+            (idx, self.select_victims_on_node(ctx.framework, state, pod, &snap.nodes()[idx], ctx.pdbs, &noms.for_node(idx)))
         };
         let batch = want.max(16);
         let mut results: Vec<(usize, VictimsOrStatus)> = Vec::new();
