@@ -153,7 +153,7 @@ pub trait NominatedPods: Sync {
         0
     }
     /// The nominated pods by node index of `snap`, if kept in step with it.
-    fn by_index(&self, _snap: &Snapshot) -> Option<&[Vec<Arc<PodInfo>>]> {
+    fn by_index(&self, _snap: &Snapshot) -> Option<&[Vec<Nominated>]> {
         None
     }
     /// Every node with nominated pods, and those pods.
@@ -179,10 +179,30 @@ impl NominatedPods for NoNominations {
 /// equal or higher priority, other than the pod itself. Upstream picks them
 /// out on every node it filters; a cycle that filters thousands of nodes
 /// (a preemptor) does it once here and then looks nodes up by index.
+/// A nominated pod with what the per-node checks read kept inline: the
+/// pod objects themselves are scattered, and a preemptor checks every node.
+#[derive(Clone)]
+pub struct Nominated {
+    pub priority: i32,
+    pub key_hash: u64,
+    pub pod: Arc<PodInfo>,
+}
+
+impl Nominated {
+    pub fn new(pod: &Arc<PodInfo>) -> Nominated {
+        Nominated { priority: pod.priority, key_hash: pod.key_hash, pod: pod.clone() }
+    }
+
+    /// As `PodInfo::counts_as_nominated_for`, reading the pod only when its hash matches.
+    pub fn counts_for(&self, pod: &PodInfo) -> bool {
+        self.priority >= pod.priority && (self.key_hash != pod.key_hash || !self.pod.same_pod(pod))
+    }
+}
+
 pub struct NominatedForPod<'a> {
     pod: &'a PodInfo,
     /// The nominator's own by-index view, filtered per node on lookup...
-    view: Option<&'a [Vec<Arc<PodInfo>>]>,
+    view: Option<&'a [Vec<Nominated>]>,
     /// ...or else, node index -> range in `pods`, filtered here.
     ranges: Vec<(u32, u32)>,
     pods: Vec<&'a Arc<PodInfo>>,
@@ -219,7 +239,7 @@ impl<'a> NominatedForPod<'a> {
     /// The relevant pods nominated to the node at `index` of the snapshot.
     pub fn for_node(&self, index: usize) -> NominatedList<'a> {
         if let Some(view) = self.view {
-            return view.get(index).map(|v| v.iter().filter(|n| n.counts_as_nominated_for(self.pod)).collect()).unwrap_or_default();
+            return view.get(index).map(|v| v.iter().filter(|n| n.counts_for(self.pod)).map(|n| &n.pod).collect()).unwrap_or_default();
         }
         match self.ranges.get(index) {
             Some(&(a, b)) => self.pods[a as usize..b as usize].iter().copied().collect(),

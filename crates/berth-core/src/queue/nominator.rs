@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::cache::Snapshot;
-use crate::framework::{NominatedPods, PodInfo};
+use crate::framework::{Nominated, NominatedPods, PodInfo};
 
 #[derive(Default, Clone)]
 pub struct Nominator {
@@ -15,7 +15,7 @@ pub struct Nominator {
     /// `by_node` by snapshot node index, as of the last `sync`: a preemptor
     /// filters every node, and looking each one up by name was a fifth of
     /// its cycle once most nodes carried a nomination.
-    by_index: Vec<Vec<Arc<PodInfo>>>,
+    by_index: Vec<Vec<Nominated>>,
     /// The snapshot layout `by_index` follows, if synced.
     layout: Option<u64>,
     /// Nodes whose nominations changed since the last `sync`.
@@ -44,7 +44,7 @@ impl Nominator {
             self.by_index = vec![Vec::new(); snap.num_nodes()];
             for (node, pods) in &self.by_node {
                 if let Some(i) = snap.index_of(node) {
-                    self.by_index[i] = pods.clone();
+                    self.by_index[i] = pods.iter().map(Nominated::new).collect();
                 }
             }
             self.touched.clear();
@@ -53,7 +53,7 @@ impl Nominator {
         }
         for node in std::mem::take(&mut self.touched) {
             if let Some(i) = snap.index_of(&node) {
-                self.by_index[i] = self.by_node.get(&node).cloned().unwrap_or_default();
+                self.by_index[i] = self.by_node.get(&node).map(|pods| pods.iter().map(Nominated::new).collect()).unwrap_or_default();
             }
         }
     }
@@ -93,7 +93,7 @@ impl NominatedPods for Nominator {
     fn len(&self) -> usize {
         self.node_of.len()
     }
-    fn by_index(&self, snap: &Snapshot) -> Option<&[Vec<Arc<PodInfo>>]> {
+    fn by_index(&self, snap: &Snapshot) -> Option<&[Vec<Nominated>]> {
         (self.layout == Some(snap.layout()) && self.touched.is_empty() && self.by_index.len() == snap.num_nodes())
             .then_some(self.by_index.as_slice())
     }

@@ -90,11 +90,12 @@ fn more_important(a: &Pod, b: &Pod) -> bool {
     }
 }
 
-fn sort_by_importance(v: &mut [Arc<PodInfo>]) {
+fn sort_by_importance<P: AsRef<PodInfo>>(v: &mut [P]) {
     v.sort_by(|a, b| {
-        if more_important(&a.pod, &b.pod) {
+        let (a, b) = (&a.as_ref().pod, &b.as_ref().pod);
+        if more_important(a, b) {
             std::cmp::Ordering::Less
-        } else if more_important(&b.pod, &a.pod) {
+        } else if more_important(b, a) {
             std::cmp::Ordering::Greater
         } else {
             std::cmp::Ordering::Equal
@@ -103,11 +104,14 @@ fn sort_by_importance(v: &mut [Arc<PodInfo>]) {
 }
 
 /// Splits victims into those whose eviction would exceed a PDB's budget and the rest.
-pub fn split_by_pdb_violation(victims: &[Arc<PodInfo>], pdbs: &[PodDisruptionBudget]) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+pub fn split_by_pdb_violation<P: AsRef<PodInfo> + Clone>(victims: &[P], pdbs: &[PodDisruptionBudget]) -> (Vec<P>, Vec<P>) {
+    if pdbs.is_empty() {
+        return (Vec::new(), victims.to_vec());
+    }
     let mut allowed: Vec<i32> = pdbs.iter().map(|p| p.disruptions_allowed).collect();
     let (mut violating, mut ok) = (Vec::new(), Vec::new());
     for v in victims {
-        let pod = &v.pod;
+        let pod = &v.as_ref().pod;
         let mut violated = false;
         if !pod.labels.is_empty() {
             for (i, pdb) in pdbs.iter().enumerate() {
@@ -156,7 +160,7 @@ impl DefaultPreemption {
         noms: &[&Arc<PodInfo>],
     ) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
         let lower = |p: &PodInfo| p.priority < pod.priority;
-        let mut potential: Vec<Arc<PodInfo>> = original.pods.iter().filter(|p| lower(p)).cloned().collect();
+        let mut potential: Vec<&Arc<PodInfo>> = original.pods.iter().filter(|p| lower(p)).collect();
         if potential.is_empty() {
             return Err(Status::unresolvable(MSG_NO_VICTIMS));
         }
