@@ -40,6 +40,14 @@ impl Nominator {
     /// Brings the by-index view up to date with `snap`: in full when node
     /// indices changed, otherwise only for the nodes touched since.
     pub fn sync(&mut self, snap: &Snapshot) {
+        if self.by_node.is_empty() {
+            // Nothing to lay out (the common case): stay unsynced, so that
+            // nodes coming and going cost nothing here.
+            self.by_index = Vec::new();
+            self.layout = None;
+            self.touched.clear();
+            return;
+        }
         if self.layout != Some(snap.layout()) || self.by_index.len() != snap.num_nodes() {
             self.by_index = vec![Vec::new(); snap.num_nodes()];
             for (node, pods) in &self.by_node {
