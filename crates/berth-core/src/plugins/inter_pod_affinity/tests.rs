@@ -122,6 +122,122 @@ fn filter_table() {
     }
 }
 
+/// More cases in the manner of upstream's TestRequiredAffinitySingleNode and
+/// TestRequiredAffinityMultipleNodes: selector operators, several terms,
+/// affinity with anti-affinity, and existing pods' anti-affinity that does
+/// not apply.
+#[test]
+fn filter_table_more() {
+    use crate::model::{Requirement, SelectorOp};
+    let term = |reqs: Vec<Requirement>, topology_key: &str| PodAffinityTerm {
+        label_selector: LabelSelector { requirements: reqs, nothing: false },
+        topology_key: topology_key.into(),
+        ..Default::default()
+    };
+    let table: Vec<(&str, Pod, Vec<Pod>, [&str; 3])> = vec![
+        (
+            "Exists matches any value",
+            make_pod("p").pod_affinity_term(false, term(vec![Requirement::new("service", SelectorOp::Exists, &[])], "region")).obj(),
+            vec![make_pod("e").label("service", "anything").node("n1").obj()],
+            ["ok", "ok", "affinity"],
+        ),
+        (
+            "NotIn excludes the only candidate and the pod itself",
+            make_pod("p")
+                .label("service", "securityscan")
+                .pod_affinity_term(false, term(vec![Requirement::new("service", SelectorOp::NotIn, &["securityscan", "value2"])], "region"))
+                .obj(),
+            vec![make_pod("e").label("service", "securityscan").node("n1").obj()],
+            ["affinity", "affinity", "affinity"],
+        ),
+        (
+            "In with several values",
+            make_pod("p")
+                .pod_affinity_term(false, term(vec![Requirement::new("service", SelectorOp::In, &["securityscan", "value2"])], "zone"))
+                .obj(),
+            vec![make_pod("e").label("service", "value2").node("n3").obj()],
+            ["affinity", "affinity", "ok"],
+        ),
+        (
+            "every requirement of a selector must match",
+            make_pod("p")
+                .pod_affinity_term(
+                    false,
+                    term(
+                        vec![
+                            Requirement::new("service", SelectorOp::Exists, &[]),
+                            Requirement::new("wrongkey", SelectorOp::DoesNotExist, &[]),
+                        ],
+                        "region",
+                    ),
+                )
+                .obj(),
+            vec![make_pod("e").label("service", "x").label("wrongkey", "y").node("n1").obj()],
+            ["affinity", "affinity", "affinity"],
+        ),
+        (
+            // As upstream: a pod counts for the terms only if it matches them all.
+            "several terms are met only by one pod matching them all",
+            make_pod("p").pod_affinity("app", "web", "region").pod_affinity("tier", "db", "zone").obj(),
+            vec![make_pod("w").label("app", "web").node("n1").obj(), make_pod("d").label("tier", "db").node("n2").obj()],
+            ["affinity", "affinity", "affinity"],
+        ),
+        (
+            "several terms, each topology checked on the node",
+            make_pod("p").pod_affinity("app", "web", "region").pod_affinity("tier", "db", "zone").obj(),
+            vec![make_pod("b").label("app", "web").label("tier", "db").node("n2").obj()],
+            ["affinity", "ok", "affinity"],
+        ),
+        (
+            "affinity to the region, anti-affinity to the host",
+            make_pod("p").pod_affinity("app", "web", "region").pod_anti_affinity("app", "web", HOST).obj(),
+            vec![make_pod("w").label("app", "web").node("n1").obj()],
+            ["anti", "ok", "affinity"],
+        ),
+        (
+            "a self-affine pod must join its group once the group exists",
+            make_pod("p").label("service", "securityscan").pod_affinity("service", "securityscan", "region").obj(),
+            vec![make_pod("e").label("service", "securityscan").node("n3").obj()],
+            ["affinity", "affinity", "ok"],
+        ),
+        (
+            "an existing pod's anti-affinity that does not select the pod",
+            make_pod("p").label("app", "web").obj(),
+            vec![make_pod("e").pod_anti_affinity("app", "db", "region").node("n1").obj()],
+            ["ok", "ok", "ok"],
+        ),
+        (
+            "an existing pod's anti-affinity covers its own namespace only",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").namespace("other").pod_anti_affinity("app", "db", "region").node("n1").obj()],
+            ["ok", "ok", "ok"],
+        ),
+        (
+            "an existing pod's anti-affinity on a key no node has",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").pod_anti_affinity("app", "db", "rack").node("n1").obj()],
+            ["ok", "ok", "ok"],
+        ),
+        (
+            "an existing pod's anti-affinity by region",
+            make_pod("p").label("app", "db").obj(),
+            vec![make_pod("e").pod_anti_affinity("app", "db", "region").node("n1").obj()],
+            ["existing", "existing", "ok"],
+        ),
+        (
+            "the pod's own anti-affinity to itself only counts other pods",
+            make_pod("p").label("app", "db").pod_anti_affinity("app", "db", HOST).obj(),
+            vec![make_pod("e").label("app", "db").node("n2").obj()],
+            ["ok", "anti", "ok"],
+        ),
+    ];
+    for (name, pod, existing, want) in table {
+        let snap = snapshot(nodes(), existing);
+        let r = filter_all(pod, &snap);
+        assert_eq!(verdicts(&r), want, "{name}: {r:?}");
+    }
+}
+
 #[test]
 fn namespace_selector() {
     let term = PodAffinityTerm {
