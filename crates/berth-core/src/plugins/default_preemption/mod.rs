@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::cache::NodeInfo;
 use crate::framework::*;
-use crate::model::{Pod, PodDisruptionBudget, PreemptionPolicy};
+use crate::model::{PodDisruptionBudget, PreemptionPolicy};
 use crate::scheduler::fit_error_message;
 
 pub const NAME: &str = "DefaultPreemption";
@@ -78,28 +78,13 @@ pub struct Candidate {
     pub num_pdb_violations: usize,
 }
 
-/// Higher priority first; for equal priority, the one that started earlier.
-fn more_important(a: &Pod, b: &Pod) -> bool {
-    if a.priority != b.priority {
-        return a.priority > b.priority;
-    }
-    match (a.start_ms, b.start_ms) {
-        (Some(x), Some(y)) => x < y,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
+/// Most important first: higher priority, then (for equal priority) the pod
+/// that started earlier; pods not started yet last. Stable for ties.
 fn sort_by_importance<P: AsRef<PodInfo>>(v: &mut [P]) {
+    let started = |p: &PodInfo| (p.pod.start_ms.is_none(), p.pod.start_ms.unwrap_or(0));
     v.sort_by(|a, b| {
-        let (a, b) = (&a.as_ref().pod, &b.as_ref().pod);
-        if more_important(a, b) {
-            std::cmp::Ordering::Less
-        } else if more_important(b, a) {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
+        let (a, b) = (a.as_ref(), b.as_ref());
+        b.priority.cmp(&a.priority).then_with(|| started(a).cmp(&started(b)))
     });
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use crate::cache::Snapshot;
 use crate::framework::NoNominations;
+use crate::model::Pod;
 use crate::plugins::node_resources::fit;
 use crate::scheduler::{CycleRunner, ScheduleError};
 use crate::testing::{make_node, make_pod, snapshot};
@@ -144,4 +145,30 @@ fn missing_start_time_counts_as_now() {
     let c = |idx: usize, victims: Vec<Arc<PodInfo>>| Candidate { node_index: idx, victims, num_pdb_violations: 0 };
     // A victim that never started is "latest": that node wins.
     assert_eq!(pick_one(&[c(0, vec![v(Some(10))]), c(1, vec![v(None)])]), Some(1));
+}
+
+#[test]
+fn victims_sort_most_important_first() {
+    let pod = |name: &str, prio: i32, start: Option<i64>| {
+        let p = make_pod(name).priority(prio);
+        Arc::new(
+            match start {
+                Some(ms) => p.start(ms),
+                None => p,
+            }
+            .info(),
+        )
+    };
+    let mut v = vec![
+        pod("late", 5, Some(300)),
+        pod("unstarted", 5, None),
+        pod("high", 9, Some(900)),
+        pod("early", 5, Some(100)),
+        pod("low", 1, Some(0)),
+        pod("early-too", 5, Some(100)),
+    ];
+    sort_by_importance(&mut v);
+    let names: Vec<&str> = v.iter().map(|p| p.pod.name.as_str()).collect();
+    // Ties keep their order: the sort is stable (upstream sorts such short lists by insertion, also stable).
+    assert_eq!(names, ["high", "early", "early-too", "late", "unstarted", "low"]);
 }
