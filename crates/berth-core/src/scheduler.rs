@@ -183,11 +183,11 @@ struct WithNominated {
 
 impl WithNominated {
     fn build(node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> WithNominated {
-        let mut with = node.clone();
-        for n in relevant {
-            with.add_pod((*n).clone());
+        WithNominated {
+            generation: node.generation,
+            added: relevant.iter().map(|n| Arc::clone(n)).collect(),
+            node: Arc::new(node.with_added(relevant)),
         }
-        WithNominated { generation: node.generation, added: relevant.iter().map(|n| (*n).clone()).collect(), node: Arc::new(with) }
     }
 
     fn matches(&self, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> bool {

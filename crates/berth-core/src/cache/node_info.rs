@@ -198,6 +198,15 @@ impl NodeInfo {
         ni
     }
 
+    /// A copy with `pods` added (a node with the pods nominated to it).
+    pub fn with_added(&self, pods: &[&Arc<PodInfo>]) -> NodeInfo {
+        let mut ni = self.clone();
+        for p in pods {
+            ni.add_pod(Arc::clone(p));
+        }
+        ni
+    }
+
     /// Removes the pod with this namespace/name; returns whether it was there.
     pub fn remove_pod(&mut self, pod: &crate::model::Pod) -> bool {
         // The same object (preemption dry runs) is found without comparing names.

@@ -148,16 +148,10 @@ pub trait NominatedPods: Sync {
     fn is_empty(&self) -> bool {
         false
     }
-    /// How many pods are nominated (a capacity hint).
-    fn len(&self) -> usize {
-        0
-    }
     /// The nominated pods by node index of `snap`, if kept in step with it.
     fn by_index(&self, _snap: &Snapshot) -> Option<&[Vec<Nominated>]> {
         None
     }
-    /// Every node with nominated pods, and those pods.
-    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_>;
 }
 
 /// No nominations: for tests and tools.
@@ -170,15 +164,8 @@ impl NominatedPods for NoNominations {
     fn is_empty(&self) -> bool {
         true
     }
-    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_> {
-        Box::new(std::iter::empty())
-    }
 }
 
-/// The nominated pods one pod must respect, by snapshot node index: those of
-/// equal or higher priority, other than the pod itself. Upstream picks them
-/// out on every node it filters; a cycle that filters thousands of nodes
-/// (a preemptor) does it once here and then looks nodes up by index.
 /// A nominated pod with what the per-node checks read kept inline: the
 /// pod objects themselves are scattered, and a preemptor checks every node.
 #[derive(Clone)]
@@ -199,41 +186,24 @@ impl Nominated {
     }
 }
 
+/// The nominated pods one pod must respect, by snapshot node index: those of
+/// equal or higher priority, other than the pod itself. A preemptor filters
+/// every node, so the lookup goes through the nominator's by-index view when
+/// it is in step with the snapshot, and by node name otherwise.
 pub struct NominatedForPod<'a> {
     pod: &'a PodInfo,
-    /// The nominator's own by-index view, filtered per node on lookup...
+    nominated: &'a dyn NominatedPods,
+    snapshot: &'a Snapshot,
     view: Option<&'a [Vec<Nominated>]>,
-    /// ...or else, node index -> range in `pods`, filtered here.
-    ranges: Vec<(u32, u32)>,
-    pods: Vec<&'a Arc<PodInfo>>,
 }
 
 /// The pods `for_node` returns: rarely more than a few.
 pub type NominatedList<'a> = smallvec::SmallVec<[&'a Arc<PodInfo>; 4]>;
 
 impl<'a> NominatedForPod<'a> {
-    pub fn new(pod: &'a PodInfo, nominated: &'a dyn NominatedPods, snapshot: &Snapshot) -> NominatedForPod<'a> {
-        let mut out = NominatedForPod { pod, view: None, ranges: Vec::new(), pods: Vec::new() };
-        if nominated.is_empty() {
-            return out;
-        }
-        if let Some(view) = nominated.by_index(snapshot) {
-            out.view = Some(view);
-            return out;
-        }
-        out.pods.reserve(nominated.len());
-        for (node, noms) in nominated.nodes() {
-            let Some(index) = snapshot.index_of(node) else { continue };
-            let start = out.pods.len();
-            out.pods.extend(noms.iter().filter(|n| n.counts_as_nominated_for(pod)));
-            if out.pods.len() > start {
-                if out.ranges.is_empty() {
-                    out.ranges = vec![(0, 0); snapshot.num_nodes()];
-                }
-                out.ranges[index] = (start as u32, out.pods.len() as u32);
-            }
-        }
-        out
+    pub fn new(pod: &'a PodInfo, nominated: &'a dyn NominatedPods, snapshot: &'a Snapshot) -> NominatedForPod<'a> {
+        let view = if nominated.is_empty() { None } else { nominated.by_index(snapshot) };
+        NominatedForPod { pod, nominated, snapshot, view }
     }
 
     /// The relevant pods nominated to the node at `index` of the snapshot.
@@ -241,10 +211,11 @@ impl<'a> NominatedForPod<'a> {
         if let Some(view) = self.view {
             return view.get(index).map(|v| v.iter().filter(|n| n.counts_for(self.pod)).map(|n| &n.pod).collect()).unwrap_or_default();
         }
-        match self.ranges.get(index) {
-            Some(&(a, b)) => self.pods[a as usize..b as usize].iter().copied().collect(),
-            None => NominatedList::new(),
+        if self.nominated.is_empty() {
+            return NominatedList::new();
         }
+        let Some(node) = self.snapshot.nodes().get(index) else { return NominatedList::new() };
+        self.nominated.nominated_for(node.name()).iter().filter(|n| n.counts_as_nominated_for(self.pod)).collect()
     }
 }
 

@@ -237,24 +237,15 @@ impl Framework {
             return self.run_filter(state, pod, node);
         }
         let relevant: Vec<&Arc<PodInfo>> = nominated.nominated_for(node.name()).iter().filter(|n| n.counts_as_nominated_for(pod)).collect();
-        self.run_filter_with(state, pod, node, &relevant)
-    }
-
-    /// As `run_filter_with_nominated`, given the nominated pods that count
-    /// for this pod on this node (see `NominatedForPod`).
-    pub fn run_filter_with(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> Status {
         if relevant.is_empty() {
             return self.run_filter(state, pod, node);
         }
-        let mut with = node.clone();
-        for n in relevant {
-            with.add_pod((*n).clone());
-        }
-        self.run_filter_two_pass(state, pod, node, &with, relevant)
+        self.run_filter_two_pass(state, pod, node, &node.with_added(&relevant), &relevant)
     }
 
-    /// The two passes of `run_filter_with`, given the node with the
-    /// relevant nominated pods already added (`with`). The state needs a copy
+    /// The two passes of `run_filter_with_nominated`, given the nominated
+    /// pods that count for this pod on this node (see `NominatedForPod`) and
+    /// the node with them already added (`with`). The state needs a copy
     /// only if a plugin will update it for the added pods.
     pub fn run_filter_two_pass(
         &self,

@@ -98,14 +98,8 @@ impl NominatedPods for Nominator {
     fn is_empty(&self) -> bool {
         self.node_of.is_empty()
     }
-    fn len(&self) -> usize {
-        self.node_of.len()
-    }
     fn by_index(&self, snap: &Snapshot) -> Option<&[Vec<Nominated>]> {
         (self.layout == Some(snap.layout()) && self.touched.is_empty() && self.by_index.len() == snap.num_nodes())
             .then_some(self.by_index.as_slice())
-    }
-    fn nodes(&self) -> Box<dyn Iterator<Item = (&str, &[Arc<PodInfo>])> + '_> {
-        Box::new(self.by_node.iter().map(|(node, pods)| (node.as_str(), pods.as_slice())))
     }
 }

@@ -161,13 +161,7 @@ impl DefaultPreemption {
         }
         // The node with the nominated pods added, kept in step with `node`
         // (rather than copied for every check).
-        let mut with = (!noms.is_empty()).then(|| {
-            let mut w = node.clone();
-            for n in noms {
-                w.add_pod((*n).clone());
-            }
-            w
-        });
+        let mut with = (!noms.is_empty()).then(|| node.with_added(noms));
         let filter = |st: &CycleState, node: &NodeInfo, with: &Option<NodeInfo>| match with {
             Some(w) => fwk.run_filter_two_pass(st, pod, node, w, noms),
             None => fwk.run_filter(st, pod, node),
