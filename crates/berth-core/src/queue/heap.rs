@@ -1,23 +1,32 @@
 //! An indexed binary heap ordered by a comparator (the QueueSort plugin), with
 //! removal and update by pod key.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::framework::QueuedPodInfo;
 
 type LessFn = Arc<dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync>;
 
-pub struct Heap {
-    items: Vec<(u64, QueuedPodInfo)>,
+/// A pod in the heap: insertion order (for ties) and its key, made once:
+/// a pop moves a pod up to log2(n) times, and each move updates `pos`.
+struct Entry {
     seq: u64,
-    pos: HashMap<String, usize>,
+    key: String,
+    q: QueuedPodInfo,
+}
+
+pub struct Heap {
+    items: Vec<Entry>,
+    seq: u64,
+    pos: FxHashMap<String, usize>,
     less: LessFn,
 }
 
 impl Heap {
     pub fn new(less: LessFn) -> Heap {
-        Heap { items: Vec::new(), seq: 0, pos: HashMap::new(), less }
+        Heap { items: Vec::new(), seq: 0, pos: FxHashMap::default(), less }
     }
 
     pub fn len(&self) -> usize {
@@ -29,27 +38,26 @@ impl Heap {
     }
 
     pub fn peek(&self) -> Option<&QueuedPodInfo> {
-        self.items.first().map(|(_, q)| q)
+        self.items.first().map(|e| &e.q)
     }
 
     /// QueueSort order; pods the plugin considers equal keep insertion order.
     fn before(&self, a: usize, b: usize) -> bool {
-        let (sa, qa) = &self.items[a];
-        let (sb, qb) = &self.items[b];
-        (self.less)(qa, qb) || (!(self.less)(qb, qa) && sa < sb)
+        let (a, b) = (&self.items[a], &self.items[b]);
+        (self.less)(&a.q, &b.q) || (!(self.less)(&b.q, &a.q) && a.seq < b.seq)
     }
 
     pub fn push(&mut self, q: QueuedPodInfo) {
         let key = q.key();
         if let Some(&i) = self.pos.get(&key) {
-            self.items[i].1 = q;
+            self.items[i].q = q;
             self.fix(i);
             return;
         }
         self.seq += 1;
-        self.items.push((self.seq, q));
-        let i = self.items.len() - 1;
-        self.pos.insert(key, i);
+        let i = self.items.len();
+        self.pos.insert(key.clone(), i);
+        self.items.push(Entry { seq: self.seq, key, q });
         self.up(i);
     }
 
@@ -67,20 +75,20 @@ impl Heap {
 
     pub fn update(&mut self, key: &str, f: impl FnOnce(&mut QueuedPodInfo)) {
         if let Some(&i) = self.pos.get(key) {
-            f(&mut self.items[i].1);
+            f(&mut self.items[i].q);
             self.fix(i);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &QueuedPodInfo> {
-        self.items.iter().map(|(_, q)| q)
+        self.items.iter().map(|e| &e.q)
     }
 
     fn remove_at(&mut self, i: usize) -> QueuedPodInfo {
         let last = self.items.len() - 1;
         self.swap(i, last);
-        let (_, q) = self.items.pop().expect("non-empty");
-        self.pos.remove(&q.key());
+        let Entry { key, q, .. } = self.items.pop().expect("non-empty");
+        self.pos.remove(&key);
         if i < self.items.len() {
             self.fix(i);
         }
@@ -92,8 +100,11 @@ impl Heap {
             return;
         }
         self.items.swap(a, b);
-        self.pos.insert(self.items[a].1.key(), a);
-        self.pos.insert(self.items[b].1.key(), b);
+        for i in [a, b] {
+            if let Some(p) = self.pos.get_mut(&self.items[i].key) {
+                *p = i;
+            }
+        }
     }
 
     fn fix(&mut self, i: usize) {

@@ -166,7 +166,7 @@ impl Fit {
                     let util = if requested[i] > allocatable[i] {
                         MAX_UTILIZATION
                     } else {
-                        ((requested[i] as i128 * MAX_UTILIZATION as i128) / allocatable[i] as i128) as i64
+                        scaled_ratio(requested[i], MAX_UTILIZATION, allocatable[i])
                     };
                     let s = broken_linear(&self.shape, util);
                     if s > 0 {
@@ -184,11 +184,21 @@ impl Fit {
     }
 }
 
+/// `value * scale / divisor` without overflow, for 0 <= value <= divisor and
+/// a small positive `scale`: in 64 bits when the product fits (always, for
+/// real clusters), else in 128.
+fn scaled_ratio(value: i64, scale: i64, divisor: i64) -> i64 {
+    match value.checked_mul(scale) {
+        Some(p) => p / divisor,
+        None => ((value as i128 * scale as i128) / divisor as i128) as i64,
+    }
+}
+
 pub fn least_requested_score(requested: i64, capacity: i64) -> i64 {
     if capacity == 0 || requested > capacity {
         return 0;
     }
-    (((capacity - requested) as i128 * MAX_NODE_SCORE as i128) / capacity as i128) as i64
+    scaled_ratio(capacity - requested, MAX_NODE_SCORE, capacity)
 }
 
 pub fn most_requested_score(requested: i64, capacity: i64) -> i64 {
@@ -196,7 +206,7 @@ pub fn most_requested_score(requested: i64, capacity: i64) -> i64 {
         return 0;
     }
     let requested = requested.min(capacity);
-    ((requested as i128 * MAX_NODE_SCORE as i128) / capacity as i128) as i64
+    scaled_ratio(requested, MAX_NODE_SCORE, capacity)
 }
 
 /// Piecewise-linear interpolation over (utilization, score) points.
@@ -255,6 +265,9 @@ pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet
 impl Plugin for Fit {
     fn name(&self) -> &'static str {
         NAME
+    }
+    fn filter_is_node_local(&self) -> bool {
+        true
     }
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]

@@ -185,3 +185,14 @@ fn balanced_allocation() {
     assert_eq!(balanced_score(&[5], &[4]), 100);
     assert!(balanced_allocation::new(Some(&serde_json::json!({"resources": [{"name": "cpu", "weight": 2}]}))).is_err());
 }
+
+#[test]
+fn scores_of_huge_quantities_do_not_overflow() {
+    let exact = |num: i64, den: i64| ((num as i128 * 100) / den as i128) as i64;
+    for (requested, capacity) in [(0, i64::MAX), (i64::MAX / 3, i64::MAX), (i64::MAX - 1, i64::MAX), (1, 3), (5 * GI, 32 * GI)] {
+        assert_eq!(fit::least_requested_score(requested, capacity), exact(capacity - requested, capacity), "{requested}/{capacity}");
+        assert_eq!(fit::most_requested_score(requested, capacity), exact(requested, capacity), "{requested}/{capacity}");
+    }
+    assert_eq!(fit::least_requested_score(i64::MAX, 1), 0);
+    assert_eq!(fit::most_requested_score(i64::MAX, 1), 100);
+}
