@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::{ConvertError, PriorityClasses};
 
 /// The objects a cluster description holds, converted.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Cluster {
     pub nodes: Vec<model::Node>,
     /// In file order.

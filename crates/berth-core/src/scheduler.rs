@@ -157,50 +157,20 @@ pub struct CycleRunner {
     pub next_start_node_index: usize,
     pub percentage_of_nodes_to_score: i32,
     rng: Pcg64Mcg,
-    with_nominated: WithNominatedCache,
-}
-
-/// Nodes with the nominated pods that count for a pod already added, kept
-/// across cycles by snapshot index. Filtering a node that carries nominated
-/// pods means filtering a copy with those pods added (upstream
-/// `RunFilterPluginsWithNominatedPods`); when many pods are nominated (a
-/// wave of preemptors) nearly every node needs that copy in every cycle, and
-/// building it touches every pod on the node. Between two cycles few nodes
-/// and few nominations change, so most copies are reused. An entry is valid
-/// while the node's generation (unique to its contents) and the list of
-/// added pods (the same objects, in order) are unchanged; it holds those
-/// pods, so their addresses cannot be reused while it lives.
-#[derive(Default)]
-struct WithNominatedCache {
-    entries: Vec<Option<WithNominated>>,
-}
-
-struct WithNominated {
-    generation: u64,
-    added: Vec<Arc<PodInfo>>,
-    node: Arc<NodeInfo>,
-}
-
-impl WithNominated {
-    fn build(node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> WithNominated {
-        WithNominated {
-            generation: node.generation,
-            added: relevant.iter().map(|n| Arc::clone(n)).collect(),
-            node: Arc::new(node.with_added(relevant)),
-        }
-    }
-
-    fn matches(&self, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> bool {
-        self.generation == node.generation
-            && self.added.len() == relevant.len()
-            && self.added.iter().zip(relevant).all(|(a, b)| Arc::ptr_eq(a, b))
-    }
-}
-
-impl WithNominatedCache {
-    fn get(&self, index: usize, node: &NodeInfo, relevant: &[&Arc<PodInfo>]) -> Option<&Arc<NodeInfo>> {
-        self.entries.get(index)?.as_ref().filter(|e| e.matches(node, relevant)).map(|e| &e.node)
-    }
+    /// Nodes with the nominated pods that count for a pod already added,
+    /// kept across cycles. Filtering a node that carries nominated pods means
+    /// filtering a copy with those pods added (upstream
+    /// `RunFilterPluginsWithNominatedPods`); when many pods are nominated (a
+    /// wave of preemptors) nearly every node needs that copy in every cycle,
+    /// and building it touches every pod on the node. Between two cycles few
+    /// nodes and few nominations change, so most copies are reused.
+    with_nominated: NodeMemo<Arc<NodeInfo>>,
+    /// Filter verdicts of the last pod, for the next if it has the same
+    /// filter inputs (`NodeMemo::begin`).
+    verdicts: NodeMemo<Status>,
+    /// Whether cycles may reuse results from earlier cycles (`NodeMemo`);
+    /// off only to check that reuse changes no decision.
+    pub memoize: bool,
 }
 
 impl CycleRunner {
@@ -209,7 +179,9 @@ impl CycleRunner {
             next_start_node_index: 0,
             percentage_of_nodes_to_score,
             rng: Pcg64Mcg::seed_from_u64(seed),
-            with_nominated: WithNominatedCache::default(),
+            with_nominated: NodeMemo::default(),
+            verdicts: NodeMemo::default(),
+            memoize: true,
         }
     }
 
@@ -330,29 +302,40 @@ impl CycleRunner {
 
         let noms = NominatedForPod::new(pod, nominated, snapshot);
         if nominated.is_empty() {
-            self.with_nominated.entries = Vec::new();
-        } else if self.with_nominated.entries.len() != nodes.len() {
-            self.with_nominated.entries = (0..nodes.len()).map(|_| None).collect();
+            self.with_nominated.clear();
+        } else {
+            self.with_nominated.resize(nodes.len());
         }
-        let cache = &self.with_nominated;
-        let check = |i: usize| -> (usize, Status, Option<WithNominated>) {
+        let memoize = self.memoize && self.verdicts.begin(fwk, state, pod, nodes.len());
+        let (cache, verdicts) = (&self.with_nominated, &self.verdicts);
+        // A node's status, a copy of it with nominated pods added if one was
+        // built, and the version to keep the status under if it was computed.
+        type Checked = (usize, Status, Option<(NodeVersion, Arc<NodeInfo>)>, Option<NodeVersion>);
+        let check = |i: usize| -> Checked {
             // Start loading a node a few steps ahead: nodes are cold in cache.
             crate::cache::node_info::prefetch(&nodes[candidates[(start + i + PREFETCH_AHEAD) % n]]);
             let idx = candidates[(start + i) % n];
             let node = &nodes[idx];
             let relevant = &noms.for_node(idx)[..];
-            if relevant.is_empty() {
-                return (idx, fwk.run_filter(state, pod, node), None);
-            }
-            match cache.get(idx, node, relevant) {
-                Some(with) => (idx, fwk.run_filter_two_pass(state, pod, node, with, relevant), None),
-                None => {
-                    let built = WithNominated::build(node, relevant);
-                    (idx, fwk.run_filter_two_pass(state, pod, node, &built.node, relevant), Some(built))
+            if memoize {
+                if let Some(s) = verdicts.get(idx, node, relevant) {
+                    return (idx, s.clone(), None, None);
                 }
             }
+            let (s, built) = if relevant.is_empty() {
+                (fwk.run_filter(state, pod, node), None)
+            } else if let Some(with) = cache.get(idx, node, relevant) {
+                (fwk.run_filter_two_pass(state, pod, node, with, relevant), None)
+            } else {
+                let with = Arc::new(node.with_added(relevant));
+                let s = fwk.run_filter_two_pass(state, pod, node, &with, relevant);
+                (s, Some((NodeVersion::of(node, relevant), with)))
+            };
+            let version = (memoize && (s.is_success() || s.is_rejected())).then(|| NodeVersion::of(node, relevant));
+            (idx, s, built, version)
         };
-        let mut built: Vec<(usize, WithNominated)> = Vec::new();
+        let mut built: Vec<(usize, NodeVersion, Arc<NodeInfo>)> = Vec::new();
+        let mut computed: Vec<(usize, NodeVersion, Status)> = Vec::new();
 
         let mut feasible = Vec::with_capacity(to_find.min(n));
         let mut processed = 0usize;
@@ -366,14 +349,17 @@ impl CycleRunner {
         let mut pos = 0;
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
-            let results: Vec<(usize, Status, Option<WithNominated>)> = if end - pos >= PARALLEL_THRESHOLD {
+            let results: Vec<Checked> = if end - pos >= PARALLEL_THRESHOLD {
                 (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
             } else {
                 (pos..end).map(check).collect()
             };
-            for (offset, (idx, s, fresh)) in results.into_iter().enumerate() {
-                if let Some(f) = fresh {
-                    built.push((idx, f));
+            for (offset, (idx, s, fresh, version)) in results.into_iter().enumerate() {
+                if let Some((v, with)) = fresh {
+                    built.push((idx, v, with));
+                }
+                if let Some(v) = version {
+                    computed.push((idx, v, s.clone()));
                 }
                 if s.is_success() {
                     feasible.push(idx);
@@ -395,8 +381,11 @@ impl CycleRunner {
                 found => ((to_find - found) * pos / found * 5 / 4).max(64),
             };
         }
-        for (idx, f) in built {
-            self.with_nominated.entries[idx] = Some(f);
+        for (idx, v, with) in built {
+            self.with_nominated.put(idx, v, with);
+        }
+        for (idx, v, s) in computed {
+            self.verdicts.put(idx, v, s);
         }
         self.next_start_node_index = (start + processed) % n;
         Ok(feasible)
@@ -452,7 +441,7 @@ impl CycleRunner {
         if fwk.post_filter.is_empty() {
             return None;
         }
-        let ctx = PostFilterContext { framework: fwk, snapshot, pdbs, nominated, seed: self.next_seed() };
+        let ctx = PostFilterContext { framework: fwk, snapshot, pdbs, nominated, seed: self.next_seed(), memoize: self.memoize };
         // As upstream: run until one succeeds; rejections' reasons accumulate
         // (joined with ", ") and the first meaningful result wins.
         let mut reasons: Vec<String> = Vec::new();

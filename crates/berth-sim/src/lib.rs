@@ -26,6 +26,9 @@ pub struct SimOptions {
     pub seed: u64,
     pub explain: bool,
     pub config: KubeSchedulerConfiguration,
+    /// Reuse per-node results between pods of the same spec (on by default,
+    /// as in `berth run`); off only to show that reuse changes nothing.
+    pub memoize: bool,
 }
 
 impl Default for SimOptions {
@@ -34,6 +37,7 @@ impl Default for SimOptions {
             seed: 0,
             explain: false,
             config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
+            memoize: true,
         }
     }
 }
@@ -200,6 +204,7 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
             adopt_all_pods: true,
         },
     );
+    engine.runner.memoize = opts.memoize;
     let mut now: i64 = 0;
     let node_count = cluster.nodes.len();
     for ns in &cluster.namespaces {

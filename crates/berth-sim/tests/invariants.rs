@@ -185,3 +185,101 @@ fn random_clusters_keep_invariants() {
     }
     assert!(failures.is_empty(), "{} of 300 random clusters broke an invariant:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Pending pods in runs of one spec (a Deployment's replicas, a wave of
+/// preemptors) over partly full nodes, where runs of equal pods let the
+/// scheduler reuse per-node results between cycles.
+fn replica_cluster(seed: u64) -> Cluster {
+    let mut r = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let mut c = Cluster::default();
+    let nodes = 4 + r.below(20) as usize;
+    for i in 0..nodes {
+        let mut n = make_node(&format!("n{i}"))
+            .capacity(1000 * (1 + r.below(4) as i64), (1 + r.below(4) as i64) << 30, 3 + r.below(8) as i64)
+            .label("topology.kubernetes.io/zone", &format!("z{}", r.below(3)));
+        if r.chance(15) {
+            n = n.taint("dedicated", "x", TaintEffect::NoSchedule);
+        }
+        if r.chance(5) {
+            n = n.unschedulable();
+        }
+        c.nodes.push(n.obj());
+    }
+    // Low-priority pods already running, some under a PDB.
+    for i in 0..r.below(3 * nodes as u64) {
+        let p = make_pod(&format!("low{i}"))
+            .label("app", if r.chance(50) { "guarded" } else { "free" })
+            .priority(r.below(2) as i32)
+            .start(r.below(100) as i64)
+            .req(250 * (1 + r.below(4) as i64), (r.below(3) as i64) << 28)
+            .node(&format!("n{}", r.below(nodes as u64)));
+        c.pods.push(p.obj());
+    }
+    if r.chance(50) {
+        c.pdbs.push(PodDisruptionBudget {
+            namespace: "default".into(),
+            name: "guard".into(),
+            selector: LabelSelector::from_match_labels([("app", "guarded")]),
+            disruptions_allowed: r.below(3) as i32,
+            disrupted_pods: Vec::new(),
+        });
+    }
+    let mut created = 0i64;
+    for run in 0..2 + r.below(4) {
+        let mut t = make_pod("template")
+            .label("app", &format!("run{run}"))
+            .priority(r.below(3) as i32 * 10)
+            .req(250 * (1 + r.below(6) as i64), (r.below(3) as i64) << 28);
+        if r.chance(25) {
+            t = t.tolerate("dedicated", "x", TaintEffect::NoSchedule);
+        }
+        if r.chance(25) {
+            t = t.node_affinity_in("topology.kubernetes.io/zone", &["z0", "z2"]);
+        }
+        if r.chance(20) {
+            t = t.host_port(8080);
+        }
+        // Checks that depend on other nodes' pods: reuse must stay off.
+        let topology = if r.chance(50) { "kubernetes.io/hostname" } else { "topology.kubernetes.io/zone" };
+        if r.chance(15) {
+            t = t.pod_anti_affinity("app", &format!("run{run}"), topology);
+        }
+        if r.chance(15) {
+            let selector = LabelSelector::from_match_labels([("app", format!("run{run}").as_str())]);
+            t = t.spread(1, "topology.kubernetes.io/zone", UnsatisfiableConstraintAction::DoNotSchedule, selector);
+        }
+        if r.chance(10) {
+            t = t.preemption_never();
+        }
+        let template = t.obj();
+        for i in 0..2 + r.below(12) {
+            let mut p = template.clone();
+            p.name = format!("run{run}-{i}");
+            p.uid = p.name.clone();
+            p.creation_ms = 1000 + created;
+            created += 1;
+            c.pods.push(p);
+        }
+    }
+    c
+}
+
+#[test]
+fn reusing_results_between_equal_pods_changes_nothing() {
+    let mut failures = Vec::new();
+    let mut waves = 0;
+    for seed in 1..=300u64 {
+        let c = replica_cluster(seed);
+        let fresh = SimOptions { seed, explain: true, memoize: false, ..Default::default() };
+        let plain = simulate(c.clone(), &fresh).expect("simulate");
+        let memo = simulate(c, &SimOptions { memoize: true, ..fresh }).expect("simulate");
+        if memo.pods != plain.pods {
+            let first = memo.pods.iter().zip(&plain.pods).find(|(a, b)| a != b);
+            failures.push(format!("seed {seed}: first difference {first:#?}"));
+        }
+        waves += usize::from(plain.summary.preemptions > 1);
+    }
+    assert!(failures.is_empty(), "{} of 300 clusters decided differently with reuse:\n{}", failures.len(), failures.join("\n"));
+    // The clusters must exercise preemption waves, not just placement.
+    assert!(waves > 30, "only {waves} clusters had more than one preemption");
+}

@@ -59,8 +59,15 @@ fn run(dir: &Path) -> Result<(), String> {
     };
     let cluster = berth_convert::manifests::load(&[("cluster.yaml".into(), read("cluster.yaml").map_err(|e| e.to_string())?)])
         .map_err(|e| e.to_string())?;
-    let result = simulate(cluster, &SimOptions { seed: expect.seed, explain: false, config }).map_err(|e| e.to_string())?;
+    let fresh = SimOptions { seed: expect.seed, explain: true, config, memoize: false };
+    let plain = simulate(cluster.clone(), &fresh).map_err(|e| e.to_string())?;
+    let result = simulate(cluster, &SimOptions { memoize: true, ..fresh }).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();
+    // Results kept from cycle to cycle must not change a single decision,
+    // message or explanation.
+    if result.pods != plain.pods {
+        errors.push("reusing per-node results between pods changed the outcome".to_string());
+    }
     let keys: Vec<String> = result.pods.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
     for e in &expect.pods {
         let Some(got) = result.pods.iter().find(|p| format!("{}/{}", p.namespace, p.name) == e.pod) else {

@@ -163,7 +163,7 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
             "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget and Namespace"
         );
     }
-    let result = berth_sim::simulate(cluster, &SimOptions { seed, explain, config: cfg })?;
+    let result = berth_sim::simulate(cluster, &SimOptions { seed, explain, config: cfg, memoize: true })?;
     let elapsed = start.elapsed().as_secs_f64();
     let text = match format {
         OutputFormat::Json => output::json(&result, elapsed, load_secs),

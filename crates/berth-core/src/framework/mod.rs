@@ -4,6 +4,7 @@
 pub mod cycle_state;
 pub mod events;
 pub mod helper;
+pub mod memo;
 pub mod plugin;
 pub mod runtime;
 pub mod status;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
+pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;
 pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
 pub use status::{Code, Reason, Reasons, Status};

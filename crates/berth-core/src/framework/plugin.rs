@@ -227,6 +227,9 @@ pub struct PostFilterContext<'a> {
     pub nominated: &'a dyn NominatedPods,
     /// Seed for sampling candidates; reproducible in the simulator.
     pub seed: u64,
+    /// Whether the plugin may reuse per-node results of earlier cycles
+    /// (`NodeMemo`).
+    pub memoize: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -276,6 +279,15 @@ pub trait Plugin: Send + Sync + 'static {
 
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         Status::success()
+    }
+
+    /// Whether this plugin's Filter verdict (and its PreFilter's) depends on
+    /// nothing but the node and the pod fields `Pod::same_filter_inputs`
+    /// compares: no other node, no other pod, no clock. A node's verdict can
+    /// then be kept for the next pod that is the same in those fields while
+    /// the node is unchanged. The default, false, is always safe.
+    fn filter_is_node_local(&self) -> bool {
+        false
     }
 
     fn post_filter(

@@ -55,8 +55,34 @@ pub struct ScoreMatrix {
     pub totals: Vec<i64>,
 }
 
+/// A number no other `Framework` value has had, so that what is kept for
+/// one profile (`NodeMemo`) is never used with another. A clone gets a new
+/// one: its plugin lists may be changed after.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameworkId(u64);
+
+impl Default for FrameworkId {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        FrameworkId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl FrameworkId {
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Clone for FrameworkId {
+    fn clone(&self) -> Self {
+        FrameworkId::default()
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Framework {
+    pub id: FrameworkId,
     pub profile_name: String,
     pub queue_sort: Option<Arc<dyn Plugin>>,
     pub pre_enqueue: Vec<Arc<dyn Plugin>>,
@@ -195,6 +221,16 @@ impl Framework {
             }
         }
         Status::success()
+    }
+
+    /// Whether every Filter plugin that runs for this pod is node-local
+    /// (`Plugin::filter_is_node_local`), so that a node's verdict for the
+    /// pod holds for any pod with the same filter inputs.
+    pub fn filters_are_node_local(&self, state: &CycleState) -> bool {
+        self.filter
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.filter_is_node_local() || is_skipped(i, state.skip_filter_mask, &state.skip_filter, p.name()))
     }
 
     /// Whether some PreFilter plugin, not skipped for this pod, keeps state

@@ -44,12 +44,26 @@ pub type Reason = Cow<'static, str>;
 /// allocation per node was a sixth of a failed cycle.
 pub type Reasons = SmallVec<[Reason; 1]>;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
     pub reasons: Reasons,
     /// The plugin that produced a failure; empty on success.
     pub plugin: &'static str,
+}
+
+/// By hand, for the common shapes: statuses kept across cycles are copied
+/// once per node per cycle, and SmallVec's general clone was a twentieth of
+/// a cycle.
+impl Clone for Status {
+    fn clone(&self) -> Self {
+        let reasons = match &self.reasons[..] {
+            [] => Reasons::new(),
+            [Cow::Borrowed(r)] => smallvec::smallvec![Cow::Borrowed(*r)],
+            _ => self.reasons.clone(),
+        };
+        Status { code: self.code, reasons, plugin: self.plugin }
+    }
 }
 
 impl Default for Status {

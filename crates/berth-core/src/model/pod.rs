@@ -249,6 +249,27 @@ impl Pod {
         *self != o
     }
 
+    /// Whether `other` is the same as this pod in everything a node-local
+    /// Filter plugin and a preemption dry run read (see
+    /// `Plugin::filter_is_node_local`): the spec that decides where a pod fits
+    /// and whom it may preempt. Identity, labels, times and status do not
+    /// count: replicas of a Deployment or a Job compare equal.
+    pub fn same_filter_inputs(&self, other: &Pod) -> bool {
+        self.priority == other.priority
+            && self.preemption_policy == other.preemption_policy
+            && self.scheduler_name == other.scheduler_name
+            && self.node_name == other.node_name
+            && self.node_selector == other.node_selector
+            && self.affinity == other.affinity
+            && self.tolerations == other.tolerations
+            && self.containers == other.containers
+            && self.init_containers == other.init_containers
+            && self.overhead == other.overhead
+            && self.pod_level_requests == other.pod_level_requests
+            && self.topology_spread_constraints == other.topology_spread_constraints
+            && self.scheduling_gates == other.scheduling_gates
+    }
+
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }

@@ -48,6 +48,16 @@ impl Default for Args {
 
 pub struct DefaultPreemption {
     args: Args,
+    /// Dry-run results of the last preemptor, for the next if it has the
+    /// same filter inputs and the PDBs are the same: a wave of identical
+    /// preemptors then dry-runs only the nodes that changed.
+    memo: std::sync::Mutex<DryRunMemo>,
+}
+
+#[derive(Default)]
+struct DryRunMemo {
+    pdbs: Vec<PodDisruptionBudget>,
+    results: NodeMemo<VictimsOrStatus>,
 }
 
 pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
@@ -64,7 +74,7 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     if a.min_candidate_nodes_percentage == 0 && a.min_candidate_nodes_absolute == 0 {
         return Err("minCandidateNodesPercentage and minCandidateNodesAbsolute cannot both be zero".into());
     }
-    Ok(Arc::new(DefaultPreemption { args: a }))
+    Ok(Arc::new(DefaultPreemption { args: a, memo: Default::default() }))
 }
 
 /// Victims and their PDB violations, or why the node cannot host the pod.
@@ -299,24 +309,52 @@ impl Plugin for DefaultPreemption {
         // then consume results in order, so the outcome does not depend on
         // thread timing.
         let noms = NominatedForPod::new(pod, ctx.nominated, snap);
-        let dry_run = |i: usize| {
+        // A poisoned lock only means a panic elsewhere left the memo half
+        // written: start it afresh.
+        let mut memo = self.memo.lock().unwrap_or_else(|e| {
+            let mut m = e.into_inner();
+            *m = DryRunMemo::default();
+            m
+        });
+        if memo.pdbs[..] != ctx.pdbs[..] {
+            memo.results.clear();
+            memo.pdbs = ctx.pdbs.to_vec();
+        }
+        let memoize = ctx.memoize && memo.results.begin(ctx.framework, state, pod, snap.num_nodes());
+        // A node's result, and the version to keep it under if it was computed.
+        let dry_run = |results: &NodeMemo<VictimsOrStatus>, i: usize| -> (usize, VictimsOrStatus, Option<NodeVersion>) {
             let idx = potential[(offset + i) % potential.len()];
-            (idx, self.select_victims_on_node(ctx.framework, state, pod, &snap.nodes()[idx], ctx.pdbs, &noms.for_node(idx)))
+            let node = &snap.nodes()[idx];
+            let relevant = noms.for_node(idx);
+            if memoize {
+                if let Some(r) = results.get(idx, node, &relevant) {
+                    return (idx, r.clone(), None);
+                }
+            }
+            let r = self.select_victims_on_node(ctx.framework, state, pod, node, ctx.pdbs, &relevant);
+            (idx, r, memoize.then(|| NodeVersion::of(node, &relevant)))
         };
         let batch = want.max(16);
-        let mut results: Vec<(usize, VictimsOrStatus)> = Vec::new();
+        let mut results: Vec<(usize, VictimsOrStatus, Option<NodeVersion>)> = Vec::new();
         let mut next = 0;
         let mut done = false;
         while !done && next < potential.len() {
             let end = (next + batch).min(potential.len());
             results.clear();
+            let m = &memo.results;
             if end - next >= 64 {
-                results.par_extend((next..end).into_par_iter().with_min_len(8).map(dry_run));
+                results.par_extend((next..end).into_par_iter().with_min_len(8).map(|i| dry_run(m, i)));
             } else {
-                results.extend((next..end).map(dry_run));
+                results.extend((next..end).map(|i| dry_run(m, i)));
             }
             next = end;
-            for (idx, r) in results.drain(..) {
+            for (idx, r, version) in results.drain(..) {
+                if let Some(v) = version {
+                    memo.results.put(idx, v, r.clone());
+                }
+                if done {
+                    continue;
+                }
                 match r {
                     Ok((victims, n)) if !victims.is_empty() => {
                         let c = Candidate { node_index: idx, victims, num_pdb_violations: n };
@@ -327,7 +365,6 @@ impl Plugin for DefaultPreemption {
                         }
                         if !non_violating.is_empty() && non_violating.len() + violating.len() >= want {
                             done = true;
-                            break;
                         }
                     }
                     Ok(_) => node_statuses
@@ -337,6 +374,7 @@ impl Plugin for DefaultPreemption {
                 }
             }
         }
+        drop(memo);
         let mut candidates = non_violating;
         candidates.append(&mut violating);
         if candidates.is_empty() {

@@ -150,6 +150,9 @@ impl Plugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn filter_is_node_local(&self) -> bool {
+        true
+    }
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }

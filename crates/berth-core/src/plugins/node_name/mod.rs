@@ -18,6 +18,9 @@ impl Plugin for NodeName {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn filter_is_node_local(&self) -> bool {
+        true
+    }
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::Filter]
     }

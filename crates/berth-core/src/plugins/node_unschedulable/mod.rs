@@ -33,6 +33,9 @@ impl Plugin for NodeUnschedulable {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn filter_is_node_local(&self) -> bool {
+        true
+    }
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::Filter]
     }

@@ -43,6 +43,9 @@ impl Plugin for TaintToleration {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn filter_is_node_local(&self) -> bool {
+        true
+    }
     fn extension_points(&self) -> &'static [ExtensionPoint] {
         &[ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
