@@ -18,7 +18,10 @@ pub struct Cluster {
     pub pods: Vec<model::Pod>,
     pub pdbs: Vec<model::PodDisruptionBudget>,
     pub namespaces: Vec<model::Namespace>,
-    /// Kinds we skipped, with how many of each, for one warning line each.
+    /// Objects of other kinds, as read, with their file: plugins may read
+    /// some kinds (`Handle::objects`); the rest are reported as skipped.
+    pub objects: Vec<(String, serde_json::Value)>,
+    /// Kinds nothing can read (no apiVersion), with how many of each.
     pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
@@ -39,6 +42,7 @@ pub struct RawObjects {
     pub pdbs: Vec<(String, policy::PodDisruptionBudget)>,
     pub classes: Vec<scheduling::PriorityClass>,
     pub namespaces: Vec<core::Namespace>,
+    pub others: Vec<(String, serde_json::Value)>,
     pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
@@ -111,6 +115,7 @@ impl RawObjects {
         self.pdbs.extend(other.pdbs);
         self.classes.extend(other.classes);
         self.namespaces.extend(other.namespaces);
+        self.others.extend(other.others);
         for (k, n) in other.skipped {
             *self.skipped.entry(k).or_default() += n;
         }
@@ -129,13 +134,17 @@ impl RawObjects {
         let what = format!("{kind} {ns}{name}");
         let bad = |e: serde_json::Error| parse_err(file, format!("{what}: {e}"));
         match kind.as_str() {
-            "List" | "NodeList" | "PodList" | "PriorityClassList" | "PodDisruptionBudgetList" | "NamespaceList" => {
+            k if k.ends_with("List") && v.get("items").is_some_and(|i| i.is_array()) => {
+                let api_version = v.get("apiVersion").cloned();
                 if let Some(serde_json::Value::Array(items)) = v.get("items").cloned() {
                     for mut item in items {
-                        // Typed lists omit kind on items.
-                        if item.get("kind").is_none() && kind != "List" {
+                        // Typed lists (`NodeList`, `PodGroupList`) omit kind and apiVersion on items.
+                        if kind != "List" {
                             if let Some(obj) = item.as_object_mut() {
-                                obj.insert("kind".into(), serde_json::Value::String(kind.trim_end_matches("List").to_string()));
+                                obj.entry("kind").or_insert_with(|| serde_json::Value::String(kind.trim_end_matches("List").to_string()));
+                                if let Some(av) = &api_version {
+                                    obj.entry("apiVersion").or_insert_with(|| av.clone());
+                                }
                             }
                         }
                         self.add_value(file, item)?;
@@ -148,6 +157,9 @@ impl RawObjects {
             "PriorityClass" => self.classes.push(serde_json::from_value(v).map_err(bad)?),
             "Namespace" => self.namespaces.push(serde_json::from_value(v).map_err(bad)?),
             "" => return Err(parse_err(file, format!("object {name:?} has no kind"))),
+            _ if v.get("apiVersion").and_then(|a| a.as_str()).is_some_and(|a| !a.is_empty()) => {
+                self.others.push((file.to_string(), v));
+            }
             other => *self.skipped.entry(other.to_string()).or_default() += 1,
         }
         Ok(())
@@ -159,7 +171,7 @@ impl RawObjects {
         for c in &self.classes {
             classes.add(c);
         }
-        let mut out = Cluster { skipped: self.skipped, ..Default::default() };
+        let mut out = Cluster { skipped: self.skipped, objects: self.others, ..Default::default() };
         for (file, n) in &self.nodes {
             out.nodes.push(crate::node(n).map_err(|source| LoadError::Convert { file: file.clone(), source })?);
         }

@@ -10,7 +10,10 @@
 //! Reserve → Permit) → binding, done by the caller.
 
 pub mod cache;
+/// Derives which extension points a plugin implements: put it on `impl Plugin for ...`.
+pub use berth_macros::plugin;
 pub mod config;
+pub mod driver;
 pub mod engine;
 pub mod framework;
 pub mod model;

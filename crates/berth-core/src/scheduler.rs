@@ -140,7 +140,7 @@ impl ScheduleError {
 }
 
 /// A successful cycle's choice, with what `--explain` shows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ScheduleResult {
     pub node: String,
     pub evaluated_nodes: usize,
@@ -442,28 +442,8 @@ impl CycleRunner {
             return None;
         }
         let ctx = PostFilterContext { framework: fwk, snapshot, pdbs, nominated, seed: self.next_seed(), memoize: self.memoize };
-        // As upstream: run until one succeeds; rejections' reasons accumulate
-        // (joined with ", ") and the first meaningful result wins.
-        let mut reasons: Vec<String> = Vec::new();
-        let mut result: Option<PostFilterResult> = None;
-        for p in &fwk.post_filter {
-            let (r, s) = p.post_filter(&ctx, state, pod, &fit.diagnosis.node_to_status);
-            if s.is_success() {
-                fit.diagnosis.post_filter_msg = s.message();
-                return r;
-            }
-            if !s.is_rejected() {
-                fit.diagnosis.post_filter_msg = s.message();
-                return r;
-            }
-            if !s.message().is_empty() {
-                reasons.push(s.message());
-            }
-            if result.is_none() {
-                result = r;
-            }
-        }
-        fit.diagnosis.post_filter_msg = reasons.join(", ");
+        let (result, msg) = fwk.run_post_filter(&ctx, state, pod, &fit.diagnosis.node_to_status);
+        fit.diagnosis.post_filter_msg = msg;
         result
     }
 }

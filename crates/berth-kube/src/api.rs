@@ -23,50 +23,36 @@ fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
 }
 
 /// Executes one action; the caller has taken its rate-limit token (an
-/// eviction's second call takes its own). For `Bind`, the result is what
-/// the controller needs back; other actions are best effort (a failure is
-/// logged, as upstream does).
+/// eviction's second call takes its own). Actions are best effort (a
+/// failure is logged, as upstream does); an eviction's result goes back to
+/// the engine.
 pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> Result<(), kube::Error> {
     match action {
-        ApiAction::Bind { namespace, name, uid, node, .. } => {
-            let binding = Binding {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(namespace.clone()),
-                    uid: Some(uid.clone()).filter(|u| !u.is_empty()),
-                    ..Default::default()
-                },
-                target: ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Node".into()),
-                    name: Some(node.clone()),
-                    ..Default::default()
-                },
-            };
-            pods(c, namespace).create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await?;
-        }
-        ApiAction::Event { namespace, name, uid, by, warning, reason, action, note, event_name } => {
+        ApiAction::Event { record, event_name } => {
             let now = Timestamp::now();
+            let r = &record.regarding;
+            let namespace = crate::controller::event_namespace(&r.namespace);
+            let by = &record.reporting_controller;
             let event = Event {
                 metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
                 event_time: Some(MicroTime(now)),
-                type_: Some(if *warning { "Warning" } else { "Normal" }.into()),
-                reason: Some(reason.clone()),
-                action: Some(action.clone()),
-                note: Some(truncate_note(note)),
+                type_: Some(record.event_type.as_str().into()),
+                reason: Some(record.reason.clone()),
+                action: Some(record.action.clone()),
+                note: Some(truncate_note(&record.note)),
                 reporting_controller: Some(by.clone()),
                 reporting_instance: Some(format!("{by}-{}", reporter.instance)),
                 regarding: Some(ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    namespace: Some(namespace.clone()),
-                    name: Some(name.clone()),
-                    uid: Some(uid.clone()).filter(|u| !u.is_empty()),
+                    api_version: Some(r.api_version.clone()),
+                    kind: Some(r.kind.clone()),
+                    namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
+                    name: Some(r.name.clone()),
+                    uid: Some(r.uid.clone()).filter(|u| !u.is_empty()),
                     ..Default::default()
                 }),
                 ..Default::default()
             };
-            Api::<Event>::namespaced(c.client.clone(), namespace).create(&PostParams::default(), &event).await?;
+            Api::<Event>::namespaced(c.client.clone(), &namespace).create(&PostParams::default(), &event).await?;
         }
         ApiAction::EventSeries { namespace, event_name, count, last_observed_ms } => {
             let observed = Timestamp::from_millisecond(*last_observed_ms).unwrap_or_else(|_| Timestamp::now());
@@ -124,6 +110,44 @@ pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> 
         }
     }
     Ok(())
+}
+
+/// Writes `pods/binding` with the pod's UID as a precondition: what
+/// DefaultBinder does through the runtime's `Binder`.
+pub async fn bind(c: &ApiClient, pod: &berth_core::model::Pod, node: &str) -> Result<(), kube::Error> {
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            uid: Some(pod.uid.clone()).filter(|u| !u.is_empty()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+    };
+    pods(c, &pod.namespace).create_subresource::<_, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding).await?;
+    Ok(())
+}
+
+/// The runtime's `Binder` for binding cycles, which run on worker threads
+/// of the async runtime's blocking pool: each binding waits for a token of
+/// the client's QPS bucket, then calls the API.
+pub struct ApiBinder {
+    pub client: ApiClient,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl berth_core::framework::Binder for ApiBinder {
+    fn bind(&self, pod: &berth_core::model::Pod, node: &str) -> Result<(), String> {
+        self.runtime.block_on(async {
+            self.client.throttle().await;
+            bind(&self.client, pod, node).await.map_err(|e| format!("binding rejected: {e}"))
+        })
+    }
 }
 
 fn gone<T>(r: &Result<T, kube::Error>) -> bool {

@@ -93,18 +93,20 @@ impl PendingCalls {
                 let abs = self.append(a);
                 self.nominate.insert(key, abs);
             }
-            ApiAction::Bind { ref namespace, ref name, .. } => {
-                if let Some(abs) = self.status.remove(&pod_key(namespace, name)) {
-                    if let Some(slot) = self.slot(abs) {
-                        if slot.take().is_some() {
-                            self.live -= 1;
-                        }
-                    }
-                }
-                self.append(a);
-            }
             ApiAction::Evict { .. } => {
                 self.append(a);
+            }
+        }
+    }
+
+    /// A pod's binding cycle starts: a pending "unschedulable" write for it
+    /// is stale now (it would even be wrong once the pod is bound).
+    pub fn binding_started(&mut self, namespace: &str, name: &str) {
+        if let Some(abs) = self.status.remove(&pod_key(namespace, name)) {
+            if let Some(slot) = self.slot(abs) {
+                if slot.take().is_some() {
+                    self.live -= 1;
+                }
             }
         }
     }
@@ -150,8 +152,8 @@ mod tests {
         }
     }
 
-    fn bind(name: &str) -> ApiAction {
-        ApiAction::Bind { id: 1, namespace: "ns".into(), name: name.into(), uid: String::new(), node: "n1".into() }
+    fn nominate(name: &str) -> ApiAction {
+        ApiAction::Nominate { namespace: "ns".into(), name: name.into(), node: Some("n1".into()) }
     }
 
     fn drain(q: &mut PendingCalls) -> Vec<ApiAction> {
@@ -175,10 +177,11 @@ mod tests {
     fn binding_drops_the_pending_unschedulable_write() {
         let mut q = PendingCalls::default();
         q.push(unschedulable("a", "no room", None));
-        q.push(bind("b"));
-        q.push(bind("a"));
-        assert_eq!(q.calls(), 2);
-        assert_eq!(drain(&mut q), vec![bind("b"), bind("a")]);
+        q.push(nominate("b"));
+        q.binding_started("ns", "b");
+        q.binding_started("ns", "a");
+        assert_eq!(q.calls(), 1);
+        assert_eq!(drain(&mut q), vec![nominate("b")]);
         assert_eq!(q.calls(), 0);
     }
 

@@ -1,36 +1,24 @@
-//! The live scheduler's logic, without I/O: cluster changes go in, the API
-//! calls to make come out as `ApiAction`s, and their results come back in.
-//! The network layer (watchers, the binding subresource, events, status
-//! patches) only moves data between the API server and this type, so the
-//! decisions, and the messages users read, are tested with plain structs.
+//! The live scheduler's side of the driver, without I/O: the driver's
+//! effects become API calls (`ApiAction`s) and binding cycles to run, and
+//! their results come back in. The network layer (watchers, binding
+//! workers, events, status patches) only moves data between the API server
+//! and this type, so the decisions, and the messages users read, are tested
+//! with plain structs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use berth_core::engine::{Assignment, Engine, Failure, Outcome};
-use berth_core::framework::Status;
-use berth_core::model::Pod;
+use berth_core::driver::{Binding, Driver, Effect};
+use berth_core::engine::Engine;
+use berth_core::framework::{EventRecord, Status};
 
 use crate::metrics::Metrics;
 
 /// An API call the network layer should make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiAction {
-    /// POST pods/binding. Report the result with `Controller::binding_result`.
-    Bind { id: u64, namespace: String, name: String, uid: String, node: String },
-    /// Create the events.k8s.io/v1 Event `event_name` about a pod, reported by profile `by`.
-    Event {
-        namespace: String,
-        name: String,
-        uid: String,
-        by: String,
-        warning: bool,
-        reason: String,
-        action: String,
-        note: String,
-        event_name: String,
-    },
+    /// Create the events.k8s.io/v1 Event `event_name`.
+    Event { record: EventRecord, event_name: String },
     /// The same event happened again: merge-patch its `series`.
     EventSeries { namespace: String, event_name: String, count: u32, last_observed_ms: i64 },
     /// Patch `PodScheduled=False` with this reason and message (status
@@ -44,12 +32,24 @@ pub enum ApiAction {
     Evict { namespace: String, name: String, uid: String, preemptor_uid: String, by: String, node: String },
 }
 
+/// What a step asks of the network layer.
+#[derive(Default)]
+pub struct Work {
+    /// API calls, in order.
+    pub actions: Vec<ApiAction>,
+    /// Binding cycles to run off the scheduling thread; each comes back
+    /// through `Controller::binding_finished`.
+    pub bindings: Vec<Binding>,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.bindings.is_empty()
+    }
+}
+
 pub struct Controller {
-    pub engine: Engine,
-    metrics: Arc<Metrics>,
-    next_id: u64,
-    /// Bindings in flight: id -> (assignment, when its cycle started).
-    in_flight: HashMap<u64, (Box<Assignment>, Instant)>,
+    driver: Driver,
     events: EventSeriesCache,
 }
 
@@ -89,29 +89,16 @@ const SERIES_REFRESH_MS: i64 = 30 * 60 * 1000;
 const SWEEP_EVERY_MS: i64 = 10 * 1000;
 
 impl EventSeriesCache {
-    /// An event about `pod`, reported by the profile of `by` (the pod
-    /// scheduled, or the preemptor for its victims), as each upstream profile
-    /// has its recorder. Pushes the API call it needs, if any.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        pod: &Pod,
-        by: &Pod,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-        now_ms: i64,
-        out: &mut Vec<ApiAction>,
-    ) {
+    /// An event to write; pushes the API call it needs, if any.
+    fn record(&mut self, record: EventRecord, now_ms: i64, out: &mut Vec<ApiAction>) {
         let key = EventKey {
-            uid: pod.uid.clone(),
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            by: by.scheduler_name.clone(),
-            reason: reason.into(),
-            action: action.into(),
-            note,
+            uid: record.regarding.uid.clone(),
+            namespace: record.regarding.namespace.clone(),
+            name: record.regarding.name.clone(),
+            by: record.reporting_controller.clone(),
+            reason: record.reason.clone(),
+            action: record.action.clone(),
+            note: record.note.clone(),
         };
         if let Some(s) = self.seen.get_mut(&key) {
             s.count += 1;
@@ -120,7 +107,7 @@ impl EventSeriesCache {
                 s.written_count = 2;
                 s.written_ms = now_ms;
                 out.push(ApiAction::EventSeries {
-                    namespace: key.namespace,
+                    namespace: event_namespace(&key.namespace),
                     event_name: s.event_name.clone(),
                     count: 2,
                     last_observed_ms: now_ms,
@@ -131,18 +118,8 @@ impl EventSeriesCache {
         // Upstream names events `<object>.<unix nanos in hex>`; the sequence
         // keeps names unique within one millisecond.
         self.seq += 1;
-        let event_name = format!("{}.{:x}", pod.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
-        out.push(ApiAction::Event {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: key.uid.clone(),
-            by: key.by.clone(),
-            warning,
-            reason: key.reason.clone(),
-            action: key.action.clone(),
-            note: key.note.clone(),
-            event_name: event_name.clone(),
-        });
+        let event_name = format!("{}.{:x}", record.regarding.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
+        out.push(ApiAction::Event { record, event_name: event_name.clone() });
         self.seen.insert(key, Seen { event_name, count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
     }
 
@@ -159,7 +136,7 @@ impl EventSeriesCache {
                 s.written_count = s.count;
                 s.written_ms = now_ms;
                 out.push(ApiAction::EventSeries {
-                    namespace: key.namespace.clone(),
+                    namespace: event_namespace(&key.namespace),
                     event_name: s.event_name.clone(),
                     count: s.count,
                     last_observed_ms: s.last_ms,
@@ -170,137 +147,87 @@ impl EventSeriesCache {
     }
 }
 
+/// Events about cluster-scoped objects go to `default`, as client-go puts them.
+pub fn event_namespace(regarding_namespace: &str) -> String {
+    if regarding_namespace.is_empty() {
+        "default".to_string()
+    } else {
+        regarding_namespace.to_string()
+    }
+}
+
 impl Controller {
     pub fn new(engine: Engine, metrics: Arc<Metrics>) -> Controller {
-        Controller { engine, metrics, next_id: 0, in_flight: HashMap::new(), events: EventSeriesCache::default() }
+        Controller { driver: Driver::new(engine, metrics), events: EventSeriesCache::default() }
     }
 
-    /// Bindings waiting for their API result.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+    pub fn engine(&self) -> &Engine {
+        self.driver.engine()
     }
 
-    /// Runs one scheduling cycle (if a pod is ready) and returns what to do.
-    /// `None`: nothing to schedule now.
-    pub fn step(&mut self, now_ms: i64) -> Option<Vec<ApiAction>> {
-        let start = Instant::now();
-        let mut actions = Vec::new();
-        self.events.sweep(now_ms, &mut actions);
-        let mut outcomes = Vec::new();
-        let (ready, rejected) = self.engine.take_permitted(now_ms);
-        outcomes.extend(ready.into_iter().map(Outcome::Assigned));
-        outcomes.extend(rejected.into_iter().map(|f| Outcome::Failed(Box::new(f))));
-        if outcomes.is_empty() {
-            match self.engine.schedule_one(now_ms) {
-                Some(o) => outcomes.push(o),
-                None if actions.is_empty() => {
-                    self.metrics.set_queue(&self.engine.queue.counts());
-                    return None;
-                }
-                None => {}
-            }
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        self.driver.engine_mut()
+    }
+
+    /// Runs one driver step (if a pod is ready) and returns what to do.
+    /// `None`: nothing to do now.
+    pub fn step(&mut self, now_ms: i64) -> Option<Work> {
+        let mut work = Work::default();
+        self.events.sweep(now_ms, &mut work.actions);
+        match self.driver.step(now_ms) {
+            Some(effects) => self.apply(effects, now_ms, &mut work),
+            None if work.is_empty() => return None,
+            None => {}
         }
-        for o in outcomes {
-            match o {
-                Outcome::Skipped(_) | Outcome::Waiting(_) => {}
-                Outcome::Assigned(mut a) => {
-                    // PreBind runs here, Bind is the API call (DefaultBinder's
-                    // job), PostBind runs once the API accepted it.
-                    let s = a.framework.run_pre_bind(&mut a.state, &a.queued.pod_info, &a.node);
-                    if !s.is_success() {
-                        self.fail_binding(*a, s, now_ms, start, &mut actions);
-                        continue;
+        Some(work)
+    }
+
+    /// A binding cycle's result.
+    pub fn binding_finished(&mut self, binding: Binding, status: Status, now_ms: i64) -> Work {
+        let mut work = Work::default();
+        let effects = self.driver.binding_finished(binding, status, now_ms);
+        self.apply(effects, now_ms, &mut work);
+        work
+    }
+
+    /// An event a plugin recorded (`Handle::record_event`).
+    pub fn plugin_event(&mut self, record: EventRecord, now_ms: i64) -> Vec<ApiAction> {
+        let mut out = Vec::new();
+        self.events.record(record, now_ms, &mut out);
+        out
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>, now_ms: i64, work: &mut Work) {
+        for e in effects {
+            match e {
+                Effect::Bind(b) => work.bindings.push(b),
+                // The pod's watch event confirms the binding.
+                Effect::Bound { .. } => {}
+                Effect::Unschedulable { pod, reason, message, nominated_node, write_status, .. } => {
+                    if write_status {
+                        work.actions.push(ApiAction::MarkUnschedulable {
+                            namespace: pod.pod.namespace.clone(),
+                            name: pod.pod.name.clone(),
+                            reason: reason.into(),
+                            message,
+                            nominated_node,
+                        });
                     }
-                    self.next_id += 1;
-                    let pod = &a.queued.pod_info.pod;
-                    actions.push(ApiAction::Bind {
-                        id: self.next_id,
-                        namespace: pod.namespace.clone(),
-                        name: pod.name.clone(),
-                        uid: pod.uid.clone(),
-                        node: a.node.clone(),
-                    });
-                    self.in_flight.insert(self.next_id, (a, start));
                 }
-                Outcome::Failed(f) => self.report_failure(&f, start, now_ms, &mut actions),
+                Effect::Evict { victim, preemptor, node } => work.actions.push(ApiAction::Evict {
+                    namespace: victim.pod.namespace.clone(),
+                    name: victim.pod.name.clone(),
+                    uid: victim.pod.uid.clone(),
+                    preemptor_uid: preemptor.pod.uid.clone(),
+                    by: preemptor.pod.scheduler_name.clone(),
+                    node,
+                }),
+                Effect::ClearNomination { pod } => {
+                    work.actions.push(ApiAction::Nominate { namespace: pod.pod.namespace.clone(), name: pod.pod.name.clone(), node: None })
+                }
+                Effect::Event(record) => self.events.record(record, now_ms, &mut work.actions),
             }
         }
-        self.metrics.set_queue(&self.engine.queue.counts());
-        Some(actions)
-    }
-
-    fn profile_of(&self, pod: &Pod) -> String {
-        self.engine.profile_for(&pod.scheduler_name).map(|f| f.profile_name.clone()).unwrap_or_default()
-    }
-
-    fn report_failure(&mut self, f: &Failure, start: Instant, now_ms: i64, actions: &mut Vec<ApiAction>) {
-        let pod = &f.pod.pod;
-        let result = if f.reason == "SchedulerError" { "error" } else { "unschedulable" };
-        self.metrics.observe_attempt(result, &self.profile_of(pod), start.elapsed().as_secs_f64());
-        if let Some(node) = &f.nominated_node {
-            self.metrics.preemption_attempts.inc();
-            self.metrics.preemption_victims.observe(f.victims.len() as f64);
-            // A victim already terminating needs no second deletion.
-            for v in f.victims.iter().filter(|v| !v.pod.terminating) {
-                actions.push(ApiAction::Evict {
-                    namespace: v.pod.namespace.clone(),
-                    name: v.pod.name.clone(),
-                    uid: v.pod.uid.clone(),
-                    preemptor_uid: pod.uid.clone(),
-                    by: pod.scheduler_name.clone(),
-                    node: node.clone(),
-                });
-                let note = format!("Preempted by pod {} on node {node}", pod.uid);
-                self.events.record(&v.pod, pod, false, "Preempted", "Preempting", note, now_ms, actions);
-            }
-            for c in &f.cleared_nominations {
-                actions.push(ApiAction::Nominate { namespace: c.pod.namespace.clone(), name: c.pod.name.clone(), node: None });
-            }
-        }
-        self.events.record(pod, pod, true, "FailedScheduling", "Scheduling", f.message.clone(), now_ms, actions);
-        // As upstream's updatePod: no write when neither the condition nor
-        // the nomination would change.
-        let condition_changes = pod.unschedulable_condition.as_ref().is_none_or(|(r, m)| r != f.reason || *m != f.message);
-        let nomination_changes = f.nominated_node.is_some() && f.nominated_node != pod.nominated_node_name;
-        if condition_changes || nomination_changes {
-            actions.push(ApiAction::MarkUnschedulable {
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                reason: f.reason.into(),
-                message: f.message.clone(),
-                nominated_node: f.nominated_node.clone(),
-            });
-        }
-    }
-
-    fn fail_binding(&mut self, a: Assignment, s: Status, now_ms: i64, start: Instant, actions: &mut Vec<ApiAction>) {
-        if let Some(f) = self.engine.binding_done(a, s, now_ms) {
-            self.report_failure(&f, start, now_ms, actions);
-        }
-    }
-
-    /// The API's answer to a `Bind` action.
-    pub fn binding_result(&mut self, id: u64, result: Result<(), String>, now_ms: i64) -> Vec<ApiAction> {
-        let mut actions = Vec::new();
-        let Some((a, start)) = self.in_flight.remove(&id) else { return actions };
-        match result {
-            Ok(()) => {
-                let pod = a.queued.pod_info.pod.clone();
-                let node = a.node.clone();
-                let attempts = a.queued.attempts;
-                let since_queued_ms = (now_ms - a.queued.initial_attempt_timestamp).max(0);
-                let profile = a.framework.profile_name.clone();
-                a.framework.run_post_bind(&a.state, &a.queued.pod_info, &node);
-                let _ = self.engine.binding_done(*a, Status::success(), now_ms);
-                // The pod's watch event confirms it later; until then it stays assumed.
-                self.metrics.observe_attempt("scheduled", &profile, start.elapsed().as_secs_f64());
-                self.metrics.observe_scheduled(attempts, since_queued_ms as f64 / 1000.0);
-                let note = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
-                self.events.record(&pod, &pod, false, "Scheduled", "Binding", note, now_ms, &mut actions);
-            }
-            Err(e) => self.fail_binding(*a, Status::error(format!("binding rejected: {e}")), now_ms, start, &mut actions),
-        }
-        actions
     }
 }
 
@@ -309,53 +236,58 @@ mod tests {
     use super::*;
     use berth_core::config::KubeSchedulerConfiguration;
     use berth_core::engine::EngineConfig;
+    use berth_core::framework::Binder;
+    use berth_core::model::Pod;
     use berth_core::testing::{make_node, make_pod};
 
-    fn controller() -> Controller {
+    fn controller() -> (Controller, Arc<Metrics>) {
         let cfg = KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({"profiles": [{"schedulerName": "berth"}]})).unwrap();
         let engine = Engine::new(cfg.build_frameworks().unwrap(), EngineConfig::default());
-        Controller::new(engine, Arc::new(Metrics::new()))
+        let metrics = Arc::new(Metrics::new());
+        (Controller::new(engine, metrics.clone()), metrics)
+    }
+
+    struct Accept;
+    impl Binder for Accept {
+        fn bind(&self, _pod: &Pod, _node: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn reason_note(a: &ApiAction) -> Option<(&str, &str, bool)> {
+        match a {
+            ApiAction::Event { record, .. } => {
+                Some((record.reason.as_str(), record.note.as_str(), record.event_type == berth_core::framework::EventType::Warning))
+            }
+            _ => None,
+        }
     }
 
     #[test]
     fn binds_then_reports_scheduled() {
-        let mut c = controller();
-        c.engine.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
-        c.engine.add_pod(make_pod("web").uid("u1").scheduler_name("berth").req(100, 0).obj(), 0);
-        // Not ours: left alone.
-        c.engine.add_pod(make_pod("other").scheduler_name("default-scheduler").obj(), 0);
-        let actions = c.step(0).unwrap();
-        let ApiAction::Bind { id, node, .. } = &actions[0] else { panic!("{actions:?}") };
-        assert_eq!(node, "n1");
-        assert_eq!(c.in_flight(), 1);
-        let after = c.binding_result(*id, Ok(()), 5);
-        assert!(matches!(&after[0], ApiAction::Event { reason, note, warning: false, .. }
-            if reason == "Scheduled" && note == "Successfully assigned default/web to n1"));
-        assert!(c.step(10).is_none(), "the other scheduler's pod is not ours");
-    }
-
-    #[test]
-    fn failed_binding_is_retried() {
-        let mut c = controller();
-        c.engine.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
-        c.engine.add_pod(make_pod("web").scheduler_name("berth").req(100, 0).obj(), 0);
-        let actions = c.step(0).unwrap();
-        let ApiAction::Bind { id, .. } = &actions[0] else { panic!() };
-        let after = c.binding_result(*id, Err("conflict".into()), 1);
-        assert!(after.iter().any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, .. } if reason == "SchedulerError")));
-        // Forgotten: the node's room is free again, and the pod is back in the queue.
-        c.engine.cache.update_snapshot(&mut c.engine.snapshot);
-        assert_eq!(c.engine.snapshot.get("n1").unwrap().requested.milli_cpu, 0);
-        assert!(c.engine.queue.location("default/web").is_some());
+        let (mut c, metrics) = controller();
+        c.engine_mut().add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
+        c.engine_mut().add_pod(make_pod("web").uid("u1").scheduler_name("berth").req(100, 0).obj(), 0);
+        let mut work = c.step(0).unwrap();
+        assert!(work.actions.is_empty());
+        let mut b = work.bindings.pop().expect("a binding cycle to run");
+        assert_eq!(b.node(), "n1");
+        let status = b.run(&Accept);
+        let after = c.binding_finished(b, status, 5);
+        assert_eq!(
+            after.actions.iter().filter_map(reason_note).collect::<Vec<_>>(),
+            vec![("Scheduled", "Successfully assigned default/web to n1", false)]
+        );
+        assert!(metrics.render().contains(r#"scheduler_schedule_attempts_total{result="scheduled",profile="berth"} 1"#));
     }
 
     #[test]
     fn unschedulable_and_preemption_actions() {
-        let mut c = controller();
-        c.engine.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
-        c.engine.add_pod(make_pod("low").uid("ulow").priority(1).req(900, 0).node("n1").obj(), 0);
-        c.engine.add_pod(make_pod("high").uid("uhigh").scheduler_name("berth").priority(100).req(500, 0).obj(), 0);
-        let actions = c.step(0).unwrap();
+        let (mut c, metrics) = controller();
+        c.engine_mut().add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
+        c.engine_mut().add_pod(make_pod("low").uid("ulow").priority(1).req(900, 0).node("n1").obj(), 0);
+        c.engine_mut().add_pod(make_pod("high").uid("uhigh").scheduler_name("berth").priority(100).req(500, 0).obj(), 0);
+        let actions = c.step(0).unwrap().actions;
         assert!(actions.contains(&ApiAction::Evict {
             namespace: "default".into(),
             name: "low".into(),
@@ -364,23 +296,24 @@ mod tests {
             by: "berth".into(),
             node: "n1".into()
         }));
-        assert!(actions.iter().any(|a| matches!(a, ApiAction::Event { reason, note, warning: true, .. }
-            if reason == "FailedScheduling" && note == "0/1 nodes are available: 1 Insufficient cpu.")));
+        assert!(actions
+            .iter()
+            .filter_map(reason_note)
+            .any(|e| e == ("FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.", true)));
         assert!(actions.iter().any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, nominated_node: Some(n), .. }
             if reason == "Unschedulable" && n == "n1")));
-        let metrics = c.metrics.render();
-        assert!(metrics.contains("scheduler_preemption_attempts_total 1"), "{metrics}");
+        assert!(metrics.render().contains("scheduler_preemption_attempts_total 1"));
     }
 
     #[test]
     fn repeated_failures_write_nothing_new() {
-        let mut c = controller();
-        c.engine.add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
+        let (mut c, _) = controller();
+        c.engine_mut().add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
         let big = make_pod("big").uid("ubig").scheduler_name("berth").req(5000, 0).obj();
-        c.engine.add_pod(big.clone(), 0);
-        let first = c.step(0).unwrap();
+        c.engine_mut().add_pod(big.clone(), 0);
+        let first = c.step(0).unwrap().actions;
         let created = first.iter().find_map(|a| match a {
-            ApiAction::Event { event_name, reason, .. } if reason == "FailedScheduling" => Some(event_name.clone()),
+            ApiAction::Event { event_name, record } if record.reason == "FailedScheduling" => Some(event_name.clone()),
             _ => None,
         });
         let created = created.expect("the first failure creates an event");
@@ -391,20 +324,18 @@ mod tests {
         // The watch brings our status write back.
         let mut written = big.clone();
         written.unschedulable_condition = Some(("Unschedulable".into(), message.clone()));
-        c.engine.update_pod(Some(&big), written, 10);
+        c.engine_mut().update_pod(Some(&big), written, 10);
         // The next attempts (after the 5-minute flush) change nothing: no
         // status write; the event becomes a series once, then only counts.
-        c.engine.queue.flush(301_000);
-        let second = c.step(301_000).unwrap();
+        let second = c.step(301_000).unwrap().actions;
         assert_eq!(
             second,
             vec![ApiAction::EventSeries { namespace: "default".into(), event_name: created.clone(), count: 2, last_observed_ms: 301_000 }]
         );
-        c.engine.queue.flush(602_000);
-        assert_eq!(c.step(602_000).unwrap(), vec![], "a third failure is only counted");
+        assert_eq!(c.step(602_000).unwrap().actions, vec![], "a third failure is only counted");
         // Six quiet minutes end the series with its final count.
         let later = 602_000 + SERIES_FINISH_MS;
-        let swept = c.step(later).unwrap_or_default();
+        let swept = c.step(later).map(|w| w.actions).unwrap_or_default();
         assert!(
             swept.contains(&ApiAction::EventSeries {
                 namespace: "default".into(),
@@ -415,7 +346,40 @@ mod tests {
             "{swept:?}"
         );
         // The pod's own retry at that moment starts a new event.
-        assert!(matches!(swept.last(), Some(ApiAction::Event { reason, .. }) if reason == "FailedScheduling"), "{swept:?}");
+        assert!(matches!(swept.last(), Some(ApiAction::Event { record, .. }) if record.reason == "FailedScheduling"), "{swept:?}");
         assert_eq!(c.events.seen.len(), 1);
+    }
+
+    #[test]
+    fn events_about_cluster_scoped_objects_go_to_default() {
+        let (mut c, _) = controller();
+        let record = EventRecord {
+            regarding: berth_core::framework::ObjectRef {
+                api_version: "example.berth.dev/v1".into(),
+                kind: "Team".into(),
+                namespace: String::new(),
+                name: "blue".into(),
+                uid: String::new(),
+            },
+            reporting_controller: "berth".into(),
+            event_type: berth_core::framework::EventType::Normal,
+            reason: "Checked".into(),
+            action: "Scheduling".into(),
+            note: "n".into(),
+        };
+        let out = c.plugin_event(record.clone(), 0);
+        assert!(matches!(&out[..], [ApiAction::Event { event_name, .. }] if event_name.starts_with("blue.")));
+        assert_eq!(
+            c.plugin_event(record, 1),
+            vec![ApiAction::EventSeries {
+                namespace: "default".into(),
+                event_name: match &out[0] {
+                    ApiAction::Event { event_name, .. } => event_name.clone(),
+                    _ => unreachable!(),
+                },
+                count: 2,
+                last_observed_ms: 1
+            }]
+        );
     }
 }

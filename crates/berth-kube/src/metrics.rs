@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use berth_core::driver::{AttemptResult, DriverObserver};
+use berth_core::framework::{Code, ExtensionPoint, Observer};
 use berth_core::queue::QueueCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +39,15 @@ pub struct IncomingLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: &'static str,
+    /// `PreFilter`, `Filter`, `Score`, ...
+    pub extension_point: &'static str,
+    /// The status code: `Success`, `Unschedulable`, `Error`, ...
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     /// `nodes`, `pods` or `assumed_pods`.
     pub r#type: String,
@@ -62,6 +73,7 @@ pub struct Metrics {
     pub pod_scheduling_attempts: Histogram,
     pub queue_incoming: Family<IncomingLabels, Counter>,
     pub cache_size: Family<CacheLabel, Gauge>,
+    pub plugin_duration: Family<PluginLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -130,7 +142,17 @@ impl Metrics {
             "Number of nodes, pods, and assumed (bound) pods in the scheduler cache",
             cache_size.clone(),
         );
+        // Start with 0.01ms; a small factor (1.5), as upstream, since plugin
+        // latency is very sensitive.
+        let plugin_duration =
+            Family::<PluginLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 1.5, 20)));
+        registry.register(
+            "scheduler_plugin_execution_duration_seconds",
+            "Duration for running a plugin at a specific extension point",
+            plugin_duration.clone(),
+        );
         Metrics {
+            plugin_duration,
             registry,
             schedule_attempts,
             attempt_duration,
@@ -166,12 +188,49 @@ impl Metrics {
         }
     }
 
+    /// One plugin call (sampled cycles only, as upstream).
+    pub fn observe_plugin(&self, plugin: &'static str, point: ExtensionPoint, code: Code, seconds: f64) {
+        let l = PluginLabels { plugin, extension_point: point.label(), status: code.as_str() };
+        self.plugin_duration.get_or_create(&l).observe(seconds);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The framework's measurements (plugin calls) as metrics; panics logged.
+impl Observer for Metrics {
+    fn plugin_duration(&self, plugin: &'static str, point: ExtensionPoint, code: Code, seconds: f64) {
+        self.observe_plugin(plugin, point, code, seconds);
+    }
+
+    fn plugin_panicked(&self, plugin: &'static str, point: ExtensionPoint, message: &str) {
+        tracing::error!(plugin, extension_point = point.label(), message, "plugin panicked; the pod's attempt failed");
+    }
+}
+
+/// The driver's measurements as kube-scheduler's metrics.
+impl DriverObserver for Metrics {
+    fn attempt(&self, result: AttemptResult, profile: &str, seconds: f64) {
+        self.observe_attempt(result.as_str(), profile, seconds);
+    }
+
+    fn scheduled(&self, attempts: u32, seconds: f64) {
+        self.observe_scheduled(attempts, seconds);
+    }
+
+    fn preemption(&self, victims: usize) {
+        self.preemption_attempts.inc();
+        self.preemption_victims.observe(victims as f64);
+    }
+
+    fn queue(&self, counts: &QueueCounts) {
+        self.set_queue(counts);
     }
 }
 
@@ -189,6 +248,7 @@ mod tests {
         m.set_queue(&QueueCounts { active: 3, backoff: 1, unschedulable: 2, gated: 0 });
         m.preemption_attempts.inc();
         m.preemption_victims.observe(2.0);
+        m.observe_plugin("NodePool", ExtensionPoint::Filter, Code::Unschedulable, 0.00002);
         let text = m.render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
@@ -201,6 +261,8 @@ mod tests {
             r#"scheduler_preemption_victims_bucket{le="2.0"} 1"#,
             r#"scheduler_pod_scheduling_attempts_bucket{le="16.0"} 1"#,
             "scheduler_pod_scheduling_attempts_count 2",
+            r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
+            r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
         ] {
             assert!(text.contains(want), "missing {want} in:\n{text}");
         }

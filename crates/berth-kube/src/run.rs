@@ -1,7 +1,9 @@
 //! `berth run`: the live scheduler. Watchers feed cluster changes to one
 //! scheduling thread that owns the engine (through `Controller`); its API
-//! actions go to async tasks (binding, events, status patches, evictions),
-//! whose results come back to the thread. Leader election gates scheduling.
+//! actions go to async tasks (events, status patches, evictions), and each
+//! pod's binding cycle (PreBind, Bind, PostBind) runs on a worker thread of
+//! its own, off the scheduling path; results come back to the thread.
+//! Leader election gates scheduling.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -11,15 +13,18 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use berth_convert::PriorityClasses;
 use berth_core::config::{parse_duration, KubeSchedulerConfiguration};
+use berth_core::driver::Binding;
 use berth_core::engine::{Engine, EngineConfig};
+use berth_core::framework::{action, EventRecord, EventSink, Framework, ObjectKind, PluginHost, Registry, Status};
 use berth_core::queue::QueueConfig;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
@@ -27,10 +32,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, error, info, warn};
 
-use crate::api::{execute, Reporter};
+use crate::api::{execute, ApiBinder, Reporter};
 use crate::calls::{PendingCalls, MAX_QUEUED_EVENTS};
 use crate::client::ApiClient;
-use crate::controller::{ApiAction, Controller};
+use crate::controller::{ApiAction, Controller, Work};
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
@@ -40,6 +45,8 @@ pub struct RunOptions {
     /// `--kubeconfig`; otherwise clientConnection.kubeconfig, then inference.
     pub kubeconfig: Option<PathBuf>,
     pub http_address: SocketAddr,
+    /// The plugins the configuration may name.
+    pub registry: Registry,
 }
 
 /// What the scheduling thread is told.
@@ -49,10 +56,12 @@ enum Input {
     PriorityClass(Event<PriorityClass>),
     Pdb(Event<PodDisruptionBudget>),
     Namespace(Event<Namespace>),
-    Bound {
-        id: u64,
-        result: Result<(), String>,
-    },
+    /// An object of the `index`-th kind plugins declared.
+    Object(usize, Box<Event<DynamicObject>>),
+    /// A binding cycle ended.
+    BindingDone(Box<Binding>, Status),
+    /// A plugin recorded an event.
+    PluginEvent(Box<EventRecord>),
     /// An eviction is under way (`ok`), or the API server refused it and the victim stays.
     Evicted {
         key: String,
@@ -62,12 +71,31 @@ enum Input {
     Stop,
 }
 
-const KINDS: usize = 5;
+/// Built-in kinds watched, by index; declared kinds follow (`OBJECTS + i`).
 const NODE: usize = 0;
 const POD: usize = 1;
 const CLASS: usize = 2;
 const PDB: usize = 3;
 const NAMESPACE: usize = 4;
+const OBJECTS: usize = 5;
+
+/// What goes from the scheduling thread to the async side (calls are the
+/// common case: boxing them would cost an allocation each).
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    Call(ApiAction),
+    Bind(Box<Binding>),
+}
+
+/// Plugins' events go to the scheduling thread, which writes them as it
+/// writes its own (one series cache, one rate limit).
+struct ChannelEvents(std::sync::Mutex<Sender<Input>>);
+
+impl EventSink for ChannelEvents {
+    fn record(&self, event: EventRecord) {
+        let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).send(Input::PluginEvent(Box::new(event)));
+    }
+}
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -89,12 +117,16 @@ struct Scheduling {
     nodes: HashSet<String>,
     pdbs: BTreeMap<String, berth_core::model::PodDisruptionBudget>,
     namespaces: HashSet<String>,
+    /// Declared kinds (by index) and the keys of their objects.
+    object_kinds: Vec<ObjectKind>,
+    objects: Vec<HashSet<String>>,
+    host: PluginHost,
     /// Keys seen during a (re)list in progress, per kind.
-    relist: [Option<HashSet<String>>; KINDS],
-    synced: [bool; KINDS],
+    relist: Vec<Option<HashSet<String>>>,
+    synced: Vec<bool>,
     leading: bool,
     health: Arc<Health>,
-    out: tokio::sync::mpsc::UnboundedSender<ApiAction>,
+    out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
 }
 
 /// A watch event in the three shapes the thread handles.
@@ -115,27 +147,32 @@ impl Scheduling {
             Input::PriorityClass(e) => self.watched(CLASS, e, Self::class),
             Input::Pdb(e) => self.watched(PDB, e, Self::pdb),
             Input::Namespace(e) => self.watched(NAMESPACE, e, Self::namespace),
-            Input::Bound { id, result } => {
-                if let Err(e) = &result {
-                    warn!(error = %e, "binding rejected by the API server");
+            Input::Object(i, e) => self.watched(OBJECTS + i, *e, Self::object),
+            Input::BindingDone(b, status) => {
+                if !status.is_success() {
+                    warn!(pod = %b.pod().key(), node = b.node(), error = %status.message(), "binding cycle failed");
                 }
-                let actions = self.ctl.binding_result(id, result, now_ms());
-                self.send(actions);
+                let work = self.ctl.binding_finished(*b, status, now_ms());
+                self.send(work);
             }
-            Input::Evicted { key, ok: true } => self.ctl.engine.eviction_done(&key, now_ms()),
-            Input::Evicted { key, ok: false } => self.ctl.engine.eviction_failed(&key, now_ms()),
+            Input::PluginEvent(e) => {
+                let actions = self.ctl.plugin_event(*e, now_ms());
+                self.send(Work { actions, bindings: Vec::new() });
+            }
+            Input::Evicted { key, ok: true } => self.ctl.engine_mut().eviction_done(&key, now_ms()),
+            Input::Evicted { key, ok: false } => self.ctl.engine_mut().eviction_failed(&key, now_ms()),
             Input::Leading => self.leading = true,
             Input::Stop => {}
         }
     }
 
     /// Applies a watch event; a re-list's end deletes what it did not list.
-    fn watched<K: Resource + Clone>(&mut self, kind: usize, e: Event<K>, apply: fn(&mut Self, Change<K>, &str)) {
+    fn watched<K: Resource + Clone>(&mut self, kind: usize, e: Event<K>, apply: fn(&mut Self, Change<K>, &str, usize)) {
         match e {
             Event::Init => self.relist[kind] = Some(HashSet::new()),
             Event::InitApply(o) => {
                 let key = object_key(&o);
-                apply(self, Change::Apply(o), &key);
+                apply(self, Change::Apply(o), &key, kind);
                 if let Some(seen) = &mut self.relist[kind] {
                     seen.insert(key);
                 }
@@ -154,11 +191,11 @@ impl Scheduling {
             }
             Event::Apply(o) => {
                 let key = object_key(&o);
-                apply(self, Change::Apply(o), &key)
+                apply(self, Change::Apply(o), &key, kind)
             }
             Event::Delete(o) => {
                 let key = object_key(&o);
-                apply(self, Change::Delete(o), &key)
+                apply(self, Change::Delete(o), &key, kind)
             }
         }
     }
@@ -170,72 +207,79 @@ impl Scheduling {
                 let gone: Vec<String> = self.nodes.iter().filter(|k| !seen.contains(*k)).cloned().collect();
                 for n in gone {
                     self.nodes.remove(&n);
-                    self.ctl.engine.remove_node(&n, now);
+                    self.ctl.engine_mut().remove_node(&n, now);
                 }
             }
             POD => {
                 let gone: Vec<String> = self.pods.keys().filter(|k| !seen.contains(*k)).cloned().collect();
                 for k in gone {
                     if let Some(p) = self.pods.remove(&k) {
-                        self.ctl.engine.delete_pod(&p, now);
+                        self.ctl.engine_mut().delete_pod(&p, now);
                     }
                 }
             }
             PDB => {
                 self.pdbs.retain(|k, _| seen.contains(k));
-                self.ctl.engine.set_pdbs(self.pdbs.values().cloned().collect());
+                self.ctl.engine_mut().set_pdbs(self.pdbs.values().cloned().collect());
+            }
+            k if k >= OBJECTS => {
+                let i = k - OBJECTS;
+                let gone: Vec<String> = self.objects[i].iter().filter(|key| !seen.contains(*key)).cloned().collect();
+                for key in gone {
+                    self.forget_object(i, &key, now);
+                }
             }
             _ => {}
         }
     }
 
-    fn node(&mut self, c: Change<Node>, key: &str) {
+    fn node(&mut self, c: Change<Node>, key: &str, _kind: usize) {
         let now = now_ms();
         match c {
             Change::Apply(n) => match berth_convert::node(&n) {
                 Ok(node) => {
                     if self.nodes.insert(key.to_string()) {
-                        self.ctl.engine.add_node(node, now);
+                        self.ctl.engine_mut().add_node(node, now);
                     } else {
-                        self.ctl.engine.update_node(node, now);
+                        self.ctl.engine_mut().update_node(node, now);
                     }
                 }
                 Err(e) => warn!(error = %e, "ignoring node"),
             },
             Change::Delete(_) => {
                 if self.nodes.remove(key) {
-                    self.ctl.engine.remove_node(key, now);
+                    self.ctl.engine_mut().remove_node(key, now);
                 }
             }
         }
     }
 
-    fn pod(&mut self, c: Change<Pod>, key: &str) {
+    fn pod(&mut self, c: Change<Pod>, key: &str, _kind: usize) {
         let now = now_ms();
         match c {
             Change::Apply(p) if !berth_convert::pod_is_terminal(&p) => match berth_convert::pod(&p, &self.classes) {
                 Ok(pod) => match self.pods.insert(key.to_string(), pod.clone()) {
-                    Some(old) => self.ctl.engine.update_pod(Some(&old), pod, now),
-                    None => self.ctl.engine.add_pod(pod, now),
+                    Some(old) => self.ctl.engine_mut().update_pod(Some(&old), pod, now),
+                    None => self.ctl.engine_mut().add_pod(pod, now),
                 },
                 Err(e) => warn!(error = %e, "ignoring pod"),
             },
             Change::Apply(_) | Change::Delete(_) => {
                 if let Some(old) = self.pods.remove(key) {
-                    self.ctl.engine.delete_pod(&old, now);
+                    self.ctl.engine_mut().delete_pod(&old, now);
                 }
             }
         }
     }
 
-    fn class(&mut self, c: Change<PriorityClass>, key: &str) {
+    fn class(&mut self, c: Change<PriorityClass>, key: &str, _kind: usize) {
         match c {
             Change::Apply(pc) => self.classes.add(&pc),
             Change::Delete(_) => self.classes.remove(key),
         }
     }
 
-    fn pdb(&mut self, c: Change<PodDisruptionBudget>, key: &str) {
+    fn pdb(&mut self, c: Change<PodDisruptionBudget>, key: &str, _kind: usize) {
         match c {
             Change::Apply(p) => match berth_convert::pdb(&p) {
                 Ok(pdb) => {
@@ -247,15 +291,15 @@ impl Scheduling {
                 self.pdbs.remove(key);
             }
         }
-        self.ctl.engine.set_pdbs(self.pdbs.values().cloned().collect());
+        self.ctl.engine_mut().set_pdbs(self.pdbs.values().cloned().collect());
     }
 
-    fn namespace(&mut self, c: Change<Namespace>, key: &str) {
+    fn namespace(&mut self, c: Change<Namespace>, key: &str, _kind: usize) {
         match c {
             Change::Apply(n) => {
                 let ns = berth_convert::namespace(&n);
                 self.namespaces.insert(key.to_string());
-                self.ctl.engine.set_namespace(&ns.name, ns.labels, now_ms());
+                self.ctl.engine_mut().set_namespace(&ns.name, ns.labels, now_ms());
             }
             Change::Delete(_) => {
                 self.namespaces.remove(key);
@@ -263,9 +307,43 @@ impl Scheduling {
         }
     }
 
-    fn send(&self, actions: Vec<ApiAction>) {
-        for a in actions {
-            let _ = self.out.send(a);
+    /// An object of a declared kind: into the plugins' stores, then a
+    /// cluster event for the pods waiting on it.
+    fn object(&mut self, c: Change<DynamicObject>, key: &str, kind: usize) {
+        let i = kind - OBJECTS;
+        let k = self.object_kinds[i];
+        let now = now_ms();
+        match c {
+            Change::Apply(o) => {
+                let value = match serde_json::to_value(&o) {
+                    Ok(v) => v,
+                    Err(e) => return warn!(kind = %k, object = key, error = %e, "ignoring object"),
+                };
+                if let Err(e) = self.host.apply_object(&k, &value) {
+                    warn!(error = %e, "ignoring object: it does not decode as the plugins expect");
+                }
+                let act = if self.objects[i].insert(key.to_string()) { action::ADD } else { action::UPDATE };
+                self.ctl.engine_mut().object_changed(k, act, now);
+            }
+            Change::Delete(_) => self.forget_object(i, key, now),
+        }
+    }
+
+    fn forget_object(&mut self, i: usize, key: &str, now: i64) {
+        let k = self.object_kinds[i];
+        if self.objects[i].remove(key) {
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
+            self.host.delete_object(&k, ns, name);
+            self.ctl.engine_mut().object_changed(k, action::DELETE, now);
+        }
+    }
+
+    fn send(&self, work: Work) {
+        for a in work.actions {
+            let _ = self.out.send(Outgoing::Call(a));
+        }
+        for b in work.bindings {
+            let _ = self.out.send(Outgoing::Bind(Box::new(b)));
         }
     }
 
@@ -280,8 +358,8 @@ impl Scheduling {
                 }
             }
             if self.leading && self.all_synced() {
-                if let Some(actions) = self.ctl.step(now_ms()) {
-                    self.send(actions);
+                if let Some(work) = self.ctl.step(now_ms()) {
+                    self.send(work);
                     continue;
                 }
             }
@@ -308,6 +386,31 @@ where
             match item {
                 Ok(e) => {
                     if tx.send(wrap(e)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
+            }
+        }
+    })
+}
+
+/// Watches a kind a plugin declared, as untyped objects.
+fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sender<Input>) -> tokio::task::JoinHandle<()> {
+    let ar = ApiResource {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        api_version: kind.api_version(),
+        kind: kind.kind.to_string(),
+        plural: kind.plural.to_string(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff());
+        while let Some(item) = next(&mut stream).await {
+            match item {
+                Ok(e) => {
+                    if tx.send(Input::Object(index, Box::new(e))).is_err() {
                         return;
                     }
                 }
@@ -351,14 +454,49 @@ impl Dispatch {
     }
 }
 
+/// Binding cycles under way at once, at most (upstream runs one goroutine
+/// per pod; here each is a worker thread, so they are bounded).
+const MAX_BINDINGS: usize = 256;
+
 /// Carries out API actions: they queue (merging superseded writes, see
 /// `PendingCalls`) until their rate limiter gives a token, then run, at most
-/// `MAX_IN_FLIGHT` at a time.
-async fn dispatch(mut rx: UnboundedReceiver<ApiAction>, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
+/// `MAX_IN_FLIGHT` at a time. Binding cycles start at once on a worker
+/// thread each (DefaultBinder's call waits for its token there).
+async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
     for events in [false, true] {
         tokio::spawn(send_loop(events, client.clone(), reporter.clone(), tx.clone(), d.clone()));
     }
-    while let Some(action) = rx.recv().await {
+    let bindings = Arc::new(tokio::sync::Semaphore::new(MAX_BINDINGS));
+    let binder = Arc::new(ApiBinder { client: client.clone(), runtime: tokio::runtime::Handle::current() });
+    while let Some(out) = rx.recv().await {
+        let action = match out {
+            Outgoing::Call(a) => a,
+            Outgoing::Bind(b) => {
+                d.pending.lock().unwrap().binding_started(&b.pod().pod.namespace, &b.pod().pod.name);
+                d.running_calls.fetch_add(1, Ordering::SeqCst);
+                let (binder, tx, d, bindings) = (binder.clone(), tx.clone(), d.clone(), bindings.clone());
+                tokio::spawn(async move {
+                    let permit = bindings.acquire_owned().await;
+                    let mut b = b;
+                    let done = tokio::task::spawn_blocking(move || {
+                        let status = b.run(&*binder);
+                        (b, status)
+                    })
+                    .await;
+                    drop(permit);
+                    match done {
+                        Ok((b, status)) => {
+                            let _ = tx.send(Input::BindingDone(b, status));
+                        }
+                        // The cycle itself catches plugin panics; this is the runtime shutting down.
+                        Err(e) => warn!(error = %e, "binding worker stopped"),
+                    }
+                    d.running_calls.fetch_sub(1, Ordering::SeqCst);
+                    d.finished.notify_one();
+                });
+                continue;
+            }
+        };
         let event = matches!(action, ApiAction::Event { .. } | ApiAction::EventSeries { .. });
         let dropped = {
             let mut p = d.pending.lock().unwrap();
@@ -413,9 +551,6 @@ async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Send
         tokio::spawn(async move {
             let result = execute(&client, &reporter, &action).await;
             match (&action, result) {
-                (ApiAction::Bind { id, .. }, r) => {
-                    let _ = tx.send(Input::Bound { id: *id, result: r.map_err(|e| e.to_string()) });
-                }
                 (ApiAction::Evict { namespace, name, .. }, r) => {
                     if let Err(e) = &r {
                         warn!(action = ?action, error = %e, "eviction failed");
@@ -444,116 +579,157 @@ fn identity() -> String {
     format!("{host}_{:08x}{:04x}", nanos, std::process::id() & 0xffff)
 }
 
-/// Runs the live scheduler until SIGTERM/SIGINT (Ok) or until leadership is
-/// lost (Err: the process should exit non-zero, as kube-scheduler does).
-pub async fn run(opts: RunOptions) -> Result<()> {
+/// A scheduler ready to start: client, plugins and profiles built. Any
+/// configuration error has been reported by then (`prepare`).
+pub struct Prepared {
+    cfg: KubeSchedulerConfiguration,
+    client: ApiClient,
+    host: PluginHost,
+    frameworks: Vec<Framework>,
+    metrics: Arc<Metrics>,
+    http_address: SocketAddr,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
+}
+
+/// Builds the client and the profiles: every plugin's factory runs here,
+/// once, with a handle that offers the `kube::Client` and the async
+/// runtime's handle. Does not contact the API server yet. Must run inside
+/// the async runtime.
+pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let cfg = opts.config;
-    let frameworks = cfg.build_frameworks().context("configuration")?;
-    let le = cfg.leader_election.clone();
-    let durations = if le.leader_elect {
-        let d = |name: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("leaderElection.{name}: {e}"));
-        Some((d("leaseDuration", &le.lease_duration)?, d("renewDeadline", &le.renew_deadline)?, d("retryPeriod", &le.retry_period)?))
-    } else {
-        None
-    };
     let kubeconfig =
         opts.kubeconfig.or_else(|| Some(PathBuf::from(&cfg.client_connection.kubeconfig)).filter(|p| !p.as_os_str().is_empty()));
     let client = ApiClient::connect(kubeconfig.as_deref(), cfg.client_connection.qps, cfg.client_connection.burst).await?;
-    // Fail early, with a clear message, when the API server is not there.
-    client.client.apiserver_version().await.context("contacting the API server")?;
-
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let listener = tokio::net::TcpListener::bind(opts.http_address).await.with_context(|| format!("listening on {}", opts.http_address))?;
-    info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-    let router = http::router(health.clone(), metrics.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            error!(error = %e, "HTTP server stopped");
-        }
-    });
-
-    let (initial, max) = cfg.backoff_ms();
-    let engine = Engine::new(
-        frameworks,
-        EngineConfig {
-            queue: QueueConfig { pod_initial_backoff_ms: initial, pod_max_backoff_ms: max, ..Default::default() },
-            percentage_of_nodes_to_score: cfg.percentage_of_nodes_to_score.unwrap_or(0),
-            seed: now_ms() as u64,
-            adopt_all_pods: false,
-        },
-    );
-    let profiles: Vec<String> = engine.profiles.iter().map(|p| p.profile_name.clone()).collect();
-    info!(profiles = ?profiles, "starting");
-    let identity = identity();
-    let reporter = Reporter { instance: identity.clone() };
-
     let (tx, rx) = mpsc::channel::<Input>();
-    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
-    let state = Scheduling {
-        ctl: Controller::new(engine, metrics.clone()),
-        classes: PriorityClasses::new(),
-        pods: HashMap::new(),
-        nodes: HashSet::new(),
-        pdbs: BTreeMap::new(),
-        namespaces: HashSet::new(),
-        relist: Default::default(),
-        synced: [false; KINDS],
-        leading: false,
-        health: health.clone(),
-        out: out_tx,
-    };
-    let thread = std::thread::Builder::new().name("berth-scheduling".into()).spawn(move || state.run(rx))?;
+    let host = PluginHost::new(Arc::new(ChannelEvents(std::sync::Mutex::new(tx.clone()))))
+        .with_service(client.client.clone())
+        .with_service(tokio::runtime::Handle::current())
+        .with_observer(metrics.clone());
+    let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;
+    Ok(Prepared { cfg, client, host, frameworks, metrics, http_address: opts.http_address, tx, rx })
+}
 
-    let c = &client.client;
-    let pods_cfg = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed").any_semantic();
-    let all = || watcher::Config::default().any_semantic();
-    let watchers = vec![
-        watch(Api::<Node>::all(c.clone()), all(), tx.clone(), |e| Input::Node(Box::new(e))),
-        watch(Api::<Pod>::all(c.clone()), pods_cfg, tx.clone(), |e| Input::Pod(Box::new(e))),
-        watch(Api::<PriorityClass>::all(c.clone()), all(), tx.clone(), Input::PriorityClass),
-        watch(Api::<PodDisruptionBudget>::all(c.clone()), all(), tx.clone(), Input::Pdb),
-        watch(Api::<Namespace>::all(c.clone()), all(), tx.clone(), Input::Namespace),
-    ];
-    let calls = Arc::new(Dispatch::default());
-    tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), calls.clone()));
+/// Runs the live scheduler until SIGTERM/SIGINT (Ok) or until leadership is
+/// lost (Err: the process should exit non-zero, as kube-scheduler does).
+pub async fn run(opts: RunOptions) -> Result<()> {
+    prepare(opts).await?.run().await
+}
 
-    let mut elector = durations.map(|(lease, renew, retry)| {
-        LeaderElector::new(c.clone(), &le.resource_namespace, &le.resource_name, identity.clone(), lease, renew, retry)
-    });
-    let lost = async {
-        match elector.as_mut() {
-            Some(e) => {
-                e.acquire().await;
-                let _ = tx.send(Input::Leading);
-                e.keep().await;
+impl Prepared {
+    /// Runs the scheduler: see [`run`].
+    pub async fn run(self) -> Result<()> {
+        let Prepared { cfg, client, host, frameworks, metrics, http_address, tx, rx } = self;
+        let le = cfg.leader_election.clone();
+        let durations = if le.leader_elect {
+            let d = |name: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("leaderElection.{name}: {e}"));
+            Some((d("leaseDuration", &le.lease_duration)?, d("renewDeadline", &le.renew_deadline)?, d("retryPeriod", &le.retry_period)?))
+        } else {
+            None
+        };
+        // Fail early, with a clear message, when the API server is not there.
+        client.client.apiserver_version().await.context("contacting the API server")?;
+
+        let health = Arc::new(Health::default());
+        let listener = tokio::net::TcpListener::bind(http_address).await.with_context(|| format!("listening on {http_address}"))?;
+        info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+        let router = http::router(health.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                error!(error = %e, "HTTP server stopped");
             }
-            None => {
-                let _ = tx.send(Input::Leading);
-                std::future::pending::<()>().await;
-            }
+        });
+
+        let (initial, max) = cfg.backoff_ms();
+        let engine = Engine::new(
+            frameworks,
+            EngineConfig {
+                queue: QueueConfig { pod_initial_backoff_ms: initial, pod_max_backoff_ms: max, ..Default::default() },
+                percentage_of_nodes_to_score: cfg.percentage_of_nodes_to_score.unwrap_or(0),
+                seed: now_ms() as u64,
+                adopt_all_pods: false,
+            },
+        );
+        let profiles: Vec<String> = engine.profiles().iter().map(|p| p.profile_name.clone()).collect();
+        let object_kinds = host.object_kinds();
+        info!(profiles = ?profiles, objects = ?object_kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(), "starting");
+        let identity = identity();
+        let reporter = Reporter { instance: identity.clone() };
+
+        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let kinds = OBJECTS + object_kinds.len();
+        let state = Scheduling {
+            ctl: Controller::new(engine, metrics.clone()),
+            classes: PriorityClasses::new(),
+            pods: HashMap::new(),
+            nodes: HashSet::new(),
+            pdbs: BTreeMap::new(),
+            namespaces: HashSet::new(),
+            objects: vec![HashSet::new(); object_kinds.len()],
+            object_kinds: object_kinds.clone(),
+            host,
+            relist: vec![None; kinds],
+            synced: vec![false; kinds],
+            leading: false,
+            health: health.clone(),
+            out: out_tx,
+        };
+        let thread = std::thread::Builder::new().name("berth-scheduling".into()).spawn(move || state.run(rx))?;
+
+        let c = &client.client;
+        let pods_cfg = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed").any_semantic();
+        let all = || watcher::Config::default().any_semantic();
+        let mut watchers = vec![
+            watch(Api::<Node>::all(c.clone()), all(), tx.clone(), |e| Input::Node(Box::new(e))),
+            watch(Api::<Pod>::all(c.clone()), pods_cfg, tx.clone(), |e| Input::Pod(Box::new(e))),
+            watch(Api::<PriorityClass>::all(c.clone()), all(), tx.clone(), Input::PriorityClass),
+            watch(Api::<PodDisruptionBudget>::all(c.clone()), all(), tx.clone(), Input::Pdb),
+            watch(Api::<Namespace>::all(c.clone()), all(), tx.clone(), Input::Namespace),
+        ];
+        for (i, k) in object_kinds.iter().enumerate() {
+            watchers.push(watch_dynamic(c.clone(), *k, i, tx.clone()));
         }
-    };
-    let outcome = tokio::select! {
-        _ = lost => Err(anyhow::anyhow!("leader election lost")),
-        s = shutdown_signal() => { info!(signal = s, "shutting down"); Ok(()) }
-    };
-    let _ = tx.send(Input::Stop);
-    for w in watchers {
-        w.abort();
+        let calls = Arc::new(Dispatch::default());
+        tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), calls.clone()));
+
+        let mut elector = durations.map(|(lease, renew, retry)| {
+            LeaderElector::new(c.clone(), &le.resource_namespace, &le.resource_name, identity.clone(), lease, renew, retry)
+        });
+        let lost = async {
+            match elector.as_mut() {
+                Some(e) => {
+                    e.acquire().await;
+                    let _ = tx.send(Input::Leading);
+                    e.keep().await;
+                }
+                None => {
+                    let _ = tx.send(Input::Leading);
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            _ = lost => Err(anyhow::anyhow!("leader election lost")),
+            s = shutdown_signal() => { info!(signal = s, "shutting down"); Ok(()) }
+        };
+        let _ = tx.send(Input::Stop);
+        for w in watchers {
+            w.abort();
+        }
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        // A lost lease: stop at once, as upstream; another instance owns the work now.
+        outcome.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Let the bindings already sent finish, then hand the lease over.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls.busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(e) = elector.as_mut() {
+            e.release().await;
+        }
+        outcome
     }
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    // A lost lease: stop at once, as upstream; another instance owns the work now.
-    outcome.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Let the bindings already sent finish, then hand the lease over.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while calls.busy() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(e) = elector.as_mut() {
-        e.release().await;
-    }
-    outcome
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -574,17 +750,4 @@ pub fn default_config() -> KubeSchedulerConfiguration {
         .expect("the built-in configuration is valid");
     cfg.apply_defaults();
     cfg
-}
-
-/// Loads and validates a configuration file, as `--config` does.
-pub fn load_config(path: &std::path::Path) -> Result<KubeSchedulerConfiguration> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", path.display()))?;
-    let mut cfg = KubeSchedulerConfiguration::from_yaml_value(value).with_context(|| format!("{}", path.display()))?;
-    cfg.apply_defaults();
-    cfg.validate().with_context(|| format!("{}", path.display()))?;
-    if cfg.profiles.is_empty() {
-        bail!("{}: no profiles", path.display());
-    }
-    Ok(cfg)
 }

@@ -6,8 +6,9 @@
 use std::time::Instant;
 
 use berth_core::config::KubeSchedulerConfiguration;
-use berth_core::engine::{Engine, EngineConfig, Outcome};
-use berth_core::framework::{Binder, PodInfo};
+use berth_core::driver::{Driver, Effect, Unobserved};
+use berth_core::engine::{Engine, EngineConfig};
+use berth_core::framework::{PluginHost, PodInfo, Registry};
 use berth_core::model::{LabelSelector, Node, Pod, UnsatisfiableConstraintAction};
 use berth_core::testing::{make_node, make_pod};
 use serde::Serialize;
@@ -152,13 +153,6 @@ pub struct BenchReport {
     pub p99_us: f64,
 }
 
-struct NoopBinder;
-impl Binder for NoopBinder {
-    fn bind(&self, _pod: &Pod, _node: &str) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -167,27 +161,58 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
+/// What a benchmark schedules with: the default configuration and the
+/// built-in plugins, or a custom scheduler's.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Profiles and plugin args; the workloads' pods use the first profile.
+    pub config: KubeSchedulerConfiguration,
+    /// The plugins the configuration may name.
+    pub registry: Registry,
+    /// Seed for tie-breaking.
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
+            registry: Registry::builtin(),
+            seed: 0,
+        }
+    }
+}
+
 /// Runs one workload; `progress` is called with (done, total) now and then.
-pub fn run(w: Workload, nodes: usize, pods: usize, seed: u64, mut progress: impl FnMut(usize, usize)) -> BenchReport {
-    let cfg = KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config");
-    let mut engine =
-        Engine::new(cfg.build_frameworks().expect("default profile"), EngineConfig { seed, adopt_all_pods: true, ..Default::default() });
+pub fn run(w: Workload, nodes: usize, pods: usize, opts: &BenchOptions, mut progress: impl FnMut(usize, usize)) -> BenchReport {
+    let frameworks =
+        opts.config.build_frameworks_with(&opts.registry, &PluginHost::default()).expect("a configuration checked at start-up");
+    let engine = Engine::new(
+        frameworks,
+        EngineConfig {
+            percentage_of_nodes_to_score: opts.config.percentage_of_nodes_to_score.unwrap_or(0),
+            seed: opts.seed,
+            adopt_all_pods: true,
+            ..Default::default()
+        },
+    );
+    let mut driver = Driver::new(engine, std::sync::Arc::new(Unobserved)).with_events(false);
     for i in 0..nodes {
-        engine.add_node(bench_node(i), 0);
+        driver.engine_mut().add_node(bench_node(i), 0);
     }
     // Initial pods: bound ones straight into the cache, others scheduled unmeasured.
     for p in init_pods(w, nodes) {
-        engine.add_pod(p, 0);
+        driver.engine_mut().add_pod(p, 0);
     }
     let mut clock = Clock::new();
-    drain(&mut engine, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {});
+    drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {});
     let groups = anti_affinity_groups(nodes, pods);
     for i in 0..pods {
-        engine.add_pod(measured_pod(w, i, groups), clock.now());
+        driver.engine_mut().add_pod(measured_pod(w, i, groups), clock.now());
     }
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
-    let scheduled = drain(&mut engine, &mut clock, pods, &mut lat, &mut progress);
+    let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, &mut progress);
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     BenchReport {
@@ -225,14 +250,14 @@ impl Clock {
 }
 
 /// Schedules until the queue has nothing active; returns how many were bound.
-fn drain(engine: &mut Engine, clock: &mut Clock, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
+fn drain(driver: &mut Driver, clock: &mut Clock, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
     let mut bound = 0;
     let mut attempts = 0usize;
     loop {
         let t0 = Instant::now();
         let now = clock.now();
-        let Some(outcome) = engine.schedule_one(now) else {
-            match engine.queue.next_backoff_expiry() {
+        let Some(effects) = driver.step(now) else {
+            match driver.engine().next_timer() {
                 Some(t) => {
                     clock.skip_to(t.max(now + 1));
                     continue;
@@ -241,22 +266,11 @@ fn drain(engine: &mut Engine, clock: &mut Clock, total: usize, lat: &mut Vec<f64
             }
         };
         attempts += 1;
-        match outcome {
-            Outcome::Assigned(mut a) => {
-                let s = a.run_binding_cycle(&NoopBinder);
-                let key = a.pod().key();
-                if engine.binding_done(*a, s, now).is_none() {
-                    engine.confirm_binding(&key, now);
-                    bound += 1;
-                }
+        crate::apply(driver, effects, now, |_, e| {
+            if matches!(e, Effect::Bound { .. }) {
+                bound += 1;
             }
-            Outcome::Failed(f) => {
-                for v in &f.victims {
-                    engine.delete_pod(&v.pod, now);
-                }
-            }
-            Outcome::Skipped(_) | Outcome::Waiting(_) => {}
-        }
+        });
         lat.push(t0.elapsed().as_secs_f64() * 1e6);
         if attempts % 256 == 0 {
             progress(bound.min(total), total);

@@ -9,26 +9,34 @@
 pub mod bench;
 pub mod output;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use berth_convert::manifests::Cluster;
 use berth_core::config::KubeSchedulerConfiguration;
-use berth_core::engine::{Engine, EngineConfig, Outcome};
-use berth_core::framework::{Binder, Code, NodeToStatus, PodInfo, ScoreMatrix, Status};
+use berth_core::driver::{Driver, Effect, Unobserved};
+use berth_core::engine::{Engine, EngineConfig};
+use berth_core::framework::{Binder, Code, CollectEvents, NodeToStatus, PluginHost, PodInfo, Registry, ScoreMatrix, Status};
 use berth_core::model::Pod;
 use berth_core::queue::QueueConfig;
 use berth_core::scheduler::ScheduleResult;
 use serde::Serialize;
 
+/// How to simulate.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
+    /// Seed for tie-breaking among equally good nodes.
     pub seed: u64,
+    /// Keep every node's verdict and scores per pod (`--explain`).
     pub explain: bool,
+    /// The scheduler configuration.
     pub config: KubeSchedulerConfiguration,
     /// Reuse per-node results between pods of the same spec (on by default,
     /// as in `berth run`); off only to show that reuse changes nothing.
     pub memoize: bool,
+    /// The plugins the configuration may name: the built-in ones, and a
+    /// custom scheduler's own.
+    pub registry: Registry,
 }
 
 impl Default for SimOptions {
@@ -38,6 +46,7 @@ impl Default for SimOptions {
             explain: false,
             config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
             memoize: true,
+            registry: Registry::builtin(),
         }
     }
 }
@@ -90,6 +99,24 @@ pub struct PodResult {
     pub nominated_node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<Explanation>,
+    /// Events plugins recorded about the pod (`Handle::record_event`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<SimEvent>,
+}
+
+/// An event a plugin recorded, as `kubectl describe pod` would list it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SimEvent {
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The reason, e.g. `QuotaExceeded`.
+    pub reason: String,
+    /// The message.
+    pub note: String,
+    /// The profile that reported it.
+    pub reporting_controller: String,
 }
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
@@ -108,12 +135,21 @@ pub struct Summary {
 pub struct SimResult {
     pub pods: Vec<PodResult>,
     pub summary: Summary,
+    /// Kinds in the input that nothing reads (neither Berth nor a plugin),
+    /// with how many objects of each: the CLI warns about them.
+    #[serde(skip)]
+    pub skipped: BTreeMap<String, usize>,
 }
 
+/// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("{0}")]
-    Config(String),
+    /// The configuration does not build (unknown plugin, bad args).
+    #[error(transparent)]
+    Config(#[from] berth_core::config::ConfigError),
+    /// An object of a kind a plugin reads is malformed.
+    #[error("{file}: {source}")]
+    Object { file: String, source: berth_core::framework::ObjectError },
 }
 
 /// The simulator's "API server": binding always succeeds.
@@ -126,7 +162,7 @@ impl Binder for MemoryBinder {
 }
 
 fn explain_success(engine: &Engine, r: &ScheduleResult) -> Explanation {
-    let snap = &engine.snapshot;
+    let snap = engine.snapshot();
     let mut verdicts: HashMap<usize, NodeVerdict> = HashMap::new();
     add_rejections(snap, &r.rejected, &mut verdicts);
     for (pos, &idx) in r.feasible.iter().enumerate() {
@@ -174,11 +210,11 @@ fn rejected(node: &str, s: &Status) -> NodeVerdict {
 fn finish_explanation(engine: &Engine, verdicts: HashMap<usize, NodeVerdict>, evaluated: usize, feasible: usize) -> Explanation {
     let mut nodes: Vec<NodeVerdict> = verdicts.into_values().collect();
     nodes.sort_by(|a, b| a.node.cmp(&b.node));
-    Explanation { total_nodes: engine.snapshot.num_nodes(), evaluated_nodes: evaluated, feasible_nodes: feasible, nodes }
+    Explanation { total_nodes: engine.snapshot().num_nodes(), evaluated_nodes: evaluated, feasible_nodes: feasible, nodes }
 }
 
 fn explain_failure(engine: &Engine, st: &NodeToStatus) -> Explanation {
-    let snap = &engine.snapshot;
+    let snap = engine.snapshot();
     let mut verdicts = HashMap::new();
     add_rejections(snap, st, &mut verdicts);
     if let Some(abs) = &st.absent {
@@ -190,10 +226,41 @@ fn explain_failure(engine: &Engine, st: &NodeToStatus) -> Explanation {
     finish_explanation(engine, verdicts, evaluated, 0)
 }
 
+/// Carries out a step's effects on the in-memory cluster, where binding is
+/// instant and the API never refuses: binding cycles run at once (what
+/// they lead to is handled in turn), bound pods are confirmed, victims
+/// deleted, nominations cleared. `seen` gets each effect once applied.
+pub(crate) fn apply(driver: &mut Driver, effects: Vec<Effect>, now: i64, mut seen: impl FnMut(&Driver, Effect)) {
+    let mut todo: std::collections::VecDeque<Effect> = effects.into();
+    while let Some(effect) = todo.pop_front() {
+        match &effect {
+            Effect::Bind(_) => {
+                let Effect::Bind(mut b) = effect else { unreachable!() };
+                let status = b.run(&MemoryBinder);
+                for e in driver.binding_finished(b, status, now).into_iter().rev() {
+                    todo.push_front(e);
+                }
+                continue;
+            }
+            Effect::Bound { pod, .. } => driver.engine_mut().confirm_binding(&pod.key(), now),
+            Effect::Evict { victim, .. } => driver.engine_mut().delete_pod(&victim.pod, now),
+            Effect::ClearNomination { pod } => {
+                let mut p = (*pod.pod).clone();
+                p.nominated_node_name = None;
+                driver.engine_mut().update_pod(Some(&pod.pod), p, now);
+            }
+            Effect::Unschedulable { .. } | Effect::Event(_) => {}
+        }
+        seen(driver, effect);
+    }
+}
+
 /// Runs the cluster's pending pods through the scheduler until nothing moves.
 pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimError> {
     let cfg = &opts.config;
-    let frameworks = cfg.build_frameworks().map_err(|e| SimError::Config(e.to_string()))?;
+    let events = Arc::new(CollectEvents::default());
+    let host = PluginHost::new(events.clone());
+    let frameworks = cfg.build_frameworks_with(&opts.registry, &host)?;
     let (initial, max) = cfg.backoff_ms();
     let mut engine = Engine::new(
         frameworks,
@@ -204,9 +271,19 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
             adopt_all_pods: true,
         },
     );
-    engine.runner.memoize = opts.memoize;
+    engine.set_memoize(opts.memoize);
     let mut now: i64 = 0;
     let node_count = cluster.nodes.len();
+    // Objects of kinds plugins read go to their stores; the rest are reported.
+    let mut skipped = cluster.skipped.clone();
+    for (file, object) in &cluster.objects {
+        let api_version = object.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let kind = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+        match host.kind_of(api_version, kind) {
+            Some(k) => host.apply_object(&k, object).map_err(|source| SimError::Object { file: file.clone(), source })?,
+            None => *skipped.entry(kind.to_string()).or_default() += 1,
+        }
+    }
     for ns in &cluster.namespaces {
         engine.set_namespace(&ns.name, ns.labels.clone(), now);
     }
@@ -238,6 +315,7 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
             attempts: 0,
             nominated_node: None,
             explain: None,
+            events: vec![],
         });
     }
     let pending_count = pending.len();
@@ -251,127 +329,110 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
     let mut version: u64 = 0;
     let mut failed_at_version: HashMap<String, u64> = HashMap::new();
     let mut summary = Summary { nodes: node_count, pending_pods: pending_count, ..Default::default() };
+    let mut driver = Driver::new(engine, Arc::new(Unobserved)).with_events(false);
 
     loop {
-        // Pods released or rejected at Permit first, then the next pod.
-        let (ready, rejected) = engine.take_permitted(now);
-        let mut outcomes: Vec<Outcome> = ready.into_iter().map(Outcome::Assigned).collect();
-        outcomes.extend(rejected.into_iter().map(|f| Outcome::Failed(Box::new(f))));
-        if outcomes.is_empty() {
-            match engine.schedule_one(now) {
-                Some(o) => {
-                    summary.scheduling_attempts += 1;
-                    outcomes.push(o);
-                }
-                None => {
-                    // Nothing active. Pods that failed before the cluster last
-                    // changed may fit now: wait for their backoff (or, if only an
-                    // unschedulable-timeout flush would retry them, for that).
-                    // Pods that already failed against the current cluster would
-                    // fail the same way again: then nothing can move and we stop.
-                    let stale: Vec<&String> = failed_at_version
-                        .iter()
-                        .filter(|(k, v)| **v != version && engine.queue.location(k).is_some())
-                        .map(|(k, _)| k)
-                        .collect();
-                    if stale.is_empty() {
-                        // Pods held at Permit end when allowed or when they time out.
-                        match engine.waiting.next_deadline() {
-                            Some(t) => {
-                                now = now.max(t);
-                                continue;
-                            }
-                            None => break,
-                        }
+        let Some(effects) = driver.step(now) else {
+            // Nothing active. Pods that failed before the cluster last
+            // changed may fit now: wait for their backoff (or, if only an
+            // unschedulable-timeout flush would retry them, for that).
+            // Pods that already failed against the current cluster would
+            // fail the same way again: then nothing can move and we stop.
+            let engine = driver.engine();
+            let queue = engine.queue();
+            let stale: Vec<&String> =
+                failed_at_version.iter().filter(|(k, v)| **v != version && queue.location(k).is_some()).map(|(k, _)| k).collect();
+            if stale.is_empty() {
+                // Pods held at Permit end when allowed or when they time out.
+                match engine.waiting().next_deadline() {
+                    Some(t) => {
+                        now = now.max(t);
+                        continue;
                     }
-                    let in_backoff = stale.iter().any(|k| engine.queue.location(k) == Some(berth_core::queue::Location::Backoff));
-                    let next = if in_backoff { engine.queue.next_backoff_expiry() } else { engine.queue.next_unschedulable_timeout() };
-                    match next {
-                        Some(t) if t > now => now = t,
-                        Some(_) => now += 1,
-                        None => break,
-                    }
-                    continue;
+                    None => break,
                 }
             }
+            let in_backoff = stale.iter().any(|k| queue.location(k) == Some(berth_core::queue::Location::Backoff));
+            let next = if in_backoff { queue.next_backoff_expiry() } else { queue.next_unschedulable_timeout() };
+            match next {
+                Some(t) if t > now => now = t,
+                Some(_) => now += 1,
+                None => break,
+            }
+            continue;
+        };
+        let mut victims = 0;
+        apply(&mut driver, effects, now, |driver, effect| match effect {
+            Effect::Bind(_) | Effect::Event(_) | Effect::ClearNomination { .. } => {}
+            Effect::Bound { pod, node, attempts, result } => {
+                let key = pod.key();
+                version += 1;
+                failed_at_version.remove(&key);
+                if let Some(&i) = index.get(&key) {
+                    let r = &mut results[i];
+                    r.node = Some(node);
+                    r.message.clear();
+                    r.attempts = attempts;
+                    r.nominated_node = None;
+                    r.explain = opts.explain.then(|| explain_success(driver.engine(), &result));
+                    decided_at[i] = Some(order.len());
+                    order.push(i);
+                }
+            }
+            Effect::Evict { victim, preemptor, node } => {
+                summary.evicted += 1;
+                victims += 1;
+                version += 1;
+                if let Some(&vi) = index.get(&victim.key()) {
+                    // A pod we placed earlier in this run was evicted.
+                    let r = &mut results[vi];
+                    r.node = None;
+                    r.message = format!("preempted by {} on node {node}", preemptor.key());
+                    decided_at[vi] = Some(order.len());
+                    order.push(vi);
+                }
+                if let Some(&pi) = index.get(&preemptor.key()) {
+                    results[pi].preempted.push(victim.key());
+                }
+            }
+            Effect::Unschedulable { pod, message, nominated_node, attempts, fit, .. } => {
+                let key = pod.key();
+                failed_at_version.insert(key.clone(), version);
+                if nominated_node.is_some() && victims > 0 {
+                    summary.preemptions += 1;
+                    victims = 0;
+                }
+                if let Some(&i) = index.get(&key) {
+                    let r = &mut results[i];
+                    r.message = message;
+                    r.attempts = attempts;
+                    if nominated_node.is_some() {
+                        r.nominated_node = nominated_node;
+                    }
+                    if opts.explain {
+                        r.explain = fit.as_ref().map(|fit| explain_failure(driver.engine(), &fit.diagnosis.node_to_status));
+                    }
+                    decided_at[i] = Some(order.len());
+                    order.push(i);
+                }
+            }
+        });
+    }
+    summary.scheduling_attempts = driver.engine().attempts() as usize;
+    let engine = driver.engine();
+
+    // Events plugins recorded, with the pods they are about.
+    for e in events.take() {
+        if e.regarding.kind != "Pod" {
+            continue;
         }
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Waiting(_) => {}
-                Outcome::Skipped(_) => {}
-                Outcome::Assigned(mut a) => {
-                    let status = a.run_binding_cycle(&MemoryBinder);
-                    let key = a.pod().key();
-                    let node = a.node.clone();
-                    let attempts = a.queued.attempts;
-                    let explanation = opts.explain.then(|| explain_success(&engine, &a.result));
-                    match engine.binding_done(*a, status, now) {
-                        None => {
-                            engine.confirm_binding(&key, now);
-                            version += 1;
-                            failed_at_version.remove(&key);
-                            if let Some(&i) = index.get(&key) {
-                                let r = &mut results[i];
-                                r.node = Some(node);
-                                r.message.clear();
-                                r.attempts = attempts;
-                                r.nominated_node = None;
-                                r.explain = explanation;
-                                decided_at[i] = Some(order.len());
-                                order.push(i);
-                            }
-                        }
-                        Some(f) => {
-                            failed_at_version.insert(key.clone(), version);
-                            if let Some(&i) = index.get(&key) {
-                                results[i].message = f.message;
-                                results[i].attempts = f.attempts;
-                            }
-                        }
-                    }
-                }
-                Outcome::Failed(f) => {
-                    let key = f.pod.key();
-                    failed_at_version.insert(key.clone(), version);
-                    let mut preempted = Vec::new();
-                    if f.nominated_node.is_some() && !f.victims.is_empty() {
-                        summary.preemptions += 1;
-                    }
-                    for v in &f.victims {
-                        preempted.push(v.key());
-                        summary.evicted += 1;
-                        engine.delete_pod(&v.pod, now);
-                        version += 1;
-                        if let Some(&vi) = index.get(&v.key()) {
-                            // A pod we placed earlier in this run was evicted.
-                            let r = &mut results[vi];
-                            r.node = None;
-                            r.message = format!("preempted by {key} on node {}", f.nominated_node.as_deref().unwrap_or(""));
-                            decided_at[vi] = Some(order.len());
-                            order.push(vi);
-                        }
-                    }
-                    for c in &f.cleared_nominations {
-                        let mut p = (*c.pod).clone();
-                        p.nominated_node_name = None;
-                        engine.update_pod(Some(&c.pod), p, now);
-                    }
-                    if let Some(&i) = index.get(&key) {
-                        let r = &mut results[i];
-                        r.message = f.message.clone();
-                        r.attempts = f.attempts;
-                        r.preempted.extend(preempted);
-                        if f.nominated_node.is_some() {
-                            r.nominated_node = f.nominated_node.clone();
-                        }
-                        if opts.explain {
-                            r.explain = f.fit.as_ref().map(|fit| explain_failure(&engine, &fit.diagnosis.node_to_status));
-                        }
-                        decided_at[i] = Some(order.len());
-                        order.push(i);
-                    }
-                }
-            }
+        if let Some(&i) = index.get(&format!("{}/{}", e.regarding.namespace, e.regarding.name)) {
+            results[i].events.push(SimEvent {
+                event_type: e.event_type.as_str().to_string(),
+                reason: e.reason,
+                note: e.note,
+                reporting_controller: e.reporting_controller,
+            });
         }
     }
 
@@ -389,7 +450,7 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
             // Never attempted (e.g. gated): report why.
             let mut r = r.clone();
             if r.message.is_empty() {
-                r.message = gated_message(&engine, &format!("{}/{}", r.namespace, r.name));
+                r.message = gated_message(engine, &format!("{}/{}", r.namespace, r.name));
             }
             pods.push(r);
         }
@@ -401,11 +462,11 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
             summary.unschedulable += 1;
         }
     }
-    Ok(SimResult { pods, summary })
+    Ok(SimResult { pods, summary, skipped })
 }
 
 fn gated_message(engine: &Engine, key: &str) -> String {
-    match engine.queue.unschedulable_pod(key) {
+    match engine.queue().unschedulable_pod(key) {
         Some(q) if q.gated => {
             let pod = &q.pod_info.pod;
             match engine.profile_for(&pod.scheduler_name) {

@@ -59,7 +59,7 @@ fn run(dir: &Path) -> Result<(), String> {
     };
     let cluster = berth_convert::manifests::load(&[("cluster.yaml".into(), read("cluster.yaml").map_err(|e| e.to_string())?)])
         .map_err(|e| e.to_string())?;
-    let fresh = SimOptions { seed: expect.seed, explain: true, config, memoize: false };
+    let fresh = SimOptions { seed: expect.seed, explain: true, config, memoize: false, ..Default::default() };
     let plain = simulate(cluster.clone(), &fresh).map_err(|e| e.to_string())?;
     let result = simulate(cluster, &SimOptions { memoize: true, ..fresh }).map_err(|e| e.to_string())?;
     let mut errors = Vec::new();

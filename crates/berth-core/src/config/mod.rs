@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::framework::{ExtensionPoint, Framework, Plugin, WeightedPlugin};
-use crate::plugins::{registry, Factory};
+use crate::framework::{ExtensionPoint, Framework, Plugin, PluginArgs, PluginError, PluginHost, Registry, WeightedPlugin};
 
 pub const API_VERSION: &str = "kubescheduler.config.k8s.io/v1";
 pub const KIND: &str = "KubeSchedulerConfiguration";
@@ -22,6 +21,16 @@ pub enum ConfigError {
     Decode(String),
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A plugin's factory refused to build it (bad args, missing service).
+    #[error("invalid configuration: profiles[{profile}]: plugin {plugin:?}: {source}")]
+    Plugin {
+        /// Index of the profile in `profiles`.
+        profile: usize,
+        /// The plugin's name.
+        plugin: String,
+        /// What the factory said.
+        source: PluginError,
+    },
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
@@ -264,8 +273,10 @@ fn ten() -> i64 {
 }
 
 impl Default for KubeSchedulerConfiguration {
+    /// The configuration of an empty file: upstream's defaults, one
+    /// `default-scheduler` profile.
     fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("defaults decode")
+        KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("the defaults are valid")
     }
 }
 
@@ -439,15 +450,19 @@ impl KubeSchedulerConfiguration {
         (self.pod_initial_backoff_seconds * 1000, self.pod_max_backoff_seconds * 1000)
     }
 
-    /// Builds one framework per profile with the built-in registry.
+    /// Builds one framework per profile with the built-in registry and a
+    /// host that provides nothing (tests, tools).
     pub fn build_frameworks(&self) -> Result<Vec<Framework>, ConfigError> {
-        self.build_frameworks_with(&registry())
+        self.build_frameworks_with(&Registry::builtin(), &PluginHost::default())
     }
 
-    pub fn build_frameworks_with(&self, reg: &[(&'static str, Factory)]) -> Result<Vec<Framework>, ConfigError> {
+    /// Builds one framework per profile: each plugin a profile names is
+    /// made once by its factory in `registry`, with the profile's args and
+    /// a handle of `host`.
+    pub fn build_frameworks_with(&self, registry: &Registry, host: &PluginHost) -> Result<Vec<Framework>, ConfigError> {
         let mut out = Vec::new();
         for (i, p) in self.profiles.iter().enumerate() {
-            out.push(build_profile(p, reg).map_err(|e| ConfigError::Invalid(format!("profiles[{i}]: {e}")))?);
+            out.push(build_profile(i, p, registry, host)?);
         }
         // Upstream requires one queue sort for all profiles.
         let sorts: HashSet<&str> = out.iter().filter_map(|f| f.queue_sort.as_ref().map(|q| q.name())).collect();
@@ -485,7 +500,10 @@ fn merge_plugin_set(default: &PluginSet, custom: &PluginSet) -> PluginSet {
     PluginSet { enabled, disabled: custom.disabled.iter().chain(default.disabled.iter()).cloned().collect() }
 }
 
-fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framework, String> {
+fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHost) -> Result<Framework, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(format!("profiles[{index}]: {m}"));
+    let profile_name = p.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER_NAME);
+    let handle = host.handle(profile_name);
     let custom = p.plugins.clone().unwrap_or_default();
     let mut plugins = Plugins {
         multi_point: merge_plugin_set(&PluginSet { enabled: default_plugins(), disabled: vec![] }, &custom.multi_point),
@@ -507,15 +525,27 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
         if instances.contains_key(name) {
             continue;
         }
-        let Some((_, f)) = reg.iter().find(|(n, _)| *n == name) else {
-            return Err(format!("plugin {name:?} does not exist"));
+        let Some(factory) = registry.get(name) else {
+            return Err(invalid(format!("plugin {name:?} does not exist")));
         };
-        let inst = f(args.get(name).copied()).map_err(|e| format!("initializing plugin {name:?}: {e}"))?;
+        let plugin_args = PluginArgs::new(name, args.get(name).copied());
+        let inst = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&plugin_args, &handle))) {
+            Ok(r) => r.map_err(|source| ConfigError::Plugin { profile: index, plugin: name.to_string(), source })?,
+            Err(_) => return Err(invalid(format!("plugin {name:?}: its factory panicked"))),
+        };
+        if inst.name() != name {
+            return Err(invalid(format!("plugin registered as {name:?} calls itself {:?}: the two names must be the same", inst.name())));
+        }
+        if inst.extension_points().is_empty() && !crate::plugins::volume::NAMES.contains(&name) {
+            return Err(invalid(format!(
+                "plugin {name:?} implements no extension point: put #[berth::plugin] on its `impl Plugin` block and define the methods of the points it takes part in"
+            )));
+        }
         instances.insert(name.to_string(), inst);
     }
     for pc in &p.plugin_config {
-        if !instances.contains_key(&pc.name) && !reg.iter().any(|(n, _)| *n == pc.name) {
-            return Err(format!("pluginConfig: plugin {:?} does not exist", pc.name));
+        if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() {
+            return Err(invalid(format!("pluginConfig: plugin {:?} does not exist", pc.name)));
         }
     }
 
@@ -533,19 +563,20 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
     }
     for (name, w) in &weights {
         if *w < 0 || *w > 100 {
-            return Err(format!("plugins.score: weight of {name:?} must be in the range 0-100, got {w}"));
+            return Err(invalid(format!("plugins.score: weight of {name:?} must be in the range 0-100, got {w}")));
         }
     }
 
-    let mut fwk = Framework::new(p.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER_NAME));
+    let mut fwk = Framework::new(profile_name);
+    fwk.handle = handle;
     fwk.percentage_of_nodes_to_score = p.percentage_of_nodes_to_score;
     for ep in ExtensionPoint::ALL {
         let set = plugins.point(ep);
         let specific: Vec<&str> = set.enabled.iter().map(|r| r.name.as_str()).collect();
         let disabled: HashSet<&str> = set.disabled.iter().map(|r| r.name.as_str()).collect();
         for s in &specific {
-            if !instances[*s].extension_points().contains(&ep) {
-                return Err(format!("plugin {s:?} does not extend {} plugin", ep.config_name()));
+            if !instances[*s].extension_points().contains(ep) {
+                return Err(invalid(format!("plugin {s:?} does not extend {} plugin", ep.config_name())));
             }
         }
         let mut names: Vec<&str> = Vec::new();
@@ -554,7 +585,7 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
             let mut multi: Vec<&str> = Vec::new();
             for r in &plugins.multi_point.enabled {
                 let inst = &instances[&r.name];
-                if !inst.extension_points().contains(&ep) || disabled.contains(r.name.as_str()) {
+                if !inst.extension_points().contains(ep) || disabled.contains(r.name.as_str()) {
                     continue;
                 }
                 if specific.contains(&r.name.as_str()) {
@@ -562,7 +593,7 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
                     continue;
                 }
                 if multi.contains(&r.name.as_str()) {
-                    return Err(format!("plugin {:?} already registered as {:?}", r.name, ep.config_name()));
+                    return Err(invalid(format!("plugin {:?} already registered as {:?}", r.name, ep.config_name())));
                 }
                 multi.push(r.name.as_str());
             }
@@ -579,14 +610,14 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
         let mut uniq = HashSet::new();
         for n in &names {
             if !uniq.insert(*n) {
-                return Err(format!("plugin {n:?} already registered as {:?}", ep.config_name()));
+                return Err(invalid(format!("plugin {n:?} already registered as {:?}", ep.config_name())));
             }
         }
         let list: Vec<Arc<dyn Plugin>> = names.iter().map(|n| instances[*n].clone()).collect();
         match ep {
             ExtensionPoint::QueueSort => {
                 if list.len() > 1 {
-                    return Err("only one queueSort plugin can be enabled".into());
+                    return Err(invalid("only one queueSort plugin can be enabled".into()));
                 }
                 fwk.queue_sort = list.into_iter().next();
             }
@@ -612,10 +643,10 @@ fn build_profile(p: &Profile, reg: &[(&'static str, Factory)]) -> Result<Framewo
         }
     }
     if fwk.queue_sort.is_none() {
-        return Err("no queue sort plugin is enabled".into());
+        return Err(invalid("no queue sort plugin is enabled".into()));
     }
     if fwk.bind.is_empty() {
-        return Err("at least one bind plugin is needed".into());
+        return Err(invalid("at least one bind plugin is needed".into()));
     }
     Ok(fwk)
 }

@@ -43,6 +43,9 @@ pub struct CycleState {
     pub skip_filter_mask: u64,
     /// Bit i set: the profile's i-th Score plugin is skipped.
     pub skip_score_mask: u64,
+    /// Whether plugin calls of this attempt are timed for
+    /// `scheduler_plugin_execution_duration_seconds` (one attempt in ten).
+    pub record_plugin_metrics: bool,
 }
 
 impl Clone for CycleState {
@@ -57,6 +60,7 @@ impl Clone for CycleState {
             skip_score: self.skip_score.clone(),
             skip_filter_mask: self.skip_filter_mask,
             skip_score_mask: self.skip_score_mask,
+            record_plugin_metrics: self.record_plugin_metrics,
         }
     }
 }

@@ -19,8 +19,8 @@ pub enum EventResource {
     Node,
     Namespace,
     PodDisruptionBudget,
-    /// Plugin-specific objects (e.g. PodGroup).
-    Other(&'static str),
+    /// Objects of a kind a plugin declared (`Handle::objects`), e.g. a PodGroup.
+    Object(super::handle::ObjectKind),
     WildCard,
 }
 

@@ -3,9 +3,11 @@
 
 pub mod cycle_state;
 pub mod events;
+pub mod handle;
 pub mod helper;
 pub mod memo;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
 pub mod status;
 pub mod types;
@@ -16,8 +18,13 @@ use std::sync::Arc;
 
 pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
+pub use handle::{
+    CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind, ObjectRef,
+    Observer, PluginHost, Store,
+};
 pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;
+pub use registry::{Factory, PluginArgs, PluginError, Registry, RegistryError};
 pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
 pub use status::{Code, Reason, Reasons, Status};
 pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};

@@ -1,12 +1,15 @@
 //! A profile's framework: the configured plugins at each extension point and
 //! the logic that runs them in upstream's order.
 
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use super::cycle_state::CycleState;
+use super::handle::Handle;
 use super::plugin::*;
 use super::status::{Code, Status};
 use super::types::PodInfo;
@@ -22,9 +25,12 @@ pub const PARALLEL_THRESHOLD: usize = 1024;
 /// synchronisation than it gains in balance.
 pub const MIN_PARALLEL_BATCH: usize = 32;
 
+/// A Score plugin with its configured weight.
 #[derive(Clone)]
 pub struct WeightedPlugin {
+    /// The plugin.
     pub plugin: Arc<dyn Plugin>,
+    /// Its weight (1..=100): its normalized score is multiplied by it.
     pub weight: i64,
 }
 
@@ -80,9 +86,13 @@ impl Clone for FrameworkId {
     }
 }
 
+/// One profile: its name, its plugins at each extension point (in the
+/// configured order), and the handle its plugins were built with.
 #[derive(Clone, Default)]
 pub struct Framework {
     pub id: FrameworkId,
+    /// The handle this profile's plugins got (events, objects, services).
+    pub handle: Handle,
     pub profile_name: String,
     pub queue_sort: Option<Arc<dyn Plugin>>,
     pub pre_enqueue: Vec<Arc<dyn Plugin>>,
@@ -100,9 +110,51 @@ pub struct Framework {
     pub percentage_of_nodes_to_score: Option<i32>,
 }
 
+/// The message of a panic payload (`panic!` with a string, or a formatted one).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
 impl Framework {
     pub fn new(profile_name: &str) -> Framework {
         Framework { profile_name: profile_name.to_string(), ..Default::default() }
+    }
+
+    /// A plugin panicked: the observer hears of it, and the attempt fails
+    /// with an error that names the plugin.
+    fn panicked(&self, plugin: &'static str, point: ExtensionPoint, payload: Box<dyn std::any::Any + Send>) -> Status {
+        let msg = panic_message(&*payload);
+        self.handle.observer().plugin_panicked(plugin, point, &msg);
+        Status::error(format!("plugin {plugin:?} panicked at {}: {msg}", point.label())).with_plugin(plugin)
+    }
+
+    /// Runs one plugin call: a panic becomes an error status naming the
+    /// plugin, and the call is timed when this cycle records metrics.
+    #[inline]
+    fn call<R>(
+        &self,
+        timed: bool,
+        p: &dyn Plugin,
+        point: ExtensionPoint,
+        code: impl Fn(&R) -> Code,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, Status> {
+        let start = timed.then(Instant::now);
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => {
+                if let Some(t) = start {
+                    self.handle.observer().plugin_duration(p.name(), point, code(&r), t.elapsed().as_secs_f64());
+                }
+                Ok(r)
+            }
+            Err(payload) => Err(self.panicked(p.name(), point, payload)),
+        }
     }
 
     /// Every distinct plugin instance in this profile.
@@ -147,17 +199,20 @@ impl Framework {
         !self.score.is_empty()
     }
 
+    /// QueueSort. A panicking sort plugin falls back to priority, then
+    /// queue time (what PrioritySort does), so the queue stays usable.
     pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
+        let fallback = || (-(a.pod_info.pod.priority as i64), a.timestamp) < (-(b.pod_info.pod.priority as i64), b.timestamp);
         match &self.queue_sort {
-            Some(q) => q.less(a, b),
-            None => (-(a.pod_info.pod.priority as i64), a.timestamp) < (-(b.pod_info.pod.priority as i64), b.timestamp),
+            Some(q) => self.call(false, &**q, ExtensionPoint::QueueSort, |_| Code::Success, || q.less(a, b)).unwrap_or_else(|_| fallback()),
+            None => fallback(),
         }
     }
 
     /// First PreEnqueue rejection, if any.
     pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
         for p in &self.pre_enqueue {
-            let s = p.pre_enqueue(pod);
+            let s = self.call(false, &**p, ExtensionPoint::PreEnqueue, |s: &Status| s.code, || p.pre_enqueue(pod)).unwrap_or_else(|e| e);
             if !s.is_success() {
                 return s.with_plugin(p.name());
             }
@@ -176,8 +231,18 @@ impl Framework {
         let mut result: Option<PreFilterResult> = None;
         let mut with_nodes: Vec<&'static str> = Vec::new();
         state.skip_filter.clear();
+        let timed = state.record_plugin_metrics;
         for p in &self.pre_filter {
-            let (r, s) = p.pre_filter(state, pod, snapshot);
+            let (r, s) = match self.call(
+                timed,
+                &**p,
+                ExtensionPoint::PreFilter,
+                |r: &(_, Status)| r.1.code,
+                || p.pre_filter(state, pod, snapshot),
+            ) {
+                Ok(r) => r,
+                Err(e) => return (None, e, with_nodes),
+            };
             if s.is_skip() {
                 state.skip_filter.push(p.name());
                 continue;
@@ -208,13 +273,31 @@ impl Framework {
         (result, Status::success(), with_nodes)
     }
 
-    /// Runs Filter plugins on one node; the first failure wins.
+    /// Runs Filter plugins on one node; the first failure wins. A panic in
+    /// a plugin is caught once per node (not per call: this is the hottest
+    /// loop) and blamed on the plugin that was running.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let current = Cell::new(0usize);
+        match catch_unwind(AssertUnwindSafe(|| self.filter_node(state, pod, node, &current))) {
+            Ok(s) => s,
+            Err(payload) => self.panicked(self.filter[current.get()].name(), ExtensionPoint::Filter, payload),
+        }
+    }
+
+    fn filter_node(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, current: &Cell<usize>) -> Status {
         for (i, p) in self.filter.iter().enumerate() {
             if is_skipped(i, state.skip_filter_mask, &state.skip_filter, p.name()) {
                 continue;
             }
-            let s = p.filter(state, pod, node);
+            current.set(i);
+            let s = if state.record_plugin_metrics {
+                let t = Instant::now();
+                let s = p.filter(state, pod, node);
+                self.handle.observer().plugin_duration(p.name(), ExtensionPoint::Filter, s.code, t.elapsed().as_secs_f64());
+                s
+            } else {
+                p.filter(state, pod, node)
+            };
             if !s.is_success() {
                 let s = if s.is_rejected() { s } else { Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message())) };
                 return s.with_plugin(p.name());
@@ -240,26 +323,26 @@ impl Framework {
     }
 
     pub fn run_add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
-        for p in &self.pre_filter {
-            if !p.has_pre_filter_extensions() || state.skip_filter.contains(&p.name()) {
-                continue;
-            }
-            let s = p.add_pod(state, pod, to_add, node);
-            if !s.is_success() {
-                return Status::error(format!("running AddPod on PreFilter plugin {:?}: {}", p.name(), s.message()));
-            }
-        }
-        Status::success()
+        self.run_pod_change(state, pod, to_add, node, true)
     }
 
     pub fn run_remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &Arc<PodInfo>, node: &NodeInfo) -> Status {
+        self.run_pod_change(state, pod, to_remove, node, false)
+    }
+
+    fn run_pod_change(&self, state: &mut CycleState, pod: &PodInfo, other: &Arc<PodInfo>, node: &NodeInfo, add: bool) -> Status {
         for p in &self.pre_filter {
             if !p.has_pre_filter_extensions() || state.skip_filter.contains(&p.name()) {
                 continue;
             }
-            let s = p.remove_pod(state, pod, to_remove, node);
+            let run = || if add { p.add_pod(state, pod, other, node) } else { p.remove_pod(state, pod, other, node) };
+            let s = match self.call(false, &**p, ExtensionPoint::PreFilter, |s: &Status| s.code, run) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             if !s.is_success() {
-                return Status::error(format!("running RemovePod on PreFilter plugin {:?}: {}", p.name(), s.message()));
+                let what = if add { "AddPod" } else { "RemovePod" };
+                return Status::error(format!("running {what} on PreFilter plugin {:?}: {}", p.name(), s.message()));
             }
         }
         Status::success()
@@ -307,10 +390,52 @@ impl Framework {
         self.run_filter(state, pod, node)
     }
 
+    /// Runs PostFilter plugins until one succeeds (upstream's order and
+    /// rules): rejections' messages accumulate, joined with ", ", and the
+    /// first result wins. Returns the result and the post-filter message.
+    pub fn run_post_filter(
+        &self,
+        ctx: &PostFilterContext<'_>,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        statuses: &NodeToStatus,
+    ) -> (Option<PostFilterResult>, String) {
+        let mut reasons: Vec<String> = Vec::new();
+        let mut result: Option<PostFilterResult> = None;
+        for p in &self.post_filter {
+            let timed = state.record_plugin_metrics;
+            let (r, s) = match self.call(
+                timed,
+                &**p,
+                ExtensionPoint::PostFilter,
+                |r: &(_, Status)| r.1.code,
+                || p.post_filter(ctx, state, pod, statuses),
+            ) {
+                Ok(r) => r,
+                Err(e) => (None, e),
+            };
+            if s.is_success() || !s.is_rejected() {
+                return (r, s.message());
+            }
+            if !s.message().is_empty() {
+                reasons.push(s.message());
+            }
+            if result.is_none() {
+                result = r;
+            }
+        }
+        (result, reasons.join(", "))
+    }
+
     pub fn run_pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
         state.skip_score.clear();
+        let timed = state.record_plugin_metrics;
         for p in &self.pre_score {
-            let s = p.pre_score(state, pod, nodes, snapshot);
+            let s = match self.call(timed, &**p, ExtensionPoint::PreScore, |s: &Status| s.code, || p.pre_score(state, pod, nodes, snapshot))
+            {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             if s.is_skip() {
                 state.skip_score.push(p.name());
                 continue;
@@ -340,17 +465,26 @@ impl Framework {
         if np == 0 || nn == 0 {
             return Ok(m);
         }
+        let timed = state.record_plugin_metrics;
         let score_node = |(n, out): (usize, &mut [i64])| -> Result<(), Status> {
-            for (j, w) in active.iter().enumerate() {
-                let (score, s) = w.plugin.score(state, pod, &nodes[n]);
-                if !s.is_success() {
-                    return Err(
-                        Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message())).with_plugin(w.plugin.name())
-                    );
+            let current = Cell::new(0usize);
+            let scored = catch_unwind(AssertUnwindSafe(|| {
+                for (j, w) in active.iter().enumerate() {
+                    current.set(j);
+                    let t = timed.then(Instant::now);
+                    let (score, s) = w.plugin.score(state, pod, &nodes[n]);
+                    if let Some(t) = t {
+                        self.handle.observer().plugin_duration(w.plugin.name(), ExtensionPoint::Score, s.code, t.elapsed().as_secs_f64());
+                    }
+                    if !s.is_success() {
+                        return Err(Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message()))
+                            .with_plugin(w.plugin.name()));
+                    }
+                    out[j] = score;
                 }
-                out[j] = score;
-            }
-            Ok(())
+                Ok(())
+            }));
+            scored.unwrap_or_else(|payload| Err(self.panicked(active[current.get()].plugin.name(), ExtensionPoint::Score, payload)))
         };
         let mut raw = vec![0i64; nn * np];
         if nn >= PARALLEL_THRESHOLD {
@@ -362,7 +496,8 @@ impl Framework {
             let p = &w.plugin;
             let mut scores: Vec<NodeScore> = (0..nn).map(|n| NodeScore { index: n, score: raw[n * np + j] }).collect();
             if p.has_normalize_score() {
-                let s = p.normalize_score(state, pod, &mut scores);
+                let s =
+                    self.call(false, &**p, ExtensionPoint::Score, |s: &Status| s.code, || p.normalize_score(state, pod, &mut scores))?;
                 if !s.is_success() {
                     return Err(
                         Status::error(format!("running Normalize on Score plugin {:?}: {}", p.name(), s.message())).with_plugin(p.name())
@@ -392,8 +527,12 @@ impl Framework {
     }
 
     pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        let timed = state.record_plugin_metrics;
         for p in &self.reserve {
-            let s = p.reserve(state, pod, node);
+            let s = match self.call(timed, &**p, ExtensionPoint::Reserve, |s: &Status| s.code, || p.reserve(state, pod, node)) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             if !s.is_success() {
                 let s = if s.is_rejected() { s } else { Status::error(format!("running Reserve plugin {:?}: {}", p.name(), s.message())) };
                 return s.with_plugin(p.name());
@@ -402,14 +541,14 @@ impl Framework {
         Status::success()
     }
 
-    /// Unreserve runs in reverse order, as upstream.
+    /// Unreserve runs in reverse order, as upstream. A plugin that panics
+    /// here is reported to the observer and the others still run.
     pub fn run_unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {
         for p in self.reserve.iter().rev() {
-            p.unreserve(state, pod, node);
+            let _ = self.call(false, &**p, ExtensionPoint::Reserve, |_| Code::Success, || p.unreserve(state, pod, node));
         }
     }
 
-    /// Success, Wait (longest timeout among waiting plugins), or a rejection.
     /// Runs Permit plugins. Success, a rejection, or Wait with each waiting
     /// plugin's timeout (capped at 15 minutes, as upstream).
     pub fn run_permit(
@@ -420,8 +559,13 @@ impl Framework {
         waiting: &mut super::waiting::WaitingPods,
     ) -> (Status, Vec<(&'static str, Duration)>) {
         let mut waits = Vec::new();
+        let timed = state.record_plugin_metrics;
         for p in &self.permit {
-            let (s, timeout) = p.permit(state, pod, node, waiting);
+            let (s, timeout) =
+                match self.call(timed, &**p, ExtensionPoint::Permit, |r: &(Status, _)| r.0.code, || p.permit(state, pod, node, waiting)) {
+                    Ok(r) => r,
+                    Err(e) => return (e, Vec::new()),
+                };
             match s.code {
                 Code::Success => {}
                 Code::Wait => waits.push((p.name(), timeout.min(Duration::from_secs(15 * 60)))),
@@ -443,8 +587,12 @@ impl Framework {
     }
 
     pub fn run_pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        let timed = state.record_plugin_metrics;
         for p in &self.pre_bind {
-            let s = p.pre_bind(state, pod, node);
+            let s = match self.call(timed, &**p, ExtensionPoint::PreBind, |s: &Status| s.code, || p.pre_bind(state, pod, node)) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             if s.is_skip() {
                 continue;
             }
@@ -460,8 +608,12 @@ impl Framework {
         if self.bind.is_empty() {
             return Status::skip();
         }
+        let timed = state.record_plugin_metrics;
         for p in &self.bind {
-            let s = p.bind(state, pod, node, binder);
+            let s = match self.call(timed, &**p, ExtensionPoint::Bind, |s: &Status| s.code, || p.bind(state, pod, node, binder)) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             if s.is_skip() {
                 continue;
             }
@@ -474,9 +626,12 @@ impl Framework {
         Status::skip()
     }
 
+    /// PostBind is informational: a panic is reported to the observer and
+    /// the other plugins still run.
     pub fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+        let timed = state.record_plugin_metrics;
         for p in &self.post_bind {
-            p.post_bind(state, pod, node);
+            let _ = self.call(timed, &**p, ExtensionPoint::PostBind, |_| Code::Success, || p.post_bind(state, pod, node));
         }
     }
 }

@@ -23,24 +23,15 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::framework::Plugin;
+use crate::framework::{Plugin, PluginArgs, PluginError, Registry};
 
-/// Builds a plugin from its (optional) `pluginConfig` args.
-pub type Factory = fn(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>;
+/// A built-in plugin's constructor: its (optional) `pluginConfig` args in,
+/// the plugin or a message out. Built-ins need nothing from the handle.
+type Builtin = fn(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>;
 
 /// Decodes plugin args strictly: unknown fields are an error, as upstream.
 pub fn decode_args<T: DeserializeOwned + Default>(plugin: &str, args: Option<&serde_json::Value>) -> Result<T, String> {
-    match args {
-        None => Ok(T::default()),
-        Some(v) => {
-            let mut v = v.clone();
-            if let Some(obj) = v.as_object_mut() {
-                obj.remove("apiVersion");
-                obj.remove("kind");
-            }
-            serde_json::from_value(v).map_err(|e| format!("decoding args for plugin {plugin}: {e}"))
-        }
-    }
+    PluginArgs::new(plugin, args).decode().map_err(|e| e.to_string())
 }
 
 /// Adds `delta` to `map[key]` and returns the new count. Looks up before
@@ -59,9 +50,9 @@ pub(crate) fn bump_count(map: &mut std::collections::HashMap<String, i64>, key: 
     }
 }
 
-/// Every built-in plugin by its configuration name.
-pub fn registry() -> Vec<(&'static str, Factory)> {
-    vec![
+/// Every built-in plugin by its configuration name (`Registry::builtin`).
+pub(crate) fn registry() -> Registry {
+    let builtins: [(&'static str, Builtin); 19] = [
         (queue_sort::NAME, queue_sort::new),
         (scheduling_gates::NAME, scheduling_gates::new),
         (node_name::NAME, node_name::new),
@@ -81,5 +72,10 @@ pub fn registry() -> Vec<(&'static str, Factory)> {
         (volume::NAMES[2], volume::volume_binding),
         (volume::NAMES[3], volume::volume_zone),
         (volume::NAMES[4], volume::dynamic_resources),
-    ]
+    ];
+    let mut r = Registry::new();
+    for (name, new) in builtins {
+        r.register_arc(name, move |args, _handle| new(args.raw()).map_err(PluginError::InvalidArgs)).expect("built-in names are unique");
+    }
+    r
 }

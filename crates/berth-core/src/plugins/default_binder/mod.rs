@@ -13,12 +13,10 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
     Ok(Arc::new(DefaultBinder))
 }
 
+#[crate::plugin]
 impl Plugin for DefaultBinder {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::Bind]
     }
     fn bind(&self, _state: &mut CycleState, pod: &PodInfo, node: &str, binder: &dyn Binder) -> Status {
         match binder.bind(&pod.pod, node) {

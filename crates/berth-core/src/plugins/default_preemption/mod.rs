@@ -258,12 +258,10 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
     pool.first().copied()
 }
 
+#[crate::plugin]
 impl Plugin for DefaultPreemption {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PostFilter]
     }
     fn post_filter(
         &self,

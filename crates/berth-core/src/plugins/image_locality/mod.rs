@@ -40,12 +40,10 @@ fn calculate_priority(sum: i64, num_containers: usize) -> i64 {
     MAX_NODE_SCORE * (sum - MIN_THRESHOLD) / (max_threshold - MIN_THRESHOLD)
 }
 
+#[crate::plugin]
 impl Plugin for ImageLocality {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
         let mut spread = HashMap::new();

@@ -214,12 +214,10 @@ impl InterPodAffinity {
     }
 }
 
+#[crate::plugin]
 impl Plugin for InterPodAffinity {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
@@ -289,9 +287,6 @@ impl Plugin for InterPodAffinity {
         }
         state.write_scheduling_only(PRE_FILTER_KEY, s);
         (None, Status::success())
-    }
-    fn has_pre_filter_extensions(&self) -> bool {
-        true
     }
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) {
@@ -403,9 +398,6 @@ impl Plugin for InterPodAffinity {
             }
         }
         (total, Status::success())
-    }
-    fn has_normalize_score(&self) -> bool {
-        true
     }
     fn normalize_score(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else { return Status::success() };

@@ -146,15 +146,13 @@ impl NodeAffinity {
     }
 }
 
+#[crate::plugin]
 impl Plugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
@@ -231,9 +229,6 @@ impl Plugin for NodeAffinity {
             }
         }
         (count, Status::success())
-    }
-    fn has_normalize_score(&self) -> bool {
-        true
     }
     fn normalize_score(&self, _state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
         default_normalize_score(MAX_NODE_SCORE, false, scores);

@@ -14,15 +14,13 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
     Ok(Arc::new(NodeName))
 }
 
+#[crate::plugin]
 impl Plugin for NodeName {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::Filter]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"))]

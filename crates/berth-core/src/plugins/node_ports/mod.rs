@@ -25,15 +25,13 @@ pub fn fits_ports(want: &[HostPort], node: &NodeInfo) -> bool {
     !want.iter().any(|w| node.used_ports.iter().any(|u| u.conflicts(w)))
 }
 
+#[crate::plugin]
 impl Plugin for NodePorts {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![

@@ -63,12 +63,10 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
+#[crate::plugin]
 impl Plugin for BalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
         let reqs = pod_requests(pod, &self.resources, true);

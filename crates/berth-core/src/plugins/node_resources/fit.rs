@@ -262,15 +262,13 @@ pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet
     out
 }
 
+#[crate::plugin]
 impl Plugin for Fit {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![

@@ -29,15 +29,13 @@ fn node_change_hint(_pod: &Pod, obj: &EventObject) -> QueueingHint {
     }
 }
 
+#[crate::plugin]
 impl Plugin for NodeUnschedulable {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::Filter]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![

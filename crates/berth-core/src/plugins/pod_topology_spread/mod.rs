@@ -242,12 +242,10 @@ struct PreScoreState {
     weights: Vec<f64>,
 }
 
+#[crate::plugin]
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreFilter, ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
@@ -287,9 +285,6 @@ impl Plugin for PodTopologySpread {
         }
         state.write_scheduling_only(PRE_FILTER_KEY, s);
         (None, Status::success())
-    }
-    fn has_pre_filter_extensions(&self) -> bool {
-        true
     }
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) {
@@ -399,9 +394,6 @@ impl Plugin for PodTopologySpread {
             }
         }
         (score.round() as i64, Status::success())
-    }
-    fn has_normalize_score(&self) -> bool {
-        true
     }
     fn normalize_score(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else { return Status::success() };

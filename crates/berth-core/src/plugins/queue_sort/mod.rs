@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::framework::{ExtensionPoint, Plugin, QueuedPodInfo};
+use crate::framework::{Plugin, QueuedPodInfo};
 
 pub const NAME: &str = "PrioritySort";
 
@@ -12,12 +12,10 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
     Ok(Arc::new(PrioritySort))
 }
 
+#[crate::plugin]
 impl Plugin for PrioritySort {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::QueueSort]
     }
     fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
         let (p1, p2) = (a.pod_info.pod.priority, b.pod_info.pod.priority);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::framework::{action, ClusterEvent, ClusterEventWithHint, EventResource, ExtensionPoint, Plugin, Status};
+use crate::framework::{action, ClusterEvent, ClusterEventWithHint, EventResource, Plugin, Status};
 use crate::model::Pod;
 
 pub const NAME: &str = "SchedulingGates";
@@ -14,12 +14,10 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
     Ok(Arc::new(SchedulingGates))
 }
 
+#[crate::plugin]
 impl Plugin for SchedulingGates {
     fn name(&self) -> &'static str {
         NAME
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::PreEnqueue]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![ClusterEventWithHint::new(ClusterEvent::new(

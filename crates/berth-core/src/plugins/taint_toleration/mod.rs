@@ -39,15 +39,13 @@ fn node_change_hint(pod: &Pod, obj: &EventObject) -> QueueingHint {
     }
 }
 
+#[crate::plugin]
 impl Plugin for TaintToleration {
     fn name(&self) -> &'static str {
         NAME
     }
     fn filter_is_node_local(&self) -> bool {
         true
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[ExtensionPoint::Filter, ExtensionPoint::PreScore, ExtensionPoint::Score]
     }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
@@ -87,9 +85,6 @@ impl Plugin for TaintToleration {
         let n =
             node.taints.iter().filter(|t| t.effect == TaintEffect::PreferNoSchedule && !tols.iter().any(|tol| tol.tolerates(t))).count();
         (n as i64, Status::success())
-    }
-    fn has_normalize_score(&self) -> bool {
-        true
     }
     fn normalize_score(&self, _state: &CycleState, _pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
         default_normalize_score(MAX_NODE_SCORE, true, scores);

@@ -5,18 +5,16 @@
 
 use std::sync::Arc;
 
-use crate::framework::{ExtensionPoint, Plugin};
+use crate::framework::Plugin;
 
 pub const NAMES: [&str; 5] = ["VolumeRestrictions", "NodeVolumeLimits", "VolumeBinding", "VolumeZone", "DynamicResources"];
 
 pub struct Inert(&'static str);
 
+#[crate::plugin]
 impl Plugin for Inert {
     fn name(&self) -> &'static str {
         self.0
-    }
-    fn extension_points(&self) -> &'static [ExtensionPoint] {
-        &[]
     }
 }
 

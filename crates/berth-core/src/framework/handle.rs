@@ -1,0 +1,593 @@
+//! What a plugin gets from Berth besides the pod in front of it: upstream's
+//! `framework.Handle`.
+//!
+//! A factory receives a [`Handle`] and keeps what it needs from it:
+//!
+//! - **Objects of any kind** (custom resources included): declare the kind
+//!   with [`Handle::objects`] and read the [`Store`] it returns. `berth run`
+//!   watches every declared kind; `berth simulate` fills the stores from the
+//!   manifests it reads; a change to such an object is a cluster event
+//!   ([`EventResource::Object`](super::EventResource::Object)) that plugins
+//!   can register for.
+//! - **Events** about pods or other objects: [`Handle::record_event`]. Live,
+//!   they become `events.k8s.io/v1` Events (`kubectl describe` shows them);
+//!   the simulator lists them with its results.
+//! - **The cluster snapshot** of the latest scheduling cycle:
+//!   [`Handle::snapshot`], for extension points that are not handed one.
+//! - **Services of the runtime**, by type: [`Handle::get`]. `berth run`
+//!   provides a `kube::Client` (for plugins that write, e.g. in PreBind) and
+//!   a `tokio::runtime::Handle` to run its futures on; the simulator and the
+//!   benchmarks provide neither, so a plugin must work without them (or
+//!   refuse to start).
+//!
+//! The same handle API serves `berth run`, `berth simulate` and `berth
+//! bench`, so a plugin behaves the same in all three. The runtime side of it
+//! is [`PluginHost`].
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::de::DeserializeOwned;
+
+use super::plugin::ExtensionPoint;
+use super::status::Code;
+use crate::cache::Snapshot;
+use crate::model::Pod;
+
+/// A Kubernetes object kind a plugin reads, with what it takes to watch it.
+///
+/// ```
+/// use berth_core::framework::ObjectKind;
+/// const POD_GROUP: ObjectKind = ObjectKind::namespaced("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups");
+/// assert_eq!(POD_GROUP.api_version(), "scheduling.x-k8s.io/v1alpha1");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKind {
+    /// API group; empty for the core group (`v1`).
+    pub group: &'static str,
+    /// API version within the group, e.g. `v1alpha1`.
+    pub version: &'static str,
+    /// Kind, e.g. `PodGroup`.
+    pub kind: &'static str,
+    /// Resource name in URLs, e.g. `podgroups`.
+    pub plural: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+}
+
+impl ObjectKind {
+    /// A namespaced kind.
+    pub const fn namespaced(group: &'static str, version: &'static str, kind: &'static str, plural: &'static str) -> ObjectKind {
+        ObjectKind { group, version, kind, plural, namespaced: true }
+    }
+
+    /// A cluster-scoped kind.
+    pub const fn cluster(group: &'static str, version: &'static str, kind: &'static str, plural: &'static str) -> ObjectKind {
+        ObjectKind { group, version, kind, plural, namespaced: false }
+    }
+
+    /// `group/version`, or `version` for the core group: the `apiVersion` field.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.api_version(), self.kind)
+    }
+}
+
+/// Objects of one kind, kept current by the runtime; cheap to clone and
+/// safe to read from any thread.
+///
+/// Each object is decoded once, when it arrives, into `T` (any
+/// `serde::Deserialize` type: your own struct with the fields you read,
+/// a `kube::CustomResource` type, or `serde_json::Value`).
+pub struct Store<T> {
+    kind: ObjectKind,
+    objects: Arc<RwLock<BTreeMap<ObjectKey, Arc<T>>>>,
+}
+
+impl<T> Clone for Store<T> {
+    fn clone(&self) -> Self {
+        Store { kind: self.kind, objects: self.objects.clone() }
+    }
+}
+
+/// An object's namespace (empty for cluster-scoped kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl<T> Store<T> {
+    /// The kind this store holds.
+    pub fn kind(&self) -> ObjectKind {
+        self.kind
+    }
+
+    /// The object `namespace/name` (namespace ignored for cluster-scoped kinds).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<T>> {
+        let ns = if self.kind.namespaced { namespace } else { "" };
+        let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
+        self.read().get(&key).cloned()
+    }
+
+    /// Every object, ordered by namespace and name.
+    pub fn list(&self) -> Vec<Arc<T>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// How many objects there are.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ObjectKey, Arc<T>>> {
+        // A panic elsewhere while writing cannot leave a half-written map:
+        // writes are single inserts and removes.
+        self.objects.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ObjectKey, Arc<T>>> {
+        self.objects.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What went wrong feeding an object to the stores.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// The object has no `metadata.name`.
+    #[error("{kind}: metadata.name is required")]
+    NoName {
+        /// The object's kind.
+        kind: String,
+    },
+    /// The object does not decode into the type a plugin asked for.
+    #[error("{kind} {key}: {message}")]
+    Decode {
+        /// The object's kind.
+        kind: String,
+        /// `namespace/name`.
+        key: String,
+        /// The decoder's message, with the field.
+        message: String,
+    },
+}
+
+/// Whether an event is informational or a warning (`type` of an Event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// `Normal`.
+    Normal,
+    /// `Warning`.
+    Warning,
+}
+
+impl EventType {
+    /// The API's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// `apiVersion`, e.g. `v1`.
+    pub api_version: String,
+    /// Kind, e.g. `Pod`.
+    pub kind: String,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID, when known (empty otherwise).
+    pub uid: String,
+}
+
+impl From<&Pod> for ObjectRef {
+    fn from(p: &Pod) -> ObjectRef {
+        ObjectRef { api_version: "v1".into(), kind: "Pod".into(), namespace: p.namespace.clone(), name: p.name.clone(), uid: p.uid.clone() }
+    }
+}
+
+/// One event to write: what `kubectl describe` shows under Events.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EventRecord {
+    /// The object the event is about.
+    pub regarding: ObjectRef,
+    /// The profile (schedulerName) that reports it: `reportingController`.
+    pub reporting_controller: String,
+    /// Normal or Warning.
+    pub event_type: EventType,
+    /// A short CamelCase reason, e.g. `FailedScheduling`.
+    pub reason: String,
+    /// What was being done, e.g. `Scheduling`, `Binding`.
+    pub action: String,
+    /// The human-readable message (at most 1 kB is kept).
+    pub note: String,
+}
+
+/// Where events go: the runtime's side of [`Handle::record_event`].
+pub trait EventSink: Send + Sync {
+    /// Takes one event. Must not block: live, events are written
+    /// asynchronously and dropped (with a warning) when too many wait.
+    fn record(&self, event: EventRecord);
+}
+
+/// An event sink that drops everything (benchmarks, tests).
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn record(&self, _event: EventRecord) {}
+}
+
+/// An event sink that keeps everything in memory (the simulator, tests).
+#[derive(Default)]
+pub struct CollectEvents(Mutex<Vec<EventRecord>>);
+
+impl CollectEvents {
+    /// The events recorded so far, oldest first; the sink is emptied.
+    pub fn take(&self) -> Vec<EventRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl EventSink for CollectEvents {
+    fn record(&self, event: EventRecord) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+}
+
+/// Measurements the framework reports while it runs plugins. The live
+/// scheduler exports them as kube-scheduler's metrics; elsewhere they are
+/// dropped. Every method has a default that ignores the value.
+#[allow(unused_variables)]
+pub trait Observer: Send + Sync {
+    /// One plugin call at one extension point took `seconds` and returned
+    /// `code` (`scheduler_plugin_execution_duration_seconds`). Reported for
+    /// one scheduling attempt in ten, as upstream samples it.
+    fn plugin_duration(&self, plugin: &'static str, point: ExtensionPoint, code: Code, seconds: f64) {}
+
+    /// A plugin panicked; the pod's attempt failed with `message`.
+    fn plugin_panicked(&self, plugin: &'static str, point: ExtensionPoint, message: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+type Applier = Box<dyn Fn(&ObjectKey, Option<&serde_json::Value>) -> Result<(), ObjectError> + Send + Sync>;
+
+/// A kind some plugin declared, with one applier per store of it.
+struct Declared {
+    kind: ObjectKind,
+    stores: Vec<Applier>,
+}
+
+struct Shared {
+    declared: Mutex<Vec<Declared>>,
+    events: Arc<dyn EventSink>,
+    observer: Arc<dyn Observer>,
+    services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// The runtime's side of the handles: `berth run`, `berth simulate` and
+/// `berth bench` each build one, give it their event sink and services,
+/// hand [`PluginHost::handle`]s to the plugin factories, then feed it the
+/// objects plugins declared.
+#[derive(Clone)]
+pub struct PluginHost {
+    shared: Arc<Shared>,
+}
+
+impl Default for PluginHost {
+    fn default() -> Self {
+        PluginHost::new(Arc::new(NoEvents))
+    }
+}
+
+impl PluginHost {
+    /// A host whose events go to `events`.
+    pub fn new(events: Arc<dyn EventSink>) -> PluginHost {
+        PluginHost::build(events, Arc::new(NoObserver), HashMap::new())
+    }
+
+    fn build(events: Arc<dyn EventSink>, observer: Arc<dyn Observer>, services: HashMap<TypeId, Box<dyn Any + Send + Sync>>) -> PluginHost {
+        PluginHost { shared: Arc::new(Shared { declared: Mutex::new(Vec::new()), events, observer, services, snapshot: Mutex::new(None) }) }
+    }
+
+    /// The same host with `service` available through [`Handle::get`].
+    /// Call before handing out handles.
+    pub fn with_service<T: Any + Send + Sync>(self, service: T) -> PluginHost {
+        self.rebuild(|services, _| {
+            services.insert(TypeId::of::<T>(), Box::new(service));
+        })
+    }
+
+    /// The same host reporting measurements to `observer`. Call before
+    /// handing out handles.
+    pub fn with_observer(self, observer: Arc<dyn Observer>) -> PluginHost {
+        self.rebuild(|_, o| *o = observer)
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut HashMap<TypeId, Box<dyn Any + Send + Sync>>, &mut Arc<dyn Observer>)) -> PluginHost {
+        let shared = match Arc::try_unwrap(self.shared) {
+            Ok(s) => s,
+            Err(_) => panic!("PluginHost::with_*: called after handles were handed out"),
+        };
+        let mut services = shared.services;
+        let mut observer = shared.observer;
+        f(&mut services, &mut observer);
+        PluginHost::build(shared.events, observer, services)
+    }
+
+    /// The handle for the profile `profile` (its schedulerName).
+    pub fn handle(&self, profile: &str) -> Handle {
+        Handle { shared: self.shared.clone(), profile: Arc::from(profile) }
+    }
+
+    /// The kinds plugins declared, each once.
+    pub fn object_kinds(&self) -> Vec<ObjectKind> {
+        self.declared().iter().map(|d| d.kind).collect()
+    }
+
+    /// Whether some plugin declared `kind`.
+    pub fn declares(&self, kind: &ObjectKind) -> bool {
+        self.declared().iter().any(|d| d.kind == *kind)
+    }
+
+    /// The declared kind matching an object's `apiVersion` and `kind`.
+    pub fn kind_of(&self, api_version: &str, kind: &str) -> Option<ObjectKind> {
+        self.declared().iter().map(|d| d.kind).find(|k| k.kind == kind && k.api_version() == api_version)
+    }
+
+    /// An object of a declared kind was added or changed: decodes it into
+    /// every store of its kind. Objects of kinds nobody declared are ignored.
+    pub fn apply_object(&self, kind: &ObjectKind, object: &serde_json::Value) -> Result<(), ObjectError> {
+        let key = object_key(kind, object)?;
+        self.each_store(kind, |apply| apply(&key, Some(object)))
+    }
+
+    /// An object of a declared kind was deleted.
+    pub fn delete_object(&self, kind: &ObjectKind, namespace: &str, name: &str) {
+        let ns = if kind.namespaced { namespace } else { "" };
+        let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
+        let _ = self.each_store(kind, |apply| apply(&key, None));
+    }
+
+    fn each_store(&self, kind: &ObjectKind, f: impl Fn(&Applier) -> Result<(), ObjectError>) -> Result<(), ObjectError> {
+        let declared = self.declared();
+        let mut first_err = None;
+        for d in declared.iter().filter(|d| d.kind == *kind) {
+            for apply in &d.stores {
+                if let Err(e) = f(apply) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn declared(&self) -> std::sync::MutexGuard<'_, Vec<Declared>> {
+        self.shared.declared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where measurements go.
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.shared.observer
+    }
+
+    /// Makes `snapshot` the one [`Handle::snapshot`] returns.
+    pub(crate) fn publish_snapshot(&self, snapshot: Option<Arc<Snapshot>>) {
+        *self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    }
+}
+
+fn object_key(kind: &ObjectKind, object: &serde_json::Value) -> Result<ObjectKey, ObjectError> {
+    let meta = object.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("");
+    if name.is_empty() {
+        return Err(ObjectError::NoName { kind: kind.to_string() });
+    }
+    let namespace = if kind.namespaced {
+        meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).filter(|s| !s.is_empty()).unwrap_or("default")
+    } else {
+        ""
+    };
+    Ok(ObjectKey { namespace: namespace.to_string(), name: name.to_string() })
+}
+
+/// A plugin's access to Berth: see the [module documentation](self).
+/// Cheap to clone; keep one in your plugin if you need it after start-up.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    profile: Arc<str>,
+}
+
+impl Default for Handle {
+    /// A handle with no objects, no services, and events dropped (tests).
+    fn default() -> Self {
+        PluginHost::default().handle(crate::config::DEFAULT_SCHEDULER_NAME)
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("profile", &self.profile).finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// The profile this handle belongs to (its schedulerName).
+    pub fn profile_name(&self) -> &str {
+        &self.profile
+    }
+
+    /// Declares that this plugin reads objects of `kind` and returns their
+    /// store. Call it in the factory: the runtime watches (or loads) the
+    /// kinds declared while profiles are built. Objects that do not decode
+    /// into `T` are left out of the store, with a warning naming the field.
+    pub fn objects<T: DeserializeOwned + Send + Sync + 'static>(&self, kind: ObjectKind) -> Store<T> {
+        let store: Store<T> = Store { kind, objects: Arc::new(RwLock::new(BTreeMap::new())) };
+        let target = store.clone();
+        let applier: Applier = Box::new(move |key, object| {
+            match object {
+                None => {
+                    target.write().remove(key);
+                }
+                Some(v) => match T::deserialize(v) {
+                    Ok(t) => {
+                        target.write().insert(key.clone(), Arc::new(t));
+                    }
+                    Err(e) => {
+                        // A bad object must not linger in its old form.
+                        target.write().remove(key);
+                        let key = if key.namespace.is_empty() { key.name.clone() } else { format!("{}/{}", key.namespace, key.name) };
+                        return Err(ObjectError::Decode { kind: kind.to_string(), key, message: e.to_string() });
+                    }
+                },
+            }
+            Ok(())
+        });
+        let mut declared = self.shared.declared.lock().unwrap_or_else(|e| e.into_inner());
+        match declared.iter_mut().find(|d| d.kind == kind) {
+            Some(d) => d.stores.push(applier),
+            None => declared.push(Declared { kind, stores: vec![applier] }),
+        }
+        store
+    }
+
+    /// Records an event about `regarding` (a `&Pod`, or any [`ObjectRef`]),
+    /// reported by this handle's profile. Live, repeats of the same event
+    /// become one Event with a count, as client-go does.
+    pub fn record_event(
+        &self,
+        regarding: impl Into<ObjectRef>,
+        event_type: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        self.shared.events.record(EventRecord {
+            regarding: regarding.into(),
+            reporting_controller: self.profile.to_string(),
+            event_type,
+            reason: reason.to_string(),
+            action: action.to_string(),
+            note: note.into(),
+        });
+    }
+
+    /// The cluster snapshot of the latest scheduling cycle: nodes with the
+    /// pods on them (assumed ones included). `None` before the first cycle.
+    /// Extension points that receive a snapshot should use theirs; this is
+    /// for the others (Reserve, Permit, the binding cycle).
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A service of the runtime by type, e.g. `kube::Client` in `berth run`.
+    /// `None` where the runtime has none (the simulator has no client).
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.shared.services.get(&TypeId::of::<T>()).and_then(|s| s.downcast_ref::<T>())
+    }
+
+    /// Where measurements go (the runtime's observer).
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.shared.observer
+    }
+
+    /// The host this handle belongs to.
+    pub(crate) fn host(&self) -> PluginHost {
+        PluginHost { shared: self.shared.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    const TEAM: ObjectKind = ObjectKind::cluster("example.berth.dev", "v1", "Team", "teams");
+    const GROUP: ObjectKind = ObjectKind::namespaced("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups");
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Team {
+        spec: TeamSpec,
+    }
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct TeamSpec {
+        max_pods: u32,
+    }
+
+    #[test]
+    fn declared_kinds_are_fed_decoded_and_deleted() {
+        let host = PluginHost::default();
+        let h = host.handle("p");
+        let teams: Store<Team> = h.objects(TEAM);
+        let raw: Store<serde_json::Value> = h.objects(TEAM);
+        assert_eq!(host.object_kinds(), vec![TEAM]);
+        assert_eq!(host.kind_of("example.berth.dev/v1", "Team"), Some(TEAM));
+        assert_eq!(host.kind_of("v1", "Team"), None);
+        host.apply_object(&TEAM, &json!({"metadata": {"name": "a"}, "spec": {"maxPods": 2}})).unwrap();
+        assert_eq!(teams.get("ignored-namespace", "a").unwrap().spec.max_pods, 2);
+        assert_eq!(raw.len(), 1);
+        // A bad object names the field and leaves the typed store without it.
+        let err = host.apply_object(&TEAM, &json!({"metadata": {"name": "a"}, "spec": {"maxPods": "two"}})).unwrap_err();
+        assert!(matches!(&err, ObjectError::Decode { key, message, .. } if key == "a" && message.contains("invalid type")), "{err}");
+        assert!(teams.get("", "a").is_none());
+        assert_eq!(raw.len(), 1, "the untyped store still takes it");
+        host.delete_object(&TEAM, "", "a");
+        assert!(raw.is_empty());
+    }
+
+    #[test]
+    fn namespaced_objects_default_to_the_default_namespace() {
+        let host = PluginHost::default();
+        let groups: Store<serde_json::Value> = host.handle("p").objects(GROUP);
+        host.apply_object(&GROUP, &json!({"metadata": {"name": "g"}})).unwrap();
+        host.apply_object(&GROUP, &json!({"metadata": {"name": "g", "namespace": "ml"}})).unwrap();
+        assert!(groups.get("default", "g").is_some() && groups.get("ml", "g").is_some());
+        assert_eq!(host.apply_object(&GROUP, &json!({"metadata": {}})), Err(ObjectError::NoName { kind: GROUP.to_string() }));
+    }
+
+    #[test]
+    fn events_carry_the_profile_and_services_are_typed() {
+        let sink = Arc::new(CollectEvents::default());
+        struct Token(&'static str);
+        let host = PluginHost::new(sink.clone()).with_service(Token("secret"));
+        let h = host.handle("berth");
+        let pod = crate::testing::make_pod("p").obj();
+        h.record_event(&pod, EventType::Warning, "Rejected", "Scheduling", "no");
+        let got = sink.take();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].reporting_controller.as_str(), got[0].regarding.name.as_str()), ("berth", "p"));
+        assert_eq!(h.get::<Token>().map(|t| t.0), Some("secret"));
+        assert!(h.get::<String>().is_none());
+    }
+}

@@ -1,0 +1,404 @@
+//! The `berth` command line: `run`, `simulate`, `bench`. [`App`] is what a
+//! custom scheduler's `main` calls, with its plugins registered; Berth's own
+//! binary is `App::new().run()`.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use berth_core::config::KubeSchedulerConfiguration;
+use berth_core::framework::{Handle, Plugin, PluginArgs, PluginError, PluginHost, Registry, RegistryError};
+use berth_sim::bench::{self, BenchOptions, Workload};
+use berth_sim::{output, SimOptions};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(version, about = "A Kubernetes scheduler in Rust: kube-scheduler's contract, faster, and able to explain itself.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scheduler against a Kubernetes API server.
+    ///
+    /// Schedules the pending pods whose spec.schedulerName is one of the
+    /// configuration's profiles (without --config: one profile, `berth`).
+    /// Log level from RUST_LOG (default info).
+    Run {
+        /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Kubeconfig file; default: clientConnection.kubeconfig, $KUBECONFIG,
+        /// ~/.kube/config, then the in-cluster service account.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where /healthz, /readyz and /metrics are served (plain HTTP).
+        #[arg(long, default_value = "0.0.0.0:10251")]
+        http_address: std::net::SocketAddr,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Schedule the pending pods of a cluster described by manifests, offline.
+    ///
+    /// Input: YAML or JSON files (several documents each, `kind: List` too, so
+    /// `kubectl get nodes,pods -A -o yaml` output works; `-` reads stdin; a
+    /// directory reads its *.yaml, *.yml and *.json files). Nodes, Pods,
+    /// PriorityClasses, PodDisruptionBudgets and Namespaces are used; pods with
+    /// spec.nodeName are running, the rest are pending.
+    Simulate {
+        /// Manifest files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed for tie-breaking among equally good nodes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Per pod: every node's filter verdict and per-plugin scores.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// In-memory benchmark on scheduler_perf-shaped workloads.
+    Bench {
+        /// A KubeSchedulerConfiguration; the workloads' pods use its first profile.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Workload name, or `all`: SchedulingBasic, PodAntiAffinity,
+        /// TopologySpreading, PreferredTopologySpreading, NodeAffinity,
+        /// Preemption, Mixed.
+        #[arg(long, default_value = "all")]
+        workload: String,
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10000)]
+        pods: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Instead of benchmarking, write a SchedulingBasic-shaped cluster
+        /// (--nodes nodes, --pods pending pods) as manifests to this file,
+        /// for timing `berth simulate` end to end.
+        #[arg(long)]
+        emit_cluster: Option<PathBuf>,
+    },
+}
+
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+            out.push(("<stdin>".to_string(), s));
+        } else if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+                .collect();
+            entries.sort();
+            for f in entries {
+                out.push(read_file(&f)?);
+            }
+        } else {
+            out.push(read_file(p)?);
+        }
+    }
+    Ok(out)
+}
+
+fn read_file(p: &Path) -> Result<(String, String)> {
+    let s = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    Ok((p.display().to_string(), s))
+}
+
+/// Loads a KubeSchedulerConfiguration file (YAML or JSON), or `default`
+/// without one, and builds its profiles once so that a bad plugin name or
+/// bad args stop the command before it starts.
+fn load_config(path: Option<&Path>, default: KubeSchedulerConfiguration, registry: &Registry) -> Result<KubeSchedulerConfiguration> {
+    let Some(p) = path else {
+        default.build_frameworks_with(registry, &PluginHost::default()).context("default configuration")?;
+        return Ok(default);
+    };
+    let name = p.display().to_string();
+    let text = std::fs::read_to_string(p).with_context(|| format!("{name}: cannot read"))?;
+    let v: serde_json::Value = serde_yaml::from_str(&text).with_context(|| format!("{name}: not YAML"))?;
+    let v = if v.is_null() { serde_json::json!({}) } else { v };
+    let cfg = KubeSchedulerConfiguration::from_yaml_value(v).with_context(|| name.clone())?;
+    Ok(cfg)
+}
+
+/// Checks a configuration by building its profiles with a host that offers
+/// nothing (the simulator's and the benchmark's), as they will run.
+fn check_offline(cfg: &KubeSchedulerConfiguration, registry: &Registry, path: Option<&Path>) -> Result<()> {
+    let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into());
+    cfg.build_frameworks_with(registry, &PluginHost::default()).with_context(|| name)?;
+    Ok(())
+}
+
+fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputFormat, explain: bool, registry: &Registry) -> Result<()> {
+    let start = Instant::now();
+    let cfg = load_config(config, KubeSchedulerConfiguration::default(), registry)?;
+    let config_name = config.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into());
+    let inputs = read_inputs(files)?;
+    let cluster = berth_convert::manifests::load(&inputs)?;
+    let load_secs = start.elapsed().as_secs_f64();
+    let opts = SimOptions { seed, explain, config: cfg, memoize: true, registry: registry.clone() };
+    let result = berth_sim::simulate(cluster, &opts).map_err(|e| match e {
+        berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name),
+        other => anyhow::Error::new(other),
+    })?;
+    for (kind, n) in &result.skipped {
+        eprintln!(
+            "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget, Namespace and the kinds plugins declare"
+        );
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let text = match format {
+        OutputFormat::Json => output::json(&result, elapsed, load_secs),
+        OutputFormat::Table => output::table(&result, elapsed, explain),
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, format: OutputFormat) -> Result<()> {
+    let list: Vec<Workload> = if workload.eq_ignore_ascii_case("all") {
+        Workload::ALL.to_vec()
+    } else {
+        match Workload::parse(workload) {
+            Some(w) => vec![w],
+            None => bail!("unknown workload {workload:?}; one of: all, {}", Workload::ALL.map(|w| w.name()).join(", ")),
+        }
+    };
+    if nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut reports = Vec::new();
+    for w in list {
+        let bar = if tty {
+            let b = indicatif::ProgressBar::new(pods as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{prefix:>26} [{bar:40}] {pos}/{len} pods {per_sec}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(w.name());
+            Some(b)
+        } else {
+            None
+        };
+        let r = bench::run(w, nodes, pods, opts, |done, _| {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        });
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        if matches!(format, OutputFormat::Table) {
+            println!(
+                "{:<27} nodes={:<6} pods={:<6} scheduled={:<6} {:>10.0} pods/s  p50={:>8.1}µs p90={:>8.1}µs p99={:>8.1}µs",
+                r.workload, r.nodes, r.pods, r.scheduled, r.pods_per_second, r.p50_us, r.p90_us, r.p99_us
+            );
+        }
+        reports.push(r);
+    }
+    if matches!(format, OutputFormat::Json) {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `berth run`: configuration errors are refused before anything starts.
+fn run(
+    config: Option<&Path>,
+    kubeconfig: Option<PathBuf>,
+    http_address: std::net::SocketAddr,
+    log_format: LogFormat,
+    registry: Registry,
+) -> Result<()> {
+    let config = load_config(config, berth_kube::run::default_config(), &registry)?;
+    let threads = (config.parallelism.max(1) as usize).min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    // Plugins are built here, once, with the live handle (client included).
+    let prepared = rt.block_on(berth_kube::run::prepare(berth_kube::run::RunOptions { config, kubeconfig, http_address, registry }))?;
+    init_logs(log_format);
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
+    rt.block_on(prepared.run())
+}
+
+/// A scheduler: Berth's commands with a set of plugins. A custom scheduler
+/// is a binary whose `main` registers its plugins and runs this:
+///
+/// ```no_run
+/// # use berth::framework::{Plugin, PluginArgs, Handle, PluginError};
+/// # struct MyPlugin;
+/// # #[berth::plugin] impl Plugin for MyPlugin { fn name(&self) -> &'static str { "MyPlugin" } }
+/// # impl MyPlugin { fn new(_: &PluginArgs, _: &Handle) -> Result<MyPlugin, PluginError> { Ok(MyPlugin) } }
+/// fn main() -> std::process::ExitCode {
+///     berth::cli::App::new().with_plugin("MyPlugin", MyPlugin::new).run()
+/// }
+/// ```
+///
+/// The result has every subcommand Berth has (`run`, `simulate`, `bench`),
+/// and the configuration enables the plugins as any other
+/// (`profiles[].plugins`, `pluginConfig[].args`).
+pub struct App {
+    registry: Registry,
+    refused: Option<RegistryError>,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl App {
+    /// Berth with its built-in plugins.
+    pub fn new() -> App {
+        App { registry: Registry::builtin(), refused: None }
+    }
+
+    /// Adds a plugin (see [`Registry::register`]). A name already taken is
+    /// reported when the app runs: one line, exit status 2.
+    pub fn with_plugin<P, F>(mut self, name: &'static str, factory: F) -> App
+    where
+        P: Plugin,
+        F: Fn(&PluginArgs<'_>, &Handle) -> Result<P, PluginError> + Send + Sync + 'static,
+    {
+        if let Err(e) = self.registry.register(name, factory) {
+            self.refused.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Adds every plugin of `registry`.
+    pub fn with_registry(mut self, registry: &Registry) -> App {
+        if let Err(e) = self.registry.merge(registry) {
+            self.refused.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The plugins this app knows.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Parses the process's arguments and runs the command. Returns the
+    /// exit status: 0, 2 for a bad configuration or input, 1 for a lost
+    /// leader election.
+    pub fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// As [`App::run`], with the given arguments (the first is the program name).
+    pub fn run_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let bin =
+            args.first().and_then(|a| Path::new(a).file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "berth".into());
+        if args.is_empty() {
+            args.push(bin.clone().into());
+        }
+        let matches = match Cli::command().bin_name(bin).try_get_matches_from(args) {
+            Ok(m) => m,
+            Err(e) => e.exit(),
+        };
+        let cli = match Cli::from_arg_matches(&matches) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        };
+        if let Some(e) = self.refused {
+            return fail(anyhow::Error::new(e).context("registering plugins"));
+        }
+        execute(cli, self.registry)
+    }
+}
+
+fn execute(cli: Cli, registry: Registry) -> ExitCode {
+    if let Command::Run { config, kubeconfig, http_address, log_format } = &cli.command {
+        return match run(config.as_deref(), kubeconfig.clone(), *http_address, *log_format, registry) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
+    // Run the engine on a rayon worker: its parallel filter/score sections then
+    // share work with the other workers instead of handing off from a foreign
+    // thread and sleeping, which costs two context switches per section.
+    let pool = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth: error: starting worker threads: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let res = pool.install(|| match &cli.command {
+        Command::Simulate { files, config, seed, output, explain } => {
+            simulate(files, config.as_deref(), *seed, *output, *explain, &registry)
+        }
+        Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => {
+            std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
+        }
+        Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None } => {
+            let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default(), &registry);
+            cfg.and_then(|cfg| {
+                check_offline(&cfg, &registry, config.as_deref())?;
+                run_bench(workload, *nodes, *pods, &BenchOptions { config: cfg, registry: registry.clone(), seed: *seed }, *output)
+            })
+        }
+        Command::Run { .. } => unreachable!("handled above"),
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// One line on stderr: the context chain joined; exit 2 (1 for a lost lease,
+/// as kube-scheduler).
+fn fail(e: anyhow::Error) -> ExitCode {
+    let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    eprintln!("berth: error: {}", msg.join(": "));
+    if msg.first().is_some_and(|m| m == "leader election lost") {
+        ExitCode::from(1)
+    } else {
+        ExitCode::from(2)
+    }
+}
