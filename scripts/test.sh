@@ -8,13 +8,20 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ensure-tools.sh
 . scripts/ensure-tools.sh
 ensure_tools
+# The example custom scheduler is a crate of its own, outside the workspace,
+# as a user's would be; it shares the target directory, so only Berth's
+# crates and its own are compiled again.
+example=examples/custom-scheduler/Cargo.toml
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
+    cargo fmt --manifest-path "$example" -- --check
 else
     echo "rustfmt not installed; skipping the format check" >&2
 fi
 if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --manifest-path "$example" --all-targets --locked -- -D warnings
 else
     echo "clippy not installed; skipping lints" >&2
 fi
@@ -27,8 +34,12 @@ BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
 export BERTH_TEST_KUBECONFIG
 echo "test environment ready in $((SECONDS - start))s" >&2
 set +e
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+# The example's own tests first: they also build the binary the live tests run.
+cargo test --manifest-path "$example" --locked --no-fail-fast 2>&1 | tee "$log"
+example_status=${PIPESTATUS[0]}
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
+[[ $status -eq 0 ]] && status=$example_status
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }

@@ -370,17 +370,26 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
             match_label_keys: c.match_label_keys.clone().unwrap_or_default(),
         });
     }
-    let owner = m.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| model::OwnerRef {
-        kind: o.kind.clone(),
-        name: o.name.clone(),
-        controller: true,
-    });
+    let owner_references = m
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| model::OwnerRef {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            uid: o.uid.clone(),
+            controller: o.controller == Some(true),
+        })
+        .collect();
     let status = p.status.as_ref();
     Ok(model::Pod {
         uid: m.uid.clone().unwrap_or_else(|| format!("{namespace}/{name}")),
         namespace,
         name,
         labels: m.labels.clone().unwrap_or_default(),
+        annotations: annotations(m),
+        owner_references,
         scheduler_name: spec.scheduler_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default-scheduler".into()),
         node_name: spec.node_name.clone().filter(|s| !s.is_empty()),
         nominated_node_name: status.and_then(|s| s.nominated_node_name.clone()).filter(|s| !s.is_empty()),
@@ -407,8 +416,47 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
         pod_level_requests,
         topology_spread_constraints: spread,
         scheduling_gates: spec.scheduling_gates.iter().flatten().map(|g| g.name.clone()).collect(),
-        owner,
+        volumes: spec.volumes.iter().flatten().map(volume).collect(),
+        resource_claims: spec
+            .resource_claims
+            .iter()
+            .flatten()
+            .map(|c| model::PodResourceClaim {
+                name: c.name.clone(),
+                resource_claim_name: c.resource_claim_name.clone(),
+                resource_claim_template_name: c.resource_claim_template_name.clone(),
+            })
+            .collect(),
     })
+}
+
+/// Annotations, without `kubectl apply`'s copy of the whole manifest: it can
+/// be kilobytes per pod and no scheduling decision reads it.
+fn annotations(m: &meta::ObjectMeta) -> model::Labels {
+    let mut a = m.annotations.clone().unwrap_or_default();
+    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    a
+}
+
+fn volume(v: &core::Volume) -> model::Volume {
+    use model::VolumeSource as S;
+    let source = if let Some(c) = &v.persistent_volume_claim {
+        S::PersistentVolumeClaim { claim_name: c.claim_name.clone(), read_only: c.read_only.unwrap_or(false) }
+    } else if v.ephemeral.is_some() {
+        S::Ephemeral
+    } else if let Some(c) = &v.csi {
+        S::Csi { driver: c.driver.clone() }
+    } else if let Some(h) = &v.host_path {
+        S::HostPath { path: h.path.clone() }
+    } else {
+        // The one field set besides `name`, as the pod spec spells it.
+        let field = serde_json::to_value(v)
+            .ok()
+            .and_then(|j| j.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()))
+            .unwrap_or_else(|| "emptyDir".to_string());
+        S::Other(field)
+    };
+    model::Volume { name: v.name.clone(), source }
 }
 
 /// Whether a pod is finished (its resources are free again).
@@ -442,9 +490,17 @@ pub fn node(n: &core::Node) -> Result<model::Node, ConvertError> {
         .flatten()
         .map(|i| model::ContainerImage { names: i.names.clone().unwrap_or_default(), size_bytes: i.size_bytes.unwrap_or(0) })
         .collect();
+    let conditions = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| model::NodeCondition { kind: c.type_.clone(), status: c.status.clone() })
+        .collect();
     Ok(model::Node {
         name,
         labels: n.metadata.labels.clone().unwrap_or_default(),
+        annotations: annotations(&n.metadata),
+        conditions,
         taints,
         unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         allocatable,

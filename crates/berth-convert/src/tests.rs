@@ -147,3 +147,66 @@ fn huge_quantities_saturate() {
     assert_eq!(r.milli_cpu, i64::MAX);
     assert_eq!(r.ephemeral_storage, 2, "bare YAML numbers are quantities too");
 }
+
+#[test]
+fn what_plugins_read_beyond_the_spec_basics() {
+    let c = one(r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  annotations: {example.berth.dev/cost: "3"}
+status:
+  allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
+  conditions:
+  - {type: Ready, status: "True", lastHeartbeatTime: "2026-01-01T00:00:00Z"}
+  - {type: DiskPressure, status: "False"}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-0
+  namespace: prod
+  annotations:
+    example.berth.dev/pool: gold
+    kubectl.kubernetes.io/last-applied-configuration: '{"a very": "long copy"}'
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: StatefulSet, name: db, uid: u-1, controller: true}
+  - {apiVersion: v1, kind: ConfigMap, name: other, uid: u-2}
+spec:
+  containers: [{name: c, image: x}]
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data-db-0, readOnly: true}}
+  - {name: scratch, ephemeral: {volumeClaimTemplate: {spec: {accessModes: [ReadWriteOnce]}}}}
+  - {name: conf, configMap: {name: db}}
+  - {name: inline, csi: {driver: example.csi.dev}}
+  resourceClaims:
+  - {name: gpu, resourceClaimTemplateName: one-gpu}
+"#)
+    .unwrap();
+    let n = &c.nodes[0];
+    assert_eq!(n.annotations.get("example.berth.dev/cost").map(String::as_str), Some("3"));
+    assert_eq!((n.condition("Ready"), n.condition("DiskPressure"), n.condition("PIDPressure")), (Some("True"), Some("False"), None));
+    let p = &c.pods[0];
+    assert_eq!(p.annotations.len(), 1, "kubectl's last-applied copy is dropped: {:?}", p.annotations);
+    assert_eq!(p.owner_references.len(), 2);
+    let owner = p.controller_ref().unwrap();
+    assert_eq!(
+        (owner.api_version.as_str(), owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("apps/v1", "StatefulSet", "db", "u-1")
+    );
+    use berth_core::model::VolumeSource as S;
+    let sources: Vec<&S> = p.volumes.iter().map(|v| &v.source).collect();
+    assert_eq!(
+        sources,
+        vec![
+            &S::PersistentVolumeClaim { claim_name: "data-db-0".into(), read_only: true },
+            &S::Ephemeral,
+            &S::Other("configMap".into()),
+            &S::Csi { driver: "example.csi.dev".into() },
+        ]
+    );
+    let claims: Vec<Option<String>> = p.volumes.iter().map(|v| v.claim_name(&p.name)).collect();
+    assert_eq!(claims, vec![Some("data-db-0".into()), Some("db-0-scratch".into()), None, None]);
+    assert_eq!(p.resource_claims[0].resource_claim_template_name.as_deref(), Some("one-gpu"));
+}

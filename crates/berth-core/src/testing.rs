@@ -266,8 +266,21 @@ impl PodWrapper {
         self.0.scheduling_gates.push(gate.into());
         self
     }
+    /// A controller owner reference.
     pub fn owner(mut self, kind: &str, name: &str) -> Self {
-        self.0.owner = Some(OwnerRef { kind: kind.into(), name: name.into(), controller: true });
+        self.0.owner_references.push(OwnerRef { kind: kind.into(), name: name.into(), controller: true, ..Default::default() });
+        self
+    }
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.0.annotations.insert(k.into(), v.into());
+        self
+    }
+    /// A volume backed by the PersistentVolumeClaim `claim`.
+    pub fn pvc(mut self, volume: &str, claim: &str) -> Self {
+        self.0.volumes.push(Volume {
+            name: volume.into(),
+            source: VolumeSource::PersistentVolumeClaim { claim_name: claim.into(), read_only: false },
+        });
         self
     }
 }
@@ -303,6 +316,15 @@ impl NodeWrapper {
     }
     pub fn unschedulable(mut self) -> Self {
         self.0.unschedulable = true;
+        self
+    }
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.0.annotations.insert(k.into(), v.into());
+        self
+    }
+    /// A status condition, e.g. `("Ready", "True")`.
+    pub fn condition(mut self, kind: &str, status: &str) -> Self {
+        self.0.conditions.push(crate::model::NodeCondition { kind: kind.into(), status: status.into() });
         self
     }
     pub fn image(mut self, name: &str, size: i64) -> Self {

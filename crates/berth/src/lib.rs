@@ -68,8 +68,8 @@ pub use berth_core::{cache, framework, model, testing};
 pub mod prelude {
     pub use berth_core::cache::{NodeInfo, Snapshot};
     pub use berth_core::framework::{
-        action, ClusterEvent, ClusterEventWithHint, Code, CycleState, EventResource, EventType, Handle, NodeScore, ObjectKind, Plugin,
-        PluginArgs, PluginError, PodInfo, PreFilterResult, Status, Store, MAX_NODE_SCORE, MIN_NODE_SCORE,
+        action, Binder, ClusterEvent, ClusterEventWithHint, Code, CycleState, EventResource, EventType, Handle, NodeScore, ObjectKind,
+        Plugin, PluginArgs, PluginError, PodInfo, PreFilterResult, Status, Store, MAX_NODE_SCORE, MIN_NODE_SCORE,
     };
     pub use berth_core::model::{Node, Pod};
     pub use berth_core::plugin;

@@ -202,8 +202,17 @@ impl Ns {
             spec[k] = v;
         }
         let labels = spec.as_object_mut().unwrap().remove("labels").unwrap_or(json!({}));
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap();
+        let annotations = spec.as_object_mut().unwrap().remove("annotations").unwrap_or(json!({}));
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}, "spec": spec}))
+                .unwrap();
         self.pods().create(&PostParams::default(), &pod).await.unwrap()
+    }
+
+    /// Sets annotations on a node of this test.
+    async fn annotate_node(&self, node: &str, annotations: Value) {
+        let patch = json!({"metadata": {"annotations": annotations}});
+        Api::<Node>::all(self.c.clone()).patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     }
 
     async fn bound(&self, pod: &str) -> String {
@@ -428,9 +437,13 @@ impl Drop for Proc {
 }
 
 fn spawn_berth(config: &Path, log: &str) -> Proc {
+    spawn_scheduler(Path::new(berth_bin()), config, log)
+}
+
+fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
     let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
     Proc(
-        Command::new(berth_bin())
+        Command::new(bin)
             .args(["run", "--kubeconfig"])
             .arg(&env().kubeconfig)
             .arg("--config")
@@ -559,4 +572,101 @@ async fn deploy_manifests_are_accepted_by_the_api_server() {
     let p = write_temp("deploy-config.yaml", text);
     let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(e.repo.join("examples/cluster")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `kubectl` of the test environment, with its kubeconfig.
+fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let e = env();
+    let mut child = Command::new(&e.kubectl)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&e.kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The example custom scheduler (`examples/custom-scheduler`), a crate of
+/// its own: scripts/test.sh builds it into this target directory first.
+fn custom_scheduler_bin() -> PathBuf {
+    let bin = Path::new(berth_bin()).with_file_name("custom-scheduler");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the example first (scripts/test.sh does): CARGO_TARGET_DIR=<this target dir> cargo build --manifest-path examples/custom-scheduler/Cargo.toml",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test]
+async fn a_custom_scheduler_runs_its_own_filter_score_pre_bind_and_bind_plugins() {
+    let e = env();
+    let ns = Ns::new("custom").await;
+    // The Team kind TeamQuota reads, and this test's team.
+    kubectl(&["apply", "-f", &e.repo.join("examples/custom-scheduler/deploy/team-crd.yaml").display().to_string()], None);
+    kubectl(&["wait", "--for", "condition=Established", "--timeout=60s", "crd/teams.example.berth.dev"], None);
+    let team = ns.name.clone();
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: example.berth.dev/v1\nkind: Team\nmetadata: {{name: {team}}}\nspec: {{maxPods: 2}}\n")),
+    );
+    let pool = |p: &str| json!({"example.berth.dev/pool": p});
+    let gold1 = ns.node("gold-1", "4", pool("gold"), json!([])).await;
+    let gold3 = ns.node("gold-3", "4", pool("gold"), json!([])).await;
+    let general = ns.node("general", "4", pool("general"), json!([])).await;
+    ns.annotate_node(&gold1, json!({"example.berth.dev/cost": "1"})).await;
+    ns.annotate_node(&gold3, json!({"example.berth.dev/cost": "3"})).await;
+    let config = std::fs::read_to_string(e.repo.join("examples/custom-scheduler/deploy/config.yaml")).unwrap();
+    let config = write_temp(
+        &format!("{}.yaml", ns.name),
+        &config.replace("schedulerName: custom-scheduler", &format!("schedulerName: {}", ns.name)),
+    );
+    let _scheduler = spawn_scheduler(&custom_scheduler_bin(), &config, &format!("{}.log", ns.name));
+
+    // NodePool: the cheapest node of the pod's pool (the default pool without the annotation).
+    ns.pod("train", &ns.name, "100m", json!({"annotations": {"example.berth.dev/pool": "gold"}})).await;
+    assert_eq!(ns.bound("train").await, gold1);
+    ns.pod("web", &ns.name, "100m", json!({})).await;
+    assert_eq!(ns.bound("web").await, general);
+    ns.pod("odd", &ns.name, "100m", json!({"annotations": {"example.berth.dev/pool": "silver"}})).await;
+    let note = ns.event("odd", "FailedScheduling").await.note.unwrap_or_default();
+    assert!(note.contains("3 node(s) are not in pool silver"), "{note}");
+
+    // TeamQuota reads the Team object; two of its pods are admitted.
+    let team_pod = json!({"labels": {"example.berth.dev/team": team}});
+    for i in 0..3 {
+        ns.pod(&format!("t{i}"), &ns.name, "100m", team_pod.clone()).await;
+        if i < 2 {
+            ns.bound(&format!("t{i}")).await;
+        }
+    }
+    let note = ns.event("t2", "FailedScheduling").await.note.unwrap_or_default();
+    assert!(note.contains(&format!("team {team} is at its quota of 2 pod(s)")), "{note}");
+    assert_eq!(ns.node_of("t2").await, None);
+
+    // PreBind stamped the admitted pods and recorded an event; StampedBinder
+    // bound every pod (the annotation only a Binding of its own carries).
+    for (pod, admitted) in [("t0", true), ("t1", true), ("train", false), ("web", false)] {
+        let p = ns.pods().get(pod).await.unwrap();
+        let a = p.metadata.annotations.unwrap_or_default();
+        assert_eq!(a.get("example.berth.dev/bound-by").map(String::as_str), Some("StampedBinder"), "{pod}: {a:?}");
+        assert_eq!(a.contains_key("example.berth.dev/admitted"), admitted, "{pod}: {a:?}");
+    }
+    let admitted = ns.event("t0", "Admitted").await;
+    assert_eq!(admitted.reporting_controller.as_deref(), Some(ns.name.as_str()));
+    assert!(admitted.note.unwrap_or_default().starts_with(&format!("team {team}: pod ")));
+
+    // A new quota is an event TeamQuota registered for: the waiting pod goes.
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: example.berth.dev/v1\nkind: Team\nmetadata: {{name: {team}}}\nspec: {{maxPods: 3}}\n")),
+    );
+    ns.bound("t2").await;
 }

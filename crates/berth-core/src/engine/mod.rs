@@ -190,8 +190,19 @@ impl Engine {
 
     pub fn update_node(&mut self, node: Node, now_ms: i64) {
         let old = self.cache.node(&node.name).map(|n| n.node.clone());
+        // Heartbeats and the like arrive as updates that change nothing we
+        // keep: the node's entry (and what cycles reuse for it) stays.
+        if old.as_deref() == Some(&node) {
+            return;
+        }
         let mut bits = 0;
         if let Some(o) = &old {
+            if o.annotations != node.annotations {
+                bits |= action::UPDATE_NODE_ANNOTATION;
+            }
+            if o.conditions != node.conditions {
+                bits |= action::UPDATE_NODE_CONDITION;
+            }
             if o.allocatable != node.allocatable {
                 bits |= action::UPDATE_NODE_ALLOCATABLE;
             }

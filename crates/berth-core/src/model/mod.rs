@@ -8,7 +8,7 @@ pub mod quantity;
 pub mod resource;
 
 pub use labels::{LabelSelector, Labels, NodeSelector, NodeSelectorTerm, Requirement, SelectorOp};
-pub use node::{ContainerImage, Namespace, Node, PodDisruptionBudget};
+pub use node::{ContainerImage, Namespace, Node, NodeCondition, PodDisruptionBudget};
 pub use pod::*;
 pub use quantity::{Quantity, QuantityError};
 pub use resource::{Resource, ResourceName};

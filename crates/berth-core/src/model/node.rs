@@ -11,15 +11,36 @@ pub struct ContainerImage {
     pub size_bytes: i64,
 }
 
+/// One of `status.conditions` of a node: its type and status only (the
+/// heartbeat times change every few seconds and decide nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeCondition {
+    /// `Ready`, `MemoryPressure`, `DiskPressure`, ...
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Node {
     pub name: String,
     pub labels: Labels,
+    /// `metadata.annotations`.
+    pub annotations: Labels,
+    /// `status.conditions` (type and status).
+    pub conditions: Vec<NodeCondition>,
     pub taints: Vec<Taint>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
     pub allocatable: Resource,
     pub images: Vec<ContainerImage>,
+}
+
+impl Node {
+    /// The status of the condition `kind` (`"True"`, `"False"`, `"Unknown"`), if reported.
+    pub fn condition(&self, kind: &str) -> Option<&str> {
+        self.conditions.iter().find(|c| c.kind == kind).map(|c| c.status.as_str())
+    }
 }
 
 /// A PodDisruptionBudget, reduced to what preemption needs.

@@ -192,11 +192,79 @@ pub struct TopologySpreadConstraint {
     pub match_label_keys: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One of `metadata.ownerReferences`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct OwnerRef {
+    /// The owner's `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// The owner's kind, e.g. `ReplicaSet`.
     pub kind: String,
+    /// The owner's name.
     pub name: String,
+    /// The owner's UID.
+    pub uid: String,
+    /// Whether this owner is the managing controller.
     pub controller: bool,
+}
+
+/// Where a pod volume's storage comes from, as far as scheduling cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A PersistentVolumeClaim in the pod's namespace.
+    PersistentVolumeClaim {
+        /// `claimName`.
+        claim_name: String,
+        /// `readOnly`.
+        read_only: bool,
+    },
+    /// A generic ephemeral volume: its claim, `<pod name>-<volume name>`, is
+    /// created for the pod by the ephemeral volume controller.
+    Ephemeral,
+    /// An inline CSI volume.
+    Csi {
+        /// The CSI driver's name.
+        driver: String,
+    },
+    /// A directory of the node.
+    HostPath {
+        /// The path on the node.
+        path: String,
+    },
+    /// Any other source (`configMap`, `secret`, `emptyDir`, `nfs`, ...),
+    /// by its field name in the pod spec.
+    Other(String),
+}
+
+/// One of `spec.volumes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// The volume's name in the pod.
+    pub name: String,
+    /// Where its storage comes from.
+    pub source: VolumeSource,
+}
+
+impl Volume {
+    /// The PersistentVolumeClaim this volume uses, if any: the named claim,
+    /// or an ephemeral volume's generated one.
+    pub fn claim_name(&self, pod_name: &str) -> Option<String> {
+        match &self.source {
+            VolumeSource::PersistentVolumeClaim { claim_name, .. } => Some(claim_name.clone()),
+            VolumeSource::Ephemeral => Some(format!("{pod_name}-{}", self.name)),
+            _ => None,
+        }
+    }
+}
+
+/// One of `spec.resourceClaims` (dynamic resource allocation).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PodResourceClaim {
+    /// The name containers refer to it by.
+    pub name: String,
+    /// `resourceClaimName`: an existing ResourceClaim.
+    pub resource_claim_name: Option<String>,
+    /// `resourceClaimTemplateName`: a claim made for the pod from a template.
+    pub resource_claim_template_name: Option<String>,
 }
 
 /// A pod as the scheduler sees it.
@@ -206,6 +274,11 @@ pub struct Pod {
     pub name: String,
     pub uid: String,
     pub labels: Labels,
+    /// `metadata.annotations`, except `kubectl.kubernetes.io/last-applied-configuration`
+    /// (a copy of the whole manifest, which no scheduling decision reads).
+    pub annotations: Labels,
+    /// `metadata.ownerReferences`.
+    pub owner_references: Vec<OwnerRef>,
     pub scheduler_name: String,
     /// `spec.nodeName`: set means bound (or being bound).
     pub node_name: Option<String>,
@@ -234,10 +307,18 @@ pub struct Pod {
     pub pod_level_requests: Option<Resource>,
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     pub scheduling_gates: Vec<String>,
-    pub owner: Option<OwnerRef>,
+    /// `spec.volumes`.
+    pub volumes: Vec<Volume>,
+    /// `spec.resourceClaims`.
+    pub resource_claims: Vec<PodResourceClaim>,
 }
 
 impl Pod {
+    /// The owner reference that manages this pod (`controller: true`).
+    pub fn controller_ref(&self) -> Option<&OwnerRef> {
+        self.owner_references.iter().find(|o| o.controller)
+    }
+
     /// Whether `other` differs from this pod beyond its status (upstream's
     /// `isPodUpdated`: status, resourceVersion and the like do not count).
     pub fn differs_beyond_status(&self, other: &Pod) -> bool {
@@ -253,7 +334,8 @@ impl Pod {
     /// Filter plugin and a preemption dry run read (see
     /// `Plugin::filter_is_node_local`): the spec that decides where a pod fits
     /// and whom it may preempt. Identity, labels, times and status do not
-    /// count: replicas of a Deployment or a Job compare equal.
+    /// count, nor do labels and annotations: replicas of a Deployment or a
+    /// Job compare equal.
     pub fn same_filter_inputs(&self, other: &Pod) -> bool {
         self.priority == other.priority
             && self.preemption_policy == other.preemption_policy
@@ -268,6 +350,8 @@ impl Pod {
             && self.pod_level_requests == other.pod_level_requests
             && self.topology_spread_constraints == other.topology_spread_constraints
             && self.scheduling_gates == other.scheduling_gates
+            && self.volumes == other.volumes
+            && self.resource_claims == other.resource_claims
     }
 
     pub fn key(&self) -> String {

@@ -126,7 +126,7 @@ fn merge_match_label_keys(mut sel: LabelSelector, keys: &[String], labels: &Labe
 /// ReplicaSet, StatefulSet or ReplicationController is taken to be selected
 /// by its own labels (which is what such controllers' selectors match).
 fn default_selector(pod: &Pod) -> Option<LabelSelector> {
-    let owned = pod.owner.as_ref().is_some_and(|o| matches!(o.kind.as_str(), "ReplicaSet" | "StatefulSet" | "ReplicationController"));
+    let owned = pod.controller_ref().is_some_and(|o| matches!(o.kind.as_str(), "ReplicaSet" | "StatefulSet" | "ReplicationController"));
     if !owned || pod.labels.is_empty() {
         return None;
     }

@@ -1,0 +1,64 @@
+//! The custom scheduler's plugins in the simulator: through the library
+//! (`berth::sim::run`) and through the binary's own `simulate` command.
+
+use std::process::Command;
+
+const CONFIG: &str = include_str!("../deploy/config.yaml");
+const CLUSTER: &str = include_str!("../demo/cluster.yaml");
+
+/// Where a pod went, and the first sentence of its FailedScheduling message
+/// (the part after it says what preemption made of it).
+fn placement(r: &berth::sim::SimResult, pod: &str) -> (Option<String>, String) {
+    let p = r.pods.iter().find(|p| p.name == pod).unwrap_or_else(|| panic!("{pod} not in the result"));
+    (p.node.clone(), p.message.split(" preemption:").next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn pools_costs_and_team_quotas() {
+    let r = berth::sim::run(CLUSTER, CONFIG, custom_scheduler::app().registry()).unwrap();
+    // The cheapest node of the pod's pool; without an annotation, the default pool.
+    assert_eq!(placement(&r, "train-0").0.as_deref(), Some("gold-1"));
+    assert_eq!(placement(&r, "web-0").0.as_deref(), Some("general-1"));
+    assert_eq!(placement(&r, "batch-0"), (None, "0/4 nodes are available: 4 node(s) are not in pool silver.".into()));
+    let batch = r.pods.iter().find(|p| p.name == "batch-0").unwrap();
+    assert!(
+        batch.message.ends_with("preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."),
+        "{}",
+        batch.message
+    );
+    // The Team object came from the manifests: two of its pods run, the third waits.
+    assert!(placement(&r, "blue-0").0.is_some() && placement(&r, "blue-1").0.is_some());
+    assert_eq!(placement(&r, "blue-2"), (None, "0/4 nodes are available: team blue is at its quota of 2 pod(s).".into()));
+    assert_eq!(placement(&r, "red-0"), (None, "0/4 nodes are available: team red does not exist.".into()));
+    // PreBind ran and recorded its event; StampedBinder bound (in memory).
+    let blue0 = r.pods.iter().find(|p| p.name == "blue-0").unwrap();
+    assert_eq!(blue0.events.len(), 1);
+    assert_eq!((blue0.events[0].reason.as_str(), blue0.events[0].note.as_str()), ("Admitted", "team blue: pod 1 of 2"));
+}
+
+#[test]
+fn the_binary_has_berths_commands() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_custom-scheduler"))
+        .args(["simulate", "--output", "json", "--config", &format!("{dir}/deploy/config.yaml"), &format!("{dir}/demo")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["scheduled"], 4);
+    assert_eq!(v["summary"]["unschedulable"], 3);
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "the Team objects are read, not skipped");
+    // A typo in the plugin's args is a one-line configuration error.
+    let bad = std::env::temp_dir().join(format!("custom-scheduler-bad-{}.yaml", std::process::id()));
+    std::fs::write(&bad, CONFIG.replace("defaultPool", "defaultPol")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custom-scheduler"))
+        .args(["simulate", "--config"])
+        .arg(&bad)
+        .arg(format!("{dir}/demo"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("plugin \"NodePool\"") && stderr.contains("unknown field \"defaultPol\""), "{stderr}");
+}
