@@ -54,12 +54,21 @@ pub trait DriverObserver: Send + Sync {
     fn preemption(&self, victims: usize) {}
     /// The queue's sizes after a step (`scheduler_pending_pods`).
     fn queue(&self, counts: &QueueCounts) {}
+    /// Whether to report at all: counting the queue costs a pass over the
+    /// unschedulable pods, worth it only if someone reads the counts.
+    fn is_active(&self) -> bool {
+        true
+    }
 }
 
 /// An observer that ignores everything.
 pub struct Unobserved;
 
-impl DriverObserver for Unobserved {}
+impl DriverObserver for Unobserved {
+    fn is_active(&self) -> bool {
+        false
+    }
+}
 
 /// A pod's binding cycle (PreBind, Bind, PostBind), ready to run where
 /// blocking is allowed. Hand it back with [`Driver::binding_finished`].
@@ -183,7 +192,7 @@ impl Driver {
             match self.engine.schedule_one(now_ms) {
                 Some(o) => outcomes.push(o),
                 None => {
-                    self.observer.queue(&self.engine.queue.counts());
+                    self.report_queue();
                     return None;
                 }
             }
@@ -196,8 +205,14 @@ impl Driver {
                 Outcome::Failed(f) => self.failed(*f, start, now_ms, &mut effects),
             }
         }
-        self.observer.queue(&self.engine.queue.counts());
+        self.report_queue();
         Some(effects)
+    }
+
+    fn report_queue(&self) {
+        if self.observer.is_active() {
+            self.observer.queue(&self.engine.queue.counts());
+        }
     }
 
     /// A binding cycle ended with `status` (Success: the pod is bound).

@@ -89,7 +89,7 @@ impl Engine {
         self.queue.nominator.sync(&self.snapshot);
         let mut state = CycleState::new();
         self.attempts += 1;
-        state.record_plugin_metrics = self.attempts % super::PLUGIN_METRICS_SAMPLE_EVERY == 1;
+        state.record_plugin_metrics = self.attempts % super::PLUGIN_METRICS_SAMPLE_EVERY == 1 && host.observer().times_plugins();
         let pod = qpi.pod_info.clone();
         let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);
         match res {

@@ -207,9 +207,18 @@ impl<'a> NominatedForPod<'a> {
     }
 
     /// The relevant pods nominated to the node at `index` of the snapshot.
+    #[inline]
     pub fn for_node(&self, index: usize) -> NominatedList<'a> {
         if let Some(view) = self.view {
-            return view.get(index).map(|v| v.iter().filter(|n| n.counts_for(self.pod)).map(|n| &n.pod).collect()).unwrap_or_default();
+            // A plain loop: a preemptor asks this for every node, and
+            // SmallVec's `collect` (size hints, reserve) cost more than the check.
+            let mut out = NominatedList::new();
+            for n in view.get(index).map(|v| &v[..]).unwrap_or_default() {
+                if n.counts_for(self.pod) {
+                    out.push(&n.pod);
+                }
+            }
+            return out;
         }
         if self.nominated.is_empty() {
             return NominatedList::new();

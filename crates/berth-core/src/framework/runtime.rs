@@ -44,11 +44,15 @@ fn mask_of(plugins: &[&Arc<dyn Plugin>], skipped: &[&'static str]) -> u64 {
     mask
 }
 
-fn is_skipped(i: usize, mask: u64, names: &[&'static str], name: &'static str) -> bool {
+/// Whether the `i`-th plugin of a list is skipped: by the mask for the
+/// first 64 (the plugin's name, a virtual call, is not even asked for),
+/// by name beyond.
+#[inline]
+fn is_skipped(i: usize, mask: u64, names: &[&'static str], plugin: &dyn Plugin) -> bool {
     if i < 64 {
         mask & (1 << i) != 0
     } else {
-        names.contains(&name)
+        names.contains(&plugin.name())
     }
 }
 
@@ -278,19 +282,27 @@ impl Framework {
     /// loop) and blamed on the plugin that was running.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let current = Cell::new(0usize);
-        match catch_unwind(AssertUnwindSafe(|| self.filter_node(state, pod, node, &current))) {
+        let filtered = catch_unwind(AssertUnwindSafe(|| {
+            if state.record_plugin_metrics {
+                self.filter_node::<true>(state, pod, node, &current)
+            } else {
+                self.filter_node::<false>(state, pod, node, &current)
+            }
+        }));
+        match filtered {
             Ok(s) => s,
             Err(payload) => self.panicked(self.filter[current.get()].name(), ExtensionPoint::Filter, payload),
         }
     }
 
-    fn filter_node(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, current: &Cell<usize>) -> Status {
+    #[inline(always)]
+    fn filter_node<const TIMED: bool>(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, current: &Cell<usize>) -> Status {
         for (i, p) in self.filter.iter().enumerate() {
-            if is_skipped(i, state.skip_filter_mask, &state.skip_filter, p.name()) {
+            if is_skipped(i, state.skip_filter_mask, &state.skip_filter, &**p) {
                 continue;
             }
             current.set(i);
-            let s = if state.record_plugin_metrics {
+            let s = if TIMED {
                 let t = Instant::now();
                 let s = p.filter(state, pod, node);
                 self.handle.observer().plugin_duration(p.name(), ExtensionPoint::Filter, s.code, t.elapsed().as_secs_f64());
@@ -313,7 +325,7 @@ impl Framework {
         self.filter
             .iter()
             .enumerate()
-            .all(|(i, p)| p.filter_is_node_local() || is_skipped(i, state.skip_filter_mask, &state.skip_filter, p.name()))
+            .all(|(i, p)| p.filter_is_node_local() || is_skipped(i, state.skip_filter_mask, &state.skip_filter, &**p))
     }
 
     /// Whether some PreFilter plugin, not skipped for this pod, keeps state
@@ -456,7 +468,7 @@ impl Framework {
             .score
             .iter()
             .enumerate()
-            .filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, w.plugin.name()))
+            .filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, &*w.plugin))
             .map(|(_, w)| w)
             .collect();
         let np = active.len();
@@ -468,21 +480,13 @@ impl Framework {
         let timed = state.record_plugin_metrics;
         let score_node = |(n, out): (usize, &mut [i64])| -> Result<(), Status> {
             let current = Cell::new(0usize);
+            let node = &nodes[n];
             let scored = catch_unwind(AssertUnwindSafe(|| {
-                for (j, w) in active.iter().enumerate() {
-                    current.set(j);
-                    let t = timed.then(Instant::now);
-                    let (score, s) = w.plugin.score(state, pod, &nodes[n]);
-                    if let Some(t) = t {
-                        self.handle.observer().plugin_duration(w.plugin.name(), ExtensionPoint::Score, s.code, t.elapsed().as_secs_f64());
-                    }
-                    if !s.is_success() {
-                        return Err(Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message()))
-                            .with_plugin(w.plugin.name()));
-                    }
-                    out[j] = score;
+                if timed {
+                    self.score_node::<true>(&active, state, pod, node, out, &current)
+                } else {
+                    self.score_node::<false>(&active, state, pod, node, out, &current)
                 }
-                Ok(())
             }));
             scored.unwrap_or_else(|payload| Err(self.panicked(active[current.get()].plugin.name(), ExtensionPoint::Score, payload)))
         };
@@ -524,6 +528,38 @@ impl Framework {
             m.per_plugin.push(col);
         }
         Ok(m)
+    }
+
+    /// Scores one node with every active plugin into `out`; `TIMED` says
+    /// whether calls are timed (decided once per node, not per call).
+    #[inline(always)]
+    fn score_node<const TIMED: bool>(
+        &self,
+        active: &[&WeightedPlugin],
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        out: &mut [i64],
+        current: &Cell<usize>,
+    ) -> Result<(), Status> {
+        for (j, w) in active.iter().enumerate() {
+            current.set(j);
+            let (score, s) = if TIMED {
+                let t = Instant::now();
+                let r = w.plugin.score(state, pod, node);
+                self.handle.observer().plugin_duration(w.plugin.name(), ExtensionPoint::Score, r.1.code, t.elapsed().as_secs_f64());
+                r
+            } else {
+                w.plugin.score(state, pod, node)
+            };
+            if !s.is_success() {
+                return Err(
+                    Status::error(format!("running Score plugin {:?}: {}", w.plugin.name(), s.message())).with_plugin(w.plugin.name())
+                );
+            }
+            out[j] = score;
+        }
+        Ok(())
     }
 
     pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
