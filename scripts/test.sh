@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, unit and table tests of the core, the
-# simulation scenarios, the CLI tests, and `berth run` against a real control
+# simulation scenarios, the CLI tests, the example custom scheduler, the
+# plugin guide (docs/plugins.md, followed step by step), and `berth run` against a real control
 # plane (testenv/: etcd, kube-apiserver and KWOK, built from the Go module
 # proxy on first use, then cached). Installs what it needs.
 set -euo pipefail
@@ -40,6 +41,15 @@ example_status=${PIPESTATUS[0]}
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] && status=$example_status
+# The plugin guide, followed as a reader would: a new crate, a plugin, its
+# test, simulate, and `run` on a test environment of its own.
+rm -rf target/guide
+if python3 scripts/check-guide.py docs/plugins.md --workdir target/guide; then
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored (docs/plugins.md)" | tee -a "$log"
+else
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (docs/plugins.md)" | tee -a "$log"
+    [[ $status -eq 0 ]] && status=1
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }

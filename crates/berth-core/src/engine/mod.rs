@@ -105,7 +105,11 @@ impl Engine {
         let mut queue = SchedulingQueue::new(cfg.queue, less, pre_enqueue);
         for prof in &profiles {
             for p in prof.all_plugins() {
-                queue.register_events(p.name(), p.events_to_register());
+                // A plugin that names no events is retried on any event, as
+                // upstream treats plugins without EnqueueExtensions.
+                let events = p.events_to_register();
+                let events = if events.is_empty() { vec![ClusterEventWithHint::new(ClusterEvent::wildcard())] } else { events };
+                queue.register_events(p.name(), events);
             }
         }
         Engine {

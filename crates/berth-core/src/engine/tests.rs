@@ -165,3 +165,35 @@ fn permit_times_out_and_unreserves() {
     assert_eq!(e.snapshot.get("n1").unwrap().requested.milli_cpu, 0, "forgotten");
     assert!(e.queue.location("default/lonely").is_some(), "requeued");
 }
+
+/// Rejects every node whose name starts with `n`, and names no events.
+struct NoNNodes;
+
+#[crate::plugin]
+impl Plugin for NoNNodes {
+    fn name(&self) -> &'static str {
+        "NoNNodes"
+    }
+    fn filter(&self, _s: &CycleState, _pod: &PodInfo, node: &crate::cache::NodeInfo) -> Status {
+        if node.name().starts_with('n') {
+            Status::unschedulable("node(s) start with n")
+        } else {
+            Status::success()
+        }
+    }
+}
+
+#[test]
+fn a_plugin_that_names_no_events_is_retried_on_any() {
+    use crate::queue::Location;
+    let cfg = crate::config::KubeSchedulerConfiguration::default();
+    let mut fwk = cfg.build_frameworks().unwrap().remove(0);
+    fwk.filter.push(Arc::new(NoNNodes));
+    let mut e = Engine::new(vec![fwk], EngineConfig { adopt_all_pods: true, ..Default::default() });
+    e.add_node(make_node("n1").capacity(4000, 8 << 30, 110).obj(), 0);
+    e.add_pod(make_pod("p").obj(), 0);
+    assert!(matches!(e.schedule_one(0), Some(Outcome::Failed(_))));
+    assert_eq!(e.queue.location("default/p"), Some(Location::Unschedulable));
+    e.add_node(make_node("m1").capacity(4000, 8 << 30, 110).obj(), 10);
+    assert_ne!(e.queue.location("default/p"), Some(Location::Unschedulable), "a node add wakes it");
+}
