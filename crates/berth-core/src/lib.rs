@@ -9,15 +9,19 @@
 //! `scheduler` (one cycle: PreFilter → Filter → PostFilter → Score → select →
 //! Reserve → Permit) → binding, done by the caller.
 
+#[deny(missing_docs)]
 pub mod cache;
 /// Derives which extension points a plugin implements: put it on `impl Plugin for ...`.
 pub use berth_macros::plugin;
 pub mod config;
 pub mod driver;
 pub mod engine;
+#[deny(missing_docs)]
 pub mod framework;
+#[deny(missing_docs)]
 pub mod model;
 pub mod plugins;
 pub mod queue;
 pub mod scheduler;
+#[deny(missing_docs)]
 pub mod testing;

@@ -15,12 +15,16 @@ pub use snapshot::Snapshot;
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
+/// Why the cache refused a pod change. Each variant holds the pod's `namespace/name`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CacheError {
+    /// The pod is already known (for `add_pod`: known as bound, not only assumed).
     #[error("pod {0} is already in the cache")]
     PodExists(String),
+    /// The pod is not known (for `forget_pod`: not known as assumed).
     #[error("pod {0} is not in the cache")]
     PodNotFound(String),
+    /// A pod added as bound has no `spec.nodeName`.
     #[error("pod {0} has no node name")]
     NoNodeName(String),
 }
@@ -32,6 +36,9 @@ struct PodState {
     info: Arc<PodInfo>,
 }
 
+/// The cluster between cycles: nodes, the pods bound to them, pods assumed onto a node while
+/// they bind, and namespace labels (upstream's scheduler cache). The engine owns it; each cycle
+/// works on a [`Snapshot`] taken from it with [`Cache::update_snapshot`].
 #[derive(Default)]
 pub struct Cache {
     slots: Vec<Arc<NodeInfo>>,
@@ -60,22 +67,27 @@ fn zone_key(n: &Node) -> String {
 }
 
 impl Cache {
+    /// An empty cache.
     pub fn new() -> Cache {
         Cache { structure_changed: true, ..Default::default() }
     }
 
+    /// How many nodes it holds.
     pub fn node_count(&self) -> usize {
         self.slots.len()
     }
 
+    /// How many pods it knows, bound or assumed, including pods on nodes it has not seen yet.
     pub fn pod_count(&self) -> usize {
         self.pods.len()
     }
 
+    /// The node named `name`, with its pods.
     pub fn node(&self, name: &str) -> Option<&Arc<NodeInfo>> {
         self.index.get(name).map(|&i| &self.slots[i])
     }
 
+    /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<NodeInfo>> {
         self.slots.iter()
     }
@@ -110,6 +122,8 @@ impl Cache {
         self.images_changed = true;
     }
 
+    /// Adds a node, with the pods already seen bound to it; a node already known is updated
+    /// instead.
     pub fn add_node(&mut self, node: Node) {
         if self.index.contains_key(&node.name) {
             self.update_node(node);
@@ -130,6 +144,7 @@ impl Cache {
         self.structure_changed = true;
     }
 
+    /// Replaces a node's object, keeping its pods; an unknown node is added.
     pub fn update_node(&mut self, node: Node) {
         let Some(&i) = self.index.get(&node.name) else {
             self.add_node(node);
@@ -162,11 +177,13 @@ impl Cache {
         self.structure_changed = true;
     }
 
+    /// Sets a namespace's labels, adding it if unknown.
     pub fn set_namespace(&mut self, name: &str, labels: Labels) {
         Arc::make_mut(&mut self.namespaces).insert(name.to_string(), labels);
         self.namespaces_changed = true;
     }
 
+    /// Forgets a namespace.
     pub fn remove_namespace(&mut self, name: &str) {
         Arc::make_mut(&mut self.namespaces).remove(name);
         self.namespaces_changed = true;
@@ -231,6 +248,7 @@ impl Cache {
         Some(st.info.clone())
     }
 
+    /// Whether the pod with this key is assumed: placed by the scheduler, binding not yet observed.
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pods.get(key).is_some_and(|s| s.assumed)
     }
@@ -260,6 +278,8 @@ impl Cache {
         Ok(())
     }
 
+    /// Replaces the pod with `pod`'s key, bound or assumed, by `pod`; adds it if unknown. `pod`
+    /// must have a node name.
     pub fn update_pod(&mut self, pod: Arc<Pod>) -> Result<(), CacheError> {
         let key = pod.key();
         if self.pods.contains_key(&key) {
@@ -268,6 +288,7 @@ impl Cache {
         self.add_pod(pod)
     }
 
+    /// Removes the pod with `pod`'s key, bound or assumed.
     pub fn remove_pod(&mut self, pod: &Pod) -> Result<(), CacheError> {
         let key = pod.key();
         let st = self.pods.remove(&key).ok_or(CacheError::PodNotFound(key))?;
@@ -275,6 +296,7 @@ impl Cache {
         Ok(())
     }
 
+    /// The known pod with this key, bound or assumed.
     pub fn pod_info(&self, key: &str) -> Option<&Arc<PodInfo>> {
         self.pods.get(key).map(|s| &s.info)
     }

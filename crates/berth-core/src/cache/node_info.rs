@@ -9,14 +9,19 @@ use crate::model::{Node, Protocol, Resource};
 /// A host port in use: (hostIP, protocol, port). Empty IP means 0.0.0.0.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostPort {
+    /// The host IP; `0.0.0.0` stands for every address.
     pub ip: String,
+    /// The protocol.
     pub protocol: Protocol,
+    /// The host port number.
     pub port: i32,
 }
 
+/// The host IP that means every address: it conflicts with any IP on the same port and protocol.
 pub const DEFAULT_BIND_ALL_HOST_IP: &str = "0.0.0.0";
 
 impl HostPort {
+    /// A host port; an empty `ip` becomes `0.0.0.0`.
     pub fn new(ip: &str, protocol: Protocol, port: i32) -> HostPort {
         let ip = if ip.is_empty() { DEFAULT_BIND_ALL_HOST_IP } else { ip };
         HostPort { ip: ip.to_string(), protocol, port }
@@ -30,6 +35,10 @@ impl HostPort {
     }
 }
 
+/// One node with the pods on it and their totals, as upstream's `NodeInfo`:
+/// what Filter and Score judge. Plugins get it read-only; the cache and
+/// preemption dry runs change copies (every change gets a new `generation`).
+///
 /// `repr(C)` so the fields every filter and score reads come first, together
 /// (about four cache lines): a cycle touches hundreds of nodes that are cold
 /// in cache, and memory latency per node is what a cycle costs.
@@ -37,18 +46,28 @@ impl HostPort {
 #[repr(C)]
 pub struct NodeInfo {
     // Hot fields, inline (copied from `node`).
+    /// `spec.unschedulable` (cordoned), copied from `node`.
     pub unschedulable: bool,
+    /// What the node's pods may request in total, copied from `node`.
     pub allocatable: Resource,
     /// Sum of the pods' requests.
     pub requested: Resource,
-    /// Sum of the pods' requests with non-zero defaults, for scoring.
+    /// Sum of the pods' requests with non-zero defaults, for scoring: CPU and
+    /// memory only, the other amounts stay 0.
     pub non_zero_requested: Resource,
+    /// The pods on the node, bound and assumed, in no particular order. Copies made for a check
+    /// may have pods added (nominated ones) or left out (preemption victims).
     pub pods: Vec<Arc<PodInfo>>,
+    /// The node's taints, copied from `node`.
     pub taints: Vec<crate::model::Taint>,
+    /// Host ports the pods use, one entry per container port with a host port.
     pub used_ports: Vec<HostPort>,
     // Colder fields.
+    /// The node object.
     pub node: Arc<Node>,
+    /// The pods of `pods` with pod affinity or anti-affinity ([`PodInfo::has_affinity`]).
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
+    /// The pods of `pods` with required anti-affinity terms.
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     /// Image name (as the node reports it) -> size in bytes, for ImageLocality.
     /// Shared: it only changes with the node object, and copies of a
@@ -117,6 +136,7 @@ pub fn prefetch(ni: &NodeInfo) {
 }
 
 impl NodeInfo {
+    /// A node with no pods.
     pub fn new(node: Arc<Node>) -> NodeInfo {
         let mut image_sizes = HashMap::new();
         for img in &node.images {
@@ -140,10 +160,12 @@ impl NodeInfo {
         }
     }
 
+    /// The node's name.
     pub fn name(&self) -> &str {
         &self.node.name
     }
 
+    /// The `allocatable` field.
     pub fn allocatable(&self) -> &Resource {
         &self.allocatable
     }
@@ -157,6 +179,8 @@ impl NodeInfo {
         }
     }
 
+    /// Counts `pi` on this node: its requests, host ports and affinity. Duplicates are not
+    /// checked. The node gets a new generation.
     pub fn add_pod(&mut self, pi: Arc<PodInfo>) {
         self.requested.add(&pi.requests);
         self.non_zero_requested.milli_cpu = self.non_zero_requested.milli_cpu.saturating_add(pi.non_zero_requests.milli_cpu);

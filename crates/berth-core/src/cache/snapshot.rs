@@ -10,6 +10,10 @@ use std::sync::Arc;
 use super::node_info::NodeInfo;
 use crate::model::Labels;
 
+/// The cluster as one scheduling cycle sees it: every node with its pods (assumed ones
+/// included) in a fixed order, and namespace labels. Read-only during the cycle; node indexes
+/// (in [`NodeToStatus`](crate::framework::NodeToStatus), for instance) are positions in
+/// [`Snapshot::nodes`].
 #[derive(Clone, Default)]
 pub struct Snapshot {
     pub(crate) node_infos: Vec<Arc<NodeInfo>>,
@@ -40,6 +44,7 @@ impl Snapshot {
         s
     }
 
+    /// The same snapshot with these namespace labels (tests, tools).
     pub fn with_namespaces(mut self, ns: HashMap<String, Labels>) -> Snapshot {
         self.namespaces = Arc::new(ns);
         self.namespaces_version = super::node_info::next_generation();
@@ -65,6 +70,8 @@ impl Snapshot {
         }
     }
 
+    /// Every node. From the cache, zones are interleaved as in upstream's node tree, so that a
+    /// partial search (`percentageOfNodesToScore`) still sees every zone.
     pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.node_infos
     }
@@ -74,14 +81,17 @@ impl Snapshot {
         self.layout
     }
 
+    /// How many nodes there are.
     pub fn num_nodes(&self) -> usize {
         self.node_infos.len()
     }
 
+    /// The node named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
         self.index.get(name).map(|&i| &self.node_infos[i])
     }
 
+    /// The index in [`Snapshot::nodes`] of the node named `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
     }
@@ -96,6 +106,7 @@ impl Snapshot {
         self.have_pods_with_required_anti_affinity.iter().map(|&i| &self.node_infos[i])
     }
 
+    /// The labels of namespace `ns` (for `namespaceSelector`); `None` when the namespace is unknown.
     pub fn namespace_labels(&self, ns: &str) -> Option<&Labels> {
         self.namespaces.get(ns)
     }

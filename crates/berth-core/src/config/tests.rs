@@ -1,4 +1,7 @@
+use std::sync::Arc;
+
 use super::*;
+use crate::framework::Plugin;
 
 fn cfg(v: serde_json::Value) -> Result<KubeSchedulerConfiguration, ConfigError> {
     KubeSchedulerConfiguration::from_yaml_value(v)

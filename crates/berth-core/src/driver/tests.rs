@@ -225,3 +225,48 @@ fn a_custom_bind_plugin_replaces_the_default_binder_after_pre_bind() {
         .any(|e| matches!(e, Effect::Unschedulable { reason: "Unschedulable", message, .. } if message == "stamp refused")));
     assert!(d.engine().queue().location("default/q").is_some());
 }
+
+/// Records, at Permit, how many nodes the handle's snapshot shows.
+struct SeesSnapshot {
+    handle: crate::framework::Handle,
+    seen: Arc<Mutex<Vec<usize>>>,
+}
+
+#[crate::plugin]
+impl Plugin for SeesSnapshot {
+    fn name(&self) -> &'static str {
+        "SeesSnapshot"
+    }
+    fn permit(
+        &self,
+        _s: &mut CycleState,
+        _pod: &PodInfo,
+        _node: &str,
+        _w: &mut crate::framework::WaitingPods,
+    ) -> (Status, std::time::Duration) {
+        self.seen.lock().unwrap().push(self.handle.snapshot().map_or(0, |s| s.num_nodes()));
+        (Status::success(), std::time::Duration::ZERO)
+    }
+}
+
+#[test]
+fn the_handle_shows_the_cycles_snapshot() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = Registry::builtin();
+    let s = seen.clone();
+    reg.register("SeesSnapshot", move |_: &PluginArgs, h: &crate::framework::Handle| {
+        Ok(SeesSnapshot { handle: h.clone(), seen: s.clone() })
+    })
+    .unwrap();
+    let cfg = serde_json::json!({"profiles": [{"schedulerName": "berth", "plugins": {"permit": {"enabled": [{"name": "SeesSnapshot"}]}}}]});
+    let mut d = driver_with(cfg, &reg);
+    for n in ["n1", "n2"] {
+        d.engine_mut().add_node(make_node(n).capacity(1000, 1 << 30, 10).obj(), 0);
+    }
+    d.engine_mut().add_pod(make_pod("p").scheduler_name("berth").obj(), 0);
+    only_binding(d.step(0).unwrap());
+    d.engine_mut().add_node(make_node("n3").capacity(1000, 1 << 30, 10).obj(), 1);
+    d.engine_mut().add_pod(make_pod("q").scheduler_name("berth").obj(), 1);
+    only_binding(d.step(1).unwrap());
+    assert_eq!(*seen.lock().unwrap(), vec![2, 3]);
+}

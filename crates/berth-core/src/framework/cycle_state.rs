@@ -6,9 +6,14 @@
 
 use std::any::Any;
 
+/// A value stored in [`CycleState`]. Every `Clone + Send + Sync + 'static` type is one (a
+/// blanket impl), so plugins never implement it themselves.
 pub trait StateData: Any + Send + Sync {
+    /// A deep copy, boxed: cloning a `CycleState` copies every value.
     fn clone_box(&self) -> Box<dyn StateData>;
+    /// The value as `Any`, for downcasting.
     fn as_any(&self) -> &dyn Any;
+    /// The value as `Any`, mutably, for downcasting.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -31,6 +36,10 @@ struct Entry {
     scheduling_only: bool,
 }
 
+/// Per-pod scratch space, shared by a profile's plugins from PreFilter to
+/// PostBind (see the module documentation). The public fields are the
+/// framework's bookkeeping; plugins use the methods.
+///
 /// A handful of entries per cycle: a vector scanned by key beats hashing.
 #[derive(Default)]
 pub struct CycleState {
@@ -66,6 +75,7 @@ impl Clone for CycleState {
 }
 
 impl CycleState {
+    /// An empty state: each scheduling attempt starts with one.
     pub fn new() -> CycleState {
         CycleState::default()
     }
@@ -86,7 +96,9 @@ impl CycleState {
         }
     }
 
-    /// Stores `value` for the rest of the pod's cycles (binding included).
+    /// Stores `value` for the rest of the pod's cycles (binding included),
+    /// replacing what `key` held. Keys are shared by all plugins of the
+    /// profile: put your plugin's name in them.
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
         self.put(key, Box::new(value), false);
     }
@@ -103,20 +115,26 @@ impl CycleState {
         self.data.retain(|e| !e.scheduling_only);
     }
 
+    /// Whether a value is stored under `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.position(key).is_some()
     }
 
+    /// The value under `key`, if there is one of type `T`. `None` also when the writer did not run
+    /// for this pod (it returned Skip, or is not in this profile): handle it, do not unwrap.
     pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
         let i = self.position(key)?;
         (*self.data[i].value).as_any().downcast_ref::<T>()
     }
 
+    /// As [`CycleState::read`], mutably: for `add_pod`/`remove_pod` updating PreFilter data, or for
+    /// Reserve and Permit.
     pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
         let i = self.position(key)?;
         (*self.data[i].value).as_any_mut().downcast_mut::<T>()
     }
 
+    /// Removes the value under `key`, if any.
     pub fn delete(&mut self, key: &'static str) {
         if let Some(i) = self.position(key) {
             self.data.swap_remove(i);

@@ -28,10 +28,13 @@ pub struct NodeVersion {
 }
 
 impl NodeVersion {
+    /// The version of `node` with the nominated pods `added` counted on it, in that order.
     pub fn of(node: &NodeInfo, added: &[&Arc<PodInfo>]) -> NodeVersion {
         NodeVersion { generation: node.generation, added: added.iter().map(|p| Arc::clone(p)).collect() }
     }
 
+    /// Whether `node` with `added` is what this version was taken of: the same generation and the
+    /// same pod objects (by address) in the same order.
     pub fn matches(&self, node: &NodeInfo, added: &[&Arc<PodInfo>]) -> bool {
         self.generation == node.generation
             && self.added.len() == added.len()
@@ -98,6 +101,8 @@ impl<T> NodeMemo<T> {
         }
     }
 
+    /// The result for the node at snapshot `index`, if one was stored in this run for the same
+    /// [`NodeVersion`] of `node` and `added`.
     pub fn get(&self, index: usize, node: &NodeInfo, added: &[&Arc<PodInfo>]) -> Option<&T> {
         match self.entries.get(index)? {
             Some((run, v, t)) if *run == self.run && v.matches(node, added) => Some(t),
@@ -105,6 +110,8 @@ impl<T> NodeMemo<T> {
         }
     }
 
+    /// Stores `value` for the node at snapshot `index`, computed for `version`. Ignored when
+    /// `index` is beyond the size set by `begin` or `resize`.
     pub fn put(&mut self, index: usize, version: NodeVersion, value: T) {
         if let Some(e) = self.entries.get_mut(index) {
             *e = Some((self.run, version, value));

@@ -33,6 +33,8 @@ pub use waiting::{WaitingPod, WaitingPods};
 /// A pod in the scheduling queue, with its attempt history.
 #[derive(Clone, Debug)]
 pub struct QueuedPodInfo {
+    /// The pod with its precomputed data; replaced when the pod object is updated
+    /// while queued, or when preemption nominates it to a node.
     pub pod_info: Arc<PodInfo>,
     /// When the pod was last added to the queue (ms, the queue's clock).
     pub timestamp: i64,
@@ -52,6 +54,8 @@ pub struct QueuedPodInfo {
 }
 
 impl QueuedPodInfo {
+    /// A pod first seen at `now_ms`: no attempts yet, not gated; the queue sets
+    /// `seq` when it adds the pod.
     pub fn new(pod_info: Arc<PodInfo>, now_ms: i64) -> QueuedPodInfo {
         QueuedPodInfo {
             pod_info,
@@ -65,6 +69,8 @@ impl QueuedPodInfo {
         }
     }
 
+    /// The pod's `namespace/name`, the key the queue, the cache and
+    /// [`WaitingPods`] use.
     pub fn key(&self) -> String {
         self.pod_info.key()
     }

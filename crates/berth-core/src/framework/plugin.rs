@@ -16,26 +16,44 @@ use super::types::PodInfo;
 use crate::cache::{NodeInfo, Snapshot};
 use crate::model::{Pod, PodDisruptionBudget};
 
+/// The highest score a Score plugin may return after `normalize_score` (upstream `MaxNodeScore`).
+/// A score outside [`MIN_NODE_SCORE`]`..=MAX_NODE_SCORE` fails the pod's attempt with an error.
 pub const MAX_NODE_SCORE: i64 = 100;
+/// The lowest score a Score plugin may return after `normalize_score` (upstream `MinNodeScore`).
 pub const MIN_NODE_SCORE: i64 = 0;
 
+/// A place in the scheduling or binding cycle where plugins run (upstream's extension
+/// points). Variants are in the order the framework runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ExtensionPoint {
+    /// Before a pod enters the active queue: may keep it out ([`Plugin::pre_enqueue`]).
     PreEnqueue,
+    /// Orders the active queue ([`Plugin::less`]).
     QueueSort,
+    /// Once per attempt, before any Filter ([`Plugin::pre_filter`], and `add_pod`/`remove_pod`).
     PreFilter,
+    /// For each node: whether the pod fits there ([`Plugin::filter`]).
     Filter,
+    /// When no node passed Filter: preemption ([`Plugin::post_filter`]).
     PostFilter,
+    /// Once per attempt, before Score, with the feasible nodes ([`Plugin::pre_score`]).
     PreScore,
+    /// For each feasible node: ranks the nodes ([`Plugin::score`], [`Plugin::normalize_score`]).
     Score,
+    /// The pod was assumed on the chosen node ([`Plugin::reserve`], [`Plugin::unreserve`]).
     Reserve,
+    /// Last step of the scheduling cycle: allow, reject or hold the pod ([`Plugin::permit`]).
     Permit,
+    /// Binding cycle, before Bind ([`Plugin::pre_bind`]).
     PreBind,
+    /// Binding cycle: binds the pod to its node ([`Plugin::bind`]).
     Bind,
+    /// After a successful Bind, informational ([`Plugin::post_bind`]).
     PostBind,
 }
 
 impl ExtensionPoint {
+    /// Every extension point, in the order the framework runs them.
     pub const ALL: [ExtensionPoint; 12] = [
         ExtensionPoint::PreEnqueue,
         ExtensionPoint::QueueSort,
@@ -78,14 +96,18 @@ pub struct PreFilterResult {
 }
 
 impl PreFilterResult {
+    /// No restriction: Filter looks at every node (the same as returning `None`).
     pub fn all_nodes() -> PreFilterResult {
         PreFilterResult { node_names: None }
     }
 
+    /// Restricts Filter to the nodes with these names; names not in the snapshot are ignored.
+    /// An empty set rejects the pod on every node (`UnschedulableAndUnresolvable`, naming the plugin).
     pub fn nodes<I: IntoIterator<Item = String>>(names: I) -> PreFilterResult {
         PreFilterResult { node_names: Some(names.into_iter().collect()) }
     }
 
+    /// Whether every node stays in.
     pub fn is_all_nodes(&self) -> bool {
         self.node_names.is_none()
     }
@@ -103,7 +125,9 @@ impl PreFilterResult {
 /// One node's score; `index` is the node's position in the list being scored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeScore {
+    /// Position of the node in the `nodes` slice handed to PreScore, not its snapshot index.
     pub index: usize,
+    /// The plugin's raw score; after normalization it must be in `0..=100`.
     pub score: i64,
 }
 
@@ -137,12 +161,18 @@ impl NodeToStatus {
 
 /// What the binding cycle writes to: the API server, or the simulator's cluster.
 pub trait Binder: Send + Sync {
+    /// Binds `pod` to `node` (in `berth run`, a `pods/binding` write with the pod's UID as a
+    /// precondition). Called by Bind plugins, off the scheduling thread; it may block. DefaultBinder
+    /// turns an `Err` message into an `Error` status: the pod is unreserved, forgotten and retried
+    /// with backoff.
     fn bind(&self, pod: &Pod, node: &str) -> Result<(), String>;
 }
 
 /// Pods nominated to nodes (by an earlier preemption), which later cycles must
 /// treat as if already there when they have equal or higher priority.
 pub trait NominatedPods: Sync {
+    /// The pods nominated to the node named `node`, of any priority (the pod being scheduled may
+    /// be among them): filter with [`PodInfo::counts_as_nominated_for`]. Empty when there are none.
     fn nominated_for(&self, node: &str) -> &[Arc<PodInfo>];
     /// No pod is nominated anywhere (the common case): lets filtering skip lookups.
     fn is_empty(&self) -> bool {
@@ -170,12 +200,16 @@ impl NominatedPods for NoNominations {
 /// pod objects themselves are scattered, and a preemptor checks every node.
 #[derive(Clone)]
 pub struct Nominated {
+    /// `pod.priority`, copied.
     pub priority: i32,
+    /// `pod.key_hash`, copied: settles most identity checks without reading the pod.
     pub key_hash: u64,
+    /// The nominated pod.
     pub pod: Arc<PodInfo>,
 }
 
 impl Nominated {
+    /// Copies what the per-node checks read out of `pod`.
     pub fn new(pod: &Arc<PodInfo>) -> Nominated {
         Nominated { priority: pod.priority, key_hash: pod.key_hash, pod: pod.clone() }
     }
@@ -201,6 +235,7 @@ pub struct NominatedForPod<'a> {
 pub type NominatedList<'a> = smallvec::SmallVec<[&'a Arc<PodInfo>; 4]>;
 
 impl<'a> NominatedForPod<'a> {
+    /// The nominated pods `pod` must respect on the nodes of `snapshot`.
     pub fn new(pod: &'a PodInfo, nominated: &'a dyn NominatedPods, snapshot: &'a Snapshot) -> NominatedForPod<'a> {
         let view = if nominated.is_empty() { None } else { nominated.by_index(snapshot) };
         NominatedForPod { pod, nominated, snapshot, view }
@@ -230,9 +265,15 @@ impl<'a> NominatedForPod<'a> {
 
 /// What a PostFilter plugin (preemption) may look at.
 pub struct PostFilterContext<'a> {
+    /// The pod's profile: preemption dry runs run its Filter plugins and PreFilter extensions.
     pub framework: &'a super::runtime::Framework,
+    /// The snapshot the cycle filtered against; the indexes in [`NodeToStatus`] refer to it.
     pub snapshot: &'a Snapshot,
+    /// Every PodDisruptionBudget the scheduler knows, for picking victims whose eviction
+    /// violates as few as possible.
     pub pdbs: &'a [PodDisruptionBudget],
+    /// Pods nominated to nodes by earlier preemptions: a dry run counts those of equal or higher
+    /// priority as already on their node (see [`NominatedForPod`]).
     pub nominated: &'a dyn NominatedPods,
     /// Seed for sampling candidates; reproducible in the simulator.
     pub seed: u64,
@@ -241,8 +282,13 @@ pub struct PostFilterContext<'a> {
     pub memoize: bool,
 }
 
+/// What a PostFilter plugin proposes. The framework acts on it only when `nominated_node` is
+/// set: the pod is nominated there, lower-priority pods nominated to that node lose their
+/// nomination, and `victims` are evicted. The pod itself still goes back to the queue.
 #[derive(Clone, Debug, Default)]
 pub struct PostFilterResult {
+    /// The node the pod will wait for (upstream `status.nominatedNodeName`); `None` or empty:
+    /// no nomination, and `victims` is ignored.
     pub nominated_node: Option<String>,
     /// Pods to evict so the preemptor fits on `nominated_node`.
     pub victims: Vec<Arc<PodInfo>>,
@@ -448,7 +494,8 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// **PreScore**: called once with the nodes that passed Filter, before
     /// Score; store what Score needs in `state`. `Skip` leaves this plugin's
-    /// Score out for this pod.
+    /// Score out for this pod. Neither PreScore nor Score runs when only one
+    /// node passed Filter, as upstream.
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
         Status::success()
     }

@@ -59,9 +59,12 @@ fn is_skipped(i: usize, mask: u64, names: &[&'static str], plugin: &dyn Plugin) 
 /// Weighted per-plugin scores for the nodes of one cycle.
 #[derive(Clone, Debug, Default)]
 pub struct ScoreMatrix {
+    /// The Score plugins that ran (those not skipped by PreScore), in order: row `p` of
+    /// `per_plugin` is `plugins[p]`.
     pub plugins: Vec<&'static str>,
     /// `per_plugin[p][n]`: plugin p's normalized score for node n, times its weight.
     pub per_plugin: Vec<Vec<i64>>,
+    /// Each node's final score: the sum of its column. Indexed like the nodes handed to `run_score`.
     pub totals: Vec<i64>,
 }
 
@@ -79,6 +82,7 @@ impl Default for FrameworkId {
 }
 
 impl FrameworkId {
+    /// The number; never 0.
     pub fn value(&self) -> u64 {
         self.0
     }
@@ -94,21 +98,36 @@ impl Clone for FrameworkId {
 /// configured order), and the handle its plugins were built with.
 #[derive(Clone, Default)]
 pub struct Framework {
+    /// Tells this value apart from every other `Framework` (see [`FrameworkId`]).
     pub id: FrameworkId,
     /// The handle this profile's plugins got (events, objects, services).
     pub handle: Handle,
+    /// The profile's `schedulerName`: pods with this `spec.schedulerName` are scheduled by it.
     pub profile_name: String,
+    /// The QueueSort plugin. The queue is shared, so the first profile's orders every pod;
+    /// `None` orders by priority, then time in the queue.
     pub queue_sort: Option<Arc<dyn Plugin>>,
+    /// PreEnqueue plugins: the first that does not return Success keeps the pod out of the queue.
     pub pre_enqueue: Vec<Arc<dyn Plugin>>,
+    /// PreFilter plugins, run in order; the first rejection ends the attempt.
     pub pre_filter: Vec<Arc<dyn Plugin>>,
+    /// Filter plugins, run in order for each node; the first rejection decides the node.
     pub filter: Vec<Arc<dyn Plugin>>,
+    /// PostFilter plugins, run in order until one does not reject the pod.
     pub post_filter: Vec<Arc<dyn Plugin>>,
+    /// PreScore plugins, run in order.
     pub pre_score: Vec<Arc<dyn Plugin>>,
+    /// Score plugins with their weights.
     pub score: Vec<WeightedPlugin>,
+    /// Reserve plugins, run in order; Unreserve runs them in reverse.
     pub reserve: Vec<Arc<dyn Plugin>>,
+    /// Permit plugins, run in order.
     pub permit: Vec<Arc<dyn Plugin>>,
+    /// PreBind plugins, run in order.
     pub pre_bind: Vec<Arc<dyn Plugin>>,
+    /// Bind plugins, run in order until one does not return Skip.
     pub bind: Vec<Arc<dyn Plugin>>,
+    /// PostBind plugins, run in order.
     pub post_bind: Vec<Arc<dyn Plugin>>,
     /// Profile override of the scheduler-wide percentageOfNodesToScore.
     pub percentage_of_nodes_to_score: Option<i32>,
@@ -126,6 +145,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Framework {
+    /// A profile with no plugins. Fill the lists yourself (tests), or let
+    /// [`KubeSchedulerConfiguration::build_frameworks`](crate::config::KubeSchedulerConfiguration::build_frameworks)
+    /// build profiles from a configuration.
     pub fn new(profile_name: &str) -> Framework {
         Framework { profile_name: profile_name.to_string(), ..Default::default() }
     }
@@ -195,10 +217,13 @@ impl Framework {
         out
     }
 
+    /// Whether any PostFilter plugin is configured.
     pub fn has_post_filter(&self) -> bool {
         !self.post_filter.is_empty()
     }
 
+    /// Whether any Score plugin is configured. Without one, scoring is skipped and every feasible
+    /// node ties.
     pub fn has_score(&self) -> bool {
         !self.score.is_empty()
     }
@@ -334,10 +359,14 @@ impl Framework {
         self.pre_filter.iter().any(|p| p.has_pre_filter_extensions() && !state.skip_filter.contains(&p.name()))
     }
 
+    /// Runs `add_pod` of every PreFilter plugin that defines it and was not skipped for `pod`:
+    /// `state` then sees `to_add` on `node`. A failure is returned as an `Error` status.
     pub fn run_add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &Arc<PodInfo>, node: &NodeInfo) -> Status {
         self.run_pod_change(state, pod, to_add, node, true)
     }
 
+    /// Runs `remove_pod` of every PreFilter plugin that defines it and was not skipped for `pod`:
+    /// `state` then sees `node` without `to_remove`. A failure is returned as an `Error` status.
     pub fn run_remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &Arc<PodInfo>, node: &NodeInfo) -> Status {
         self.run_pod_change(state, pod, to_remove, node, false)
     }
@@ -439,6 +468,8 @@ impl Framework {
         (result, reasons.join(", "))
     }
 
+    /// Runs PreScore plugins. A plugin that returns Skip has its Score left out for this pod; any
+    /// other failure stops the run and is returned as an `Error` status.
     pub fn run_pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
         state.skip_score.clear();
         let timed = state.record_plugin_metrics;
@@ -562,6 +593,8 @@ impl Framework {
         Ok(())
     }
 
+    /// Runs Reserve plugins until one fails: a rejection is returned as it is, anything else as
+    /// `Error`. On failure the caller runs [`Framework::run_unreserve`].
     pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
         let timed = state.record_plugin_metrics;
         for p in &self.reserve {
@@ -622,6 +655,8 @@ impl Framework {
         }
     }
 
+    /// Runs PreBind plugins, skipping those that return Skip, until one fails: a rejection is
+    /// returned as it is, anything else as `Error`.
     pub fn run_pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
         let timed = state.record_plugin_metrics;
         for p in &self.pre_bind {
@@ -640,6 +675,9 @@ impl Framework {
         Status::success()
     }
 
+    /// Runs Bind plugins until one does not return Skip, and returns its status (a failure other
+    /// than a rejection as `Error`). Skip when there are none or all skipped: the binding cycle then
+    /// fails the pod with an error.
     pub fn run_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str, binder: &dyn Binder) -> Status {
         if self.bind.is_empty() {
             return Status::skip();

@@ -10,8 +10,13 @@ use crate::model::{
 /// A pod affinity term with its namespaces and selectors resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AffinityTerm {
+    /// Namespaces whose pods the term selects: the term's `namespaces`, or the owner's own
+    /// namespace when the term has neither `namespaces` nor a `namespaceSelector`.
     pub namespaces: BTreeSet<String>,
+    /// The term's `labelSelector`, with `matchLabelKeys` (`In`) and `mismatchLabelKeys` (`NotIn`)
+    /// added using the owner pod's label values.
     pub selector: LabelSelector,
+    /// The node label whose value names a topology domain, e.g. `topology.kubernetes.io/zone`.
     pub topology_key: String,
     /// Nothing when the term had no namespaceSelector.
     pub namespace_selector: LabelSelector,
@@ -53,22 +58,32 @@ impl AffinityTerm {
     }
 }
 
+/// A preferred pod (anti-)affinity term, resolved, with its weight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WeightedAffinityTerm {
+    /// `weight` from the spec (1..=100 in the API).
     pub weight: i32,
+    /// The resolved term.
     pub term: AffinityTerm,
 }
 
 /// A pod plus everything the plugins would otherwise recompute per node.
 #[derive(Clone, Debug)]
 pub struct PodInfo {
+    /// The pod object.
     pub pod: Arc<Pod>,
+    /// Effective requests ([`Pod::requests`]), what fit is checked with: milli-CPU, bytes of memory
+    /// and ephemeral storage, and scalar resources in their own units.
     pub requests: Resource,
     /// Requests with the 100m / 200Mi defaults, for scoring.
     pub non_zero_requests: Resource,
+    /// Required pod affinity (`podAffinity.requiredDuringSchedulingIgnoredDuringExecution`).
     pub required_affinity_terms: Vec<AffinityTerm>,
+    /// Required pod anti-affinity (`podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution`).
     pub required_anti_affinity_terms: Vec<AffinityTerm>,
+    /// Preferred pod affinity (`podAffinity.preferredDuringSchedulingIgnoredDuringExecution`).
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
+    /// Preferred pod anti-affinity (`podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution`).
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
     /// Container ports with a host port, from containers and init containers.
     pub host_ports: Vec<ContainerPort>,
@@ -92,10 +107,12 @@ fn weighted(owner: &Pod, terms: &[WeightedPodAffinityTerm]) -> Vec<WeightedAffin
 }
 
 impl PodInfo {
+    /// Precomputes everything above from `pod`.
     pub fn new(pod: Pod) -> PodInfo {
         PodInfo::from_arc(Arc::new(pod))
     }
 
+    /// As [`PodInfo::new`], for a pod that is already shared.
     pub fn from_arc(pod: Arc<Pod>) -> PodInfo {
         let aff = &pod.affinity;
         let required_affinity_terms =
@@ -146,15 +163,18 @@ impl PodInfo {
         PodInfo { pod: Arc::new(pod), ..self.clone() }
     }
 
+    /// Whether the spec has a `podAffinity` or `podAntiAffinity` section (required or preferred).
     pub fn has_affinity(&self) -> bool {
         let a = &self.pod.affinity;
         a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()
     }
 
+    /// Whether the pod has required anti-affinity terms, which can keep other pods off its domain.
     pub fn has_required_anti_affinity(&self) -> bool {
         !self.required_anti_affinity_terms.is_empty()
     }
 
+    /// `namespace/name`.
     pub fn key(&self) -> String {
         self.pod.key()
     }

@@ -5,18 +5,27 @@ use std::collections::BTreeMap;
 /// A label set. Kept sorted so iteration order is stable in output.
 pub type Labels = BTreeMap<String, String>;
 
+/// A requirement's operator, in label selectors and node selectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectorOp {
+    /// The label is present and its value is one of `values`.
     In,
+    /// The label is absent, or its value is none of `values`.
     NotIn,
+    /// The label is present.
     Exists,
+    /// The label is absent.
     DoesNotExist,
-    /// Node selectors only: integer comparison of the label value.
+    /// Node selectors only: the label's value, as an integer, is greater than `values[0]`.
+    /// A value that is not an integer never matches.
     Gt,
+    /// Node selectors only: the label's value, as an integer, is less than `values[0]`.
     Lt,
 }
 
 impl SelectorOp {
+    /// Parses the API spelling (`In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`); `None` for
+    /// anything else.
     pub fn parse(s: &str) -> Option<SelectorOp> {
         Some(match s {
             "In" => SelectorOp::In,
@@ -30,14 +39,19 @@ impl SelectorOp {
     }
 }
 
+/// One requirement of a selector: a `matchExpressions` entry, or a `matchLabels` pair as `In`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requirement {
+    /// The label key (for a node selector's `matchFields`, the field: `metadata.name`).
     pub key: String,
+    /// The operator.
     pub op: SelectorOp,
+    /// The values: empty for `Exists` and `DoesNotExist`, one integer for `Gt` and `Lt`.
     pub values: Vec<String>,
 }
 
 impl Requirement {
+    /// A requirement from its parts.
     pub fn new(key: &str, op: SelectorOp, values: &[&str]) -> Requirement {
         Requirement { key: key.to_string(), op, values: values.iter().map(|s| s.to_string()).collect() }
     }
@@ -61,6 +75,7 @@ impl Requirement {
         }
     }
 
+    /// Whether `labels` satisfy it.
     pub fn matches(&self, labels: &Labels) -> bool {
         self.matches_value(labels.get(&self.key).map(|s| s.as_str()))
     }
@@ -70,16 +85,19 @@ impl Requirement {
 /// nil selector into "matches nothing" and an empty one into "matches everything".
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LabelSelector {
+    /// Requirements, all of which must hold.
     pub requirements: Vec<Requirement>,
     /// The selector was nil (or invalid): it selects nothing.
     pub nothing: bool,
 }
 
 impl LabelSelector {
+    /// The selector that matches nothing, as a nil selector.
     pub fn nothing() -> LabelSelector {
         LabelSelector { requirements: vec![], nothing: true }
     }
 
+    /// The selector that matches every label set, as an empty one.
     pub fn everything() -> LabelSelector {
         LabelSelector::default()
     }
@@ -89,10 +107,12 @@ impl LabelSelector {
         LabelSelector { requirements: pairs.into_iter().map(|(k, v)| Requirement::new(k, SelectorOp::In, &[v])).collect(), nothing: false }
     }
 
+    /// Whether `labels` satisfy every requirement; always false for [`LabelSelector::nothing`].
     pub fn matches(&self, labels: &Labels) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    /// Whether it matches everything: not nil, and no requirements.
     pub fn is_empty(&self) -> bool {
         !self.nothing && self.requirements.is_empty()
     }
@@ -101,6 +121,7 @@ impl LabelSelector {
 /// One `NodeSelectorTerm`: all expressions and fields must hold.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NodeSelectorTerm {
+    /// `matchExpressions`, on the node's labels.
     pub match_expressions: Vec<Requirement>,
     /// Only `metadata.name` is supported upstream.
     pub match_fields: Vec<Requirement>,
@@ -120,10 +141,12 @@ impl NodeSelectorTerm {
 /// A `NodeSelector`: terms are ORed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NodeSelector {
+    /// `nodeSelectorTerms`: a node must match one of them.
     pub terms: Vec<NodeSelectorTerm>,
 }
 
 impl NodeSelector {
+    /// Whether some term matches the node; false when there are no terms.
     pub fn matches(&self, node_name: &str, labels: &Labels) -> bool {
         self.terms.iter().any(|t| t.matches(node_name, labels))
     }

@@ -7,7 +7,9 @@ use super::resource::Resource;
 /// An image present on a node (`status.images`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ContainerImage {
+    /// `names`: the image's names as the node reports them (tags and digests).
     pub names: Vec<String>,
+    /// `sizeBytes`, in bytes; 0 when not reported.
     pub size_bytes: i64,
 }
 
@@ -21,18 +23,26 @@ pub struct NodeCondition {
     pub status: String,
 }
 
+/// A node as the scheduler sees it. Converted from the API object; read through
+/// [`NodeInfo::node`](crate::cache::NodeInfo::node).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Node {
+    /// `metadata.name`.
     pub name: String,
+    /// `metadata.labels`: topology keys and `kubernetes.io/hostname` are among them.
     pub labels: Labels,
     /// `metadata.annotations`.
     pub annotations: Labels,
     /// `status.conditions` (type and status).
     pub conditions: Vec<NodeCondition>,
+    /// `spec.taints`.
     pub taints: Vec<Taint>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
+    /// `status.allocatable` (`status.capacity` when absent): what the node's pods may request in
+    /// total.
     pub allocatable: Resource,
+    /// `status.images`, for ImageLocality.
     pub images: Vec<ContainerImage>,
 }
 
@@ -46,8 +56,12 @@ impl Node {
 /// A PodDisruptionBudget, reduced to what preemption needs.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PodDisruptionBudget {
+    /// `metadata.namespace`: it covers pods of this namespace only.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
+    /// `spec.selector`: the pods it covers. Absent selects none; empty selects every pod of the
+    /// namespace.
     pub selector: super::labels::LabelSelector,
     /// `status.disruptionsAllowed`.
     pub disruptions_allowed: i32,
@@ -58,6 +72,8 @@ pub struct PodDisruptionBudget {
 /// A namespace's labels, for `namespaceSelector` in pod affinity terms.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Namespace {
+    /// `metadata.name`.
     pub name: String,
+    /// `metadata.labels`.
     pub labels: Labels,
 }

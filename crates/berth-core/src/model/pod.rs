@@ -6,21 +6,30 @@ use std::collections::BTreeMap;
 use super::labels::{LabelSelector, Labels, NodeSelector};
 use super::resource::{Resource, DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST};
 
+/// `spec.preemptionPolicy` (or the PriorityClass's): whether the pod may evict others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PreemptionPolicy {
+    /// It may preempt pods of lower priority (the default).
     #[default]
     PreemptLowerPriority,
+    /// It never preempts; it is still queued by priority.
     Never,
 }
 
+/// What a taint does to pods that do not tolerate it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TaintEffect {
+    /// No new pod is scheduled onto the node.
     NoSchedule,
+    /// The scheduler avoids the node (a lower TaintToleration score) but may still use it.
     PreferNoSchedule,
+    /// As NoSchedule; running pods are also evicted (by the node lifecycle controller, not the
+    /// scheduler).
     NoExecute,
 }
 
 impl TaintEffect {
+    /// Parses the API spelling (`NoSchedule`, ...); `None` for anything else.
     pub fn parse(s: &str) -> Option<TaintEffect> {
         Some(match s {
             "NoSchedule" => TaintEffect::NoSchedule,
@@ -29,6 +38,7 @@ impl TaintEffect {
             _ => return None,
         })
     }
+    /// The API spelling.
     pub fn as_str(&self) -> &'static str {
         match self {
             TaintEffect::NoSchedule => "NoSchedule",
@@ -38,28 +48,40 @@ impl TaintEffect {
     }
 }
 
+/// One of a node's `spec.taints`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Taint {
+    /// `key`.
     pub key: String,
+    /// `value`; may be empty.
     pub value: String,
+    /// `effect`.
     pub effect: TaintEffect,
 }
 
+/// How a toleration compares a taint's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TolerationOp {
+    /// The values must be equal (the default).
     #[default]
     Equal,
+    /// Any value; with an empty key, any taint.
     Exists,
 }
 
+/// One of a pod's `spec.tolerations`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Toleration {
     /// Empty key with `Exists` tolerates everything.
     pub key: String,
+    /// `operator`; `Equal` when absent.
     pub operator: TolerationOp,
+    /// `value`, compared under `Equal`.
     pub value: String,
     /// `None` matches every effect.
     pub effect: Option<TaintEffect>,
+    /// `tolerationSeconds`: how long a NoExecute taint is tolerated before eviction. Scheduling
+    /// ignores it.
     pub toleration_seconds: Option<i64>,
 }
 
@@ -81,14 +103,19 @@ impl Toleration {
     }
 }
 
+/// A port's protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
+    /// `TCP`, the default.
     Tcp,
+    /// `UDP`.
     Udp,
+    /// `SCTP`.
     Sctp,
 }
 
 impl Protocol {
+    /// Parses the API spelling; empty means TCP. `None` for anything else.
     pub fn parse(s: &str) -> Option<Protocol> {
         Some(match s {
             "" | "TCP" => Protocol::Tcp,
@@ -99,23 +126,33 @@ impl Protocol {
     }
 }
 
+/// One of a container's `ports`. Only those with a host port matter to scheduling (NodePorts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerPort {
+    /// `hostPort`; 0 when not set.
     pub host_port: i32,
+    /// `containerPort`.
     pub container_port: i32,
+    /// `protocol`.
     pub protocol: Protocol,
+    /// `hostIP`; empty means every address (`0.0.0.0`).
     pub host_ip: String,
 }
 
+/// A container or init container, reduced to what scheduling reads.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Container {
+    /// `name`.
     pub name: String,
+    /// `image` as written in the spec (ImageLocality normalizes it: `nginx` is `nginx:latest`).
     pub image: String,
     /// Requests after API defaulting (limits copied into missing requests).
     pub requests: Resource,
     /// Whether cpu / memory were requested at all (for non-zero defaults).
     pub has_cpu_request: bool,
+    /// Whether memory was requested at all.
     pub has_memory_request: bool,
+    /// `ports`.
     pub ports: Vec<ContainerPort>,
     /// Init container with `restartPolicy: Always` (a sidecar).
     pub restartable: bool,
@@ -124,71 +161,109 @@ pub struct Container {
 /// A pod (anti-)affinity term as written in the spec.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PodAffinityTerm {
+    /// `labelSelector`: the pods the term is about. Absent selects nothing.
     pub label_selector: LabelSelector,
+    /// `namespaces` where those pods are looked for; empty, with no `namespace_selector`, means
+    /// the owner pod's namespace.
     pub namespaces: Vec<String>,
     /// `None`: field absent. `Some(empty)`: all namespaces.
     pub namespace_selector: Option<LabelSelector>,
+    /// `topologyKey`: the node label whose value names a domain (nodes with the same value share
+    /// one).
     pub topology_key: String,
+    /// `matchLabelKeys`: for each key, the owner pod's value is added to the selector (`In`).
     pub match_label_keys: Vec<String>,
+    /// `mismatchLabelKeys`: for each key, the owner pod's value is added to the selector (`NotIn`).
     pub mismatch_label_keys: Vec<String>,
 }
 
+/// A preferred pod (anti-)affinity term with its weight.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct WeightedPodAffinityTerm {
+    /// `weight`, 1..=100 in the API.
     pub weight: i32,
+    /// `podAffinityTerm`.
     pub term: PodAffinityTerm,
 }
 
+/// A preferred node affinity term with its weight.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PreferredSchedulingTerm {
+    /// `weight`, 1..=100 in the API: what a matching node gains in NodeAffinity's raw score.
     pub weight: i32,
+    /// `preference`.
     pub preference: super::labels::NodeSelectorTerm,
 }
 
+/// `spec.affinity.nodeAffinity`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NodeAffinity {
+    /// `requiredDuringSchedulingIgnoredDuringExecution`; `None` when absent.
     pub required: Option<NodeSelector>,
+    /// `preferredDuringSchedulingIgnoredDuringExecution`.
     pub preferred: Vec<PreferredSchedulingTerm>,
 }
 
+/// `spec.affinity.podAffinity` or `podAntiAffinity` (they have the same shape).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PodAffinity {
+    /// `requiredDuringSchedulingIgnoredDuringExecution`.
     pub required: Vec<PodAffinityTerm>,
+    /// `preferredDuringSchedulingIgnoredDuringExecution`.
     pub preferred: Vec<WeightedPodAffinityTerm>,
 }
 
+/// `spec.affinity`; each part `None` when absent.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Affinity {
+    /// `nodeAffinity`.
     pub node_affinity: Option<NodeAffinity>,
+    /// `podAffinity`.
     pub pod_affinity: Option<PodAffinity>,
+    /// `podAntiAffinity`.
     pub pod_anti_affinity: Option<PodAffinity>,
 }
 
+/// `whenUnsatisfiable` of a topology spread constraint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UnsatisfiableConstraintAction {
+    /// A hard constraint: PodTopologySpread's Filter rejects nodes that would break `maxSkew`.
     #[default]
     DoNotSchedule,
+    /// A soft one: only PodTopologySpread's Score favours nodes that reduce the skew.
     ScheduleAnyway,
 }
 
+/// Whether a pod's node affinity (`nodeAffinityPolicy`) or its tolerations (`nodeTaintsPolicy`)
+/// decide which nodes count when computing the skew.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NodeInclusionPolicy {
+    /// Only nodes that pass the check count.
     #[default]
     Honor,
+    /// Every node counts.
     Ignore,
 }
 
+/// One of `spec.topologySpreadConstraints`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TopologySpreadConstraint {
+    /// `maxSkew`: the largest allowed difference in matching pods between domains; at least 1.
     pub max_skew: i32,
+    /// `topologyKey`: the node label whose value names a domain.
     pub topology_key: String,
+    /// `whenUnsatisfiable`.
     pub when_unsatisfiable: UnsatisfiableConstraintAction,
+    /// `labelSelector`: the pods counted in each domain. Absent counts none.
     pub label_selector: LabelSelector,
+    /// `minDomains`: with fewer eligible domains than this, the global minimum is taken as 0.
+    /// Only for `DoNotSchedule`.
     pub min_domains: Option<i32>,
     /// `None`: the default (Honor).
     pub node_affinity_policy: Option<NodeInclusionPolicy>,
     /// `None`: the default (Ignore).
     pub node_taints_policy: Option<NodeInclusionPolicy>,
+    /// `matchLabelKeys`: for each key, the incoming pod's value narrows `label_selector`.
     pub match_label_keys: Vec<String>,
 }
 
@@ -270,20 +345,30 @@ pub struct PodResourceClaim {
 /// A pod as the scheduler sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Pod {
+    /// `metadata.namespace`; `default` when the manifest has none.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
+    /// `metadata.uid`; `namespace/name` for an object without one (a manifest).
     pub uid: String,
+    /// `metadata.labels`.
     pub labels: Labels,
     /// `metadata.annotations`, except `kubectl.kubernetes.io/last-applied-configuration`
     /// (a copy of the whole manifest, which no scheduling decision reads).
     pub annotations: Labels,
     /// `metadata.ownerReferences`.
     pub owner_references: Vec<OwnerRef>,
+    /// `spec.schedulerName` (`default-scheduler` when absent): the profile that schedules the pod.
     pub scheduler_name: String,
     /// `spec.nodeName`: set means bound (or being bound).
     pub node_name: Option<String>,
+    /// `status.nominatedNodeName`: the node an earlier preemption made room on. The pod tries it
+    /// first, and other pods count it there.
     pub nominated_node_name: Option<String>,
+    /// The priority: `spec.priority`, else the value of its PriorityClass, else of the global
+    /// default class, else 0. Higher goes first in the queue and may preempt lower.
     pub priority: i32,
+    /// `spec.preemptionPolicy`, else its PriorityClass's; `PreemptLowerPriority` when neither says.
     pub preemption_policy: PreemptionPolicy,
     /// Creation time, milliseconds since the epoch.
     pub creation_ms: i64,
@@ -297,15 +382,24 @@ pub struct Pod {
     /// The `PodScheduled` condition when it is False: (reason, message).
     /// Lets the scheduler skip a status write that would change nothing.
     pub unschedulable_condition: Option<(String, String)>,
+    /// `spec.nodeSelector`: labels a node must have, all of them.
     pub node_selector: BTreeMap<String, String>,
+    /// `spec.affinity`.
     pub affinity: Affinity,
+    /// `spec.tolerations`.
     pub tolerations: Vec<Toleration>,
+    /// `spec.containers`.
     pub containers: Vec<Container>,
+    /// `spec.initContainers`; sidecars among them have `restartable` set.
     pub init_containers: Vec<Container>,
+    /// `spec.overhead` (set from the RuntimeClass), added on top of the requests.
     pub overhead: Option<Resource>,
     /// Pod-level `spec.resources.requests` (cpu/memory), when set.
     pub pod_level_requests: Option<Resource>,
+    /// `spec.topologySpreadConstraints`.
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// The names of `spec.schedulingGates`: while any remain, SchedulingGates keeps the pod out of
+    /// scheduling.
     pub scheduling_gates: Vec<String>,
     /// `spec.volumes`.
     pub volumes: Vec<Volume>,
@@ -354,6 +448,8 @@ impl Pod {
             && self.resource_claims == other.resource_claims
     }
 
+    /// `namespace/name`: how the queue, the cache and [`WaitingPods`](crate::framework::WaitingPods)
+    /// name the pod.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }

@@ -16,6 +16,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {input:?}")]
 pub struct QuantityError {
+    /// The text that failed to parse.
     pub input: String,
 }
 

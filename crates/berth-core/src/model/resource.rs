@@ -6,14 +6,19 @@
 
 use std::sync::Arc;
 
+/// CPU, counted in milli-CPU.
 pub const CPU: &str = "cpu";
+/// Memory, in bytes.
 pub const MEMORY: &str = "memory";
+/// Local ephemeral storage, in bytes.
 pub const EPHEMERAL_STORAGE: &str = "ephemeral-storage";
+/// How many pods a node takes (`allocatable.pods`).
 pub const PODS: &str = "pods";
 
 /// Upstream's defaults for a container that does not request CPU/memory, used
 /// only for spreading scores (`NonZeroRequested`), never for fit.
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// The memory counterpart of [`DEFAULT_MILLI_CPU_REQUEST`]: 200 MiB, in bytes.
 pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 
 /// Interned-enough resource name: cheap to clone, compared by content.
@@ -41,21 +46,31 @@ fn is_native_resource(name: &str) -> bool {
     }
 }
 
+/// An amount of each resource: a pod's requests, a node's allocatable, or the total its pods
+/// request (upstream `framework.Resource`). Integers in each resource's base unit, rounded up
+/// from the quantities: milli-CPU, bytes, counts.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
 pub struct Resource {
+    /// CPU in thousandths of a core (`500m` is 500, `2` is 2000).
     pub milli_cpu: i64,
+    /// Memory in bytes.
     pub memory: i64,
+    /// Ephemeral storage in bytes.
     pub ephemeral_storage: i64,
+    /// `pods`: in a node's allocatable, how many pods it takes. NodeResourcesFit compares it with
+    /// the number of pods on the node, not with requests.
     pub allowed_pod_number: i64,
     /// Sorted by name, no duplicates.
     pub scalar: Vec<(ResourceName, i64)>,
 }
 
 impl Resource {
+    /// Milli-CPU and bytes of memory; everything else 0.
     pub fn new(milli_cpu: i64, memory: i64) -> Resource {
         Resource { milli_cpu, memory, ..Default::default() }
     }
 
+    /// Whether every amount is 0.
     pub fn is_zero(&self) -> bool {
         self.milli_cpu == 0
             && self.memory == 0
@@ -64,6 +79,7 @@ impl Resource {
             && self.scalar.iter().all(|(_, v)| *v == 0)
     }
 
+    /// One amount by its Kubernetes name (`cpu` in milli-CPU); 0 when absent.
     pub fn get(&self, name: &str) -> i64 {
         match name {
             CPU => self.milli_cpu,
@@ -74,6 +90,7 @@ impl Resource {
         }
     }
 
+    /// A scalar resource by name, e.g. `nvidia.com/gpu`; 0 when absent.
     pub fn scalar(&self, name: &str) -> i64 {
         match self.scalar.binary_search_by(|(n, _)| (**n).cmp(name)) {
             Ok(i) => self.scalar[i].1,
@@ -92,6 +109,7 @@ impl Resource {
         }
     }
 
+    /// Sets a scalar resource, adding it if absent.
     pub fn set_scalar(&mut self, name: &str, value: i64) {
         match self.scalar.binary_search_by(|(n, _)| (**n).cmp(name)) {
             Ok(i) => self.scalar[i].1 = value,

@@ -1,0 +1,238 @@
+//! Turning profiles into frameworks: upstream's default plugins, the merge
+//! of `multiPoint` and per-point sets, score weights, and one instance of
+//! each plugin per profile, made by its factory in the registry.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use super::{ConfigError, KubeSchedulerConfiguration, PluginRef, PluginSet, Plugins, Profile, DEFAULT_SCHEDULER_NAME};
+use crate::framework::{ExtensionPoint, Framework, Plugin, PluginArgs, PluginHost, Registry, WeightedPlugin};
+
+/// The default plugins (multiPoint), with their default score weights, in upstream's order.
+pub fn default_plugins() -> Vec<PluginRef> {
+    let p = |name: &str, weight: Option<i32>| PluginRef { name: name.into(), weight };
+    vec![
+        p("SchedulingGates", None),
+        p("PrioritySort", None),
+        p("NodeUnschedulable", None),
+        p("NodeName", None),
+        p("TaintToleration", Some(3)),
+        p("NodeAffinity", Some(2)),
+        p("NodePorts", None),
+        p("NodeResourcesFit", Some(1)),
+        p("VolumeRestrictions", None),
+        p("NodeVolumeLimits", None),
+        p("VolumeBinding", None),
+        p("VolumeZone", None),
+        p("PodTopologySpread", Some(2)),
+        p("InterPodAffinity", Some(2)),
+        // Inert in Berth (DRA is not modelled) but listed, as in 1.34's defaults.
+        p("DynamicResources", None),
+        p("DefaultPreemption", None),
+        p("NodeResourcesBalancedAllocation", Some(1)),
+        p("ImageLocality", Some(1)),
+        p("DefaultBinder", None),
+    ]
+}
+
+impl KubeSchedulerConfiguration {
+    /// Builds one framework per profile with the built-in registry and a
+    /// host that provides nothing (tests, tools).
+    pub fn build_frameworks(&self) -> Result<Vec<Framework>, ConfigError> {
+        self.build_frameworks_with(&Registry::builtin(), &PluginHost::default())
+    }
+
+    /// Builds one framework per profile: each plugin a profile names is
+    /// made once by its factory in `registry`, with the profile's args and
+    /// a handle of `host`.
+    pub fn build_frameworks_with(&self, registry: &Registry, host: &PluginHost) -> Result<Vec<Framework>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            out.push(build_profile(i, p, registry, host)?);
+        }
+        // Upstream requires one queue sort for all profiles.
+        let sorts: HashSet<&str> = out.iter().filter_map(|f| f.queue_sort.as_ref().map(|q| q.name())).collect();
+        if sorts.len() > 1 {
+            return Err(ConfigError::Invalid("profiles: all profiles must use the same queueSort plugin".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// Upstream `mergePluginSet`: defaults, minus disabled (or all with "*"),
+/// custom entries replacing defaults in place, the rest appended.
+fn merge_plugin_set(default: &PluginSet, custom: &PluginSet) -> PluginSet {
+    let disabled: HashSet<&str> = custom.disabled.iter().chain(default.disabled.iter()).map(|p| p.name.as_str()).collect();
+    let mut replaced = HashSet::new();
+    let mut enabled = Vec::new();
+    if !disabled.contains("*") {
+        for d in &default.enabled {
+            if disabled.contains(d.name.as_str()) {
+                continue;
+            }
+            if let Some((idx, c)) = custom.enabled.iter().enumerate().find(|(_, c)| c.name == d.name) {
+                replaced.insert(idx);
+                enabled.push(c.clone());
+            } else {
+                enabled.push(d.clone());
+            }
+        }
+    }
+    for (idx, c) in custom.enabled.iter().enumerate() {
+        if !replaced.contains(&idx) {
+            enabled.push(c.clone());
+        }
+    }
+    PluginSet { enabled, disabled: custom.disabled.iter().chain(default.disabled.iter()).cloned().collect() }
+}
+
+fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHost) -> Result<Framework, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(format!("profiles[{index}]: {m}"));
+    let profile_name = p.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER_NAME);
+    let handle = host.handle(profile_name);
+    let custom = p.plugins.clone().unwrap_or_default();
+    let mut plugins = Plugins {
+        multi_point: merge_plugin_set(&PluginSet { enabled: default_plugins(), disabled: vec![] }, &custom.multi_point),
+        ..Default::default()
+    };
+    for ep in ExtensionPoint::ALL {
+        *plugins.point_mut(ep) = merge_plugin_set(&PluginSet::default(), custom.point(ep));
+    }
+
+    let args: BTreeMap<&str, &serde_json::Value> =
+        p.plugin_config.iter().filter_map(|c| c.args.as_ref().map(|a| (c.name.as_str(), a))).collect();
+    // Instantiate every plugin named anywhere, once.
+    let mut instances: BTreeMap<String, Arc<dyn Plugin>> = BTreeMap::new();
+    let mut needed: Vec<&str> = plugins.multi_point.enabled.iter().map(|r| r.name.as_str()).collect();
+    for ep in ExtensionPoint::ALL {
+        needed.extend(plugins.point(ep).enabled.iter().map(|r| r.name.as_str()));
+    }
+    for name in needed {
+        if instances.contains_key(name) {
+            continue;
+        }
+        let Some(factory) = registry.get(name) else {
+            return Err(invalid(format!("plugin {name:?} does not exist")));
+        };
+        let plugin_args = PluginArgs::new(name, args.get(name).copied());
+        let inst = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&plugin_args, &handle))) {
+            Ok(r) => r.map_err(|source| ConfigError::Plugin { profile: index, plugin: name.to_string(), source })?,
+            Err(_) => return Err(invalid(format!("plugin {name:?}: its factory panicked"))),
+        };
+        if inst.name() != name {
+            return Err(invalid(format!("plugin registered as {name:?} calls itself {:?}: the two names must be the same", inst.name())));
+        }
+        if inst.extension_points().is_empty() && !crate::plugins::volume::NAMES.contains(&name) {
+            return Err(invalid(format!(
+                "plugin {name:?} implements no extension point: put #[berth::plugin] on its `impl Plugin` block and define the methods of the points it takes part in"
+            )));
+        }
+        instances.insert(name.to_string(), inst);
+    }
+    for pc in &p.plugin_config {
+        if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() {
+            return Err(invalid(format!("pluginConfig: plugin {:?} does not exist", pc.name)));
+        }
+    }
+
+    // Score weights: the specific score entry wins over multiPoint; 0 means 1.
+    let mut weights: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &plugins.multi_point.enabled {
+        if let Some(w) = r.weight {
+            weights.insert(r.name.clone(), w as i64);
+        }
+    }
+    for r in &plugins.score.enabled {
+        if let Some(w) = r.weight {
+            weights.insert(r.name.clone(), w as i64);
+        }
+    }
+    for (name, w) in &weights {
+        if *w < 0 || *w > 100 {
+            return Err(invalid(format!("plugins.score: weight of {name:?} must be in the range 0-100, got {w}")));
+        }
+    }
+
+    let mut fwk = Framework::new(profile_name);
+    fwk.handle = handle;
+    fwk.percentage_of_nodes_to_score = p.percentage_of_nodes_to_score;
+    for ep in ExtensionPoint::ALL {
+        let set = plugins.point(ep);
+        let specific: Vec<&str> = set.enabled.iter().map(|r| r.name.as_str()).collect();
+        let disabled: HashSet<&str> = set.disabled.iter().map(|r| r.name.as_str()).collect();
+        for s in &specific {
+            if !instances[*s].extension_points().contains(ep) {
+                return Err(invalid(format!("plugin {s:?} does not extend {} plugin", ep.config_name())));
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        if !disabled.contains("*") {
+            let mut overrides: Vec<&str> = Vec::new();
+            let mut multi: Vec<&str> = Vec::new();
+            for r in &plugins.multi_point.enabled {
+                let inst = &instances[&r.name];
+                if !inst.extension_points().contains(ep) || disabled.contains(r.name.as_str()) {
+                    continue;
+                }
+                if specific.contains(&r.name.as_str()) {
+                    overrides.push(r.name.as_str());
+                    continue;
+                }
+                if multi.contains(&r.name.as_str()) {
+                    return Err(invalid(format!("plugin {:?} already registered as {:?}", r.name, ep.config_name())));
+                }
+                multi.push(r.name.as_str());
+            }
+            for s in &specific {
+                if overrides.contains(s) {
+                    names.push(s);
+                }
+            }
+            names.extend(multi.iter().copied());
+            names.extend(specific.iter().filter(|s| !overrides.contains(s)).copied());
+        } else {
+            names.extend(specific.iter().copied());
+        }
+        let mut uniq = HashSet::new();
+        for n in &names {
+            if !uniq.insert(*n) {
+                return Err(invalid(format!("plugin {n:?} already registered as {:?}", ep.config_name())));
+            }
+        }
+        let list: Vec<Arc<dyn Plugin>> = names.iter().map(|n| instances[*n].clone()).collect();
+        match ep {
+            ExtensionPoint::QueueSort => {
+                if list.len() > 1 {
+                    return Err(invalid("only one queueSort plugin can be enabled".into()));
+                }
+                fwk.queue_sort = list.into_iter().next();
+            }
+            ExtensionPoint::PreEnqueue => fwk.pre_enqueue = list,
+            ExtensionPoint::PreFilter => fwk.pre_filter = list,
+            ExtensionPoint::Filter => fwk.filter = list,
+            ExtensionPoint::PostFilter => fwk.post_filter = list,
+            ExtensionPoint::PreScore => fwk.pre_score = list,
+            ExtensionPoint::Score => {
+                fwk.score = list
+                    .into_iter()
+                    .map(|pl| {
+                        let w = weights.get(pl.name()).copied().filter(|w| *w > 0).unwrap_or(1);
+                        WeightedPlugin { plugin: pl, weight: w }
+                    })
+                    .collect()
+            }
+            ExtensionPoint::Reserve => fwk.reserve = list,
+            ExtensionPoint::Permit => fwk.permit = list,
+            ExtensionPoint::PreBind => fwk.pre_bind = list,
+            ExtensionPoint::Bind => fwk.bind = list,
+            ExtensionPoint::PostBind => fwk.post_bind = list,
+        }
+    }
+    if fwk.queue_sort.is_none() {
+        return Err(invalid("no queue sort plugin is enabled".into()));
+    }
+    if fwk.bind.is_empty() {
+        return Err(invalid("at least one bind plugin is needed".into()));
+    }
+    Ok(fwk)
+}
