@@ -29,7 +29,8 @@ fi
 # One test environment for the run (the live tests reuse it), stopped at exit.
 export BERTH_TESTENV_DIR="$PWD/target/testenv-test"
 log=$(mktemp)
-trap 'rm -f "$log"; testenv/down >/dev/null 2>&1 || true' EXIT
+guide_dir=
+trap 'rm -f "$log"; [[ -n "$guide_dir" ]] && rm -rf "$guide_dir"; testenv/down >/dev/null 2>&1 || true' EXIT
 start=$SECONDS
 BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
 export BERTH_TEST_KUBECONFIG
@@ -43,8 +44,9 @@ status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] && status=$example_status
 # The plugin guide, followed as a reader would: a new crate, a plugin, its
 # test, simulate, and `run` on a test environment of its own.
-rm -rf target/guide
-if python3 scripts/check-guide.py docs/plugins.md --workdir target/guide; then
+# Outside the repository, as a reader's crate would be.
+guide_dir=$(mktemp -d)
+if python3 scripts/check-guide.py docs/plugins.md --workdir "$guide_dir"; then
     echo "test result: ok. 1 passed; 0 failed; 0 ignored (docs/plugins.md)" | tee -a "$log"
 else
     echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (docs/plugins.md)" | tee -a "$log"
