@@ -105,7 +105,10 @@ pub fn resource_list(object: &str, field: &str, list: &BTreeMap<String, ApiQuant
     Ok(r)
 }
 
-fn container(object: &str, field: &str, c: &core::Container) -> Result<model::Container, ConvertError> {
+/// `host_network`: the pod uses the node's network, so the API server
+/// defaults each port's `hostPort` to its `containerPort` (manifests read by
+/// the simulator have not been through that defaulting).
+fn container(object: &str, field: &str, c: &core::Container, host_network: bool) -> Result<model::Container, ConvertError> {
     let res = c.resources.as_ref();
     // API defaulting: a limit without a request means request = limit.
     let mut reqs: BTreeMap<String, ApiQuantity> = res.and_then(|r| r.requests.clone()).unwrap_or_default();
@@ -119,8 +122,12 @@ fn container(object: &str, field: &str, c: &core::Container) -> Result<model::Co
     for (i, p) in c.ports.iter().flatten().enumerate() {
         let protocol = model::Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
             .ok_or_else(|| err(object, format!("{field}.ports[{i}].protocol"), format!("unsupported value {:?}", p.protocol)))?;
+        let host_port = match p.host_port.unwrap_or(0) {
+            0 if host_network => p.container_port,
+            h => h,
+        };
         ports.push(model::ContainerPort {
-            host_port: p.host_port.unwrap_or(0),
+            host_port,
             container_port: p.container_port,
             protocol,
             host_ip: p.host_ip.clone().unwrap_or_default(),
@@ -318,13 +325,14 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
         None | Some("PreemptLowerPriority") => model::PreemptionPolicy::PreemptLowerPriority,
         Some(o) => return Err(err(&object, "spec.preemptionPolicy", format!("unsupported value {o:?}"))),
     };
+    let host_network = spec.host_network == Some(true);
     let mut containers = Vec::new();
     for (i, c) in spec.containers.iter().enumerate() {
-        containers.push(container(&object, &format!("spec.containers[{i}]"), c)?);
+        containers.push(container(&object, &format!("spec.containers[{i}]"), c, host_network)?);
     }
     let mut init_containers = Vec::new();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        init_containers.push(container(&object, &format!("spec.initContainers[{i}]"), c)?);
+        init_containers.push(container(&object, &format!("spec.initContainers[{i}]"), c, host_network)?);
     }
     let overhead = match &spec.overhead {
         Some(o) => Some(resource_list(&object, "spec.overhead", o)?),

@@ -210,3 +210,167 @@ spec:
     assert_eq!(claims, vec![Some("data-db-0".into()), Some("db-0-scratch".into()), None, None]);
     assert_eq!(p.resource_claims[0].resource_claim_template_name.as_deref(), Some("one-gpu"));
 }
+
+/// The field names a k8s-openapi type declares, as its `Deserialize` impl
+/// hands them to `deserialize_struct`.
+fn fields_of<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    use serde::de::{self, Visitor};
+    struct Capture<'a>(&'a mut Vec<&'static str>);
+    impl<'de> de::Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend_from_slice(fields);
+            Err(de::Error::custom("captured"))
+        }
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit unit_struct
+            newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut out = Vec::new();
+    let _ = T::deserialize(Capture(&mut out));
+    assert!(!out.is_empty(), "{} does not deserialize as a struct", std::any::type_name::<T>());
+    out
+}
+
+/// Every field of the pod spec, a container and a volume that the API
+/// has: how Berth treats it. A field added to the API (a newer k8s-openapi)
+/// fails this test until someone decides: read it, refuse pods that use it
+/// (the volume and DRA plugins), or record why it cannot change a
+/// placement. A constraint Berth ignores would mean pods bound where they
+/// cannot run.
+#[test]
+fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
+    const READ: &[&str] = &[
+        "affinity",
+        "containers",
+        "initContainers",
+        "nodeName",
+        "nodeSelector",
+        "overhead",
+        "preemptionPolicy",
+        "priority",
+        "priorityClassName",
+        "resources",
+        "schedulerName",
+        "schedulingGates",
+        "tolerations",
+        "topologySpreadConstraints",
+        "volumes",
+        "resourceClaims",
+        "hostNetwork",
+    ];
+    // Nothing in kube-scheduler reads these: networking names, security,
+    // lifecycle, and what admission has already folded into the fields above
+    // (RuntimeClass overhead and scheduling, `os` checked by the kubelet).
+    const IRRELEVANT: &[&str] = &[
+        "activeDeadlineSeconds",
+        "automountServiceAccountToken",
+        "dnsConfig",
+        "dnsPolicy",
+        "enableServiceLinks",
+        "ephemeralContainers",
+        "hostAliases",
+        "hostIPC",
+        "hostPID",
+        "hostUsers",
+        "hostname",
+        "hostnameOverride",
+        "imagePullSecrets",
+        "os",
+        "readinessGates",
+        "restartPolicy",
+        "runtimeClassName",
+        "securityContext",
+        "serviceAccount",
+        "serviceAccountName",
+        "setHostnameAsFQDN",
+        "shareProcessNamespace",
+        "subdomain",
+        "terminationGracePeriodSeconds",
+    ];
+    let unknown: Vec<_> = fields_of::<core::PodSpec>().into_iter().filter(|f| !READ.contains(f) && !IRRELEVANT.contains(f)).collect();
+    assert!(unknown.is_empty(), "PodSpec fields Berth has not decided about: {unknown:?}");
+
+    const CONTAINER_READ: &[&str] = &["name", "image", "resources", "ports", "restartPolicy"];
+    const CONTAINER_IRRELEVANT: &[&str] = &[
+        "args",
+        "command",
+        "env",
+        "envFrom",
+        "imagePullPolicy",
+        "lifecycle",
+        "livenessProbe",
+        "readinessProbe",
+        "resizePolicy",
+        "restartPolicyRules",
+        "securityContext",
+        "startupProbe",
+        "stdin",
+        "stdinOnce",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "tty",
+        "volumeDevices",
+        "volumeMounts",
+        "workingDir",
+    ];
+    let unknown: Vec<_> =
+        fields_of::<core::Container>().into_iter().filter(|f| !CONTAINER_READ.contains(f) && !CONTAINER_IRRELEVANT.contains(f)).collect();
+    assert!(unknown.is_empty(), "Container fields Berth has not decided about: {unknown:?}");
+
+    // Volume sources: the ones a plugin refuses (volume module), and the
+    // ones that take nothing from a node's limits or other pods.
+    const VOLUME_REFUSED: &[&str] =
+        &["persistentVolumeClaim", "ephemeral", "csi", "gcePersistentDisk", "awsElasticBlockStore", "iscsi", "rbd", "azureDisk", "cinder"];
+    const VOLUME_IRRELEVANT: &[&str] = &[
+        "name",
+        "azureFile",
+        "cephfs",
+        "configMap",
+        "downwardAPI",
+        "emptyDir",
+        "fc",
+        "flexVolume",
+        "flocker",
+        "gitRepo",
+        "glusterfs",
+        "hostPath",
+        "image",
+        "nfs",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "projected",
+        "quobyte",
+        "scaleIO",
+        "secret",
+        "storageos",
+        "vsphereVolume",
+    ];
+    let unknown: Vec<_> =
+        fields_of::<core::Volume>().into_iter().filter(|f| !VOLUME_REFUSED.contains(f) && !VOLUME_IRRELEVANT.contains(f)).collect();
+    assert!(unknown.is_empty(), "volume sources Berth has not decided about: {unknown:?}");
+}
+
+#[test]
+fn host_network_ports_default_to_host_ports() {
+    let c = one(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: agent}
+spec:
+  hostNetwork: true
+  containers: [{name: c, image: x, ports: [{containerPort: 9100}, {containerPort: 80, hostPort: 8080}]}]
+"#)
+    .unwrap();
+    let ports: Vec<i32> = c.pods[0].containers[0].ports.iter().map(|p| p.host_port).collect();
+    assert_eq!(ports, vec![9100, 8080]);
+}
