@@ -93,6 +93,26 @@ impl Binding {
     pub fn run(&mut self, binder: &dyn Binder) -> Status {
         self.assignment.run_binding_cycle(binder)
     }
+
+    /// Whether the binding cycle is DefaultBinder alone (no PreBind, no
+    /// PostBind, no other Bind plugin): its only work is the runtime
+    /// binder's call. The live scheduler then makes that call on its async
+    /// runtime first and runs the cycle with the answer (see [`Answered`]),
+    /// instead of holding a worker thread for the round trip.
+    pub fn only_default_binder(&self) -> bool {
+        let f = &self.assignment.framework;
+        f.pre_bind.is_empty() && f.post_bind.is_empty() && f.bind.len() == 1 && f.bind[0].name() == crate::plugins::default_binder::NAME
+    }
+}
+
+/// A binder whose answer is already known: the call was made before the
+/// binding cycle ran (see [`Binding::only_default_binder`]).
+pub struct Answered(pub Result<(), String>);
+
+impl Binder for Answered {
+    fn bind(&self, _pod: &Pod, _node: &str) -> Result<(), String> {
+        self.0.clone()
+    }
 }
 
 /// Something the runtime must do or know after a step.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use berth_convert::PriorityClasses;
 use berth_core::config::{parse_duration, KubeSchedulerConfiguration};
-use berth_core::driver::Binding;
+use berth_core::driver::{Answered, Binding};
 use berth_core::engine::{Engine, EngineConfig};
 use berth_core::framework::{action, EventRecord, EventSink, Framework, ObjectKind, PluginHost, Registry, Status};
 use berth_core::queue::QueueConfig;
@@ -478,6 +478,19 @@ async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, report
                 tokio::spawn(async move {
                     let permit = bindings.acquire_owned().await;
                     let mut b = b;
+                    if b.only_default_binder() {
+                        // The common cycle: DefaultBinder's call made here, on
+                        // the async runtime, and the cycle run with its answer.
+                        binder.client.throttle().await;
+                        let answer =
+                            crate::api::bind(&binder.client, &b.pod().pod, b.node()).await.map_err(|e| format!("binding rejected: {e}"));
+                        let status = b.run(&Answered(answer));
+                        drop(permit);
+                        let _ = tx.send(Input::BindingDone(b, status));
+                        d.running_calls.fetch_sub(1, Ordering::SeqCst);
+                        d.finished.notify_one();
+                        return;
+                    }
                     let done = tokio::task::spawn_blocking(move || {
                         let status = b.run(&*binder);
                         (b, status)

@@ -66,6 +66,7 @@ fn binds_then_reports_scheduled() {
     d.engine_mut().add_pod(make_pod("other").scheduler_name("default-scheduler").obj(), 0);
     let mut b = only_binding(d.step(0).unwrap());
     assert_eq!(b.node(), "n1");
+    assert!(b.only_default_binder(), "the default profile's binding cycle is DefaultBinder alone");
     let binder = Recorder::default();
     let status = b.run(&binder);
     assert!(status.is_success());
@@ -83,6 +84,9 @@ fn a_refused_binding_frees_the_node_and_requeues() {
     d.engine_mut().add_pod(make_pod("web").scheduler_name("berth").req(100, 0).obj(), 0);
     let mut b = only_binding(d.step(0).unwrap());
     let status = b.run(&Recorder { refuse: true, ..Default::default() });
+    // The answer of a call made before the cycle ran (the live fast path)
+    // reads as the call made in it.
+    assert_eq!(b.run(&Answered(Err("conflict".into()))), status);
     let after = d.binding_finished(b, status, 1);
     assert!(after.iter().any(|e| matches!(e, Effect::Unschedulable { reason: "SchedulerError", message, write_status: true, .. }
         if message == "running Bind plugin \"DefaultBinder\": conflict")));
@@ -210,6 +214,7 @@ fn a_custom_bind_plugin_replaces_the_default_binder_after_pre_bind() {
     d.engine_mut().add_node(make_node("n1").capacity(1000, 1 << 30, 10).obj(), 0);
     d.engine_mut().add_pod(make_pod("p").scheduler_name("berth").obj(), 0);
     let mut b = only_binding(d.step(0).unwrap());
+    assert!(!b.only_default_binder());
     let runtime_binder = Recorder::default();
     let status = b.run(&runtime_binder);
     assert!(status.is_success(), "{status:?}");
