@@ -222,7 +222,7 @@ impl Driver {
             match o {
                 Outcome::Skipped(_) | Outcome::Waiting(_) => {}
                 Outcome::Assigned(assignment) => effects.push(Effect::Bind(Binding { assignment, started: start })),
-                Outcome::Failed(f) => self.failed(*f, start, now_ms, &mut effects),
+                Outcome::Failed(f) => self.failed(*f, start, &mut effects),
             }
         }
         self.report_queue();
@@ -241,7 +241,7 @@ impl Driver {
         let Binding { assignment, started } = binding;
         if !status.is_success() {
             if let Some(f) = self.engine.binding_done(*assignment, status, now_ms) {
-                self.failed(f, started, now_ms, &mut effects);
+                self.failed(f, started, &mut effects);
             }
             return effects;
         }
@@ -268,7 +268,7 @@ impl Driver {
         self.engine.profile_for(&pod.scheduler_name).map(|f| f.profile_name.clone()).unwrap_or_default()
     }
 
-    fn failed(&mut self, f: Failure, start: Instant, _now_ms: i64, effects: &mut Vec<Effect>) {
+    fn failed(&mut self, f: Failure, start: Instant, effects: &mut Vec<Effect>) {
         let pod = f.pod.pod.clone();
         let result = if f.reason == "SchedulerError" { AttemptResult::Error } else { AttemptResult::Unschedulable };
         self.observer.attempt(result, &self.profile_of(&pod), start.elapsed().as_secs_f64());

@@ -141,12 +141,18 @@ pub struct ApiBinder {
     pub runtime: tokio::runtime::Handle,
 }
 
+impl ApiBinder {
+    /// The binding call, after a token of the QPS bucket: what both the
+    /// worker thread (through `Binder::bind`) and the async fast path run.
+    pub async fn call(&self, pod: &berth_core::model::Pod, node: &str) -> Result<(), String> {
+        self.client.throttle().await;
+        bind(&self.client, pod, node).await.map_err(|e| format!("binding rejected: {e}"))
+    }
+}
+
 impl berth_core::framework::Binder for ApiBinder {
     fn bind(&self, pod: &berth_core::model::Pod, node: &str) -> Result<(), String> {
-        self.runtime.block_on(async {
-            self.client.throttle().await;
-            bind(&self.client, pod, node).await.map_err(|e| format!("binding rejected: {e}"))
-        })
+        self.runtime.block_on(self.call(pod, node))
     }
 }
 

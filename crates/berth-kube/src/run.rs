@@ -89,11 +89,11 @@ enum Outgoing {
 
 /// Plugins' events go to the scheduling thread, which writes them as it
 /// writes its own (one series cache, one rate limit).
-struct ChannelEvents(std::sync::Mutex<Sender<Input>>);
+struct ChannelEvents(Sender<Input>);
 
 impl EventSink for ChannelEvents {
     fn record(&self, event: EventRecord) {
-        let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).send(Input::PluginEvent(Box::new(event)));
+        let _ = self.0.send(Input::PluginEvent(Box::new(event)));
     }
 }
 
@@ -478,24 +478,19 @@ async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, report
                 tokio::spawn(async move {
                     let permit = bindings.acquire_owned().await;
                     let mut b = b;
-                    if b.only_default_binder() {
+                    let done = if b.only_default_binder() {
                         // The common cycle: DefaultBinder's call made here, on
                         // the async runtime, and the cycle run with its answer.
-                        binder.client.throttle().await;
-                        let answer =
-                            crate::api::bind(&binder.client, &b.pod().pod, b.node()).await.map_err(|e| format!("binding rejected: {e}"));
+                        let answer = binder.call(&b.pod().pod, b.node()).await;
                         let status = b.run(&Answered(answer));
-                        drop(permit);
-                        let _ = tx.send(Input::BindingDone(b, status));
-                        d.running_calls.fetch_sub(1, Ordering::SeqCst);
-                        d.finished.notify_one();
-                        return;
-                    }
-                    let done = tokio::task::spawn_blocking(move || {
-                        let status = b.run(&*binder);
-                        (b, status)
-                    })
-                    .await;
+                        Ok((b, status))
+                    } else {
+                        tokio::task::spawn_blocking(move || {
+                            let status = b.run(&*binder);
+                            (b, status)
+                        })
+                        .await
+                    };
                     drop(permit);
                     match done {
                         Ok((b, status)) => {
@@ -616,7 +611,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let client = ApiClient::connect(kubeconfig.as_deref(), cfg.client_connection.qps, cfg.client_connection.burst).await?;
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::channel::<Input>();
-    let host = PluginHost::new(Arc::new(ChannelEvents(std::sync::Mutex::new(tx.clone()))))
+    let host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
         .with_service(client.client.clone())
         .with_service(tokio::runtime::Handle::current())
         .with_observer(metrics.clone());
