@@ -184,9 +184,15 @@ impl Default for BenchOptions {
 }
 
 /// Runs one workload; `progress` is called with (done, total) now and then.
-pub fn run(w: Workload, nodes: usize, pods: usize, opts: &BenchOptions, mut progress: impl FnMut(usize, usize)) -> BenchReport {
-    let frameworks =
-        opts.config.build_frameworks_with(&opts.registry, &PluginHost::default()).expect("a configuration checked at start-up");
+/// Fails only when the configuration's profiles do not build.
+pub fn run(
+    w: Workload,
+    nodes: usize,
+    pods: usize,
+    opts: &BenchOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BenchReport, berth_core::config::ConfigError> {
+    let frameworks = opts.config.build_frameworks_with(&opts.registry, &PluginHost::default())?;
     let engine = Engine::new(
         frameworks,
         EngineConfig {
@@ -215,7 +221,7 @@ pub fn run(w: Workload, nodes: usize, pods: usize, opts: &BenchOptions, mut prog
     let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, &mut progress);
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    BenchReport {
+    Ok(BenchReport {
         workload: w.name().to_string(),
         nodes,
         pods,
@@ -225,7 +231,7 @@ pub fn run(w: Workload, nodes: usize, pods: usize, opts: &BenchOptions, mut prog
         p50_us: percentile(&lat, 0.50),
         p90_us: percentile(&lat, 0.90),
         p99_us: percentile(&lat, 0.99),
-    }
+    })
 }
 
 /// The engine's clock in the benchmark: real time while it works, as in

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use berth_core::config::KubeSchedulerConfiguration;
-use berth_core::framework::{Handle, Plugin, PluginArgs, PluginError, PluginHost, Registry, RegistryError};
+use berth_core::framework::{Handle, Plugin, PluginArgs, PluginError, Registry, RegistryError};
 use berth_sim::bench::{self, BenchOptions, Workload};
 use berth_sim::{output, SimOptions};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -132,40 +132,36 @@ fn read_file(p: &Path) -> Result<(String, String)> {
     Ok((p.display().to_string(), s))
 }
 
-/// Loads a KubeSchedulerConfiguration file (YAML or JSON), or `default`
-/// without one, and builds its profiles once so that a bad plugin name or
-/// bad args stop the command before it starts.
-fn load_config(path: Option<&Path>, default: KubeSchedulerConfiguration, registry: &Registry) -> Result<KubeSchedulerConfiguration> {
-    let Some(p) = path else {
-        default.build_frameworks_with(registry, &PluginHost::default()).context("default configuration")?;
-        return Ok(default);
-    };
-    let name = p.display().to_string();
-    let text = std::fs::read_to_string(p).with_context(|| format!("{name}: cannot read"))?;
-    let v: serde_json::Value = serde_yaml::from_str(&text).with_context(|| format!("{name}: not YAML"))?;
+/// Decodes a KubeSchedulerConfiguration (YAML or JSON; empty for the
+/// defaults), with upstream's defaults applied and validated.
+pub(crate) fn parse_config(text: &str) -> Result<KubeSchedulerConfiguration> {
+    let v: serde_json::Value = serde_yaml::from_str(text).context("not YAML")?;
     let v = if v.is_null() { serde_json::json!({}) } else { v };
-    let cfg = KubeSchedulerConfiguration::from_yaml_value(v).with_context(|| name.clone())?;
-    Ok(cfg)
+    Ok(KubeSchedulerConfiguration::from_yaml_value(v)?)
 }
 
-/// Checks a configuration by building its profiles with a host that offers
-/// nothing (the simulator's and the benchmark's), as they will run.
-fn check_offline(cfg: &KubeSchedulerConfiguration, registry: &Registry, path: Option<&Path>) -> Result<()> {
-    let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into());
-    cfg.build_frameworks_with(registry, &PluginHost::default()).with_context(|| name)?;
-    Ok(())
+/// How errors name the configuration: its file, or the defaults.
+fn config_name(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into())
+}
+
+/// Loads a KubeSchedulerConfiguration file, or `default` without one. The
+/// profiles are built (and plugin args checked) by the command that runs them.
+fn load_config(path: Option<&Path>, default: KubeSchedulerConfiguration) -> Result<KubeSchedulerConfiguration> {
+    let Some(p) = path else { return Ok(default) };
+    let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    parse_config(&text).with_context(|| p.display().to_string())
 }
 
 fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputFormat, explain: bool, registry: &Registry) -> Result<()> {
     let start = Instant::now();
-    let cfg = load_config(config, KubeSchedulerConfiguration::default(), registry)?;
-    let config_name = config.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into());
+    let cfg = load_config(config, KubeSchedulerConfiguration::default())?;
     let inputs = read_inputs(files)?;
     let cluster = berth_convert::manifests::load(&inputs)?;
     let load_secs = start.elapsed().as_secs_f64();
     let opts = SimOptions { seed, explain, config: cfg, memoize: true, registry: registry.clone() };
     let result = berth_sim::simulate(cluster, &opts).map_err(|e| match e {
-        berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name),
+        berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name(config)),
         other => anyhow::Error::new(other),
     })?;
     for (kind, n) in &result.skipped {
@@ -182,7 +178,7 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
     Ok(())
 }
 
-fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, format: OutputFormat) -> Result<()> {
+fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, config: Option<&Path>, format: OutputFormat) -> Result<()> {
     let list: Vec<Workload> = if workload.eq_ignore_ascii_case("all") {
         Workload::ALL.to_vec()
     } else {
@@ -213,7 +209,8 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, for
             if let Some(b) = &bar {
                 b.set_position(done as u64);
             }
-        });
+        })
+        .with_context(|| config_name(config))?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -249,7 +246,7 @@ fn run(
     log_format: LogFormat,
     registry: Registry,
 ) -> Result<()> {
-    let config = load_config(config, berth_kube::run::default_config(), &registry)?;
+    let config = load_config(config, berth_kube::run::default_config())?;
     let threads = (config.parallelism.max(1) as usize).min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     // Plugins are built here, once, with the live handle (client included).
@@ -377,10 +374,10 @@ fn execute(cli: Cli, registry: Registry) -> ExitCode {
             std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
         }
         Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None } => {
-            let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default(), &registry);
+            let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default());
             cfg.and_then(|cfg| {
-                check_offline(&cfg, &registry, config.as_deref())?;
-                run_bench(workload, *nodes, *pods, &BenchOptions { config: cfg, registry: registry.clone(), seed: *seed }, *output)
+                let opts = BenchOptions { config: cfg, registry: registry.clone(), seed: *seed };
+                run_bench(workload, *nodes, *pods, &opts, config.as_deref(), *output)
             })
         }
         Command::Run { .. } => unreachable!("handled above"),

@@ -80,7 +80,6 @@ pub mod prelude {
 pub mod sim {
     pub use berth_sim::{PodResult, SimEvent, SimOptions, SimResult};
 
-    use berth_core::config::KubeSchedulerConfiguration;
     use berth_core::framework::Registry;
 
     /// Schedules the pending pods of `manifests` (YAML, several documents)
@@ -88,9 +87,7 @@ pub mod sim {
     /// the plugins of `registry`, as `berth simulate` does.
     pub fn run(manifests: &str, config: &str, registry: &Registry) -> anyhow::Result<SimResult> {
         let cluster = berth_convert::manifests::load(&[("manifests".to_string(), manifests.to_string())])?;
-        let v: serde_json::Value = serde_yaml::from_str(config)?;
-        let v = if v.is_null() { serde_json::json!({}) } else { v };
-        let config = KubeSchedulerConfiguration::from_yaml_value(v)?;
+        let config = crate::cli::parse_config(config)?;
         Ok(berth_sim::simulate(cluster, &SimOptions { config, registry: registry.clone(), ..Default::default() })?)
     }
 }

@@ -61,4 +61,5 @@ fn the_binary_has_berths_commands() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("plugin \"NodePool\"") && stderr.contains("unknown field \"defaultPol\""), "{stderr}");
+    assert_eq!(stderr.matches("unknown field").count(), 1, "the reason once, not repeated by the error chain: {stderr}");
 }

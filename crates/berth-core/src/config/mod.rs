@@ -23,14 +23,16 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
     /// A plugin's factory refused to build it (bad args, missing service).
-    #[error("invalid configuration: profiles[{profile}]: plugin {plugin:?}: {source}")]
+    /// The message includes the factory's, once: `error` is deliberately not
+    /// an error source, or reporters that print the chain would repeat it.
+    #[error("invalid configuration: profiles[{profile}]: plugin {plugin:?}: {error}")]
     Plugin {
         /// Index of the profile in `profiles`.
         profile: usize,
         /// The plugin's name.
         plugin: String,
         /// What the factory said.
-        source: PluginError,
+        error: PluginError,
     },
 }
 

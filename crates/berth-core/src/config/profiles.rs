@@ -116,7 +116,7 @@ fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHo
         };
         let plugin_args = PluginArgs::new(name, args.get(name).copied());
         let inst = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&plugin_args, &handle))) {
-            Ok(r) => r.map_err(|source| ConfigError::Plugin { profile: index, plugin: name.to_string(), source })?,
+            Ok(r) => r.map_err(|error| ConfigError::Plugin { profile: index, plugin: name.to_string(), error })?,
             Err(_) => return Err(invalid(format!("plugin {name:?}: its factory panicked"))),
         };
         if inst.name() != name {
