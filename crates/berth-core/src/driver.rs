@@ -94,14 +94,18 @@ impl Binding {
         self.assignment.run_binding_cycle(binder)
     }
 
-    /// Whether the binding cycle is DefaultBinder alone (no PreBind, no
-    /// PostBind, no other Bind plugin): its only work is the runtime
+    /// Whether the binding cycle is DefaultBinder alone (no PreBind with
+    /// work for this pod, no PostBind, no other Bind plugin): its only work is the runtime
     /// binder's call. The live scheduler then makes that call on its async
     /// runtime first and runs the cycle with the answer (see [`Answered`]),
     /// instead of holding a worker thread for the round trip.
     pub fn only_default_binder(&self) -> bool {
-        let f = &self.assignment.framework;
-        f.pre_bind.is_empty() && f.post_bind.is_empty() && f.bind.len() == 1 && f.bind[0].name() == crate::plugins::default_binder::NAME
+        let a = &self.assignment;
+        let f = &a.framework;
+        f.post_bind.is_empty()
+            && f.bind.len() == 1
+            && f.bind[0].name() == crate::plugins::default_binder::NAME
+            && !f.pre_bind_has_work(&a.state, a.pod(), &a.node)
     }
 }
 

@@ -2,11 +2,12 @@
 //! binding subresource, events.k8s.io Events, PodScheduled and nomination
 //! status patches, and preemption's evictions.
 
+use berth_core::framework::{ObjectKind, ObjectWriter, WriteError};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
 use crate::client::ApiClient;
@@ -153,6 +154,52 @@ impl ApiBinder {
 impl berth_core::framework::Binder for ApiBinder {
     fn bind(&self, pod: &berth_core::model::Pod, node: &str) -> Result<(), String> {
         self.runtime.block_on(self.call(pod, node))
+    }
+}
+
+/// The dynamic API resource of a plugin-declared kind.
+pub fn api_resource(kind: &ObjectKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        api_version: kind.api_version(),
+        kind: kind.kind.to_string(),
+        plural: kind.plural.to_string(),
+    }
+}
+
+/// Plugins' writes ([`Handle::writer`](berth_core::framework::Handle::writer)):
+/// merge patches through the scheduler's client, after a token of its QPS
+/// bucket. Blocks: called from the binding cycle's worker threads.
+pub struct ApiWriter {
+    pub client: ApiClient,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl ObjectWriter for ApiWriter {
+    fn merge_patch(
+        &self,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, WriteError> {
+        let ar = api_resource(kind);
+        let c = self.client.client.clone();
+        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let written = self.runtime.block_on(async {
+            self.client.throttle().await;
+            api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+        });
+        let key = || WriteError::key(kind, namespace, name);
+        match written {
+            Ok(o) => serde_json::to_value(o).map_err(|e| WriteError::Failed { kind: kind.to_string(), key: key(), message: e.to_string() }),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                Err(WriteError::Conflict { kind: kind.to_string(), key: key(), message: e.message })
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(WriteError::NotFound { kind: kind.to_string(), key: key() }),
+            Err(e) => Err(WriteError::Failed { kind: kind.to_string(), key: key(), message: e.to_string() }),
+        }
     }
 }
 

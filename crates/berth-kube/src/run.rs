@@ -24,7 +24,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
@@ -397,14 +397,7 @@ where
 
 /// Watches a kind a plugin declared, as untyped objects.
 fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sender<Input>) -> tokio::task::JoinHandle<()> {
-    let ar = ApiResource {
-        group: kind.group.to_string(),
-        version: kind.version.to_string(),
-        api_version: kind.api_version(),
-        kind: kind.kind.to_string(),
-        plural: kind.plural.to_string(),
-    };
-    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let api: Api<DynamicObject> = Api::all_with(client, &crate::api::api_resource(&kind));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff());
         while let Some(item) = next(&mut stream).await {
@@ -614,6 +607,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
         .with_service(client.client.clone())
         .with_service(tokio::runtime::Handle::current())
+        .with_writer(Arc::new(crate::api::ApiWriter { client: client.clone(), runtime: tokio::runtime::Handle::current() }))
         .with_observer(metrics.clone());
     let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;
     Ok(Prepared { cfg, client, host, frameworks, metrics, http_address: opts.http_address, tx, rx })

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod output;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -257,10 +258,24 @@ pub(crate) fn apply(driver: &mut Driver, effects: Vec<Effect>, now: i64, mut see
 
 /// Runs the cluster's pending pods through the scheduler until nothing moves.
 pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimError> {
-    let cfg = &opts.config;
     let events = Arc::new(CollectEvents::default());
-    let host = PluginHost::new(events.clone());
-    let frameworks = cfg.build_frameworks_with(&opts.registry, &host)?;
+    let writer = Arc::new(writer::MemoryWriter::default());
+    let host = PluginHost::new(events.clone()).with_writer(writer.clone());
+    writer.attach(host.clone());
+    let result = run(cluster, opts, &host, &events, &writer);
+    writer.detach();
+    result
+}
+
+fn run(
+    cluster: Cluster,
+    opts: &SimOptions,
+    host: &PluginHost,
+    events: &CollectEvents,
+    writer: &writer::MemoryWriter,
+) -> Result<SimResult, SimError> {
+    let cfg = &opts.config;
+    let frameworks = cfg.build_frameworks_with(&opts.registry, host)?;
     let (initial, max) = cfg.backoff_ms();
     let mut engine = Engine::new(
         frameworks,
@@ -280,7 +295,15 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
         let api_version = object.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
         let kind = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         match host.kind_of(api_version, kind) {
-            Some(k) => host.apply_object(&k, object).map_err(|source| SimError::Object { file: file.clone(), source })?,
+            Some(k) => {
+                // As the API server would, put namespaced objects that name none in `default`.
+                let mut object = object.clone();
+                if k.namespaced && object["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
+                    object["metadata"]["namespace"] = serde_json::json!("default");
+                }
+                host.apply_object(&k, &object).map_err(|source| SimError::Object { file: file.clone(), source })?;
+                writer.load(&k, &object);
+            }
             None => *skipped.entry(kind.to_string()).or_default() += 1,
         }
     }
@@ -417,6 +440,14 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
                 }
             }
         });
+        // What plugins wrote (and the controllers answered) reaches the
+        // queue as a watch would deliver it. Writes come from binding
+        // cycles, which count as a change of the cluster when they succeed
+        // (the pod is bound); a failed one's writes do not make its pod's
+        // retry worth waiting for, or a failing PreBind would loop forever.
+        for (kind, action) in writer.take_changes() {
+            driver.engine_mut().object_changed(kind, action, now);
+        }
     }
     summary.scheduling_attempts = driver.engine().attempts() as usize;
     let engine = driver.engine();

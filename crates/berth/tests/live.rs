@@ -1,5 +1,5 @@
-//! `berth run` against a real control plane: etcd, kube-apiserver and KWOK
-//! from testenv/ (started once for this test binary, or the one named by
+//! `berth run` against a real control plane: etcd, kube-apiserver,
+//! kube-controller-manager and KWOK from testenv/ (started once for this test binary, or the one named by
 //! `BERTH_TEST_KUBECONFIG`). Each test works in its own namespace on its own
 //! KWOK nodes (labelled `berth-test: <namespace>`; its pods select them), and
 //! waits on conditions with deadlines.
@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, ListParams, PostParams};
@@ -98,6 +98,9 @@ leaderElection:
   resourceName: berth-shared
 profiles:
 - schedulerName: berth
+  pluginConfig:
+  - name: VolumeBinding
+    args: {bindTimeoutSeconds: 5}
 - schedulerName: berth-two
   pluginConfig:
   - name: NodeResourcesFit
@@ -671,4 +674,216 @@ async fn a_custom_scheduler_runs_its_own_filter_score_pre_bind_and_bind_plugins(
         Some(&format!("apiVersion: example.berth.dev/v1\nkind: Team\nmetadata: {{name: {team}}}\nspec: {{maxPods: 3}}\n")),
     );
     ns.bound("t2").await;
+}
+
+impl Ns {
+    /// Applies manifests (YAML); `NS` in them is replaced by this test's namespace.
+    fn apply(&self, yaml: &str) {
+        kubectl(&["apply", "-n", &self.name, "-f", "-"], Some(&yaml.replace("NS", &self.name)));
+    }
+
+    async fn claim(&self, name: &str) -> PersistentVolumeClaim {
+        Api::<PersistentVolumeClaim>::namespaced(self.c.clone(), &self.name).get(name).await.unwrap()
+    }
+
+    async fn failed_note(&self, pod: &str) -> String {
+        self.event(pod, "FailedScheduling").await.note.unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn persistent_volume_claims_are_placed_and_bound_as_upstream_does() {
+    shared_scheduler();
+    let ns = Ns::new("volumes").await;
+    let z1 = ns.node("z1", "8", json!({"topology.kubernetes.io/zone": "z1"}), json!([])).await;
+    let z2 = ns.node("z2", "8", json!({"topology.kubernetes.io/zone": "z2"}), json!([])).await;
+    let with_claim = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
+    ns.apply(&format!(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: NS-local}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: NS-immediate}}
+provisioner: example.com/nobody
+volumeBindingMode: Immediate
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: NS-dynamic}}
+provisioner: example.com/nobody
+volumeBindingMode: WaitForFirstConsumer
+---
+# WaitForFirstConsumer, static: the only volume is on z2.
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: NS-local}}
+spec:
+  capacity: {{storage: 5Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: NS-local
+  local: {{path: /mnt/disk}}
+  nodeAffinity: {{required: {{nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{z2}]}}]}}]}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: logs}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: NS-local, resources: {{requests: {{storage: 1Gi}}}}}}
+---
+# Pre-bound to a volume in zone z1: the PV controller binds it.
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: NS-zonal}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  hostPath: {{path: /tmp/zonal}}
+  claimRef: {{namespace: NS, name: db}}
+  nodeAffinity: {{required: {{nodeSelectorTerms: [{{matchExpressions: [{{key: topology.kubernetes.io/zone, operator: In, values: [z1]}}]}}]}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: db}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-zonal, resources: {{requests: {{storage: 1Gi}}}}}}
+---
+# Immediate, and nobody provisions it.
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: shared}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: NS-immediate, resources: {{requests: {{storage: 1Gi}}}}}}
+---
+# WaitForFirstConsumer, to be provisioned (by nobody here).
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: dynamic}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: NS-dynamic, resources: {{requests: {{storage: 1Gi}}}}}}
+---
+# ReadWriteOncePod.
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: NS-exclusive}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOncePod]
+  storageClassName: ""
+  hostPath: {{path: /tmp/exclusive}}
+  claimRef: {{namespace: NS, name: exclusive}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: exclusive}}
+spec: {{accessModes: [ReadWriteOncePod], storageClassName: "", volumeName: NS-exclusive, resources: {{requests: {{storage: 1Gi}}}}}}
+"#
+    ));
+
+    // Static WaitForFirstConsumer: Berth picks the volume's node and binds
+    // the volume to the claim; the PV controller completes the binding.
+    ns.pod("logger", "berth", "100m", with_claim("logs")).await;
+    assert_eq!(ns.bound("logger").await, z2);
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ns.c.clone(), &ns.name);
+    let logs = wait_for("claim logs to be bound", || async {
+        claims.get("logs").await.ok().filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+    })
+    .await;
+    assert_eq!(logs.spec.and_then(|s| s.volume_name), Some(format!("{}-local", ns.name)));
+    assert_eq!(logs.metadata.annotations.unwrap_or_default().get("pv.kubernetes.io/bind-completed").map(String::as_str), Some("yes"));
+    let pv = Api::<PersistentVolume>::all(ns.c.clone()).get(&format!("{}-local", ns.name)).await.unwrap();
+    let claim_ref = pv.spec.and_then(|s| s.claim_ref).unwrap();
+    assert_eq!((claim_ref.namespace.as_deref(), claim_ref.name.as_deref()), (Some(ns.name.as_str()), Some("logs")));
+    assert_eq!(pv.metadata.annotations.unwrap_or_default().get("pv.kubernetes.io/bound-by-controller").map(String::as_str), Some("yes"));
+
+    // A bound volume's node affinity: zone z1 only.
+    ns.pod("db", "berth", "100m", with_claim("db")).await;
+    assert_eq!(ns.bound("db").await, z1);
+
+    // An Immediate claim nobody binds: pending with upstream's message.
+    ns.pod("immediate", "berth", "100m", with_claim("shared")).await;
+    let note = ns.failed_note("immediate").await;
+    assert!(note.contains("pod has unbound immediate PersistentVolumeClaims"), "{note}");
+
+    // To be provisioned: Berth selects a node on the claim, and the binding
+    // waits (bindTimeoutSeconds: 5) for a provisioner this cluster lacks.
+    ns.pod("dynamic", "berth", "100m", with_claim("dynamic")).await;
+    let selected = wait_for("the claim's selected-node annotation", || async {
+        ns.claim("dynamic").await.metadata.annotations.unwrap_or_default().get("volume.kubernetes.io/selected-node").cloned()
+    })
+    .await;
+    assert!(selected == z1 || selected == z2, "{selected}");
+    let note = ns.failed_note("dynamic").await;
+    assert!(note.contains("binding volumes: context deadline exceeded"), "{note}");
+    assert_eq!(ns.node_of("dynamic").await, None);
+
+    // ReadWriteOncePod: the second pod waits for the first.
+    ns.pod("holder", "berth", "100m", with_claim("exclusive")).await;
+    ns.bound("holder").await;
+    ns.pod("second", "berth", "100m", with_claim("exclusive")).await;
+    let note = ns.failed_note("second").await;
+    assert!(
+        note.contains("unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod"),
+        "{note}"
+    );
+    ns.pods().delete("holder", &Default::default()).await.unwrap();
+    ns.bound("second").await;
+}
+
+#[tokio::test]
+async fn csi_attach_limits_and_resource_claims_keep_pods_pending() {
+    shared_scheduler();
+    let ns = Ns::new("limits").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    let mut manifests = format!(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: CSINode
+metadata: {{name: {node}}}
+spec:
+  drivers: [{{name: NS.csi.example.com, nodeID: {node}, allocatable: {{count: 1}}}}]
+"#
+    );
+    for i in 1..=2 {
+        manifests += &format!(
+            r#"---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: NS-v{i}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  csi: {{driver: NS.csi.example.com, volumeHandle: v{i}}}
+  claimRef: {{namespace: NS, name: v{i}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: v{i}}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-v{i}, resources: {{requests: {{storage: 1Gi}}}}}}
+"#
+        );
+    }
+    ns.apply(&manifests);
+    let with_claim = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
+    ns.pod("first", "berth", "100m", with_claim("v1")).await;
+    assert_eq!(ns.bound("first").await, node);
+    ns.pod("second", "berth", "100m", with_claim("v2")).await;
+    let note = ns.failed_note("second").await;
+    assert!(note.contains("1 node(s) exceed max volume count"), "{note}");
+    assert_eq!(ns.node_of("second").await, None);
+
+    // Dynamic resource allocation is not modelled: never bound, and says why.
+    ns.pod(
+        "trainer",
+        "berth",
+        "100m",
+        json!({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+               "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"claims": [{"name": "gpu"}]}}]}),
+    )
+    .await;
+    let note = ns.failed_note("trainer").await;
+    assert!(note.contains("pod's resource claim \"gpu\": Berth does not model dynamic resource allocation yet"), "{note}");
+    assert_eq!(ns.node_of("trainer").await, None);
 }

@@ -12,6 +12,10 @@
 //! - **Events** about pods or other objects: [`Handle::record_event`]. Live,
 //!   they become `events.k8s.io/v1` Events (`kubectl describe` shows them);
 //!   the simulator lists them with its results.
+//! - **Writes** to objects (JSON merge patches): [`Handle::writer`].
+//!   `berth run` sends them to the API server; `berth simulate` applies
+//!   them to its in-memory objects (feeding the stores and the queue, as a
+//!   watch would) and plays the PersistentVolume controller's part.
 //! - **The cluster snapshot** of the latest scheduling cycle:
 //!   [`Handle::snapshot`], for extension points that are not handed one.
 //! - **Services of the runtime**, by type: [`Handle::get`]. `berth run`
@@ -288,6 +292,69 @@ impl Observer for NoObserver {
     }
 }
 
+/// Why a write failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The object changed since the `metadata.resourceVersion` the patch
+    /// named (HTTP 409): re-read and decide again.
+    #[error("{kind} {key}: the object has been modified: {message}")]
+    Conflict {
+        /// The object's kind.
+        kind: String,
+        /// `namespace/name`, or `name` for cluster-scoped objects.
+        key: String,
+        /// What the runtime said.
+        message: String,
+    },
+    /// There is no such object.
+    #[error("{kind} {key} not found")]
+    NotFound {
+        /// The object's kind.
+        kind: String,
+        /// `namespace/name`, or `name`.
+        key: String,
+    },
+    /// Anything else: refused, invalid, API server unreachable.
+    #[error("{kind} {key}: {message}")]
+    Failed {
+        /// The object's kind.
+        kind: String,
+        /// `namespace/name`, or `name`.
+        key: String,
+        /// What the runtime said.
+        message: String,
+    },
+}
+
+impl WriteError {
+    /// `namespace/name` (or `name`) as the variants spell it.
+    pub fn key(kind: &ObjectKind, namespace: &str, name: &str) -> String {
+        if kind.namespaced {
+            format!("{namespace}/{name}")
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+/// Writes objects on a plugin's behalf: the runtime's side of
+/// [`Handle::writer`]. Calls may block (live, on the network): make them
+/// in PreBind, Bind or PostBind, never in Filter or Score.
+pub trait ObjectWriter: Send + Sync {
+    /// Applies `patch`, a JSON merge patch (RFC 7386), to the object
+    /// `namespace/name` of `kind` and returns the object as written (with
+    /// its new `metadata.resourceVersion`). A `metadata.resourceVersion` in
+    /// the patch is a precondition: if the object has changed since, the
+    /// write fails with [`WriteError::Conflict`] and changes nothing.
+    fn merge_patch(
+        &self,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, WriteError>;
+}
+
 type Applier = Box<dyn Fn(&ObjectKey, Option<&serde_json::Value>) -> Result<(), ObjectError> + Send + Sync>;
 
 /// A kind some plugin declared, with one applier per store of it.
@@ -301,6 +368,7 @@ struct Shared {
     events: Arc<dyn EventSink>,
     observer: Arc<dyn Observer>,
     services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    writer: Option<Arc<dyn ObjectWriter>>,
     snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
@@ -322,36 +390,50 @@ impl Default for PluginHost {
 impl PluginHost {
     /// A host whose events go to `events`.
     pub fn new(events: Arc<dyn EventSink>) -> PluginHost {
-        PluginHost::build(events, Arc::new(NoObserver), HashMap::new())
+        PluginHost::build(events, Arc::new(NoObserver), HashMap::new(), None)
     }
 
-    fn build(events: Arc<dyn EventSink>, observer: Arc<dyn Observer>, services: HashMap<TypeId, Box<dyn Any + Send + Sync>>) -> PluginHost {
-        PluginHost { shared: Arc::new(Shared { declared: Mutex::new(Vec::new()), events, observer, services, snapshot: Mutex::new(None) }) }
+    fn build(
+        events: Arc<dyn EventSink>,
+        observer: Arc<dyn Observer>,
+        services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+        writer: Option<Arc<dyn ObjectWriter>>,
+    ) -> PluginHost {
+        let shared = Shared { declared: Mutex::new(Vec::new()), events, observer, services, writer, snapshot: Mutex::new(None) };
+        PluginHost { shared: Arc::new(shared) }
     }
 
     /// The same host with `service` available through [`Handle::get`].
     /// Call before handing out handles.
     pub fn with_service<T: Any + Send + Sync>(self, service: T) -> PluginHost {
-        self.rebuild(|services, _| {
+        self.rebuild(|services, _, _| {
             services.insert(TypeId::of::<T>(), Box::new(service));
         })
+    }
+
+    /// The same host writing objects through `writer` ([`Handle::writer`]).
+    /// Call before handing out handles.
+    pub fn with_writer(self, writer: Arc<dyn ObjectWriter>) -> PluginHost {
+        self.rebuild(|_, _, w| *w = Some(writer))
     }
 
     /// The same host reporting measurements to `observer`. Call before
     /// handing out handles.
     pub fn with_observer(self, observer: Arc<dyn Observer>) -> PluginHost {
-        self.rebuild(|_, o| *o = observer)
+        self.rebuild(|_, o, _| *o = observer)
     }
 
-    fn rebuild(self, f: impl FnOnce(&mut HashMap<TypeId, Box<dyn Any + Send + Sync>>, &mut Arc<dyn Observer>)) -> PluginHost {
+    fn rebuild(
+        self,
+        f: impl FnOnce(&mut HashMap<TypeId, Box<dyn Any + Send + Sync>>, &mut Arc<dyn Observer>, &mut Option<Arc<dyn ObjectWriter>>),
+    ) -> PluginHost {
         let shared = match Arc::try_unwrap(self.shared) {
             Ok(s) => s,
             Err(_) => panic!("PluginHost::with_*: called after handles were handed out"),
         };
-        let mut services = shared.services;
-        let mut observer = shared.observer;
-        f(&mut services, &mut observer);
-        PluginHost::build(shared.events, observer, services)
+        let (mut services, mut observer, mut writer) = (shared.services, shared.observer, shared.writer);
+        f(&mut services, &mut observer, &mut writer);
+        PluginHost::build(shared.events, observer, services, writer)
     }
 
     /// The handle for the profile `profile` (its schedulerName).
@@ -529,6 +611,13 @@ impl Handle {
     /// Where measurements go (the runtime's observer).
     pub fn observer(&self) -> &Arc<dyn Observer> {
         &self.shared.observer
+    }
+
+    /// Writes to objects: the API server in `berth run`, the in-memory
+    /// cluster in `berth simulate`. `None` where nothing can be written
+    /// (`berth bench`, and handles built for tests).
+    pub fn writer(&self) -> Option<&Arc<dyn ObjectWriter>> {
+        self.shared.writer.as_ref()
     }
 
     /// The host this handle belongs to.

@@ -20,7 +20,7 @@ pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
 pub use handle::{
     CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind, ObjectRef,
-    Observer, PluginHost, Store,
+    ObjectWriter, Observer, PluginHost, Store, WriteError,
 };
 pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;

@@ -547,6 +547,17 @@ pub trait Plugin: Send + Sync + 'static {
         Status::success()
     }
 
+    /// **PreBindPreFlight**: whether [`pre_bind`](Plugin::pre_bind) has
+    /// anything to do for this pod on `node`, asked before the binding
+    /// cycle starts. Return `Skip` when it has not (e.g. VolumeBinding for
+    /// a pod whose claims are all bound): PreBind is then not called, and a
+    /// binding cycle left with nothing but DefaultBinder makes its API call
+    /// without holding a worker thread. Must be cheap and must not block.
+    /// The default, success, always runs PreBind.
+    fn pre_bind_pre_flight(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        Status::success()
+    }
+
     /// **Bind**: bind the pod to `node`. Bind plugins run in order until
     /// one does not return `Skip`; DefaultBinder writes `pods/binding`
     /// through `binder`. A custom Bind plugin replaces it (disable

@@ -660,6 +660,9 @@ impl Framework {
     pub fn run_pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
         let timed = state.record_plugin_metrics;
         for p in &self.pre_bind {
+            if !self.pre_bind_needed(&**p, state, pod, node) {
+                continue;
+            }
             let s = match self.call(timed, &**p, ExtensionPoint::PreBind, |s: &Status| s.code, || p.pre_bind(state, pod, node)) {
                 Ok(s) => s,
                 Err(e) => return e,
@@ -673,6 +676,17 @@ impl Framework {
             }
         }
         Status::success()
+    }
+
+    /// Whether any PreBind plugin has work for this pod (PreBindPreFlight).
+    pub fn pre_bind_has_work(&self, state: &CycleState, pod: &PodInfo, node: &str) -> bool {
+        self.pre_bind.iter().any(|p| self.pre_bind_needed(&**p, state, pod, node))
+    }
+
+    /// One plugin's PreBindPreFlight; a panic counts as work (PreBind then
+    /// runs and reports it).
+    fn pre_bind_needed(&self, p: &dyn Plugin, state: &CycleState, pod: &PodInfo, node: &str) -> bool {
+        catch_unwind(AssertUnwindSafe(|| !p.pre_bind_pre_flight(state, pod, node).is_skip())).unwrap_or(true)
     }
 
     /// Runs Bind plugins until one does not return Skip, and returns its status (a failure other

@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use crate::framework::{Plugin, PluginArgs, PluginError, Registry};
 
 /// A built-in plugin's constructor: its (optional) `pluginConfig` args in,
-/// the plugin or a message out. Built-ins need nothing from the handle.
+/// the plugin or a message out. (The volume plugins, which read objects
+/// through the handle, have their own: `volume::constructors`.)
 type Builtin = fn(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>;
 
 /// Decodes plugin args strictly: unknown fields are an error, as upstream.
@@ -52,7 +53,7 @@ pub(crate) fn bump_count(map: &mut std::collections::HashMap<String, i64>, key: 
 
 /// Every built-in plugin by its configuration name (`Registry::builtin`).
 pub(crate) fn registry() -> Registry {
-    let builtins: [(&'static str, Builtin); 19] = [
+    let builtins: [(&'static str, Builtin); 14] = [
         (queue_sort::NAME, queue_sort::new),
         (scheduling_gates::NAME, scheduling_gates::new),
         (node_name::NAME, node_name::new),
@@ -67,15 +68,14 @@ pub(crate) fn registry() -> Registry {
         (image_locality::NAME, image_locality::new),
         (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
-        (volume::NAMES[0], volume::volume_restrictions),
-        (volume::NAMES[1], volume::node_volume_limits),
-        (volume::NAMES[2], volume::volume_binding),
-        (volume::NAMES[3], volume::volume_zone),
-        (volume::NAMES[4], volume::dynamic_resources),
     ];
     let mut r = Registry::new();
     for (name, new) in builtins {
         r.register_arc(name, move |args, _handle| new(args.raw()).map_err(PluginError::InvalidArgs)).expect("built-in names are unique");
+    }
+    for (name, new) in volume::constructors() {
+        r.register_arc(name, move |args, handle| new(args.raw(), handle).map_err(PluginError::InvalidArgs))
+            .expect("built-in names are unique");
     }
     r
 }

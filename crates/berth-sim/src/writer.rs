@@ -1,0 +1,216 @@
+//! The simulator's object writer: plugins' writes (`Handle::writer`) patch
+//! the in-memory copies of the manifests' objects, and the controllers a
+//! cluster runs answer at once, as a watch would then report:
+//!
+//! - the PersistentVolume controller and a provisioner: a volume given a
+//!   `claimRef` binds its claim; a claim given
+//!   `volume.kubernetes.io/selected-node` is provisioned a volume (a CSI
+//!   volume of the class's provisioner), reachable from that node by its
+//!   hostname label, and bound.
+//!
+//! Each change goes to the plugin stores at once and is queued as a cluster
+//! event for the simulation loop to deliver.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use berth_core::framework::{action, ObjectKind, ObjectWriter, PluginHost, WriteError};
+use berth_core::plugins::volume::objects::{ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE, CLAIMS, CLASSES, VOLUMES};
+use serde_json::{json, Value};
+
+type Key = (ObjectKind, String, String);
+
+#[derive(Default)]
+struct Objects {
+    by_key: BTreeMap<Key, Value>,
+    version: u64,
+    /// Changes not yet delivered to the queue: kind and action.
+    changed: Vec<(ObjectKind, u32)>,
+}
+
+/// In-memory objects of the kinds plugins declared.
+#[derive(Default)]
+pub(crate) struct MemoryWriter {
+    objects: Mutex<Objects>,
+    /// The host whose stores see the changes (set once built, cleared at the end).
+    host: Mutex<Option<PluginHost>>,
+}
+
+fn key_of(kind: &ObjectKind, object: &Value) -> Key {
+    let meta = &object["metadata"];
+    let ns = if kind.namespaced { meta["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or("default") } else { "" };
+    (*kind, ns.to_string(), meta["name"].as_str().unwrap_or("").to_string())
+}
+
+/// RFC 7386: objects merge key by key, `null` deletes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().expect("made an object above");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+impl MemoryWriter {
+    /// Keeps `object` (already fed to the stores) so plugins can write it.
+    pub(crate) fn load(&self, kind: &ObjectKind, object: &Value) {
+        let mut o = self.lock();
+        o.by_key.insert(key_of(kind, object), object.clone());
+    }
+
+    /// Lets the writer feed `host`'s stores.
+    pub(crate) fn attach(&self, host: PluginHost) {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(host);
+    }
+
+    /// Breaks the host → writer → host cycle once the simulation is over.
+    pub(crate) fn detach(&self) {
+        self.host.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// The changes since the last call, for the queue.
+    pub(crate) fn take_changes(&self) -> Vec<(ObjectKind, u32)> {
+        std::mem::take(&mut self.lock().changed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `object` with a new resource version and feeds it to the stores.
+    fn put(&self, o: &mut Objects, kind: ObjectKind, mut object: Value, action: u32) -> Value {
+        o.version += 1;
+        object["metadata"]["resourceVersion"] = json!(o.version.to_string());
+        if let Some(host) = self.host.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            // Plugins decode what they declared; a write that no longer
+            // decodes is the plugin's own doing and shows in its store.
+            let _ = host.apply_object(&kind, &object);
+        }
+        o.changed.push((kind, action));
+        o.by_key.insert(key_of(&kind, &object), object.clone());
+        object
+    }
+
+    /// The PersistentVolume controller's answer to a write.
+    fn controllers(&self, o: &mut Objects, kind: ObjectKind, object: &Value) {
+        if kind == VOLUMES {
+            let claim_ref = &object["spec"]["claimRef"];
+            let (Some(ns), Some(name)) = (claim_ref["namespace"].as_str(), claim_ref["name"].as_str()) else { return };
+            let Some(claim) = o.by_key.get(&(CLAIMS, ns.to_string(), name.to_string())).cloned() else { return };
+            let pv = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+            self.bind(o, claim, object.clone(), &pv);
+        } else if kind == CLAIMS {
+            let meta = &object["metadata"];
+            let Some(node) = meta["annotations"][ANN_SELECTED_NODE].as_str() else { return };
+            if object["spec"]["volumeName"].as_str().is_some_and(|v| !v.is_empty()) {
+                return;
+            }
+            let uid = meta["uid"].as_str().filter(|u| !u.is_empty()).map(str::to_string);
+            let name = format!(
+                "pvc-{}",
+                uid.unwrap_or_else(|| format!(
+                    "{}-{}",
+                    meta["namespace"].as_str().unwrap_or("default"),
+                    meta["name"].as_str().unwrap_or("")
+                ))
+            );
+            let spec = &object["spec"];
+            let class = spec["storageClassName"].as_str().unwrap_or("");
+            let provisioner = o.by_key.get(&(CLASSES, String::new(), class.to_string())).and_then(|c| c["provisioner"].as_str());
+            let mut pv = json!({
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "berth-simulate"}},
+                "spec": {
+                    "capacity": {"storage": spec["resources"]["requests"]["storage"].clone()},
+                    "accessModes": spec["accessModes"].clone(),
+                    "storageClassName": spec["storageClassName"].clone(),
+                    "volumeMode": spec["volumeMode"].clone(),
+                    "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": meta["namespace"].clone(),
+                        "name": meta["name"].clone(), "uid": meta["uid"].clone()},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}},
+                },
+            });
+            // As CSI's external-provisioner writes them (what attach limits count).
+            if let Some(driver) = provisioner {
+                pv["spec"]["csi"] = json!({"driver": driver, "volumeHandle": name});
+            }
+            let pv = self.put(o, VOLUMES, pv, action::ADD);
+            self.bind(o, object.clone(), pv, &name);
+        }
+    }
+
+    fn bind(&self, o: &mut Objects, mut claim: Value, mut pv: Value, pv_name: &str) {
+        claim["spec"]["volumeName"] = json!(pv_name);
+        claim["metadata"]["annotations"][ANN_BIND_COMPLETED] = json!("yes");
+        claim["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER] = json!("yes");
+        claim["status"]["phase"] = json!("Bound");
+        self.put(o, CLAIMS, claim, action::UPDATE);
+        pv["status"]["phase"] = json!("Bound");
+        self.put(o, VOLUMES, pv, action::UPDATE);
+    }
+}
+
+impl ObjectWriter for MemoryWriter {
+    fn merge_patch(&self, kind: &ObjectKind, namespace: &str, name: &str, patch: &Value) -> Result<Value, WriteError> {
+        let ns = if kind.namespaced { namespace } else { "" };
+        let key = (*kind, ns.to_string(), name.to_string());
+        let show = || WriteError::key(kind, namespace, name);
+        let mut o = self.lock();
+        let Some(current) = o.by_key.get(&key) else {
+            return Err(WriteError::NotFound { kind: kind.to_string(), key: show() });
+        };
+        let want = patch["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        let have = current["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        if !want.is_empty() && want != have {
+            return Err(WriteError::Conflict {
+                kind: kind.to_string(),
+                key: show(),
+                message: format!("resourceVersion {want} is not the current {have}"),
+            });
+        }
+        let mut object = current.clone();
+        merge(&mut object, patch);
+        let written = self.put(&mut o, *kind, object, action::UPDATE);
+        self.controllers(&mut o, *kind, &written);
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patches_follow_rfc_7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"a": ["b"]});
+        merge(&mut t, &json!({"a": ["c"], "n": {"x": 1}}));
+        assert_eq!(t, json!({"a": ["c"], "n": {"x": 1}}));
+    }
+
+    #[test]
+    fn a_stale_resource_version_is_a_conflict_and_missing_objects_are_not_found() {
+        let w = MemoryWriter::default();
+        w.load(&CLAIMS, &json!({"metadata": {"name": "c", "resourceVersion": "5"}}));
+        let patch = json!({"metadata": {"resourceVersion": "4", "annotations": {"x": "y"}}});
+        assert!(matches!(w.merge_patch(&CLAIMS, "default", "c", &patch), Err(WriteError::Conflict { .. })));
+        assert!(matches!(w.merge_patch(&CLAIMS, "default", "d", &patch), Err(WriteError::NotFound { .. })));
+        let written =
+            w.merge_patch(&CLAIMS, "default", "c", &json!({"metadata": {"resourceVersion": "5", "annotations": {"x": "y"}}})).unwrap();
+        assert_eq!(written["metadata"]["annotations"]["x"], "y");
+        assert_eq!(w.take_changes(), vec![(CLAIMS, action::UPDATE)]);
+    }
+}
