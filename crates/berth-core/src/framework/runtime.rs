@@ -322,10 +322,8 @@ impl Framework {
 
     #[inline(always)]
     fn filter_node<const TIMED: bool>(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, current: &Cell<usize>) -> Status {
-        for (i, p) in self.filter.iter().enumerate() {
-            if is_skipped(i, state.skip_filter_mask, &state.skip_filter, &**p) {
-                continue;
-            }
+        let run = |i: usize| -> Option<Status> {
+            let p = &self.filter[i];
             current.set(i);
             let s = if TIMED {
                 let t = Instant::now();
@@ -335,9 +333,32 @@ impl Framework {
             } else {
                 p.filter(state, pod, node)
             };
-            if !s.is_success() {
-                let s = if s.is_rejected() { s } else { Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message())) };
-                return s.with_plugin(p.name());
+            if s.is_success() {
+                return None;
+            }
+            let s = if s.is_rejected() { s } else { Status::error(format!("running {:?} filter plugin: {}", p.name(), s.message())) };
+            Some(s.with_plugin(p.name()))
+        };
+        if self.filter.len() <= 64 {
+            // Only the plugins PreFilter did not skip: this runs for every
+            // node of every cycle, and a profile's skipped plugins (the
+            // volume plugins, for most pods) should cost nothing here.
+            let all = if self.filter.len() == 64 { u64::MAX } else { (1u64 << self.filter.len()) - 1 };
+            let mut active = all & !state.skip_filter_mask;
+            while active != 0 {
+                let i = active.trailing_zeros() as usize;
+                active &= active - 1;
+                if let Some(s) = run(i) {
+                    return s;
+                }
+            }
+        } else {
+            for (i, p) in self.filter.iter().enumerate() {
+                if !is_skipped(i, state.skip_filter_mask, &state.skip_filter, &**p) {
+                    if let Some(s) = run(i) {
+                        return s;
+                    }
+                }
             }
         }
         Status::success()
