@@ -618,6 +618,10 @@ async fn main() -> Result<()> {
             let up = Command::new(repo().join("testenv/up"))
                 .env("BERTH_TESTENV_DIR", repo().join("target/testenv-bench"))
                 .env("BERTH_TESTENV_OWNER_PID", std::process::id().to_string())
+                // No controller manager: nothing in the workloads needs it, and
+                // its informers would share the two cores with the schedulers
+                // measured (the figures before issue 13 ran without it).
+                .env("BERTH_TESTENV_CONTROLLERS", "")
                 .stderr(Stdio::inherit())
                 .output()?;
             if !up.status.success() {

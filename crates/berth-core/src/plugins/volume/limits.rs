@@ -110,6 +110,9 @@ impl Plugin for NodeVolumeLimits {
         if let Some(reason) = migrated_inline(&pod.pod) {
             return (None, Status::unresolvable(reason));
         }
+        if !pod.pod.volumes.iter().any(|v| matches!(v.source, VolumeSource::PersistentVolumeClaim { .. } | VolumeSource::Ephemeral)) {
+            return (None, Status::skip());
+        }
         let mut new = Attachable::new();
         let found = self.attachable(&pod.pod, true, &mut new).map(|()| new);
         if found.as_ref().is_ok_and(|n| n.is_empty()) {
