@@ -296,10 +296,17 @@ fn run(
         let kind = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         match host.kind_of(api_version, kind) {
             Some(k) => {
-                // As the API server would, put namespaced objects that name none in `default`.
+                // As the API server would, put namespaced objects that name
+                // none in `default`, and give each a UID (a volume's claimRef
+                // names its claim's).
                 let mut object = object.clone();
-                if k.namespaced && object["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
-                    object["metadata"]["namespace"] = serde_json::json!("default");
+                let meta = &mut object["metadata"];
+                if k.namespaced && meta["namespace"].as_str().is_none_or(str::is_empty) {
+                    meta["namespace"] = serde_json::json!("default");
+                }
+                if meta["uid"].as_str().is_none_or(str::is_empty) {
+                    let uid = format!("{}-{}-{}", k.plural, meta["namespace"].as_str().unwrap_or(""), meta["name"].as_str().unwrap_or(""));
+                    meta["uid"] = serde_json::json!(uid);
                 }
                 host.apply_object(&k, &object).map_err(|source| SimError::Object { file: file.clone(), source })?;
                 writer.load(&k, &object);
