@@ -12,11 +12,21 @@
 #   scripts/conformance.sh berth           # one of them: berth | kube-scheduler
 #   E2E_FOCUS='validates basic preemption' scripts/conformance.sh berth   # narrower
 #
+# CONFORMANCE_RERUN=1 keeps the earlier reports and writes this run's to
+# target/conformance/rerun-<n>/; the report takes each test's latest outcome
+# and says which came from a rerun.
+#
 # Not part of CI: it does not fit its 90 minutes.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-out="$repo/target/conformance"
+base="$repo/target/conformance"
+out="$base"
+if [[ -n "${CONFORMANCE_RERUN:-}" ]]; then
+  n=1
+  while [[ -d "$base/rerun-$n" ]]; do n=$((n + 1)); done
+  out="$base/rerun-$n"
+fi
 mkdir -p "$out"
 schedulers=("$@")
 [[ ${#schedulers[@]} -eq 0 ]] && schedulers=(berth kube-scheduler)
@@ -93,5 +103,5 @@ CONFIG
 for s in "${schedulers[@]}"; do
   run_suite "$s"
 done
-python3 scripts/conformance-report.py "$out" >CONFORMANCE.md
+python3 scripts/conformance-report.py "$base" >CONFORMANCE.md
 echo "conformance: wrote CONFORMANCE.md" >&2
