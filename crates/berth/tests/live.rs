@@ -686,6 +686,15 @@ impl Ns {
         Api::<PersistentVolumeClaim>::namespaced(self.c.clone(), &self.name).get(name).await.unwrap()
     }
 
+    /// Waits for the PV controller to bind claim `name`.
+    async fn claim_bound(&self, name: &str) {
+        wait_for(&format!("claim {}/{name} to be bound", self.name), || async {
+            let c = self.claim(name).await;
+            (c.status.and_then(|s| s.phase).as_deref() == Some("Bound")).then_some(())
+        })
+        .await
+    }
+
     async fn failed_note(&self, pod: &str) -> String {
         self.event(pod, "FailedScheduling").await.note.unwrap_or_default()
     }
@@ -819,6 +828,7 @@ spec: {{accessModes: [ReadWriteOncePod], storageClassName: "", volumeName: NS-ex
     assert_eq!(ns.node_of("dynamic").await, None);
 
     // ReadWriteOncePod: the second pod waits for the first.
+    ns.claim_bound("exclusive").await;
     ns.pod("holder", "berth", "100m", with_claim("exclusive")).await;
     ns.bound("holder").await;
     ns.pod("second", "berth", "100m", with_claim("exclusive")).await;
@@ -866,6 +876,10 @@ spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-v{i},
         );
     }
     ns.apply(&manifests);
+    // Pre-bound claims are Immediate: until the PV controller has bound
+    // them, their pods are (rightly) refused for that reason instead.
+    ns.claim_bound("v1").await;
+    ns.claim_bound("v2").await;
     let with_claim = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
     ns.pod("first", "berth", "100m", with_claim("v1")).await;
     assert_eq!(ns.bound("first").await, node);
