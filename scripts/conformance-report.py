@@ -17,7 +17,7 @@ def short(name):
     """The test's name without ginkgo's `[It] ` and its trailing label list."""
     name = name.removeprefix("[It] ")
     cut = name.rfind(" [sig-scheduling")
-    if cut > 0 and name.endswith("]") and "," in name[cut:] or name[cut:] == " [sig-scheduling]":
+    if cut > 0:
         name = name[:cut]
     return name
 

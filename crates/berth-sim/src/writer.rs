@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_core::framework::{action, ObjectKind, ObjectWriter, PluginHost, WriteError};
+use berth_core::framework::{action, ObjectKey, ObjectKind, ObjectWriter, PluginHost, WriteError};
 use berth_core::plugins::volume::objects::{ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE, CLAIMS, CLASSES, VOLUMES};
 use serde_json::{json, Value};
 
-type Key = (ObjectKind, String, String);
+type Key = (ObjectKind, ObjectKey);
 
 #[derive(Default)]
 struct Objects {
@@ -36,10 +36,8 @@ pub(crate) struct MemoryWriter {
     host: Mutex<Option<PluginHost>>,
 }
 
-fn key_of(kind: &ObjectKind, object: &Value) -> Key {
-    let meta = &object["metadata"];
-    let ns = if kind.namespaced { meta["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or("default") } else { "" };
-    (*kind, ns.to_string(), meta["name"].as_str().unwrap_or("").to_string())
+fn key_of(kind: &ObjectKind, namespace: &str, name: &str) -> Key {
+    (*kind, ObjectKey::new(kind, namespace, name))
 }
 
 /// RFC 7386: objects merge key by key, `null` deletes, anything else replaces.
@@ -64,8 +62,10 @@ fn merge(target: &mut Value, patch: &Value) {
 impl MemoryWriter {
     /// Keeps `object` (already fed to the stores) so plugins can write it.
     pub(crate) fn load(&self, kind: &ObjectKind, object: &Value) {
-        let mut o = self.lock();
-        o.by_key.insert(key_of(kind, object), object.clone());
+        // Objects the stores took have a key; the rest are not loaded.
+        if let Ok(key) = ObjectKey::of(kind, object) {
+            self.lock().by_key.insert((*kind, key), object.clone());
+        }
     }
 
     /// Lets the writer feed `host`'s stores.
@@ -97,7 +97,9 @@ impl MemoryWriter {
             let _ = host.apply_object(&kind, &object);
         }
         o.changed.push((kind, action));
-        o.by_key.insert(key_of(&kind, &object), object.clone());
+        if let Ok(key) = ObjectKey::of(&kind, &object) {
+            o.by_key.insert((kind, key), object.clone());
+        }
         object
     }
 
@@ -106,7 +108,7 @@ impl MemoryWriter {
         if kind == VOLUMES {
             let claim_ref = &object["spec"]["claimRef"];
             let (Some(ns), Some(name)) = (claim_ref["namespace"].as_str(), claim_ref["name"].as_str()) else { return };
-            let Some(claim) = o.by_key.get(&(CLAIMS, ns.to_string(), name.to_string())).cloned() else { return };
+            let Some(claim) = o.by_key.get(&key_of(&CLAIMS, ns, name)).cloned() else { return };
             let pv = object["metadata"]["name"].as_str().unwrap_or("").to_string();
             self.bind(o, claim, object.clone(), &pv);
         } else if kind == CLAIMS {
@@ -126,7 +128,7 @@ impl MemoryWriter {
             );
             let spec = &object["spec"];
             let class = spec["storageClassName"].as_str().unwrap_or("");
-            let provisioner = o.by_key.get(&(CLASSES, String::new(), class.to_string())).and_then(|c| c["provisioner"].as_str());
+            let provisioner = o.by_key.get(&key_of(&CLASSES, "", class)).and_then(|c| c["provisioner"].as_str());
             let mut pv = json!({
                 "apiVersion": "v1", "kind": "PersistentVolume",
                 "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "berth-simulate"}},
@@ -163,8 +165,7 @@ impl MemoryWriter {
 
 impl ObjectWriter for MemoryWriter {
     fn merge_patch(&self, kind: &ObjectKind, namespace: &str, name: &str, patch: &Value) -> Result<Value, WriteError> {
-        let ns = if kind.namespaced { namespace } else { "" };
-        let key = (*kind, ns.to_string(), name.to_string());
+        let key = key_of(kind, namespace, name);
         let show = || WriteError::key(kind, namespace, name);
         let mut o = self.lock();
         let Some(current) = o.by_key.get(&key) else {

@@ -114,6 +114,38 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The key of `namespace/name` of `kind` (the namespace is dropped for
+    /// cluster-scoped kinds).
+    pub fn new(kind: &ObjectKind, namespace: &str, name: &str) -> ObjectKey {
+        let ns = if kind.namespaced { namespace } else { "" };
+        ObjectKey { namespace: ns.to_string(), name: name.to_string() }
+    }
+
+    /// The key of an object as the API server would store it: a namespaced
+    /// object that names no namespace is in `default`.
+    pub fn of(kind: &ObjectKind, object: &serde_json::Value) -> Result<ObjectKey, ObjectError> {
+        let meta = object.get("metadata");
+        let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("");
+        if name.is_empty() {
+            return Err(ObjectError::NoName { kind: kind.to_string() });
+        }
+        let namespace = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).filter(|s| !s.is_empty()).unwrap_or("default");
+        Ok(ObjectKey::new(kind, namespace, name))
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    /// `namespace/name`, or `name` for cluster-scoped objects.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}", self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
 impl<T> Store<T> {
     /// The kind this store holds.
     pub fn kind(&self) -> ObjectKind {
@@ -122,9 +154,7 @@ impl<T> Store<T> {
 
     /// The object `namespace/name` (namespace ignored for cluster-scoped kinds).
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<T>> {
-        let ns = if self.kind.namespaced { namespace } else { "" };
-        let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
-        self.read().get(&key).cloned()
+        self.read().get(&ObjectKey::new(&self.kind, namespace, name)).cloned()
     }
 
     /// Every object, ordered by namespace and name.
@@ -329,11 +359,7 @@ pub enum WriteError {
 impl WriteError {
     /// `namespace/name` (or `name`) as the variants spell it.
     pub fn key(kind: &ObjectKind, namespace: &str, name: &str) -> String {
-        if kind.namespaced {
-            format!("{namespace}/{name}")
-        } else {
-            name.to_string()
-        }
+        ObjectKey::new(kind, namespace, name).to_string()
     }
 }
 
@@ -459,14 +485,13 @@ impl PluginHost {
     /// An object of a declared kind was added or changed: decodes it into
     /// every store of its kind. Objects of kinds nobody declared are ignored.
     pub fn apply_object(&self, kind: &ObjectKind, object: &serde_json::Value) -> Result<(), ObjectError> {
-        let key = object_key(kind, object)?;
+        let key = ObjectKey::of(kind, object)?;
         self.each_store(kind, |apply| apply(&key, Some(object)))
     }
 
     /// An object of a declared kind was deleted.
     pub fn delete_object(&self, kind: &ObjectKind, namespace: &str, name: &str) {
-        let ns = if kind.namespaced { namespace } else { "" };
-        let key = ObjectKey { namespace: ns.to_string(), name: name.to_string() };
+        let key = ObjectKey::new(kind, namespace, name);
         let _ = self.each_store(kind, |apply| apply(&key, None));
     }
 
@@ -496,20 +521,6 @@ impl PluginHost {
     pub(crate) fn publish_snapshot(&self, snapshot: Option<Arc<Snapshot>>) {
         *self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
     }
-}
-
-fn object_key(kind: &ObjectKind, object: &serde_json::Value) -> Result<ObjectKey, ObjectError> {
-    let meta = object.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("");
-    if name.is_empty() {
-        return Err(ObjectError::NoName { kind: kind.to_string() });
-    }
-    let namespace = if kind.namespaced {
-        meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).filter(|s| !s.is_empty()).unwrap_or("default")
-    } else {
-        ""
-    };
-    Ok(ObjectKey { namespace: namespace.to_string(), name: name.to_string() })
 }
 
 /// A plugin's access to Berth: see the [module documentation](self).
@@ -558,8 +569,7 @@ impl Handle {
                     Err(e) => {
                         // A bad object must not linger in its old form.
                         target.write().remove(key);
-                        let key = if key.namespace.is_empty() { key.name.clone() } else { format!("{}/{}", key.namespace, key.name) };
-                        return Err(ObjectError::Decode { kind: kind.to_string(), key, message: e.to_string() });
+                        return Err(ObjectError::Decode { kind: kind.to_string(), key: key.to_string(), message: e.to_string() });
                     }
                 },
             }

@@ -143,7 +143,7 @@ impl VolumeBinding {
                 return Err(if ephemeral {
                     format!("waiting for ephemeral volume controller to create the persistentvolumeclaim {name:?}")
                 } else {
-                    format!("persistentvolumeclaim {name:?} not found")
+                    not_found("persistentvolumeclaim", &name)
                 });
             };
             if c.status.phase == "Lost" {
@@ -337,7 +337,7 @@ impl VolumeBinding {
         for c in &chosen.provisions {
             let wrote = written.next().copied().unwrap_or(0);
             let Some(now) = self.claims.get(&c.metadata.namespace, &c.metadata.name) else {
-                return Err(format!("failed to check provisioning pvc: persistentvolumeclaim {:?} not found", c.key()));
+                return Err(format!("failed to check provisioning pvc: {}", not_found("persistentvolumeclaim", &c.key())));
             };
             if now.metadata.version() < wrote {
                 return Ok(false);
@@ -380,14 +380,13 @@ impl Plugin for VolumeBinding {
     }
 
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        let object = |kind, action, label| ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action, label));
         vec![
-            object(CLASSES, action::ADD | action::UPDATE, "StorageClassChange"),
-            object(CLAIMS, action::ADD | action::UPDATE, "PersistentVolumeClaimChange"),
-            object(VOLUMES, action::ADD | action::UPDATE, "PersistentVolumeChange"),
+            on_object(CLASSES, action::ADD | action::UPDATE, "StorageClassChange"),
+            on_object(CLAIMS, action::ADD | action::UPDATE, "PersistentVolumeClaimChange"),
+            on_object(VOLUMES, action::ADD | action::UPDATE, "PersistentVolumeChange"),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL, "NodeChange")),
-            object(CSI_NODES, action::ADD | action::UPDATE, "CSINodeChange"),
-            object(CSI_DRIVERS, action::UPDATE, "CSIDriverChange"),
+            on_object(CSI_NODES, action::ADD | action::UPDATE, "CSINodeChange"),
+            on_object(CSI_DRIVERS, action::UPDATE, "CSIDriverChange"),
         ]
     }
 
@@ -464,15 +463,12 @@ impl Plugin for VolumeBinding {
     }
 
     fn pre_bind(&self, state: &mut CycleState, _pod: &PodInfo, node: &str) -> Status {
-        let Some(chosen) = state_of(state).and_then(|s| s.chosen.clone()).filter(|c| !c.is_empty()) else {
+        let Some(chosen) = state.read_mut::<State>(STATE_KEY).and_then(|s| s.chosen.take()).filter(|c| !c.is_empty()) else {
             return Status::skip();
         };
         let result = self.bind_volumes(&chosen, node);
         // Written or not, the stores now say what is true; the assumption has served.
         self.forget(&chosen);
-        if let Some(s) = state.read_mut::<State>(STATE_KEY) {
-            s.chosen = None;
-        }
         match result {
             Ok(()) => Status::success(),
             Err(msg) => Status::error(msg),

@@ -58,7 +58,7 @@ impl NodeVolumeLimits {
             let Some(name) = v.claim_name(&pod.name) else { continue };
             let Some(claim) = self.claims.get(&pod.namespace, &name) else {
                 if new_pod {
-                    return Err(format!("looking up PVC {}/{name}: persistentvolumeclaim {name:?} not found", pod.namespace));
+                    return Err(format!("looking up PVC {}/{name}: {}", pod.namespace, not_found("persistentvolumeclaim", &name)));
                 }
                 continue;
             };
@@ -81,15 +81,6 @@ impl NodeVolumeLimits {
     }
 }
 
-fn migrated_inline(pod: &Pod) -> Option<String> {
-    pod.volumes.iter().find_map(|v| match &v.source {
-        VolumeSource::Other(kind) if ["azureDisk", "cinder"].contains(&kind.as_str()) => {
-            Some(format!("pod's volume {:?} ({kind}): Berth does not model volume attach limits of in-tree volumes yet", v.name))
-        }
-        _ => None,
-    })
-}
-
 #[crate::plugin]
 impl Plugin for NodeVolumeLimits {
     fn name(&self) -> &'static str {
@@ -97,17 +88,16 @@ impl Plugin for NodeVolumeLimits {
     }
 
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        let object = |kind, action, label| ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action, label));
         vec![
-            object(CSI_NODES, action::ADD | action::UPDATE, "CSINodeChange"),
+            on_object(CSI_NODES, action::ADD | action::UPDATE, "CSINodeChange"),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete")),
-            object(CLAIMS, action::ADD, "PersistentVolumeClaimAdd"),
+            on_object(CLAIMS, action::ADD, "PersistentVolumeClaimAdd"),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE, "UnscheduledPodUpdate")),
         ]
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
-        if let Some(reason) = migrated_inline(&pod.pod) {
+        if let Some(reason) = super::in_tree(&pod.pod, &["azureDisk", "cinder"], "volume attach limits of in-tree volumes") {
             return (None, Status::unresolvable(reason));
         }
         if !pod.pod.volumes.iter().any(|v| matches!(v.source, VolumeSource::PersistentVolumeClaim { .. } | VolumeSource::Ephemeral)) {

@@ -52,6 +52,17 @@ impl Plugin for Unmodelled {
     }
 }
 
+/// The reason `pod` stays pending if a volume is one of the in-tree `kinds`
+/// whose `what` Berth does not model.
+fn in_tree(pod: &Pod, kinds: &[&str], what: &str) -> Option<String> {
+    pod.volumes.iter().find_map(|v| match &v.source {
+        crate::model::VolumeSource::Other(kind) if kinds.contains(&kind.as_str()) => {
+            Some(format!("pod's volume {:?} ({kind}): Berth does not model {what} yet", v.name))
+        }
+        _ => None,
+    })
+}
+
 fn resource_claims(pod: &Pod) -> Option<String> {
     let c = pod.resource_claims.first()?;
     Some(format!("pod's resource claim {:?}: Berth does not model dynamic resource allocation yet", c.name))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::framework::ObjectKind;
+use crate::framework::{ClusterEvent, ClusterEventWithHint, EventResource, ObjectKind};
 use crate::model::{LabelSelector, Labels, NodeSelector, NodeSelectorTerm, Quantity, Requirement, SelectorOp};
 
 /// `v1 PersistentVolumeClaim`.
@@ -94,8 +94,9 @@ pub struct ClaimSpec {
     pub volume_name: String,
     /// `Filesystem` (default) or `Block`.
     pub volume_mode: Option<String>,
-    /// Which PVs it may bind to.
-    pub selector: Option<WireLabelSelector>,
+    /// Which PVs it may bind to (compiled when decoded).
+    #[serde(deserialize_with = "label_selector")]
+    pub selector: Option<LabelSelector>,
     /// `requests.storage`.
     pub resources: Resources,
     /// Volume attributes class.
@@ -202,8 +203,10 @@ pub struct ClaimRef {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct VolumeNodeAffinity {
-    /// Nodes the volume can be reached from.
-    pub required: Option<WireNodeSelector>,
+    /// Nodes the volume can be reached from (compiled when decoded: Filter
+    /// checks it for every candidate volume on every node).
+    #[serde(deserialize_with = "node_selector")]
+    pub required: Option<NodeSelector>,
 }
 
 /// A CSI volume source.
@@ -240,7 +243,7 @@ impl Volume {
     pub fn reachable_from(&self, labels: &Labels) -> bool {
         match self.spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()) {
             None => true,
-            Some(sel) => sel.to_model().matches("", labels),
+            Some(sel) => sel.matches("", labels),
         }
     }
 }
@@ -403,6 +406,24 @@ fn requirements(reqs: &[WireRequirement]) -> Option<Vec<Requirement>> {
     reqs.iter().map(|r| Some(Requirement { key: r.key.clone(), op: SelectorOp::parse(&r.operator)?, values: r.values.clone() })).collect()
 }
 
+fn label_selector<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LabelSelector>, D::Error> {
+    Ok(Option::<WireLabelSelector>::deserialize(d)?.map(|w| w.to_model()))
+}
+
+fn node_selector<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NodeSelector>, D::Error> {
+    Ok(Option::<WireNodeSelector>::deserialize(d)?.map(|w| w.to_model()))
+}
+
+/// Upstream's NotFound message: `persistentvolumeclaim "data" not found`.
+pub fn not_found(resource: &str, name: &str) -> String {
+    format!("{resource} {name:?} not found")
+}
+
+/// A cluster event on objects of `kind`, always requeueing.
+pub fn on_object(kind: ObjectKind, action: u32, label: &'static str) -> ClusterEventWithHint {
+    ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action, label))
+}
+
 impl WireLabelSelector {
     /// Compiled; an invalid operator selects nothing.
     pub fn to_model(&self) -> LabelSelector {
@@ -438,7 +459,7 @@ impl WireNodeSelector {
 /// one that satisfies the claim and is reachable from the node.
 pub fn find_matching_volume<'a>(claim: &Claim, volumes: &'a [Candidate], labels: &Labels, excluded: &[&str]) -> Option<&'a Candidate> {
     let requested = claim.requested_bytes();
-    let selector = claim.spec.selector.as_ref().map(|s| s.to_model());
+    let selector = claim.spec.selector.as_ref();
     let mode = |m: &Option<String>| m.clone().unwrap_or_else(|| "Filesystem".into());
     let mut best: Option<&Candidate> = None;
     for c in volumes {

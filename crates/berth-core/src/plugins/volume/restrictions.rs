@@ -56,22 +56,13 @@ impl VolumeRestrictions {
         let mut out = Vec::new();
         for v in &pod.volumes {
             let VolumeSource::PersistentVolumeClaim { claim_name, .. } = &v.source else { continue };
-            let c = self.claims.get(&pod.namespace, claim_name).ok_or_else(|| format!("persistentvolumeclaim {claim_name:?} not found"))?;
+            let c = self.claims.get(&pod.namespace, claim_name).ok_or_else(|| not_found("persistentvolumeclaim", claim_name))?;
             if c.has_access_mode("ReadWriteOncePod") {
                 out.push(claim_name.clone());
             }
         }
         Ok(out)
     }
-}
-
-fn in_tree_conflicting(pod: &Pod) -> Option<String> {
-    pod.volumes.iter().find_map(|v| match &v.source {
-        VolumeSource::Other(kind) if ["gcePersistentDisk", "awsElasticBlockStore", "iscsi", "rbd"].contains(&kind.as_str()) => {
-            Some(format!("pod's volume {:?} ({kind}): Berth does not model volume conflicts between pods yet", v.name))
-        }
-        _ => None,
-    })
 }
 
 #[crate::plugin]
@@ -93,7 +84,9 @@ impl Plugin for VolumeRestrictions {
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
-        if let Some(reason) = in_tree_conflicting(&pod.pod) {
+        if let Some(reason) =
+            super::in_tree(&pod.pod, &["gcePersistentDisk", "awsElasticBlockStore", "iscsi", "rbd"], "volume conflicts between pods")
+        {
             return (None, Status::unresolvable(reason));
         }
         if !pod.pod.volumes.iter().any(|v| matches!(v.source, VolumeSource::PersistentVolumeClaim { .. })) {

@@ -50,28 +50,23 @@ impl VolumeZone {
             if name.is_empty() {
                 return Err(Status::unresolvable("PersistentVolumeClaim had no name"));
             }
-            let claim: Arc<Claim> = self
-                .claims
-                .get(&pod.namespace, name)
-                .ok_or_else(|| Status::unresolvable(format!("persistentvolumeclaim {name:?} not found")))?;
+            let claim: Arc<Claim> =
+                self.claims.get(&pod.namespace, name).ok_or_else(|| Status::unresolvable(not_found("persistentvolumeclaim", name)))?;
             let pv_name = &claim.spec.volume_name;
             if pv_name.is_empty() {
                 let class = claim.class();
                 if class.is_empty() {
                     return Err(Status::unresolvable("PersistentVolumeClaim had no pv name and storageClass name"));
                 }
-                let sc = self
-                    .classes
-                    .get("", class)
-                    .ok_or_else(|| Status::unresolvable(format!("storageclass.storage.k8s.io {class:?} not found")))?;
+                let sc =
+                    self.classes.get("", class).ok_or_else(|| Status::unresolvable(not_found("storageclass.storage.k8s.io", class)))?;
                 match sc.volume_binding_mode.as_deref() {
                     None => return Err(Status::unresolvable(format!("VolumeBindingMode not set for StorageClass {class:?}"))),
                     Some("WaitForFirstConsumer") => continue,
                     Some(_) => return Err(Status::unresolvable("PersistentVolume had no name")),
                 }
             }
-            let pv =
-                self.volumes.get("", pv_name).ok_or_else(|| Status::unresolvable(format!("persistentvolume {pv_name:?} not found")))?;
+            let pv = self.volumes.get("", pv_name).ok_or_else(|| Status::unresolvable(not_found("persistentvolume", pv_name)))?;
             for key in TOPOLOGY_LABELS {
                 if let Some(v) = pv.metadata.labels.get(key) {
                     let values: Vec<String> = v.split("__").map(|z| z.trim().to_string()).filter(|z| !z.is_empty()).collect();
@@ -100,12 +95,11 @@ impl Plugin for VolumeZone {
     }
 
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        let object = |kind, action, label| ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action, label));
         vec![
-            object(CLASSES, action::ADD, "StorageClassAdd"),
+            on_object(CLASSES, action::ADD, "StorageClassAdd"),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL, "NodeChange")),
-            object(CLAIMS, action::ADD | action::UPDATE, "PersistentVolumeClaimChange"),
-            object(VOLUMES, action::ADD | action::UPDATE, "PersistentVolumeChange"),
+            on_object(CLAIMS, action::ADD | action::UPDATE, "PersistentVolumeClaimChange"),
+            on_object(VOLUMES, action::ADD | action::UPDATE, "PersistentVolumeChange"),
         ]
     }
 
