@@ -5,8 +5,10 @@
 //! pods share them; a claim not bound yet counts against its class's
 //! provisioner.
 //!
-//! Not modelled, and so refused with a reason: inline Azure Disk and
-//! Cinder volumes, whose limits upstream counts through CSI migration.
+//! Not modelled, and so refused with a reason: in-tree volumes whose limits
+//! upstream counts through CSI migration (inline Azure Disk and Cinder;
+//! PersistentVolumes of AWS EBS, GCE PD, Azure Disk and Cinder; claims of
+//! their in-tree provisioners).
 //! Also not counted (as a later upstream does): VolumeAttachments left on a
 //! node by pods that are gone.
 
@@ -30,6 +32,10 @@ pub struct NodeVolumeLimits {
     classes: Store<StorageClass>,
     csi_nodes: Store<CsiNode>,
 }
+
+/// In-tree provisioners whose volumes upstream counts as their CSI drivers'.
+const IN_TREE_PROVISIONERS: [&str; 4] =
+    ["kubernetes.io/aws-ebs", "kubernetes.io/gce-pd", "kubernetes.io/azure-disk", "kubernetes.io/cinder"];
 
 /// Unique volume name (`driver/handle`) → driver.
 type Attachable = HashMap<String, String>;
@@ -62,8 +68,13 @@ impl NodeVolumeLimits {
                 }
                 continue;
             };
-            if let Some((driver, handle)) = self.driver_of(&claim) {
-                out.insert(format!("{driver}/{handle}"), driver);
+            match self.driver_of(&claim) {
+                Ok(Some((driver, handle))) => {
+                    out.insert(format!("{driver}/{handle}"), driver);
+                }
+                Ok(None) => {}
+                Err(reason) if new_pod => return Err(format!("pod's volume {:?}: {reason}", v.name)),
+                Err(_) => {}
             }
         }
         Ok(())
@@ -71,13 +82,21 @@ impl NodeVolumeLimits {
 
     /// The claim's CSI driver and volume handle: its volume's, or for an
     /// unbound claim its class's provisioner and a name of its own.
-    fn driver_of(&self, claim: &Claim) -> Option<(String, String)> {
+    /// Upstream translates in-tree volumes to their CSI drivers (CSI
+    /// migration) to count them; Berth does not, so it says so (`Err`).
+    fn driver_of(&self, claim: &Claim) -> Result<Option<(String, String)>, String> {
+        let unmodelled = |what: String| Err(format!("{what}: Berth does not model volume attach limits of in-tree volumes yet"));
         if let Some(pv) = Some(&claim.spec.volume_name).filter(|n| !n.is_empty()).and_then(|n| self.volumes.get("", n)) {
-            let csi = pv.spec.csi.as_ref()?;
-            return Some((csi.driver.clone(), csi.volume_handle.clone()));
+            if let Some(source) = pv.spec.in_tree_attachable() {
+                return unmodelled(format!("PersistentVolume {:?} ({source})", pv.metadata.name));
+            }
+            return Ok(pv.spec.csi.as_ref().map(|csi| (csi.driver.clone(), csi.volume_handle.clone())));
         }
-        let class = Some(claim.class()).filter(|c| !c.is_empty()).and_then(|c| self.classes.get("", c))?;
-        Some((class.provisioner.clone(), format!("unbound-{}", claim.key())))
+        let Some(class) = Some(claim.class()).filter(|c| !c.is_empty()).and_then(|c| self.classes.get("", c)) else { return Ok(None) };
+        if IN_TREE_PROVISIONERS.contains(&class.provisioner.as_str()) {
+            return unmodelled(format!("StorageClass {:?} (provisioner {})", class.metadata.name, class.provisioner));
+        }
+        Ok(Some((class.provisioner.clone(), format!("unbound-{}", claim.key()))))
     }
 }
 

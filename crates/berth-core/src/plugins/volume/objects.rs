@@ -185,6 +185,29 @@ pub struct VolumeSpec {
     pub volume_attributes_class_name: Option<String>,
     /// A CSI volume's driver and handle.
     pub csi: Option<CsiSource>,
+    /// In-tree sources whose attach limits upstream counts through CSI migration.
+    pub aws_elastic_block_store: Option<serde::de::IgnoredAny>,
+    /// See `aws_elastic_block_store`.
+    pub gce_persistent_disk: Option<serde::de::IgnoredAny>,
+    /// See `aws_elastic_block_store`.
+    pub azure_disk: Option<serde::de::IgnoredAny>,
+    /// See `aws_elastic_block_store`.
+    pub cinder: Option<serde::de::IgnoredAny>,
+}
+
+impl VolumeSpec {
+    /// The in-tree source kind, if the volume is one whose attach limits
+    /// upstream counts through CSI migration.
+    pub fn in_tree_attachable(&self) -> Option<&'static str> {
+        [
+            (self.aws_elastic_block_store.is_some(), "awsElasticBlockStore"),
+            (self.gce_persistent_disk.is_some(), "gcePersistentDisk"),
+            (self.azure_disk.is_some(), "azureDisk"),
+            (self.cinder.is_some(), "cinder"),
+        ]
+        .into_iter()
+        .find_map(|(set, kind)| set.then_some(kind))
+    }
 }
 
 /// `spec.claimRef` of a volume.

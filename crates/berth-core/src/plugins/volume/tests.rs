@@ -227,3 +227,42 @@ fn bound_claims_need_no_pre_bind() {
     assert!(c.pl.pre_bind_pre_flight(&s, &a, "n1").is_skip());
     assert!(c.writer.calls.lock().unwrap().is_empty());
 }
+
+#[test]
+fn attach_limits_of_in_tree_volumes_are_refused_not_guessed() {
+    let host = PluginHost::default();
+    let pl = plugin(&host, limits::NAME, None).unwrap();
+    let objects = [
+        (VOLUMES, json!({"metadata": {"name": "old-ebs"}, "spec": {"awsElasticBlockStore": {"volumeID": "vol-1"}}})),
+        (VOLUMES, json!({"metadata": {"name": "csi"}, "spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-2"}}})),
+        (
+            CLASSES,
+            json!({"metadata": {"name": "gp2"}, "provisioner": "kubernetes.io/aws-ebs", "volumeBindingMode": "WaitForFirstConsumer"}),
+        ),
+        (CLAIMS, json!({"metadata": {"name": "a", "namespace": "default"}, "spec": {"volumeName": "old-ebs"}})),
+        (CLAIMS, json!({"metadata": {"name": "b", "namespace": "default"}, "spec": {"storageClassName": "gp2"}})),
+        (CLAIMS, json!({"metadata": {"name": "c", "namespace": "default"}, "spec": {"volumeName": "csi"}})),
+    ];
+    for (kind, o) in objects {
+        host.apply_object(&kind, &o).unwrap();
+    }
+    // As upstream's NotFound, the reason is given by Filter (on any node).
+    let node = crate::testing::node_info(make_node("n").obj(), vec![]);
+    let filtered = |claim: &str| {
+        let (mut state, pod) = (CycleState::new(), pod_with(claim));
+        let (_, s) = pl.pre_filter(&mut state, &pod, &Snapshot::default());
+        assert!(s.is_success(), "{}", s.message());
+        let s = pl.filter(&state, &pod, &node);
+        (s.code, s.message())
+    };
+    let unresolvable = |msg: &str| (Code::UnschedulableAndUnresolvable, msg.to_string());
+    assert_eq!(
+        filtered("a"),
+        unresolvable("pod's volume \"a\": PersistentVolume \"old-ebs\" (awsElasticBlockStore): Berth does not model volume attach limits of in-tree volumes yet")
+    );
+    assert_eq!(
+        filtered("b"),
+        unresolvable("pod's volume \"b\": StorageClass \"gp2\" (provisioner kubernetes.io/aws-ebs): Berth does not model volume attach limits of in-tree volumes yet")
+    );
+    assert_eq!(filtered("c"), (Code::Success, String::new()));
+}
