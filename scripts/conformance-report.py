@@ -70,10 +70,13 @@ def main(out):
     print("--ginkgo.skip='Disruptive|Flaky'` against the test environment (kube-apiserver,")
     print("kube-controller-manager, etcd, four KWOK nodes in two zones), once with each scheduler")
     print("as the cluster's only one.\n")
-    rerun = sorted(set().union(*rerun_tests.values()))
-    if rerun:
-        print("Some tests were run again after the full runs (`CONFORMANCE_RERUN=1`), with both")
-        print("schedulers; their latest outcomes are shown: " + "; ".join(rerun) + ".\n")
+    if any(rerun_tests.values()):
+        print("Some tests were run again after the full runs (`CONFORMANCE_RERUN=1`); each")
+        print("test's latest outcome is shown. Run again:\n")
+        for s in SCHEDULERS:
+            if rerun_tests[s]:
+                print(f"- with {s}: " + "; ".join(sorted(rerun_tests[s])) + ".")
+        print()
     missing = [s for s, r in runs.items() if r is None]
     if missing:
         print(f"Not run in this report: {', '.join(missing)}.\n")

@@ -252,7 +252,7 @@ impl Engine {
                             .filter(|p| p.pod.priority < pod.pod.priority)
                             .collect();
                         for p in &out.cleared_nominations {
-                            self.queue.nominator.remove(&p.key());
+                            self.queue.nomination_lost(&p.key(), now_ms);
                         }
                         let mut nominated = (*pod.pod).clone();
                         nominated.nominated_node_name = Some(node.clone());

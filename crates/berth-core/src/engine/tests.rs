@@ -113,6 +113,43 @@ fn victims_count_as_leaving_until_their_deletion_is_seen() {
 }
 
 #[test]
+fn a_pod_whose_nomination_a_higher_preemptor_takes_is_retried_and_preempts_elsewhere() {
+    use crate::queue::Location;
+    let mut e = engine(1);
+    // Two low pods fill n1: 2000m each of 4000m.
+    for (name, started) in [("low-a", 1), ("low-b", 2)] {
+        e.add_pod(make_pod(name).priority(1).req(2000, 0).node("n1").start(started).obj(), 0);
+    }
+    // The medium pod preempts the later-started low pod and waits for it.
+    e.add_pod(make_pod("medium").priority(50).req(2000, 0).obj(), 0);
+    let Some(Outcome::Failed(f)) = e.schedule_one(0) else { panic!("medium preempts") };
+    assert_eq!(f.victims.iter().map(|v| v.pod.name.as_str()).collect::<Vec<_>>(), ["low-b"]);
+    e.eviction_done("default/low-b", 0);
+    e.queue.flush(400_000);
+    let Some(Outcome::Failed(f)) = e.schedule_one(400_000) else { panic!("medium waits") };
+    assert!(f.message.contains("not eligible due to a terminating pod on the nominated node"), "{}", f.message);
+    assert_eq!(e.queue.location("default/medium"), Some(Location::Unschedulable));
+    // A high pod takes n1 with the same victim, and clears medium's nomination.
+    e.add_pod(make_pod("high").priority(100).req(2000, 0).obj(), 400_000);
+    let Some(Outcome::Failed(f)) = e.schedule_one(400_000) else { panic!("high preempts") };
+    assert_eq!(f.nominated_node.as_deref(), Some("n1"));
+    assert_eq!(f.cleared_nominations.iter().map(|p| p.pod.name.as_str()).collect::<Vec<_>>(), ["medium"]);
+    // Medium is retried at once, without its nomination, and so may preempt
+    // again: it picks the low pod nobody chose yet, rather than waiting a
+    // whole grace period for low-b to go.
+    assert_ne!(e.queue.location("default/medium"), Some(Location::Unschedulable));
+    e.queue.flush(800_000);
+    let f = std::iter::from_fn(|| e.schedule_one(800_000))
+        .find_map(|o| match o {
+            Outcome::Failed(f) if f.pod.pod.name == "medium" => Some(f),
+            _ => None,
+        })
+        .expect("medium is tried again");
+    assert!(f.pod.pod.nominated_node_name.is_none());
+    assert!(f.victims.iter().any(|v| v.pod.name == "low-a"), "{:?} {}", f.victims, f.message);
+}
+
+#[test]
 fn status_only_updates_leave_an_unschedulable_pod_where_it_is() {
     use crate::queue::Location;
     let mut e = engine(1);

@@ -418,6 +418,40 @@ impl SchedulingQueue {
         n
     }
 
+    /// A higher-priority preemptor took `key`'s nominated node (upstream's
+    /// `prepareCandidate` clears the nominations of lower-priority pods
+    /// there). The pod forgets the nomination and, if it was waiting as
+    /// unschedulable, is retried (after its backoff) to find another place:
+    /// upstream gets there through the pod's own update event, which its
+    /// NodeResourcesFit hint answers with Queue. Left waiting, the pod
+    /// would stay "not eligible" for preemption until its old victims are
+    /// gone, and the victims it could pick elsewhere would be picked a
+    /// whole grace period late.
+    pub fn nomination_lost(&mut self, key: &str, now_ms: i64) {
+        self.nominator.remove(key);
+        let forget = |q: &mut QueuedPodInfo| {
+            if q.pod_info.pod.nominated_node_name.is_some() {
+                let mut pod = (*q.pod_info.pod).clone();
+                pod.nominated_node_name = None;
+                q.pod_info = Arc::new(PodInfo::from_arc(Arc::new(pod)));
+            }
+        };
+        match self.where_is.get(key).copied() {
+            Some(Location::Active) => self.active.update(key, forget),
+            Some(Location::Backoff) => self.backoff.iter_mut().filter(|q| q.key() == key).for_each(forget),
+            Some(Location::Unschedulable) => {
+                let Some(q) = self.unschedulable.get_mut(key) else { return };
+                forget(q);
+                if !q.gated {
+                    let q = self.unschedulable.remove(key).expect("present");
+                    self.where_is.remove(key);
+                    self.requeue(q, now_ms);
+                }
+            }
+            Some(Location::InFlight) | None => {}
+        }
+    }
+
     /// Holds an unschedulable pod back from events and flushes until
     /// `release` (a preemptor while its victims' evictions are on their way,
     /// as upstream's DefaultPreemption PreEnqueue does).
