@@ -45,6 +45,12 @@ def outcomes(path):
     return result
 
 
+def release(run_dir):
+    """The Kubernetes release a run used (written by conformance.sh)."""
+    f = run_dir / "kubernetes-version"
+    return f.read_text().strip() if f.exists() else "unknown"
+
+
 def reruns(out):
     dirs = [d for d in Path(out).glob("rerun-*") if d.is_dir()]
     return sorted(dirs, key=lambda d: int(d.name.split("-")[1]))
@@ -52,12 +58,17 @@ def reruns(out):
 
 def main(out):
     runs = {s: outcomes(Path(out) / s / "junit.xml") for s in SCHEDULERS}
+    version = {s: release(Path(out) / s) for s in SCHEDULERS}
     rerun_tests = {s: set() for s in SCHEDULERS}
     for d in reruns(out):
         for s in SCHEDULERS:
             later = outcomes(d / s / "junit.xml")
             if later is None:
                 continue
+            if runs[s] is not None and release(d / s) != version[s]:
+                # A rerun on another release does not amend this one's results.
+                continue
+            version[s] = release(d / s)
             if runs[s] is None:
                 runs[s] = {}
             for name, outcome in later.items():
@@ -70,6 +81,8 @@ def main(out):
     print("--ginkgo.skip='Disruptive|Flaky'` against the test environment (kube-apiserver,")
     print("kube-controller-manager, etcd, four KWOK nodes in two zones), once with each scheduler")
     print("as the cluster's only one.\n")
+    releases = sorted({v for s, v in version.items() if runs[s] is not None})
+    print(f"Kubernetes release (control plane and e2e.test): {', '.join(releases) or 'none'}.\n")
     if any(rerun_tests.values()):
         print("Some tests were run again after the full runs (`CONFORMANCE_RERUN=1`); each")
         print("test's latest outcome is shown. Run again:\n")

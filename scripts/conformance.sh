@@ -65,6 +65,7 @@ NODE
 run_suite() { # name
   local name=$1 dir="$out/$1" sched
   rm -rf "$dir" && mkdir -p "$dir"
+  basename "$(dirname "$bin")" >"$dir/kubernetes-version"
   export BERTH_TESTENV_DIR="$dir/env"
   local kubeconfig
   kubeconfig="$(BERTH_TESTENV_OWNER_PID=$$ testenv/up | tail -n 1)"

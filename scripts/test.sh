@@ -30,7 +30,8 @@ fi
 export BERTH_TESTENV_DIR="$PWD/target/testenv-test"
 log=$(mktemp)
 guide_dir=
-trap 'rm -f "$log"; [[ -n "$guide_dir" ]] && rm -rf "$guide_dir"; testenv/down >/dev/null 2>&1 || true' EXIT
+compat_dir="$PWD/target/testenv-compat"
+trap 'rm -f "$log"; [[ -n "$guide_dir" ]] && rm -rf "$guide_dir"; testenv/down >/dev/null 2>&1 || true; BERTH_TESTENV_DIR="$compat_dir" testenv/down >/dev/null 2>&1 || true' EXIT
 start=$SECONDS
 BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
 export BERTH_TEST_KUBECONFIG
@@ -42,6 +43,20 @@ example_status=${PIPESTATUS[0]}
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] && status=$example_status
+# The live tests again, against the oldest API server Berth supports
+# (testenv/versions.sh): Berth must keep working with clusters a few
+# releases behind the newest.
+. testenv/versions.sh
+echo "live tests against Kubernetes $KUBE_OLDEST" >&2
+if compat_kubeconfig="$(BERTH_KUBE_VERSION="$KUBE_OLDEST" BERTH_TESTENV_DIR="$compat_dir" testenv/up | tail -n 1)"; then
+    BERTH_TEST_KUBECONFIG="$compat_kubeconfig" cargo test -p berth --test live --locked --no-fail-fast 2>&1 | tee -a "$log"
+    compat_status=${PIPESTATUS[0]}
+else
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (test environment $KUBE_OLDEST did not start)" | tee -a "$log"
+    compat_status=1
+fi
+BERTH_TESTENV_DIR="$compat_dir" testenv/down >/dev/null 2>&1 || true
+[[ $status -eq 0 ]] && status=$compat_status
 # The plugin guide, followed as a reader would: a new crate, a plugin, its
 # test, simulate, and `run` on a test environment of its own.
 # Outside the repository, as a reader's crate would be.

@@ -667,7 +667,9 @@ async fn main() -> Result<()> {
     }
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out)?;
-    let meta = json!({"nodes": args.nodes, "pods": args.pods, "kubernetes": "v1.34.4", "runs": results});
+    // testenv/build puts the binaries in testenv/.build/<release>/bin.
+    let release = bin.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let meta = json!({"nodes": args.nodes, "pods": args.pods, "kubernetes": release, "runs": results});
     std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&meta)?)?;
     let md = write_report(&results, &args.out)?;
     println!("{md}");

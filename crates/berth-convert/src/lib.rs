@@ -54,7 +54,7 @@ impl PriorityClasses {
 
     pub fn add(&mut self, pc: &scheduling::PriorityClass) {
         let name = pc.metadata.name.clone().unwrap_or_default();
-        let entry = (pc.value, pc.preemption_policy.clone());
+        let entry = (pc.value.unwrap_or(0), pc.preemption_policy.clone());
         if pc.global_default == Some(true) {
             self.global_default = Some(entry.clone());
         }
@@ -435,7 +435,35 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
                 resource_claim_template_name: c.resource_claim_template_name.clone(),
             })
             .collect(),
+        scheduling_group: spec.scheduling_group.as_ref().and_then(|g| g.pod_group_name.clone()).filter(|n| !n.is_empty()),
+        required_features: required_features(spec),
     })
+}
+
+/// The node features `spec` needs, as upstream's node-declared-features
+/// registry (k8s.io/component-helpers/nodedeclaredfeatures, v0.37) infers
+/// them for scheduling. Its other features are inferred only for pod
+/// updates, never for placement.
+fn required_features(spec: &core::PodSpec) -> Vec<&'static str> {
+    use berth_core::plugins::node_declared_features as f;
+    let mut out = Vec::new();
+    let containers = || spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let restarts_all = containers().flat_map(|c| c.restart_policy_rules.iter().flatten()).any(|r| r.action == "RestartAllContainers");
+    if restarts_all {
+        out.push(f::RESTART_ALL_CONTAINERS_ON_CONTAINER_EXITS);
+    }
+    if spec.host_network == Some(true) && spec.host_users == Some(false) {
+        out.push(f::USER_NAMESPACES_HOST_NETWORK_SUPPORT);
+    }
+    let ephemeral_mounts = spec.ephemeral_containers.iter().flatten().flat_map(|c| c.volume_mounts.iter().flatten());
+    let bind_mount_options = containers()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .chain(ephemeral_mounts)
+        .any(|m| m.bind_mount_options.as_ref().is_some_and(|o| !o.is_empty()));
+    if bind_mount_options {
+        out.push(f::VOLUME_BIND_MOUNT_OPTIONS);
+    }
+    out
 }
 
 /// Annotations, without `kubectl apply`'s copy of the whole manifest: it can
@@ -456,6 +484,8 @@ fn volume(v: &core::Volume) -> model::Volume {
         S::Csi { driver: c.driver.clone() }
     } else if let Some(h) = &v.host_path {
         S::HostPath { path: h.path.clone() }
+    } else if let Some(i) = &v.image {
+        S::Image { reference: i.reference.clone().unwrap_or_default() }
     } else {
         // The one field set besides `name`, as the pod spec spells it.
         let field = serde_json::to_value(v)
@@ -513,6 +543,7 @@ pub fn node(n: &core::Node) -> Result<model::Node, ConvertError> {
         unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         allocatable,
         images,
+        declared_features: status.and_then(|s| s.declared_features.clone()).unwrap_or_default(),
     })
 }
 
@@ -530,7 +561,7 @@ pub fn pdb(p: &policy::PodDisruptionBudget) -> Result<model::PodDisruptionBudget
         namespace: p.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         name: p.metadata.name.clone().unwrap_or_default(),
         selector,
-        disruptions_allowed: status.map(|s| s.disruptions_allowed).unwrap_or(0),
+        disruptions_allowed: status.and_then(|s| s.disruptions_allowed).unwrap_or(0),
         disrupted_pods: status.and_then(|s| s.disrupted_pods.as_ref()).map(|m| m.keys().cloned().collect()).unwrap_or_default(),
     })
 }

@@ -267,6 +267,12 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
         "volumes",
         "resourceClaims",
         "hostNetwork",
+        // GangScheduling keeps a PodGroup's members pending (gang scheduling is not modelled yet).
+        "schedulingGroup",
+        // NodeDeclaredFeatures: features a node must declare (with hostNetwork, volume mounts of
+        // every kind of container, restart rules).
+        "hostUsers",
+        "ephemeralContainers",
     ];
     // Nothing in kube-scheduler reads these: networking names, security,
     // lifecycle, and what admission has already folded into the fields above
@@ -277,11 +283,11 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
         "dnsConfig",
         "dnsPolicy",
         "enableServiceLinks",
-        "ephemeralContainers",
+        // Who handles the pod's eviction: its lifecycle once placed.
+        "evictionResponders",
         "hostAliases",
         "hostIPC",
         "hostPID",
-        "hostUsers",
         "hostname",
         "hostnameOverride",
         "imagePullSecrets",
@@ -300,7 +306,8 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
     let unknown: Vec<_> = fields_of::<core::PodSpec>().into_iter().filter(|f| !READ.contains(f) && !IRRELEVANT.contains(f)).collect();
     assert!(unknown.is_empty(), "PodSpec fields Berth has not decided about: {unknown:?}");
 
-    const CONTAINER_READ: &[&str] = &["name", "image", "resources", "ports", "restartPolicy"];
+    // Restart rules and volume mounts: features a node must declare (NodeDeclaredFeatures).
+    const CONTAINER_READ: &[&str] = &["name", "image", "resources", "ports", "restartPolicy", "restartPolicyRules", "volumeMounts"];
     const CONTAINER_IRRELEVANT: &[&str] = &[
         "args",
         "command",
@@ -311,7 +318,6 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
         "livenessProbe",
         "readinessProbe",
         "resizePolicy",
-        "restartPolicyRules",
         "securityContext",
         "startupProbe",
         "stdin",
@@ -320,17 +326,27 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
         "terminationMessagePolicy",
         "tty",
         "volumeDevices",
-        "volumeMounts",
         "workingDir",
     ];
     let unknown: Vec<_> =
         fields_of::<core::Container>().into_iter().filter(|f| !CONTAINER_READ.contains(f) && !CONTAINER_IRRELEVANT.contains(f)).collect();
     assert!(unknown.is_empty(), "Container fields Berth has not decided about: {unknown:?}");
 
-    // Volume sources: the ones a plugin refuses (volume module), and the
-    // ones that take nothing from a node's limits or other pods.
-    const VOLUME_REFUSED: &[&str] =
-        &["persistentVolumeClaim", "ephemeral", "csi", "gcePersistentDisk", "awsElasticBlockStore", "iscsi", "rbd", "azureDisk", "cinder"];
+    // Volume sources: the ones a plugin reads or refuses (volume module;
+    // ImageLocality scores image volumes), and the ones that take nothing
+    // from a node's limits or other pods.
+    const VOLUME_REFUSED: &[&str] = &[
+        "persistentVolumeClaim",
+        "ephemeral",
+        "csi",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "iscsi",
+        "rbd",
+        "azureDisk",
+        "cinder",
+        "image",
+    ];
     const VOLUME_IRRELEVANT: &[&str] = &[
         "name",
         "azureFile",
@@ -344,7 +360,6 @@ fn every_pod_field_is_read_refused_or_known_to_be_irrelevant() {
         "gitRepo",
         "glusterfs",
         "hostPath",
-        "image",
         "nfs",
         "photonPersistentDisk",
         "portworxVolume",
@@ -373,4 +388,36 @@ spec:
     .unwrap();
     let ports: Vec<i32> = c.pods[0].containers[0].ports.iter().map(|p| p.host_port).collect();
     assert_eq!(ports, vec![9100, 8080]);
+}
+
+#[test]
+fn node_features_a_pod_needs_and_its_pod_group_are_read() {
+    let c = one(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: worker-0}
+spec:
+  hostNetwork: true
+  hostUsers: false
+  schedulingGroup: {podGroupName: training}
+  containers:
+  - name: c
+    image: x
+    restartPolicy: Always
+    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [42]}}]
+    volumeMounts: [{name: data, mountPath: /data, bindMountOptions: [noexec]}]
+  volumes: [{name: data, emptyDir: {}}]
+"#)
+    .unwrap();
+    let p = &c.pods[0];
+    assert_eq!(p.scheduling_group.as_deref(), Some("training"));
+    use berth_core::plugins::node_declared_features as f;
+    assert_eq!(
+        p.required_features,
+        vec![f::RESTART_ALL_CONTAINERS_ON_CONTAINER_EXITS, f::USER_NAMESPACES_HOST_NETWORK_SUPPORT, f::VOLUME_BIND_MOUNT_OPTIONS]
+    );
+    let plain =
+        one("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {hostNetwork: true, containers: [{name: c, image: x}]}\n").unwrap();
+    assert!(plain.pods[0].required_features.is_empty());
+    assert_eq!(plain.pods[0].scheduling_group, None);
 }

@@ -476,14 +476,14 @@ mod tests {
         let statuses = NodeToStatus {
             statuses: vec![
                 (0, Status::unschedulable("Insufficient cpu")),
-                (1, Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}")),
-                (2, Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}")),
+                (1, Status::unresolvable("node(s) had untolerated taint(s)")),
+                (2, Status::unresolvable("node(s) had untolerated taint(s)")),
             ],
             absent: None,
         };
         assert_eq!(
             fit_error_message(3, &statuses, "", "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."),
-            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
         assert_eq!(
             fit_error_message(2, &NodeToStatus::default(), "waiting for scheduling gates: [a]", ""),

@@ -353,6 +353,12 @@ impl NodeWrapper {
         }
         self
     }
+    /// Adds `name` to `status.declaredFeatures`.
+    pub fn declared_feature(mut self, name: &str) -> Self {
+        self.0.declared_features.push(name.into());
+        self
+    }
+
     /// Adds a taint.
     pub fn taint(mut self, key: &str, value: &str, effect: TaintEffect) -> Self {
         self.0.taints.push(Taint { key: key.into(), value: value.into(), effect });

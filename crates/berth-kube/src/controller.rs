@@ -296,10 +296,11 @@ mod tests {
             by: "berth".into(),
             node: "n1".into()
         }));
-        assert!(actions
-            .iter()
-            .filter_map(reason_note)
-            .any(|e| e == ("FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.", true)));
+        assert!(actions.iter().filter_map(reason_note).any(|e| e == (
+            "FailedScheduling",
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: found a potential placement for pod on node n1, preempting 1 victims",
+            true
+        )));
         assert!(actions.iter().any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, nominated_node: Some(n), .. }
             if reason == "Unschedulable" && n == "n1")));
         assert!(metrics.render().contains("scheduler_preemption_attempts_total 1"));

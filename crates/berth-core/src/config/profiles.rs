@@ -14,8 +14,8 @@ pub fn default_plugins() -> Vec<PluginRef> {
     vec![
         p("SchedulingGates", None),
         p("PrioritySort", None),
-        p("NodeUnschedulable", None),
         p("NodeName", None),
+        p("NodeUnschedulable", None),
         p("TaintToleration", Some(3)),
         p("NodeAffinity", Some(2)),
         p("NodePorts", None),
@@ -26,12 +26,19 @@ pub fn default_plugins() -> Vec<PluginRef> {
         p("VolumeZone", None),
         p("PodTopologySpread", Some(2)),
         p("InterPodAffinity", Some(2)),
-        // Inert in Berth (DRA is not modelled) but listed, as in 1.34's defaults.
-        p("DynamicResources", None),
+        // Refuses pods with resource claims: DRA is not modelled. Weight 2 since 1.35.
+        p("DynamicResources", Some(2)),
         p("DefaultPreemption", None),
         p("NodeResourcesBalancedAllocation", Some(1)),
         p("ImageLocality", Some(1)),
         p("DefaultBinder", None),
+        p("NodeDeclaredFeatures", None),
+        // Upstream appends it only with the GenericWorkload gate on (beta,
+        // off by default, in 1.37); without that gate the API server drops
+        // spec.schedulingGroup, so pods never name a group. Berth lists it
+        // always: when a cluster serves PodGroups, their pods are kept
+        // pending rather than started piecemeal.
+        p("GangScheduling", None),
     ]
 }
 

@@ -33,8 +33,8 @@ fn default_profile_plugins_and_weights() {
     assert_eq!(
         names(&f.filter),
         [
-            "NodeUnschedulable",
             "NodeName",
+            "NodeUnschedulable",
             "TaintToleration",
             "NodeAffinity",
             "NodePorts",
@@ -44,7 +44,8 @@ fn default_profile_plugins_and_weights() {
             "VolumeBinding",
             "VolumeZone",
             "PodTopologySpread",
-            "InterPodAffinity"
+            "InterPodAffinity",
+            "NodeDeclaredFeatures"
         ]
     );
     let scores: Vec<(&str, i64)> = f.score.iter().map(|w| (w.plugin.name(), w.weight)).collect();

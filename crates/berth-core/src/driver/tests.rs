@@ -107,7 +107,13 @@ fn preemption_evicts_and_nominates() {
         if victim.pod.name == "low" && preemptor.pod.name == "high" && node == "n1")));
     assert_eq!(
         events(&effects),
-        vec![("Preempted", "Preempted by pod uhigh on node n1"), ("FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu.")]
+        vec![
+            ("Preempted", "Preempted by pod uhigh on node n1"),
+            (
+                "FailedScheduling",
+                "0/1 nodes are available: 1 Insufficient cpu. preemption: found a potential placement for pod on node n1, preempting 1 victims"
+            )
+        ]
     );
     assert!(effects
         .iter()

@@ -216,6 +216,9 @@ impl Engine {
             if o.taints != node.taints {
                 bits |= action::UPDATE_NODE_TAINT;
             }
+            if o.declared_features != node.declared_features {
+                bits |= action::UPDATE_NODE_DECLARED_FEATURE;
+            }
             if o.unschedulable != node.unschedulable {
                 bits |= action::UPDATE_NODE_TAINT | action::UPDATE_NODE_SCHEDULABLE;
             }

@@ -64,13 +64,16 @@ pub mod action {
     pub const UPDATE_NODE_SCHEDULABLE: u32 = 1 << 12;
     /// Set on every update of a bound pod, whatever changed.
     pub const UPDATE_POD_OTHER: u32 = 1 << 13;
+    /// A node's `status.declaredFeatures` changed.
+    pub const UPDATE_NODE_DECLARED_FEATURE: u32 = 1 << 14;
     /// Any node update.
     pub const UPDATE_NODE: u32 = UPDATE_NODE_ALLOCATABLE
         | UPDATE_NODE_LABEL
         | UPDATE_NODE_TAINT
         | UPDATE_NODE_CONDITION
         | UPDATE_NODE_ANNOTATION
-        | UPDATE_NODE_SCHEDULABLE;
+        | UPDATE_NODE_SCHEDULABLE
+        | UPDATE_NODE_DECLARED_FEATURE;
     /// Any pod update.
     pub const UPDATE_POD: u32 = UPDATE_POD_LABEL
         | UPDATE_POD_SCALE_DOWN

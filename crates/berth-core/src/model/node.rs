@@ -44,6 +44,9 @@ pub struct Node {
     pub allocatable: Resource,
     /// `status.images`, for ImageLocality.
     pub images: Vec<ContainerImage>,
+    /// `status.declaredFeatures`: the features the node's kubelet says it supports
+    /// (NodeDeclaredFeatures).
+    pub declared_features: Vec<String>,
 }
 
 impl Node {

@@ -305,6 +305,12 @@ pub enum VolumeSource {
         /// The path on the node.
         path: String,
     },
+    /// An OCI image mounted as a volume (`image`): ImageLocality counts it
+    /// as one of the pod's images.
+    Image {
+        /// `reference`: the image.
+        reference: String,
+    },
     /// Any other source (`configMap`, `secret`, `emptyDir`, `nfs`, ...),
     /// by its field name in the pod spec.
     Other(String),
@@ -405,6 +411,12 @@ pub struct Pod {
     pub volumes: Vec<Volume>,
     /// `spec.resourceClaims`.
     pub resource_claims: Vec<PodResourceClaim>,
+    /// `spec.schedulingGroup.podGroupName`: the PodGroup (same namespace) this pod is a member of.
+    pub scheduling_group: Option<String>,
+    /// The node features this pod needs (upstream's node-declared features inferred from its spec,
+    /// see [`crate::plugins::node_declared_features`]); a node must declare each of them in
+    /// `status.declaredFeatures`.
+    pub required_features: Vec<&'static str>,
 }
 
 impl Pod {
@@ -446,6 +458,8 @@ impl Pod {
             && self.scheduling_gates == other.scheduling_gates
             && self.volumes == other.volumes
             && self.resource_claims == other.resource_claims
+            && self.scheduling_group == other.scheduling_group
+            && self.required_features == other.required_features
     }
 
     /// `namespace/name`: how the queue, the cache and [`WaitingPods`](crate::framework::WaitingPods)

@@ -6,9 +6,11 @@
 pub mod default_binder;
 pub mod default_preemption;
 pub mod domain_memo;
+pub mod gang_scheduling;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
+pub mod node_declared_features;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources;
@@ -17,6 +19,7 @@ pub mod pod_topology_spread;
 pub mod queue_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod unmodelled;
 pub mod volume;
 
 use std::sync::Arc;
@@ -53,7 +56,7 @@ pub(crate) fn bump_count(map: &mut std::collections::HashMap<String, i64>, key: 
 
 /// Every built-in plugin by its configuration name (`Registry::builtin`).
 pub(crate) fn registry() -> Registry {
-    let builtins: [(&'static str, Builtin); 14] = [
+    let builtins: [(&'static str, Builtin); 16] = [
         (queue_sort::NAME, queue_sort::new),
         (scheduling_gates::NAME, scheduling_gates::new),
         (node_name::NAME, node_name::new),
@@ -68,6 +71,8 @@ pub(crate) fn registry() -> Registry {
         (image_locality::NAME, image_locality::new),
         (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
+        (node_declared_features::NAME, node_declared_features::new),
+        (gang_scheduling::NAME, gang_scheduling::new),
     ];
     let mut r = Registry::new();
     for (name, new) in builtins {

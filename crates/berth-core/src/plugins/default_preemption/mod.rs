@@ -383,10 +383,10 @@ impl Plugin for DefaultPreemption {
             return (None, Status::unschedulable("no candidate node for preemption"));
         };
         let c = &candidates[best];
-        (
-            Some(PostFilterResult { nominated_node: Some(snap.nodes()[c.node_index].name().to_string()), victims: c.victims.clone() }),
-            Status::success(),
-        )
+        let node = snap.nodes()[c.node_index].name().to_string();
+        // Since 1.37 the FailedScheduling message ends with what preemption found.
+        let found = format!("preemption: found a potential placement for pod on node {node}, preempting {} victims", c.victims.len());
+        (Some(PostFilterResult { nominated_node: Some(node), victims: c.victims.clone() }), Status::new(Code::Success, found))
     }
 }
 

@@ -52,7 +52,11 @@ fn evicts_lowest_priority_minimum() {
     // n1: evicting one 400m pod leaves 600m free; its highest victim priority (1) beats n2's (5).
     assert_eq!(node.as_deref(), Some("n1"));
     assert_eq!(victims.len(), 1);
-    assert_eq!(msg, "0/2 nodes are available: 2 Insufficient cpu.");
+    // Since 1.37 the message says what preemption found.
+    assert_eq!(
+        msg,
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: found a potential placement for pod on node n1, preempting 1 victims"
+    );
 }
 
 #[test]

@@ -28,11 +28,12 @@ struct PreScore {
     /// Normalized image name -> number of nodes that have it.
     spread: HashMap<String, usize>,
     total_nodes: usize,
-    num_containers: usize,
+    /// Containers, init containers and image volumes: the threshold scales with it.
+    num_images: usize,
 }
 
-fn calculate_priority(sum: i64, num_containers: usize) -> i64 {
-    let max_threshold = MAX_CONTAINER_THRESHOLD * num_containers as i64;
+fn calculate_priority(sum: i64, num_images: usize) -> i64 {
+    let max_threshold = MAX_CONTAINER_THRESHOLD * num_images as i64;
     let sum = if sum < MIN_THRESHOLD { MIN_THRESHOLD } else { sum.min(max_threshold) };
     if max_threshold <= MIN_THRESHOLD {
         return 0;
@@ -48,8 +49,13 @@ impl Plugin for ImageLocality {
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
         let mut spread = HashMap::new();
         let mut images = Vec::new();
-        for c in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()) {
-            let n = normalize_image_name(&c.image);
+        // Containers, init containers and (since 1.36) image volumes: each is one image.
+        let volumes = pod.pod.volumes.iter().filter_map(|v| match &v.source {
+            crate::model::VolumeSource::Image { reference } => Some(reference),
+            _ => None,
+        });
+        for image in pod.pod.init_containers.iter().chain(pod.pod.containers.iter()).map(|c| &c.image).chain(volumes) {
+            let n = normalize_image_name(image);
             let count = snap.image_num_nodes(&n);
             spread.insert(n.clone(), count);
             images.push(n);
@@ -58,15 +64,7 @@ impl Plugin for ImageLocality {
             // No node has any of the images: every node would score 0.
             return Status::skip();
         }
-        state.write(
-            STATE_KEY,
-            PreScore {
-                images,
-                spread,
-                total_nodes: snap.num_nodes(),
-                num_containers: pod.pod.init_containers.len() + pod.pod.containers.len(),
-            },
-        );
+        state.write(STATE_KEY, PreScore { spread, total_nodes: snap.num_nodes(), num_images: images.len(), images });
         Status::success()
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
@@ -74,7 +72,7 @@ impl Plugin for ImageLocality {
             return (0, Status::error("reading PreScore state of ImageLocality"));
         };
         if node.image_sizes.is_empty() || ps.total_nodes == 0 {
-            return (calculate_priority(0, ps.num_containers), Status::success());
+            return (calculate_priority(0, ps.num_images), Status::success());
         }
         let mut sum = 0i64;
         for n in &ps.images {
@@ -83,7 +81,7 @@ impl Plugin for ImageLocality {
                 sum += (size as f64 * spread) as i64;
             }
         }
-        (calculate_priority(sum, ps.num_containers), Status::success())
+        (calculate_priority(sum, ps.num_images), Status::success())
     }
 }
 
@@ -167,6 +165,15 @@ mod tests {
             assert!(s.is_success(), "{name}: {s}");
             assert_eq!(got, want, "{name}");
         }
+        // An image volume (1.36+) is one more image: it scores as a container with that image.
+        let mut with_volume = make_pod("p").image("gcr.io/2000").obj();
+        with_volume.volumes.push(crate::model::Volume {
+            name: "weights".into(),
+            source: crate::model::VolumeSource::Image { reference: "gcr.io/250".into() },
+        });
+        let as_containers = scores(&snap, make_pod("p").image("gcr.io/2000").image("gcr.io/250").obj()).1;
+        assert_eq!(scores(&snap, with_volume).1, as_containers);
+        assert_ne!(as_containers, scores(&snap, make_pod("p").image("gcr.io/2000").obj()).1);
         // No node has the image (a digest is not given a tag): nothing to score.
         let (s, _) = scores(&snap, make_pod("p").image("gcr.io/40@sha256:0123").obj());
         assert!(s.is_skip(), "{s}");

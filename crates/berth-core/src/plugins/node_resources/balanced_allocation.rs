@@ -63,6 +63,16 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
+/// The score since Kubernetes 1.36: how much placing the pod improves the
+/// node's balance. Both balances lie in [50, 100], so their difference in
+/// [-50, 50]; it is mapped back to [50, 100] (75: no change; towards 100:
+/// the pod evens the node out; towards 50: it tilts it), with Go's integer
+/// division, as upstream.
+pub fn balance_change_score(with_pod: &[i64], without_pod: &[i64], allocatable: &[i64]) -> i64 {
+    let half = MAX_NODE_SCORE / 2;
+    half + (half + balanced_score(with_pod, allocatable) - balanced_score(without_pod, allocatable)) / 2
+}
+
 #[crate::plugin]
 impl Plugin for BalancedAllocation {
     fn name(&self) -> &'static str {
@@ -88,6 +98,13 @@ impl Plugin for BalancedAllocation {
         };
         let n = self.resources.len();
         let (alloc, req) = allocatable_and_requested(node, &self.resources, &self.kinds, reqs, true);
-        (balanced_score(&req[..n], &alloc[..n]), Status::success())
+        // What the node held before the pod, for the resources that count.
+        let mut before = [0i64; MAX_SCORED_RESOURCES];
+        for i in 0..n {
+            if alloc[i] != 0 {
+                before[i] = req[i].saturating_sub(reqs[i]);
+            }
+        }
+        (balance_change_score(&req[..n], &before[..n], &alloc[..n]), Status::success())
     }
 }

@@ -177,12 +177,34 @@ fn fit_args_validation() {
 #[test]
 fn balanced_allocation() {
     let pl = balanced_allocation::new(None).unwrap();
-    // n1: fractions 0.5/0.5 -> 100; n2: cpu 1.0, mem 0.25 -> std 0.375 -> 62
-    assert_eq!(scores(&*pl, make_pod("p").req(1000, 2 * GI).obj(), two_nodes()), [100, 62]);
+    // The change in balance the pod makes (1.36+). n1 holds cpu 0.25 / mem 0.25
+    // (balance 100); the pod takes it to 0.5/0.75 (87): 50 + (50 + 87 - 100) / 2 = 68.
+    // n2 holds cpu 0.75 / mem 0 (62); the pod evens it to 1.0/0.5 (75): 81.
+    // The 1.34 formula (balance after the pod alone) ranked them the other way: 87, 75.
+    assert_eq!(scores(&*pl, make_pod("p").req(1000, 4 * GI).obj(), two_nodes()), [68, 81]);
+    // A pod that leaves both balances as they were scores 75 on both.
+    assert_eq!(scores(&*pl, make_pod("p").req(1000, 2 * GI).obj(), two_nodes()), [75, 75]);
     // Best-effort pods are skipped.
     assert!(scores(&*pl, make_pod("p").req(0, 0).obj(), two_nodes()).is_empty());
     assert_eq!(balanced_score(&[1, 2, 3], &[4, 4, 4]), 79);
     assert_eq!(balanced_score(&[5], &[4]), 100);
+    // Upstream's TestNodeResourcesBalancedAllocation (1.37), as (with the pod,
+    // without it, allocatable) of cpu and memory, and the expected score.
+    type Case = ([i64; 2], [i64; 2], [i64; 2], i64);
+    let cases: [Case; 9] = [
+        ([3000, 5000], [0, 0], [4000, 10000], 68),
+        ([3000, 5000], [0, 0], [6000, 10000], 75),
+        ([6000, 5000], [3000, 0], [10000, 20000], 73),
+        ([6000, 10000], [3000, 5000], [10000, 20000], 74),
+        ([6000, 10000], [3000, 5000], [10000, 50000], 70),
+        ([3000, 5000], [3000, 0], [3000, 5000], 100),
+        ([0, 5000], [0, 0], [3000, 5000], 50),
+        ([6000, 0], [3000, 0], [6000, 10000], 62),
+        ([6000, 5000], [3000, 5000], [6000, 10000], 62),
+    ];
+    for (with, without, alloc, want) in cases {
+        assert_eq!(balanced_allocation::balance_change_score(&with, &without, &alloc), want, "{with:?} {without:?} {alloc:?}");
+    }
     assert!(balanced_allocation::new(Some(&serde_json::json!({"resources": [{"name": "cpu", "weight": 2}]}))).is_err());
 }
 

@@ -18,6 +18,9 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
 }
 
 /// The first NoSchedule/NoExecute taint none of the tolerations tolerates.
+/// Upstream's reason for a node with a NoSchedule or NoExecute taint the pod does not tolerate.
+pub const ERR_REASON_UNTOLERATED: &str = "node(s) had untolerated taint(s)";
+
 pub fn find_untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
     taints
         .iter()
@@ -66,7 +69,8 @@ impl Plugin for TaintToleration {
         }
         match find_untolerated_taint(&node.taints, &pod.pod.tolerations) {
             None => Status::success(),
-            Some(t) => Status::unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value)),
+            // Since 1.34.2 the reason no longer names the taint (kubernetes#134740).
+            Some(_) => Status::unresolvable(ERR_REASON_UNTOLERATED),
         }
     }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
@@ -110,11 +114,11 @@ mod tests {
     }
 
     // Cases of upstream TestTaintTolerationFilter, plus NoExecute and the
-    // message naming the first untolerated taint (v1.34 format).
+    // message, which since 1.34.2 names no taint.
     #[test]
     fn filter() {
         let user1 = || make_node("n").taint("dedicated", "user1", NS);
-        let untolerated = "node(s) had untolerated taint {dedicated: user1}";
+        let untolerated = "node(s) had untolerated taint(s)";
         let table: Vec<(&str, PodWrapper, NodeWrapper, &str)> = vec![
             ("no taints", make_pod("p"), make_node("n"), ""),
             ("no tolerations, a NoSchedule taint", make_pod("p"), user1(), untolerated),
@@ -131,7 +135,7 @@ mod tests {
                 "key and value match but the (non-empty) effect does not",
                 make_pod("p").toleration(equal("foo", "bar", Some(PNS))),
                 make_node("n").taint("foo", "bar", NS),
-                "node(s) had untolerated taint {foo: bar}",
+                "node(s) had untolerated taint(s)",
             ),
             (
                 "an empty effect tolerates every effect",
@@ -150,7 +154,7 @@ mod tests {
                 "NoExecute filters too",
                 make_pod("p"),
                 make_node("n").taint("k", "", TaintEffect::NoExecute),
-                "node(s) had untolerated taint {k: }",
+                "node(s) had untolerated taint(s)",
             ),
             (
                 "an empty key with Exists tolerates everything",
@@ -159,10 +163,10 @@ mod tests {
                 "",
             ),
             (
-                "the first untolerated taint is named",
+                "a second taint, untolerated, is not named either",
                 make_pod("p").tolerate("dedicated", "user1", NS),
                 user1().taint("gpu", "true", NS).taint("zone", "a", NS),
-                "node(s) had untolerated taint {gpu: true}",
+                "node(s) had untolerated taint(s)",
             ),
         ];
         for (name, pod, node, msg) in table {

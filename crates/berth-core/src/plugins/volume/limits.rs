@@ -31,6 +31,7 @@ pub struct NodeVolumeLimits {
     volumes: Store<Volume>,
     classes: Store<StorageClass>,
     csi_nodes: Store<CsiNode>,
+    drivers: Store<CsiDriver>,
 }
 
 /// In-tree provisioners whose volumes upstream counts as their CSI drivers'.
@@ -54,6 +55,7 @@ impl NodeVolumeLimits {
             volumes: handle.objects(VOLUMES),
             classes: handle.objects(CLASSES),
             csi_nodes: handle.objects(CSI_NODES),
+            drivers: handle.objects(CSI_DRIVERS),
         }
     }
 
@@ -137,7 +139,15 @@ impl Plugin for NodeVolumeLimits {
             Some(State(Err(reason))) => return Status::unresolvable(reason.clone()),
             Some(State(Ok(new))) => new,
         };
-        let Some(csi_node) = self.csi_nodes.get("", &node.node.name) else { return Status::success() };
+        let csi_node = self.csi_nodes.get("", &node.node.name);
+        // A driver that asks for it keeps its volumes off nodes where it is not installed.
+        for driver in new.values() {
+            let opted_in = self.drivers.get("", driver).is_some_and(|d| d.spec.prevent_pod_scheduling_if_missing == Some(true));
+            if opted_in && !csi_node.as_ref().is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == *driver)) {
+                return Status::unschedulable(format!("{driver} CSI driver is not installed on the node"));
+            }
+        }
+        let Some(csi_node) = csi_node else { return Status::success() };
         if !new.values().any(|d| csi_node.limit(d).is_some()) {
             return Status::success();
         }

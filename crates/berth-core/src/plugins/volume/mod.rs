@@ -17,40 +17,12 @@ pub mod zone;
 
 use std::sync::Arc;
 
-use crate::cache::Snapshot;
 use crate::framework::*;
 use crate::model::Pod;
+use crate::plugins::unmodelled::Unmodelled;
 
 /// The five names, in upstream's default order.
 pub const NAMES: [&str; 5] = [restrictions::NAME, limits::NAME, binding::NAME, zone::NAME, "DynamicResources"];
-
-/// A plugin that keeps pods needing what Berth does not model pending.
-pub struct Unmodelled {
-    name: &'static str,
-    /// The reason a pod cannot be placed, if it needs what this plugin checks.
-    check: fn(&Pod) -> Option<String>,
-}
-
-#[crate::plugin]
-impl Plugin for Unmodelled {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// No change to the cluster can help (only a Berth that models it):
-    /// a rejected pod is retried when it changes, or after the periodic
-    /// flush of unschedulable pods.
-    fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        vec![ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE, "UnscheduledPodUpdate"))]
-    }
-
-    fn pre_filter(&self, _state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
-        match (self.check)(&pod.pod) {
-            Some(reason) => (None, Status::unresolvable(reason)),
-            None => (None, Status::skip()),
-        }
-    }
-}
 
 /// The reason `pod` stays pending if a volume is one of the in-tree `kinds`
 /// whose `what` Berth does not model.
@@ -78,7 +50,7 @@ pub(crate) fn constructors() -> [(&'static str, WithHandle); 5] {
         (NAMES[1], |_, h| Ok(Arc::new(limits::NodeVolumeLimits::new(h)))),
         (NAMES[2], |args, h| Ok(Arc::new(binding::VolumeBinding::new(args, h)?))),
         (NAMES[3], |_, h| Ok(Arc::new(zone::VolumeZone::new(h)))),
-        (NAMES[4], |_, _| Ok(Arc::new(Unmodelled { name: NAMES[4], check: resource_claims }))),
+        (NAMES[4], |_, _| Ok(Arc::new(Unmodelled::new(NAMES[4], resource_claims)))),
     ]
 }
 

@@ -383,6 +383,9 @@ pub struct CsiDriver {
 pub struct CsiDriverSpec {
     /// Whether the driver publishes CSIStorageCapacity objects the scheduler must check.
     pub storage_capacity: Option<bool>,
+    /// Whether a pod using the driver's volumes fits only nodes whose CSINode lists the driver
+    /// (1.37, gate VolumeLimitScaling, beta and on).
+    pub prevent_pod_scheduling_if_missing: Option<bool>,
 }
 
 /// A `metav1.LabelSelector` as the API writes it.

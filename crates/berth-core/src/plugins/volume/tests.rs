@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::objects::*;
 use super::*;
+use crate::cache::Snapshot;
 use crate::model::{PodResourceClaim, Volume, VolumeSource};
 use crate::testing::{make_node, make_pod, snapshot};
 
@@ -265,4 +266,35 @@ fn attach_limits_of_in_tree_volumes_are_refused_not_guessed() {
         unresolvable("pod's volume \"b\": StorageClass \"gp2\" (provisioner kubernetes.io/aws-ebs): Berth does not model volume attach limits of in-tree volumes yet")
     );
     assert_eq!(filtered("c"), (Code::Success, String::new()));
+}
+
+#[test]
+fn a_driver_that_asks_for_it_keeps_its_volumes_off_nodes_without_it() {
+    let host = PluginHost::default();
+    let pl = plugin(&host, limits::NAME, None).unwrap();
+    let objects = [
+        (VOLUMES, json!({"metadata": {"name": "strict"}, "spec": {"csi": {"driver": "strict.csi.dev", "volumeHandle": "v1"}}})),
+        (VOLUMES, json!({"metadata": {"name": "lax"}, "spec": {"csi": {"driver": "lax.csi.dev", "volumeHandle": "v2"}}})),
+        (CSI_DRIVERS, json!({"metadata": {"name": "strict.csi.dev"}, "spec": {"preventPodSchedulingIfMissing": true}})),
+        (CSI_DRIVERS, json!({"metadata": {"name": "lax.csi.dev"}, "spec": {}})),
+        (CSI_NODES, json!({"metadata": {"name": "with"}, "spec": {"drivers": [{"name": "strict.csi.dev", "nodeID": "with"}]}})),
+        (CSI_NODES, json!({"metadata": {"name": "other"}, "spec": {"drivers": [{"name": "lax.csi.dev", "nodeID": "other"}]}})),
+        (CLAIMS, json!({"metadata": {"name": "s", "namespace": "default"}, "spec": {"volumeName": "strict"}})),
+        (CLAIMS, json!({"metadata": {"name": "l", "namespace": "default"}, "spec": {"volumeName": "lax"}})),
+    ];
+    for (kind, o) in objects {
+        host.apply_object(&kind, &o).unwrap();
+    }
+    let verdict = |claim: &str, node: &str| {
+        let (mut state, pod) = (CycleState::new(), pod_with(claim));
+        let (_, s) = pl.pre_filter(&mut state, &pod, &Snapshot::default());
+        assert!(s.is_success(), "{}", s.message());
+        let s = pl.filter(&state, &pod, &crate::testing::node_info(make_node(node).obj(), vec![]));
+        (s.code, s.message())
+    };
+    let missing = (Code::Unschedulable, "strict.csi.dev CSI driver is not installed on the node".to_string());
+    assert_eq!(verdict("s", "with"), (Code::Success, String::new()));
+    assert_eq!(verdict("s", "other"), missing, "the node's CSINode does not list the driver");
+    assert_eq!(verdict("s", "no-csinode"), missing, "the node has no CSINode at all");
+    assert_eq!(verdict("l", "no-csinode"), (Code::Success, String::new()), "the driver did not ask");
 }

@@ -1,0 +1,43 @@
+//! GangScheduling (Kubernetes 1.37, gate GenericWorkload): the pods of a
+//! PodGroup (`spec.schedulingGroup.podGroupName`) are placed all together or
+//! not at all. Berth does not place groups yet, and placing their pods one
+//! by one would start part of a group that cannot run: until it does, such
+//! a pod stays pending with a reason that says so.
+
+use std::sync::Arc;
+
+use crate::framework::Plugin;
+use crate::model::Pod;
+use crate::plugins::unmodelled::Unmodelled;
+
+pub const NAME: &str = "GangScheduling";
+
+/// Why `pod` stays pending, if it is a member of a PodGroup.
+fn scheduling_group(pod: &Pod) -> Option<String> {
+    let group = pod.scheduling_group.as_ref()?;
+    Some(format!("pod is a member of PodGroup {group:?} (spec.schedulingGroup): Berth does not model gang scheduling yet"))
+}
+
+pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
+    Ok(Arc::new(Unmodelled::new(NAME, scheduling_group)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Snapshot;
+    use crate::framework::{Code, CycleState, PodInfo};
+    use crate::testing::make_pod;
+
+    #[test]
+    fn members_of_a_pod_group_stay_pending_with_a_reason() {
+        let plugin = new(None).unwrap();
+        let mut member = make_pod("worker-0").obj();
+        member.scheduling_group = Some("training".into());
+        let (_, s) = plugin.pre_filter(&mut CycleState::default(), &PodInfo::new(member), &Snapshot::default());
+        assert_eq!(s.code, Code::UnschedulableAndUnresolvable);
+        assert!(s.message().contains("PodGroup \"training\""), "{}", s.message());
+        let (_, s) = plugin.pre_filter(&mut CycleState::default(), &PodInfo::new(make_pod("alone").obj()), &Snapshot::default());
+        assert_eq!(s.code, Code::Skip);
+    }
+}
