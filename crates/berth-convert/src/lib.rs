@@ -440,6 +440,28 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
     })
 }
 
+/// A pod already on a node whose spec [`pod`] refuses (a value Berth does
+/// not know, say a toleration operator behind an alpha gate): it still takes
+/// room on its node, and other pods' affinity and spreading still see it, so
+/// it is read without what only mattered for placing it (tolerations, node
+/// selector and node affinity, its own spreading constraints, preemption
+/// policy, scheduling gates). Fails only if what counts on the node cannot
+/// be read either.
+pub fn bound_pod_leniently(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, ConvertError> {
+    let mut p = p.clone();
+    if let Some(spec) = p.spec.as_mut() {
+        spec.tolerations = None;
+        spec.node_selector = None;
+        spec.topology_spread_constraints = None;
+        spec.preemption_policy = None;
+        spec.scheduling_gates = None;
+        if let Some(a) = spec.affinity.as_mut() {
+            a.node_affinity = None;
+        }
+    }
+    pod(&p, classes)
+}
+
 /// The node features `spec` needs, as upstream's node-declared-features
 /// registry (k8s.io/component-helpers/nodedeclaredfeatures, v0.37) infers
 /// them for scheduling. Its other features are inferred only for pod

@@ -421,3 +421,23 @@ spec:
     assert!(plain.pods[0].required_features.is_empty());
     assert_eq!(plain.pods[0].scheduling_group, None);
 }
+
+#[test]
+fn a_bound_pod_with_a_constraint_berth_cannot_read_still_counts_on_its_node() {
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: old, namespace: default}
+spec:
+  nodeName: n1
+  tolerations: [{key: gpu-count, operator: Gt, value: "2", effect: NoSchedule}]
+  containers: [{name: c, image: x, resources: {requests: {cpu: "2"}}}]
+"#;
+    let raw: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(text).unwrap();
+    let classes = PriorityClasses::default();
+    let e = pod(&raw, &classes).unwrap_err();
+    assert_eq!(e.field, "spec.tolerations[0].operator");
+    let p = bound_pod_leniently(&raw, &classes).unwrap();
+    assert_eq!((p.node_name.as_deref(), p.requests().milli_cpu), (Some("n1"), 2000));
+    assert!(p.tolerations.is_empty());
+}

@@ -48,6 +48,26 @@ impl Work {
     }
 }
 
+/// `PodScheduled=False`'s reason when scheduling failed for another cause than a verdict.
+const REASON_SCHEDULER_ERROR: &str = "SchedulerError";
+
+/// A pending pod Berth could not read: see [`Controller::unreadable_pod`].
+#[derive(Clone, Debug)]
+pub struct UnreadablePod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its UID.
+    pub uid: String,
+    /// The profile it asks for.
+    pub scheduler_name: String,
+    /// Why it cannot be read (names the field).
+    pub error: berth_convert::ConvertError,
+    /// Its `PodScheduled=False` condition (reason, message), if it has one.
+    pub condition: Option<(String, String)>,
+}
+
 pub struct Controller {
     driver: Driver,
     events: EventSeriesCache,
@@ -190,6 +210,41 @@ impl Controller {
         work
     }
 
+    /// A pending pod of a profile of ours that Berth cannot read (a value
+    /// it does not know in its spec): it is never placed, and says why as a
+    /// pod that fits nowhere does, with a FailedScheduling event and
+    /// `PodScheduled=False` (reason `SchedulerError`), the condition
+    /// written only when it says something else already.
+    pub fn unreadable_pod(&mut self, pod: &UnreadablePod, now_ms: i64) -> Vec<ApiAction> {
+        let mut out = Vec::new();
+        let note = format!("Berth cannot read the pod: {}", pod.error);
+        let record = EventRecord {
+            regarding: berth_core::framework::ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+            reporting_controller: pod.scheduler_name.clone(),
+            event_type: berth_core::framework::EventType::Warning,
+            reason: "FailedScheduling".into(),
+            action: "Scheduling".into(),
+            note: note.clone(),
+        };
+        self.events.record(record, now_ms, &mut out);
+        if pod.condition.as_ref().is_none_or(|(reason, message)| reason != REASON_SCHEDULER_ERROR || *message != note) {
+            out.push(ApiAction::MarkUnschedulable {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                reason: REASON_SCHEDULER_ERROR.into(),
+                message: note,
+                nominated_node: None,
+            });
+        }
+        out
+    }
+
     /// An event a plugin recorded (`Handle::record_event`).
     pub fn plugin_event(&mut self, record: EventRecord, now_ms: i64) -> Vec<ApiAction> {
         let mut out = Vec::new();
@@ -261,6 +316,36 @@ mod tests {
             }
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_pod_berth_cannot_read_gets_failed_scheduling_and_its_condition_once() {
+        let (mut c, _) = controller();
+        let error = berth_convert::ConvertError {
+            object: "Pod default/p".into(),
+            field: "spec.tolerations[0].operator".into(),
+            message: "unsupported value \"Gt\"".into(),
+        };
+        let mut pod = UnreadablePod {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: "u".into(),
+            scheduler_name: "berth".into(),
+            error,
+            condition: None,
+        };
+        let note = "Berth cannot read the pod: Pod default/p: spec.tolerations[0].operator: unsupported value \"Gt\"";
+        let actions = c.unreadable_pod(&pod, 0);
+        assert!(actions.iter().filter_map(reason_note).any(|e| e == ("FailedScheduling", note, true)), "{actions:?}");
+        let marked = |actions: &[ApiAction]| {
+            actions
+                .iter()
+                .any(|a| matches!(a, ApiAction::MarkUnschedulable { reason, message, .. } if reason == "SchedulerError" && message == note))
+        };
+        assert!(marked(&actions));
+        // Once the condition says so, an update of the pod writes no status again.
+        pod.condition = Some(("SchedulerError".into(), note.into()));
+        assert!(!marked(&c.unreadable_pod(&pod, 1)));
     }
 
     #[test]

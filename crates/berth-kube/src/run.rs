@@ -35,7 +35,7 @@ use tracing::{debug, error, info, warn};
 use crate::api::{execute, ApiBinder, Reporter};
 use crate::calls::{PendingCalls, MAX_QUEUED_EVENTS};
 use crate::client::ApiClient;
-use crate::controller::{ApiAction, Controller, Work};
+use crate::controller::{ApiAction, Controller, UnreadablePod, Work};
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
@@ -125,8 +125,18 @@ struct Scheduling {
     relist: Vec<Option<HashSet<String>>>,
     synced: Vec<bool>,
     leading: bool,
+    /// Pending pods of ours that could not be read, to report once leading.
+    unreadable: BTreeMap<String, UnreadablePod>,
     health: Arc<Health>,
     out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+}
+
+/// Where a pod Berth could not read is.
+enum Unreadable {
+    /// Not on a node yet.
+    Pending,
+    /// On a node, and not even its requests could be read.
+    Bound,
 }
 
 /// A watch event in the three shapes the thread handles.
@@ -161,7 +171,15 @@ impl Scheduling {
             }
             Input::Evicted { key, ok: true } => self.ctl.engine_mut().eviction_done(&key, now_ms()),
             Input::Evicted { key, ok: false } => self.ctl.engine_mut().eviction_failed(&key, now_ms()),
-            Input::Leading => self.leading = true,
+            Input::Leading => {
+                self.leading = true;
+                let now = now_ms();
+                let pods: Vec<UnreadablePod> = self.unreadable.values().cloned().collect();
+                for p in pods {
+                    let actions = self.ctl.unreadable_pod(&p, now);
+                    self.send(Work { actions, bindings: Vec::new() });
+                }
+            }
             Input::Stop => {}
         }
     }
@@ -257,19 +275,85 @@ impl Scheduling {
     fn pod(&mut self, c: Change<Pod>, key: &str, _kind: usize) {
         let now = now_ms();
         match c {
-            Change::Apply(p) if !berth_convert::pod_is_terminal(&p) => match berth_convert::pod(&p, &self.classes) {
-                Ok(pod) => match self.pods.insert(key.to_string(), pod.clone()) {
-                    Some(old) => self.ctl.engine_mut().update_pod(Some(&old), pod, now),
-                    None => self.ctl.engine_mut().add_pod(pod, now),
-                },
-                Err(e) => warn!(error = %e, "ignoring pod"),
-            },
+            Change::Apply(p) if !berth_convert::pod_is_terminal(&p) => {
+                let converted = berth_convert::pod(&p, &self.classes).or_else(|e| self.unreadable_pod(&p, key, e, now));
+                if converted.is_ok() {
+                    self.unreadable.remove(key);
+                }
+                match converted {
+                    Ok(pod) => match self.pods.insert(key.to_string(), pod.clone()) {
+                        Some(old) => self.ctl.engine_mut().update_pod(Some(&old), pod, now),
+                        None => self.ctl.engine_mut().add_pod(pod, now),
+                    },
+                    // Pending: not placed, and not left in the queue as last read.
+                    Err(Unreadable::Pending) => {
+                        if let Some(old) = self.pods.remove(key) {
+                            self.ctl.engine_mut().delete_pod(&old, now);
+                        }
+                    }
+                    // On a node: as last read, if ever, is the best count there is.
+                    Err(Unreadable::Bound) => {}
+                }
+            }
             Change::Apply(_) | Change::Delete(_) => {
+                self.unreadable.remove(key);
                 if let Some(old) = self.pods.remove(key) {
                     self.ctl.engine_mut().delete_pod(&old, now);
                 }
             }
         }
+    }
+
+    /// A pod `berth_convert::pod` refused with `e`. On a node, it still
+    /// takes room there: it is read without what only mattered for placing
+    /// it. Pending and ours, it stays pending and says why. Another
+    /// scheduler's pending pod is none of ours.
+    fn unreadable_pod(
+        &mut self,
+        p: &Pod,
+        key: &str,
+        e: berth_convert::ConvertError,
+        now: i64,
+    ) -> Result<berth_core::model::Pod, Unreadable> {
+        let spec = p.spec.as_ref();
+        if spec.and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+            return match berth_convert::bound_pod_leniently(p, &self.classes) {
+                Ok(pod) => {
+                    warn!(pod = key, error = %e, "counting the pod on its node without the constraints Berth cannot read");
+                    Ok(pod)
+                }
+                Err(e) => {
+                    error!(pod = key, error = %e, "cannot read a pod on a node: its requests are not counted there");
+                    Err(Unreadable::Bound)
+                }
+            };
+        }
+        let scheduler_name =
+            spec.and_then(|s| s.scheduler_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default-scheduler".into());
+        if !self.ctl.engine().owns(&scheduler_name) {
+            return Err(Unreadable::Pending);
+        }
+        warn!(pod = key, error = %e, "leaving a pod Berth cannot read pending");
+        let condition = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+            .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+        let pod = UnreadablePod {
+            namespace: p.metadata.namespace.clone().unwrap_or_default(),
+            name: p.metadata.name.clone().unwrap_or_default(),
+            uid: p.metadata.uid.clone().unwrap_or_default(),
+            scheduler_name,
+            error: e,
+            condition,
+        };
+        if self.leading {
+            let actions = self.ctl.unreadable_pod(&pod, now);
+            self.send(Work { actions, bindings: Vec::new() });
+        }
+        self.unreadable.insert(key.to_string(), pod);
+        Err(Unreadable::Pending)
     }
 
     fn class(&mut self, c: Change<PriorityClass>, key: &str, _kind: usize) {
@@ -674,6 +758,7 @@ impl Prepared {
             relist: vec![None; kinds],
             synced: vec![false; kinds],
             leading: false,
+            unreadable: BTreeMap::new(),
             health: health.clone(),
             out: out_tx,
         };
