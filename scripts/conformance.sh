@@ -82,8 +82,12 @@ CONFIG
       target/release/berth run --kubeconfig "$kubeconfig" --config "$dir/config.yaml" >"$dir/scheduler.log" 2>&1 &
       ;;
     kube-scheduler)
+      # The release's feature gates, as the API server has them (testenv/versions.sh).
+      # shellcheck source=../testenv/versions.sh
+      gates=$(. testenv/versions.sh && echo "$KUBE_FEATURE_GATES")
       "$cp" kube-scheduler --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" \
-        --authorization-kubeconfig "$kubeconfig" --leader-elect=false --secure-port 0 >"$dir/scheduler.log" 2>&1 &
+        --authorization-kubeconfig "$kubeconfig" --leader-elect=false --secure-port 0 ${gates:+--feature-gates "$gates"} \
+        >"$dir/scheduler.log" 2>&1 &
       ;;
     *) echo "conformance: unknown scheduler $name (berth | kube-scheduler)" >&2; exit 2 ;;
   esac

@@ -2,9 +2,9 @@
 //! binding subresource, events.k8s.io Events, PodScheduled and nomination
 //! status patches, and preemption's evictions.
 
-use berth_core::framework::{ObjectKind, ObjectWriter, WriteError};
+use berth_core::framework::{EventRecord, ObjectKind, ObjectWriter, WriteError};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
@@ -23,6 +23,40 @@ fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
     Api::namespaced(c.client.clone(), ns)
 }
 
+/// The events.k8s.io Event `name` for `record`, first seen now.
+fn new_event(reporter: &Reporter, record: &EventRecord, name: &str, series: Option<EventSeries>) -> Event {
+    let r = &record.regarding;
+    let by = &record.reporting_controller;
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(crate::controller::event_namespace(&r.namespace)),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(Timestamp::now())),
+        series,
+        type_: Some(record.event_type.as_str().into()),
+        reason: Some(record.reason.clone()),
+        action: Some(record.action.clone()),
+        note: Some(truncate_note(&record.note)),
+        reporting_controller: Some(by.clone()),
+        reporting_instance: Some(format!("{by}-{}", reporter.instance)),
+        regarding: Some(ObjectReference {
+            api_version: Some(r.api_version.clone()),
+            kind: Some(r.kind.clone()),
+            namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
+            name: Some(r.name.clone()),
+            uid: Some(r.uid.clone()).filter(|u| !u.is_empty()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn events(c: &ApiClient, record: &EventRecord) -> Api<Event> {
+    Api::namespaced(c.client.clone(), &crate::controller::event_namespace(&record.regarding.namespace))
+}
+
 /// Executes one action; the caller has taken its rate-limit token (an
 /// eviction's second call takes its own). Actions are best effort (a
 /// failure is logged, as upstream does); an eviction's result goes back to
@@ -30,35 +64,31 @@ fn pods(c: &ApiClient, ns: &str) -> Api<Pod> {
 pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> Result<(), kube::Error> {
     match action {
         ApiAction::Event { record, event_name } => {
-            let now = Timestamp::now();
-            let r = &record.regarding;
-            let namespace = crate::controller::event_namespace(&r.namespace);
-            let by = &record.reporting_controller;
-            let event = Event {
-                metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
-                event_time: Some(MicroTime(now)),
-                type_: Some(record.event_type.as_str().into()),
-                reason: Some(record.reason.clone()),
-                action: Some(record.action.clone()),
-                note: Some(truncate_note(&record.note)),
-                reporting_controller: Some(by.clone()),
-                reporting_instance: Some(format!("{by}-{}", reporter.instance)),
-                regarding: Some(ObjectReference {
-                    api_version: Some(r.api_version.clone()),
-                    kind: Some(r.kind.clone()),
-                    namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
-                    name: Some(r.name.clone()),
-                    uid: Some(r.uid.clone()).filter(|u| !u.is_empty()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            Api::<Event>::namespaced(c.client.clone(), &namespace).create(&PostParams::default(), &event).await?;
+            let event = new_event(reporter, record, event_name, None);
+            events(c, record).create(&PostParams::default(), &event).await?;
         }
-        ApiAction::EventSeries { namespace, event_name, count, last_observed_ms } => {
+        ApiAction::EventSeries { namespace, event_name, count, last_observed_ms, record } => {
             let observed = Timestamp::from_millisecond(*last_observed_ms).unwrap_or_else(|_| Timestamp::now());
-            let patch = json!({ "series": { "count": count, "lastObservedTime": MicroTime(observed) } });
-            Api::<Event>::namespaced(c.client.clone(), namespace).patch(event_name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let series = EventSeries { count: *count as i32, last_observed_time: MicroTime(observed) };
+            let patch = json!({ "series": series });
+            let api = Api::<Event>::namespaced(c.client.clone(), namespace);
+            let patched = api.patch(event_name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            if !matches!(&patched, Err(kube::Error::Api(e)) if e.code == 404) {
+                return patched.map(drop);
+            }
+            // The first event is not there: lost while the API server was
+            // away (or dropped from a full queue), or its create still on
+            // its way. Start it again with the series, as client-go does;
+            // if the first create lands meanwhile, patch that one.
+            let event = new_event(reporter, record, event_name, Some(series));
+            match api.create(&PostParams::default(), &event).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    api.patch(event_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                }
+                r => {
+                    r?;
+                }
+            }
         }
         ApiAction::MarkUnschedulable { namespace, name, reason, message, nominated_node } => {
             let mut status = json!({

@@ -192,7 +192,27 @@ mod tests {
         q.push(nominate(Some("n1")));
         q.push(nominate(None));
         assert_eq!(drain(&mut q), vec![nominate(None)]);
-        let event = ApiAction::EventSeries { namespace: "ns".into(), event_name: "e".into(), count: 2, last_observed_ms: 0 };
+        let record = berth_core::framework::EventRecord {
+            regarding: berth_core::framework::ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: "ns".into(),
+                name: "a".into(),
+                uid: String::new(),
+            },
+            reporting_controller: "berth".into(),
+            event_type: berth_core::framework::EventType::Warning,
+            reason: "FailedScheduling".into(),
+            action: "Scheduling".into(),
+            note: "n".into(),
+        };
+        let event = ApiAction::EventSeries {
+            namespace: "ns".into(),
+            event_name: "e".into(),
+            count: 2,
+            last_observed_ms: 0,
+            record: Box::new(record),
+        };
         for _ in 0..MAX_QUEUED_EVENTS + 5 {
             q.push(event.clone());
         }

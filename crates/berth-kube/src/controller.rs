@@ -19,8 +19,9 @@ use crate::metrics::Metrics;
 pub enum ApiAction {
     /// Create the events.k8s.io/v1 Event `event_name`.
     Event { record: EventRecord, event_name: String },
-    /// The same event happened again: merge-patch its `series`.
-    EventSeries { namespace: String, event_name: String, count: u32, last_observed_ms: i64 },
+    /// The same event happened again: merge-patch its `series` (or, if the
+    /// first event is not there, create it again from `record` with it).
+    EventSeries { namespace: String, event_name: String, count: u32, last_observed_ms: i64, record: Box<EventRecord> },
     /// Patch `PodScheduled=False` with this reason and message (status
     /// subresource), and with preemption's nomination when there is one, in
     /// one write as upstream does.
@@ -98,6 +99,8 @@ struct EventKey {
 
 struct Seen {
     event_name: String,
+    /// The event, should it have to be created again.
+    record: Box<EventRecord>,
     count: u32,
     written_count: u32,
     last_ms: i64,
@@ -131,6 +134,7 @@ impl EventSeriesCache {
                     event_name: s.event_name.clone(),
                     count: 2,
                     last_observed_ms: now_ms,
+                    record: s.record.clone(),
                 });
             }
             return;
@@ -139,8 +143,9 @@ impl EventSeriesCache {
         // keeps names unique within one millisecond.
         self.seq += 1;
         let event_name = format!("{}.{:x}", record.regarding.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
-        out.push(ApiAction::Event { record, event_name: event_name.clone() });
-        self.seen.insert(key, Seen { event_name, count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
+        out.push(ApiAction::Event { record: record.clone(), event_name: event_name.clone() });
+        self.seen
+            .insert(key, Seen { event_name, record: Box::new(record), count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
     }
 
     /// Ends quiet series (writing their final count) and refreshes long ones.
@@ -160,6 +165,7 @@ impl EventSeriesCache {
                     event_name: s.event_name.clone(),
                     count: s.count,
                     last_observed_ms: s.last_ms,
+                    record: s.record.clone(),
                 });
             }
             !finished
@@ -414,21 +420,18 @@ mod tests {
         // The next attempts (after the 5-minute flush) change nothing: no
         // status write; the event becomes a series once, then only counts.
         let second = c.step(301_000).unwrap().actions;
-        assert_eq!(
-            second,
-            vec![ApiAction::EventSeries { namespace: "default".into(), event_name: created.clone(), count: 2, last_observed_ms: 301_000 }]
+        assert!(
+            matches!(&second[..], [ApiAction::EventSeries { namespace, event_name, count: 2, last_observed_ms: 301_000, record }]
+                if namespace == "default" && *event_name == created && record.reason == "FailedScheduling"),
+            "{second:?}"
         );
         assert_eq!(c.step(602_000).unwrap().actions, vec![], "a third failure is only counted");
         // Six quiet minutes end the series with its final count.
         let later = 602_000 + SERIES_FINISH_MS;
         let swept = c.step(later).map(|w| w.actions).unwrap_or_default();
         assert!(
-            swept.contains(&ApiAction::EventSeries {
-                namespace: "default".into(),
-                event_name: created,
-                count: 3,
-                last_observed_ms: 602_000
-            }),
+            swept.iter().any(|a| matches!(a, ApiAction::EventSeries { event_name, count: 3, last_observed_ms: 602_000, .. }
+                if *event_name == created)),
             "{swept:?}"
         );
         // The pod's own retry at that moment starts a new event.
@@ -455,16 +458,15 @@ mod tests {
         };
         let out = c.plugin_event(record.clone(), 0);
         assert!(matches!(&out[..], [ApiAction::Event { event_name, .. }] if event_name.starts_with("blue.")));
+        let ApiAction::Event { event_name: first, .. } = &out[0] else { unreachable!() };
         assert_eq!(
-            c.plugin_event(record, 1),
+            c.plugin_event(record.clone(), 1),
             vec![ApiAction::EventSeries {
                 namespace: "default".into(),
-                event_name: match &out[0] {
-                    ApiAction::Event { event_name, .. } => event_name.clone(),
-                    _ => unreachable!(),
-                },
+                event_name: first.clone(),
                 count: 2,
-                last_observed_ms: 1
+                last_observed_ms: 1,
+                record: Box::new(record)
             }]
         );
     }

@@ -350,6 +350,47 @@ async fn pods_berth_cannot_read_stay_pending_with_a_reason_and_still_count_on_th
     assert_eq!(ns.node_of("big").await, None);
 }
 
+/// An event series whose first event is not on the API server (lost while
+/// it was away, or dropped from a full queue) starts the event again, with
+/// its count, instead of failing on every repeat.
+#[tokio::test]
+async fn an_event_series_whose_first_event_was_lost_is_written_again() {
+    use berth_core::framework::{EventRecord, EventType, ObjectRef};
+    use berth_kube::controller::ApiAction;
+    let ns = Ns::new("series").await;
+    let client = berth_kube::client::ApiClient::connect(Some(&env().kubeconfig), 50.0, 100).await.unwrap();
+    let reporter = berth_kube::api::Reporter { instance: "test".into() };
+    let record = EventRecord {
+        regarding: ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: ns.name.clone(),
+            name: "p".into(),
+            uid: String::new(),
+        },
+        reporting_controller: "berth".into(),
+        event_type: EventType::Warning,
+        reason: "FailedScheduling".into(),
+        action: "Scheduling".into(),
+        note: "0/1 nodes are available: 1 Insufficient cpu.".into(),
+    };
+    let series = |count| ApiAction::EventSeries {
+        namespace: ns.name.clone(),
+        event_name: "p.lost".into(),
+        count,
+        last_observed_ms: 1_800_000_000_000,
+        record: Box::new(record.clone()),
+    };
+    berth_kube::api::execute(&client, &reporter, &series(2)).await.unwrap();
+    let events = Api::<Event>::namespaced(ns.c.clone(), &ns.name);
+    let e = events.get("p.lost").await.unwrap();
+    assert_eq!((e.reason.as_deref(), e.note.as_deref()), (Some("FailedScheduling"), Some(record.note.as_str())));
+    assert_eq!(e.series.map(|s| s.count), Some(2));
+    // Later repeats patch the event that is there now.
+    berth_kube::api::execute(&client, &reporter, &series(5)).await.unwrap();
+    assert_eq!(events.get("p.lost").await.unwrap().series.map(|s| s.count), Some(5));
+}
+
 #[tokio::test]
 async fn node_affinity_picks_the_matching_zone() {
     shared_scheduler();
