@@ -648,7 +648,12 @@ async fn deploy_manifests_are_accepted_by_the_api_server() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}{}", stdout, String::from_utf8_lossy(&out.stderr));
-    for kind in ["clusterrole.rbac.authorization.k8s.io/berth-scheduler", "deployment.apps/berth", "configmap/berth-config"] {
+    for kind in [
+        "clusterrole.rbac.authorization.k8s.io/berth-scheduler",
+        "deployment.apps/berth",
+        "configmap/berth-config",
+        "customresourcedefinition.apiextensions.k8s.io/podgroups.scheduling.x-k8s.io",
+    ] {
         assert!(stdout.contains(kind), "{kind} missing: {stdout}");
     }
     // The ConfigMap's configuration is one `berth run` accepts.

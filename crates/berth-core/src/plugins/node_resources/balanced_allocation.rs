@@ -51,7 +51,12 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
             len += 1;
         }
     }
-    let fractions = &buf[..len];
+    balance_of(&buf[..len])
+}
+
+/// 1 - standard deviation of `fractions`, × 100: 100 for one resource or none.
+#[inline]
+fn balance_of(fractions: &[f64]) -> i64 {
     let std = match fractions.len() {
         0 | 1 => 0.0,
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
@@ -67,10 +72,29 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
 /// node's balance. Both balances lie in [50, 100], so their difference in
 /// [-50, 50]; it is mapped back to [50, 100] (75: no change; towards 100:
 /// the pod evens the node out; towards 50: it tilts it), with Go's integer
-/// division, as upstream.
-pub fn balance_change_score(with_pod: &[i64], without_pod: &[i64], allocatable: &[i64]) -> i64 {
+/// division, as upstream. `with_pod` is the node's requests with the pod's
+/// (`pod`) added. It runs for every node of every cycle: with the usual two
+/// resources (cpu and memory) it works on registers, not arrays.
+#[inline]
+pub fn balance_change_score(with_pod: &[i64], pod: &[i64], allocatable: &[i64]) -> i64 {
     let half = MAX_NODE_SCORE / 2;
-    half + (half + balanced_score(with_pod, allocatable) - balanced_score(without_pod, allocatable)) / 2
+    let (mut count, mut w, mut o) = (0, [0f64; 2], [0f64; 2]);
+    for ((r, p), a) in with_pod.iter().zip(pod).zip(allocatable) {
+        if *a != 0 {
+            if count < 2 {
+                let a = *a as f64;
+                w[count] = (*r as f64 / a).min(1.0);
+                o[count] = (r.saturating_sub(*p) as f64 / a).min(1.0);
+            }
+            count += 1;
+        }
+    }
+    if count > 2 {
+        let without: Vec<i64> = with_pod.iter().zip(pod).map(|(r, p)| r.saturating_sub(*p)).collect();
+        return half + (half + balanced_score(with_pod, allocatable) - balanced_score(&without, allocatable)) / 2;
+    }
+    let (with, without) = if count == 2 { (balance_of(&w), balance_of(&o)) } else { (MAX_NODE_SCORE, MAX_NODE_SCORE) };
+    half + (half + with - without) / 2
 }
 
 #[crate::plugin]
@@ -98,13 +122,6 @@ impl Plugin for BalancedAllocation {
         };
         let n = self.resources.len();
         let (alloc, req) = allocatable_and_requested(node, &self.resources, &self.kinds, reqs, true);
-        // What the node held before the pod, for the resources that count.
-        let mut before = [0i64; MAX_SCORED_RESOURCES];
-        for i in 0..n {
-            if alloc[i] != 0 {
-                before[i] = req[i].saturating_sub(reqs[i]);
-            }
-        }
-        (balance_change_score(&req[..n], &before[..n], &alloc[..n]), Status::success())
+        (balance_change_score(&req[..n], &reqs[..n], &alloc[..n]), Status::success())
     }
 }

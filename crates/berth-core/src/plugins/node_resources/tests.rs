@@ -203,8 +203,14 @@ fn balanced_allocation() {
         ([6000, 5000], [3000, 5000], [6000, 10000], 62),
     ];
     for (with, without, alloc, want) in cases {
-        assert_eq!(balanced_allocation::balance_change_score(&with, &without, &alloc), want, "{with:?} {without:?} {alloc:?}");
+        let pod = [with[0] - without[0], with[1] - without[1]];
+        assert_eq!(balanced_allocation::balance_change_score(&with, &pod, &alloc), want, "{with:?} {without:?} {alloc:?}");
     }
+    // Three resources take the general path: cpu 0.5 → 0.75, memory 0.5 → 0.5, gpu 0 → 0.5.
+    let three = balanced_allocation::balance_change_score(&[3, 2, 1], &[1, 0, 1], &[4, 4, 2]);
+    let (with, without) = (balanced_score(&[3, 2, 1], &[4, 4, 2]), balanced_score(&[2, 2, 0], &[4, 4, 2]));
+    assert_eq!(three, 50 + (50 + with - without) / 2);
+    assert!(with < 100 && without < 100 && with != without);
     assert!(balanced_allocation::new(Some(&serde_json::json!({"resources": [{"name": "cpu", "weight": 2}]}))).is_err());
 }
 
