@@ -398,7 +398,7 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
         labels: m.labels.clone().unwrap_or_default(),
         annotations: annotations(m),
         owner_references,
-        scheduler_name: spec.scheduler_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default-scheduler".into()),
+        scheduler_name: scheduler_name(spec),
         node_name: spec.node_name.clone().filter(|s| !s.is_empty()),
         nominated_node_name: status.and_then(|s| s.nominated_node_name.clone()).filter(|s| !s.is_empty()),
         priority,
@@ -411,10 +411,7 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
                 .is_some_and(|c| c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")),
-        unschedulable_condition: status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
-            .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),
+        unschedulable_condition: unschedulable_condition(p),
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         affinity: affinity(&object, spec.affinity.as_ref())?,
         tolerations,
@@ -438,6 +435,18 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
         scheduling_group: spec.scheduling_group.as_ref().and_then(|g| g.pod_group_name.clone()).filter(|n| !n.is_empty()),
         required_features: required_features(spec),
     })
+}
+
+/// The profile a pod asks for: `spec.schedulerName`, `default-scheduler` when unset.
+pub fn scheduler_name(spec: &core::PodSpec) -> String {
+    spec.scheduler_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| berth_core::config::DEFAULT_SCHEDULER_NAME.into())
+}
+
+/// The pod's `PodScheduled=False` condition, as (reason, message), if it has one.
+pub fn unschedulable_condition(p: &core::Pod) -> Option<(String, String)> {
+    let conditions = p.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    Some((c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
 }
 
 /// A pod already on a node whose spec [`pod`] refuses (a value Berth does

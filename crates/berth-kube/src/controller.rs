@@ -85,22 +85,35 @@ struct EventSeriesCache {
     seq: u64,
 }
 
-/// Upstream's isomorphic-event key.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct EventKey {
-    uid: String,
-    namespace: String,
-    name: String,
-    by: String,
-    reason: String,
-    action: String,
-    note: String,
+/// An event, compared and hashed as upstream's isomorphic-event key: the
+/// regarding object's UID, namespace and name, the reporting controller,
+/// the reason, the action and the note. It keeps the whole event, should
+/// it have to be created again.
+struct EventKey(EventRecord);
+
+impl EventKey {
+    fn parts(&self) -> (&str, &str, &str, &str, &str, &str, &str) {
+        let r = &self.0;
+        (&r.regarding.uid, &r.regarding.namespace, &r.regarding.name, &r.reporting_controller, &r.reason, &r.action, &r.note)
+    }
+}
+
+impl PartialEq for EventKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for EventKey {}
+
+impl std::hash::Hash for EventKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state)
+    }
 }
 
 struct Seen {
     event_name: String,
-    /// The event, should it have to be created again.
-    record: Box<EventRecord>,
     count: u32,
     written_count: u32,
     last_ms: i64,
@@ -114,15 +127,7 @@ const SWEEP_EVERY_MS: i64 = 10 * 1000;
 impl EventSeriesCache {
     /// An event to write; pushes the API call it needs, if any.
     fn record(&mut self, record: EventRecord, now_ms: i64, out: &mut Vec<ApiAction>) {
-        let key = EventKey {
-            uid: record.regarding.uid.clone(),
-            namespace: record.regarding.namespace.clone(),
-            name: record.regarding.name.clone(),
-            by: record.reporting_controller.clone(),
-            reason: record.reason.clone(),
-            action: record.action.clone(),
-            note: record.note.clone(),
-        };
+        let key = EventKey(record);
         if let Some(s) = self.seen.get_mut(&key) {
             s.count += 1;
             s.last_ms = now_ms;
@@ -130,11 +135,11 @@ impl EventSeriesCache {
                 s.written_count = 2;
                 s.written_ms = now_ms;
                 out.push(ApiAction::EventSeries {
-                    namespace: event_namespace(&key.namespace),
+                    namespace: event_namespace(&key.0.regarding.namespace),
                     event_name: s.event_name.clone(),
                     count: 2,
                     last_observed_ms: now_ms,
-                    record: s.record.clone(),
+                    record: Box::new(key.0),
                 });
             }
             return;
@@ -142,10 +147,9 @@ impl EventSeriesCache {
         // Upstream names events `<object>.<unix nanos in hex>`; the sequence
         // keeps names unique within one millisecond.
         self.seq += 1;
-        let event_name = format!("{}.{:x}", record.regarding.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
-        out.push(ApiAction::Event { record: record.clone(), event_name: event_name.clone() });
-        self.seen
-            .insert(key, Seen { event_name, record: Box::new(record), count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
+        let event_name = format!("{}.{:x}", key.0.regarding.name, now_ms.max(0) as u64 * 1_000_000 + self.seq % 1_000_000);
+        out.push(ApiAction::Event { record: key.0.clone(), event_name: event_name.clone() });
+        self.seen.insert(key, Seen { event_name, count: 1, written_count: 1, last_ms: now_ms, written_ms: now_ms });
     }
 
     /// Ends quiet series (writing their final count) and refreshes long ones.
@@ -161,11 +165,11 @@ impl EventSeriesCache {
                 s.written_count = s.count;
                 s.written_ms = now_ms;
                 out.push(ApiAction::EventSeries {
-                    namespace: event_namespace(&key.namespace),
+                    namespace: event_namespace(&key.0.regarding.namespace),
                     event_name: s.event_name.clone(),
                     count: s.count,
                     last_observed_ms: s.last_ms,
-                    record: s.record.clone(),
+                    record: Box::new(key.0.clone()),
                 });
             }
             !finished

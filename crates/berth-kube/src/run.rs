@@ -174,11 +174,8 @@ impl Scheduling {
             Input::Leading => {
                 self.leading = true;
                 let now = now_ms();
-                let pods: Vec<UnreadablePod> = self.unreadable.values().cloned().collect();
-                for p in pods {
-                    let actions = self.ctl.unreadable_pod(&p, now);
-                    self.send(Work { actions, bindings: Vec::new() });
-                }
+                let actions = self.unreadable.values().flat_map(|p| self.ctl.unreadable_pod(p, now)).collect();
+                self.send(Work { actions, bindings: Vec::new() });
             }
             Input::Stop => {}
         }
@@ -328,25 +325,18 @@ impl Scheduling {
                 }
             };
         }
-        let scheduler_name =
-            spec.and_then(|s| s.scheduler_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default-scheduler".into());
+        let scheduler_name = spec.map(berth_convert::scheduler_name).unwrap_or_else(|| berth_core::config::DEFAULT_SCHEDULER_NAME.into());
         if !self.ctl.engine().owns(&scheduler_name) {
             return Err(Unreadable::Pending);
         }
         warn!(pod = key, error = %e, "leaving a pod Berth cannot read pending");
-        let condition = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
-            .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
         let pod = UnreadablePod {
             namespace: p.metadata.namespace.clone().unwrap_or_default(),
             name: p.metadata.name.clone().unwrap_or_default(),
             uid: p.metadata.uid.clone().unwrap_or_default(),
             scheduler_name,
             error: e,
-            condition,
+            condition: berth_convert::unschedulable_condition(p),
         };
         if self.leading {
             let actions = self.ctl.unreadable_pod(&pod, now);

@@ -11,6 +11,7 @@ use crate::framework::Plugin;
 use crate::model::Pod;
 use crate::plugins::unmodelled::Unmodelled;
 
+/// The plugin's name in a profile.
 pub const NAME: &str = "GangScheduling";
 
 /// The label by which a pod joins a scheduler-plugins (Coscheduling) PodGroup,
@@ -28,6 +29,7 @@ fn scheduling_group(pod: &Pod) -> Option<String> {
     Some(format!("pod is a member of PodGroup {group:?} ({how}): Berth does not model gang scheduling yet"))
 }
 
+/// The plugin (for now a PreFilter that refuses PodGroup members); it takes no args.
 pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
     Ok(Arc::new(Unmodelled::new(NAME, scheduling_group)))
 }

@@ -21,6 +21,7 @@ use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::Pod;
 
+/// The plugin's name in a profile.
 pub const NAME: &str = "NodeDeclaredFeatures";
 /// Upstream's reason, for every node that lacks a feature the pod needs.
 pub const ERR_REASON: &str = "node(s) didn't match Pod's required features";
@@ -32,8 +33,10 @@ pub const USER_NAMESPACES_HOST_NETWORK_SUPPORT: &str = "UserNamespacesHostNetwor
 /// Needed by a pod that sets options on its volumes' bind mounts.
 pub const VOLUME_BIND_MOUNT_OPTIONS: &str = "VolumeBindMountOptions";
 
+/// The plugin: PreFilter (Skip for pods that need no feature) and Filter.
 pub struct NodeDeclaredFeatures;
 
+/// The plugin; it takes no args.
 pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> {
     Ok(Arc::new(NodeDeclaredFeatures))
 }

@@ -243,9 +243,7 @@ impl SchedulingQueue {
         stale.sort();
         let stale: Vec<String> = stale.into_iter().map(|(_, k)| k).collect();
         for k in stale {
-            let q = self.unschedulable.remove(&k).expect("listed");
-            self.where_is.remove(&k);
-            self.requeue(q, now_ms);
+            self.requeue_unschedulable(&k, now_ms);
         }
     }
 
@@ -359,6 +357,14 @@ impl SchedulingQueue {
         self.backoff.push(q);
     }
 
+    /// Moves the unschedulable pod `key` back to backoffQ or activeQ (`requeue`).
+    fn requeue_unschedulable(&mut self, key: &str, now_ms: i64) {
+        if let Some(q) = self.unschedulable.remove(key) {
+            self.where_is.remove(key);
+            self.requeue(q, now_ms);
+        }
+    }
+
     /// Back to backoffQ if still backing off, else activeQ.
     fn requeue(&mut self, q: QueuedPodInfo, now_ms: i64) {
         if self.backing_off(&q, now_ms) {
@@ -411,9 +417,7 @@ impl SchedulingQueue {
         let movers: Vec<String> = movers.into_iter().map(|(_, k)| k).collect();
         let n = movers.len();
         for k in movers {
-            let q = self.unschedulable.remove(&k).expect("listed");
-            self.where_is.remove(&k);
-            self.requeue(q, now_ms);
+            self.requeue_unschedulable(&k, now_ms);
         }
         n
     }
@@ -443,9 +447,7 @@ impl SchedulingQueue {
                 let Some(q) = self.unschedulable.get_mut(key) else { return };
                 forget(q);
                 if !q.gated {
-                    let q = self.unschedulable.remove(key).expect("present");
-                    self.where_is.remove(key);
-                    self.requeue(q, now_ms);
+                    self.requeue_unschedulable(key, now_ms);
                 }
             }
             Some(Location::InFlight) | None => {}
@@ -463,11 +465,9 @@ impl SchedulingQueue {
 
     /// Ends `hold`: the pod is retried (after its backoff).
     pub fn release(&mut self, key: &str, now_ms: i64) {
-        if self.unschedulable.get(key).is_some_and(|q| q.gated) {
-            let mut q = self.unschedulable.remove(key).expect("checked");
+        if let Some(q) = self.unschedulable.get_mut(key).filter(|q| q.gated) {
             q.gated = false;
-            self.where_is.remove(key);
-            self.requeue(q, now_ms);
+            self.requeue_unschedulable(key, now_ms);
         }
     }
 

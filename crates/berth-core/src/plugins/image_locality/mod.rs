@@ -23,13 +23,12 @@ pub fn new(_args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String>
 
 #[derive(Clone)]
 struct PreScore {
-    /// The pod's images, normalized once per cycle.
+    /// The pod's images (containers, init containers, image volumes), normalized once per
+    /// cycle; the threshold scales with their number.
     images: Vec<String>,
     /// Normalized image name -> number of nodes that have it.
     spread: HashMap<String, usize>,
     total_nodes: usize,
-    /// Containers, init containers and image volumes: the threshold scales with it.
-    num_images: usize,
 }
 
 fn calculate_priority(sum: i64, num_images: usize) -> i64 {
@@ -64,7 +63,7 @@ impl Plugin for ImageLocality {
             // No node has any of the images: every node would score 0.
             return Status::skip();
         }
-        state.write(STATE_KEY, PreScore { spread, total_nodes: snap.num_nodes(), num_images: images.len(), images });
+        state.write(STATE_KEY, PreScore { images, spread, total_nodes: snap.num_nodes() });
         Status::success()
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
@@ -72,7 +71,7 @@ impl Plugin for ImageLocality {
             return (0, Status::error("reading PreScore state of ImageLocality"));
         };
         if node.image_sizes.is_empty() || ps.total_nodes == 0 {
-            return (calculate_priority(0, ps.num_images), Status::success());
+            return (calculate_priority(0, ps.images.len()), Status::success());
         }
         let mut sum = 0i64;
         for n in &ps.images {
@@ -81,7 +80,7 @@ impl Plugin for ImageLocality {
                 sum += (size as f64 * spread) as i64;
             }
         }
-        (calculate_priority(sum, ps.num_images), Status::success())
+        (calculate_priority(sum, ps.images.len()), Status::success())
     }
 }
 

@@ -90,8 +90,12 @@ pub fn balance_change_score(with_pod: &[i64], pod: &[i64], allocatable: &[i64]) 
         }
     }
     if count > 2 {
-        let without: Vec<i64> = with_pod.iter().zip(pod).map(|(r, p)| r.saturating_sub(*p)).collect();
-        return half + (half + balanced_score(with_pod, allocatable) - balanced_score(&without, allocatable)) / 2;
+        let mut without = [0i64; MAX_SCORED_RESOURCES];
+        for (o, (r, p)) in without.iter_mut().zip(with_pod.iter().zip(pod)) {
+            *o = r.saturating_sub(*p);
+        }
+        let without = &without[..with_pod.len().min(MAX_SCORED_RESOURCES)];
+        return half + (half + balanced_score(with_pod, allocatable) - balanced_score(without, allocatable)) / 2;
     }
     let (with, without) = if count == 2 { (balance_of(&w), balance_of(&o)) } else { (MAX_NODE_SCORE, MAX_NODE_SCORE) };
     half + (half + with - without) / 2

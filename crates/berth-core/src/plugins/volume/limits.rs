@@ -45,7 +45,16 @@ type Attachable = HashMap<String, String>;
 /// counted (reported by Filter, as upstream, where VolumeBinding has not
 /// already refused the pod).
 #[derive(Clone)]
-struct State(Result<Attachable, String>);
+struct State(Result<Found, String>);
+
+#[derive(Clone)]
+struct Found {
+    /// The pod's CSI volumes.
+    volumes: Attachable,
+    /// Their drivers whose CSIDriver sets `preventPodSchedulingIfMissing`:
+    /// a node's CSINode must list each of them.
+    required: Vec<String>,
+}
 
 impl NodeVolumeLimits {
     /// Builds the plugin, declaring the kinds it reads.
@@ -124,9 +133,15 @@ impl Plugin for NodeVolumeLimits {
         if !pod.pod.volumes.iter().any(|v| matches!(v.source, VolumeSource::PersistentVolumeClaim { .. } | VolumeSource::Ephemeral)) {
             return (None, Status::skip());
         }
-        let mut new = Attachable::new();
-        let found = self.attachable(&pod.pod, true, &mut new).map(|()| new);
-        if found.as_ref().is_ok_and(|n| n.is_empty()) {
+        let mut volumes = Attachable::new();
+        let found = self.attachable(&pod.pod, true, &mut volumes).map(|()| {
+            let opted_in = |d: &&String| self.drivers.get("", d).is_some_and(|d| d.spec.prevent_pod_scheduling_if_missing == Some(true));
+            let mut required: Vec<String> = volumes.values().filter(opted_in).cloned().collect();
+            required.sort();
+            required.dedup();
+            Found { volumes, required }
+        });
+        if found.as_ref().is_ok_and(|f| f.volumes.is_empty()) {
             return (None, Status::skip());
         }
         state.write_scheduling_only(STATE_KEY, State(found));
@@ -134,16 +149,16 @@ impl Plugin for NodeVolumeLimits {
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let new = match state.read::<State>(STATE_KEY) {
+        let found = match state.read::<State>(STATE_KEY) {
             None => return Status::success(),
             Some(State(Err(reason))) => return Status::unresolvable(reason.clone()),
-            Some(State(Ok(new))) => new,
+            Some(State(Ok(found))) => found,
         };
+        let new = &found.volumes;
         let csi_node = self.csi_nodes.get("", &node.node.name);
         // A driver that asks for it keeps its volumes off nodes where it is not installed.
-        for driver in new.values() {
-            let opted_in = self.drivers.get("", driver).is_some_and(|d| d.spec.prevent_pod_scheduling_if_missing == Some(true));
-            if opted_in && !csi_node.as_ref().is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == *driver)) {
+        for driver in &found.required {
+            if !csi_node.as_ref().is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == *driver)) {
                 return Status::unschedulable(format!("{driver} CSI driver is not installed on the node"));
             }
         }
