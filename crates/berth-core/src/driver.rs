@@ -212,6 +212,8 @@ impl Driver {
         let (ready, rejected) = self.engine.take_permitted(now_ms);
         let mut outcomes: Vec<Outcome> = ready.into_iter().map(Outcome::Assigned).collect();
         outcomes.extend(rejected.into_iter().map(|f| Outcome::Failed(Box::new(f))));
+        // Taken from the back below: reversed, they keep their order.
+        outcomes.reverse();
         if outcomes.is_empty() {
             match self.engine.schedule_one(now_ms) {
                 Some(o) => outcomes.push(o),
@@ -222,11 +224,13 @@ impl Driver {
             }
         }
         let mut effects = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
+        while let Some(o) = outcomes.pop() {
             match o {
                 Outcome::Skipped(_) | Outcome::Waiting(_) => {}
                 Outcome::Assigned(assignment) => effects.push(Effect::Bind(Binding { assignment, started: start })),
                 Outcome::Failed(f) => self.failed(*f, start, &mut effects),
+                // A group's members, in the order they were decided.
+                Outcome::Group(members) => outcomes.extend(members.into_iter().rev()),
             }
         }
         self.report_queue();

@@ -300,6 +300,11 @@ impl PodWrapper {
         self.0.topology_spread_constraints.push(c);
         self
     }
+    /// A member of the native PodGroup `name` (`spec.schedulingGroup`).
+    pub fn group(mut self, name: &str) -> Self {
+        self.0.scheduling_group = Some(name.to_string());
+        self
+    }
     /// Adds a scheduling gate.
     pub fn scheduling_gate(mut self, gate: &str) -> Self {
         self.0.scheduling_gates.push(gate.into());

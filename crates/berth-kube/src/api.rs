@@ -65,7 +65,14 @@ pub async fn execute(c: &ApiClient, reporter: &Reporter, action: &ApiAction) -> 
     match action {
         ApiAction::Event { record, event_name } => {
             let event = new_event(reporter, record, event_name, None);
-            events(c, record).create(&PostParams::default(), &event).await?;
+            match events(c, record).create(&PostParams::default(), &event).await {
+                // A repeat's series write found no event and created it with
+                // its count while this create was on its way: nothing lost.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                other => {
+                    other?;
+                }
+            }
         }
         ApiAction::EventSeries { namespace, event_name, count, last_observed_ms, record } => {
             let observed = Timestamp::from_millisecond(*last_observed_ms).unwrap_or_else(|_| Timestamp::now());
@@ -214,12 +221,40 @@ impl ObjectWriter for ApiWriter {
         name: &str,
         patch: &serde_json::Value,
     ) -> Result<serde_json::Value, WriteError> {
+        self.patch(kind, namespace, name, patch, false)
+    }
+
+    fn merge_patch_status(
+        &self,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, WriteError> {
+        self.patch(kind, namespace, name, patch, true)
+    }
+}
+
+impl ApiWriter {
+    fn patch(
+        &self,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, WriteError> {
         let ar = api_resource(kind);
         let c = self.client.client.clone();
         let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
         let written = self.runtime.block_on(async {
             self.client.throttle().await;
-            api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+            let (pp, p) = (PatchParams::default(), Patch::Merge(patch));
+            if status {
+                api.patch_status(name, &pp, &p).await
+            } else {
+                api.patch(name, &pp, &p).await
+            }
         });
         let key = || WriteError::key(kind, namespace, name);
         match written {

@@ -58,6 +58,8 @@ enum Input {
     Namespace(Event<Namespace>),
     /// An object of the `index`-th kind plugins declared.
     Object(usize, Box<Event<DynamicObject>>),
+    /// The API server does not serve the `index`-th declared kind (yet).
+    ObjectAbsent(usize),
     /// A binding cycle ended.
     BindingDone(Box<Binding>, Status),
     /// A plugin recorded an event.
@@ -158,6 +160,16 @@ impl Scheduling {
             Input::Pdb(e) => self.watched(PDB, e, Self::pdb),
             Input::Namespace(e) => self.watched(NAMESPACE, e, Self::namespace),
             Input::Object(i, e) => self.watched(OBJECTS + i, *e, Self::object),
+            Input::ObjectAbsent(i) => {
+                // Nothing to wait for: no such object exists. Pods that need
+                // one stay pending, saying so; the watch keeps trying, and
+                // objects are taken in if the kind is installed later.
+                if !self.synced[OBJECTS + i] {
+                    warn!(kind = %self.object_kinds[i], "the API server does not serve this kind; pods that need it stay pending");
+                    self.synced[OBJECTS + i] = true;
+                    self.health.set_ready(self.all_synced());
+                }
+            }
             Input::BindingDone(b, status) => {
                 if !status.is_success() {
                     warn!(pod = %b.pod().key(), node = b.node(), error = %status.message(), "binding cycle failed");
@@ -474,11 +486,20 @@ fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sende
     let api: Api<DynamicObject> = Api::all_with(client, &crate::api::api_resource(&kind));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff());
+        let mut absent = false;
         while let Some(item) = next(&mut stream).await {
             match item {
                 Ok(e) => {
                     if tx.send(Input::Object(index, Box::new(e))).is_err() {
                         return;
+                    }
+                }
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 404 => {
+                    if !absent {
+                        absent = true;
+                        if tx.send(Input::ObjectAbsent(index)).is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
@@ -681,6 +702,12 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
         .with_service(client.client.clone())
         .with_service(tokio::runtime::Handle::current())
+        .with_service({
+            let rt = tokio::runtime::Handle::current();
+            berth_core::framework::Background(Arc::new(move |work| {
+                rt.spawn_blocking(work);
+            }))
+        })
         .with_writer(Arc::new(crate::api::ApiWriter { client: client.clone(), runtime: tokio::runtime::Handle::current() }))
         .with_observer(metrics.clone());
     let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;

@@ -30,6 +30,9 @@ const POINTS: &[(&str, u32)] = &[
     ("add_pod", 1 << 16),
     ("remove_pod", 1 << 16),
     ("normalize_score", 1 << 17),
+    // Not an extension point of the configuration: groups (`pod_group`).
+    ("pod_group", 1 << 18),
+    ("pod_group_result", 1 << 18),
 ];
 
 const GENERATED: &str = "__extension_points";

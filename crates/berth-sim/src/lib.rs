@@ -132,9 +132,33 @@ pub struct Summary {
     pub scheduling_attempts: usize,
 }
 
+/// How a pod group (a gang) ended: placed whole, or why not.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupOutcome {
+    /// `namespace/name` of the PodGroup.
+    pub name: String,
+    /// Members that must be placed at once (`None`: the PodGroup was never seen).
+    pub min_count: Option<u32>,
+    /// Members in the input (pending and bound).
+    pub members: usize,
+    /// Members on nodes at the end.
+    pub placed: usize,
+    /// Whether at least `min_count` members are placed.
+    pub scheduled: bool,
+    /// The group's last status (e.g. `pod group is unschedulable, minCount (3)
+    /// cannot be satisfied: 1 scheduled, 1 remaining`); empty when scheduled.
+    pub message: String,
+    /// The members that did not fit on their own, with their per-node reasons.
+    pub reasons: Vec<(String, String)>,
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct SimResult {
     pub pods: Vec<PodResult>,
+    /// Pod groups, by name (empty when the input has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupOutcome>,
     pub summary: Summary,
     /// Kinds in the input that nothing reads (neither Berth nor a plugin),
     /// with how many objects of each: the CLI warns about them.
@@ -349,7 +373,12 @@ fn run(
         });
     }
     let pending_count = pending.len();
+    // Each pending member's group, for the report.
+    let mut group_of: HashMap<String, berth_core::framework::GroupMembership> = HashMap::new();
     for p in pending {
+        if let Some(m) = engine.pod_group(&p) {
+            group_of.insert(p.key(), m);
+        }
         engine.add_pod(p, now);
     }
 
@@ -500,7 +529,53 @@ fn run(
             summary.unschedulable += 1;
         }
     }
-    Ok(SimResult { pods, summary, skipped })
+    let groups = group_outcomes(engine, &group_of, &pods);
+    Ok(SimResult { pods, groups, summary, skipped })
+}
+
+/// Each group's outcome, from its members' results.
+fn group_outcomes(
+    engine: &Engine,
+    group_of: &HashMap<String, berth_core::framework::GroupMembership>,
+    pods: &[PodResult],
+) -> Vec<GroupOutcome> {
+    let mut by_key: BTreeMap<String, GroupOutcome> = BTreeMap::new();
+    for p in pods {
+        let key = format!("{}/{}", p.namespace, p.name);
+        let Some(m) = group_of.get(&key) else { continue };
+        let counts = engine.pod_group_counts(&m.key);
+        // PodGroups are loaded before pods: the policy seen then is the one used.
+        let min_count = m.min_count;
+        let g = by_key.entry(m.name.clone()).or_insert_with(|| GroupOutcome {
+            name: m.name.clone(),
+            min_count,
+            members: counts.all,
+            placed: counts.placed,
+            scheduled: false,
+            message: String::new(),
+            reasons: Vec::new(),
+        });
+        g.scheduled = g.min_count.is_some_and(|min| g.placed >= min as usize);
+        if let Some(last) = engine.last_group_result(&m.key) {
+            g.message = last.message.clone();
+        }
+        if p.node.is_none() && !p.message.is_empty() {
+            if p.message.starts_with(berth_core::engine::ERR_POD_GROUP_UNSCHEDULABLE) {
+                // The group's count, which `message` already says.
+            } else if g.message.is_empty() && p.message.starts_with("waiting for") {
+                g.message = p.message.clone(); // never tried: held in PreEnqueue
+            } else {
+                g.reasons.push((key, p.message.clone()));
+            }
+        }
+    }
+    let mut out: Vec<GroupOutcome> = by_key.into_values().collect();
+    for g in &mut out {
+        if g.scheduled {
+            g.message.clear();
+        }
+    }
+    out
 }
 
 fn gated_message(engine: &Engine, key: &str) -> String {

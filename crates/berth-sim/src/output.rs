@@ -86,6 +86,17 @@ pub fn table(r: &SimResult, elapsed_secs: f64, explain: bool) -> String {
             }
         }
     }
+    if !r.groups.is_empty() {
+        let _ = writeln!(out, "\nPOD GROUP  PLACED  OUTCOME");
+        for g in &r.groups {
+            let min = g.min_count.map_or("?".to_string(), |m| m.to_string());
+            let outcome = if g.scheduled { "scheduled".to_string() } else { g.message.clone() };
+            let _ = writeln!(out, "{}  {}/{} (minCount {min})  {outcome}", g.name, g.placed, g.members);
+            for (pod, why) in &g.reasons {
+                let _ = writeln!(out, "    {pod}: {why}");
+            }
+        }
+    }
     let s = &r.summary;
     let _ = writeln!(
         out,

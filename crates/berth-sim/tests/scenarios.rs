@@ -21,6 +21,17 @@ struct Expect {
     #[serde(default)]
     ordered: bool,
     pods: Vec<PodExpect>,
+    /// Pod groups' outcomes.
+    #[serde(default)]
+    groups: Vec<GroupExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupExpect {
+    name: String,
+    placed: usize,
+    scheduled: bool,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +107,15 @@ fn run(dir: &Path) -> Result<(), String> {
         }
         if e.nominated_node.is_some() && got.nominated_node != e.nominated_node {
             errors.push(format!("{}: nominated {:?}, want {:?}", e.pod, got.nominated_node, e.nominated_node));
+        }
+    }
+    for g in &expect.groups {
+        match result.groups.iter().find(|r| r.name == g.name) {
+            None => errors.push(format!("group {}: not in the result", g.name)),
+            Some(r) if (r.placed, r.scheduled) != (g.placed, g.scheduled) => {
+                errors.push(format!("group {}: placed {} scheduled {}, want {} {}", g.name, r.placed, r.scheduled, g.placed, g.scheduled))
+            }
+            Some(_) => {}
         }
     }
     if expect.ordered {

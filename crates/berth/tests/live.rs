@@ -986,3 +986,250 @@ spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-v{i},
     assert!(note.contains("pod's resource claim \"gpu\": Berth does not model dynamic resource allocation yet"), "{note}");
     assert_eq!(ns.node_of("trainer").await, None);
 }
+
+// ---- gangs -------------------------------------------------------------------
+
+fn native_pod_groups() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "scheduling.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: "scheduling.k8s.io/v1beta1".into(),
+        kind: "PodGroup".into(),
+        plural: "podgroups".into(),
+    }
+}
+
+impl Ns {
+    /// The native PodGroups of this namespace, or `None` where the API
+    /// server does not serve them (before Kubernetes 1.37, or without the
+    /// GenericWorkload gate): gang tests then have nothing to test.
+    async fn native_groups(&self) -> Option<Api<kube::core::DynamicObject>> {
+        let api = Api::namespaced_with(self.c.clone(), &self.name, &native_pod_groups());
+        match api.list(&ListParams::default()).await {
+            Ok(_) => Some(api),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                eprintln!("scheduling.k8s.io/v1beta1 PodGroups are not served here: skipping");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A native PodGroup `name` with `spec`.
+    async fn group(&self, api: &Api<kube::core::DynamicObject>, name: &str, spec: Value) {
+        let o: kube::core::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "scheduling.k8s.io/v1beta1", "kind": "PodGroup", "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+
+    /// The PodGroupInitiallyScheduled condition of a native PodGroup: (status, reason, message).
+    async fn group_condition(&self, api: &Api<kube::core::DynamicObject>, name: &str) -> Option<(String, String, String)> {
+        let o = api.get(name).await.ok()?;
+        let cs = o.data.get("status")?.get("conditions")?.as_array()?.clone();
+        let c = cs.into_iter().find(|c| c["type"] == "PodGroupInitiallyScheduled")?;
+        let s = |f: &str| c[f].as_str().unwrap_or_default().to_string();
+        Some((s("status"), s("reason"), s("message")))
+    }
+
+    /// A pod of this test in the native PodGroup `group`.
+    async fn member(&self, name: &str, group: &str, cpu: &str, extra: Value) -> Pod {
+        let mut spec = json!({"schedulingGroup": {"podGroupName": group}});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            spec[k] = v;
+        }
+        self.pod(name, "berth", cpu, spec).await
+    }
+
+    async fn delete_pod_now(&self, name: &str) {
+        let dp = kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+        self.pods().delete(name, &dp).await.unwrap();
+    }
+}
+
+/// Kubernetes 1.37's native gang: members wait until `minCount` of them
+/// exist, then all are placed at once, and the PodGroup says so.
+#[tokio::test]
+async fn a_native_gang_is_placed_whole_once_min_count_members_exist() {
+    shared_scheduler();
+    let ns = Ns::new("gang").await;
+    let Some(groups) = ns.native_groups().await else { return };
+    for i in 0..3 {
+        ns.node(&format!("n{i}"), "4", json!({}), json!([])).await;
+    }
+    ns.group(&groups, "train", json!({"schedulingPolicy": {"gang": {"minCount": 3}}})).await;
+    ns.member("w0", "train", "3", json!({})).await;
+    ns.member("w1", "train", "3", json!({})).await;
+    ns.member("w2", "train", "3", json!({})).await;
+    let mut nodes = Vec::new();
+    for w in ["w0", "w1", "w2"] {
+        nodes.push(ns.bound(w).await);
+    }
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "3 CPUs each: one per node");
+    let (status, reason, _) =
+        wait_for("PodGroupInitiallyScheduled=True", || async { ns.group_condition(&groups, "train").await.filter(|c| c.0 == "True") })
+            .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Scheduled"));
+    // Members held for quorum get no event, as upstream.
+    assert!(ns.events("w0", "FailedScheduling").await.is_empty());
+}
+
+/// A gang that cannot fit binds nothing, and its pods and PodGroup say why.
+#[tokio::test]
+async fn a_native_gang_that_cannot_fit_binds_nothing_and_reports_why() {
+    shared_scheduler();
+    let ns = Ns::new("gangbig").await;
+    let Some(groups) = ns.native_groups().await else { return };
+    ns.node("n0", "4", json!({}), json!([])).await;
+    ns.node("n1", "4", json!({}), json!([])).await;
+    ns.group(&groups, "big", json!({"schedulingPolicy": {"gang": {"minCount": 3}}})).await;
+    for w in ["w0", "w1", "w2"] {
+        ns.member(w, "big", "3", json!({})).await;
+    }
+    let mut notes = Vec::new();
+    for w in ["w0", "w1", "w2"] {
+        notes.push(ns.event(w, "FailedScheduling").await.note.unwrap_or_default());
+    }
+    assert!(notes.iter().any(|n| n.contains("Insufficient cpu")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("pod group is unschedulable, minCount (3) cannot be satisfied: 2 scheduled")), "{notes:?}");
+    let (_, reason, message) =
+        wait_for("PodGroupInitiallyScheduled=False", || async { ns.group_condition(&groups, "big").await.filter(|c| c.0 == "False") })
+            .await;
+    assert_eq!(reason, "Unschedulable");
+    assert!(message.starts_with("pod group is unschedulable, minCount (3) cannot be satisfied"), "{message}");
+    for w in ["w0", "w1", "w2"] {
+        assert_eq!(ns.node_of(w).await, None, "{w} must not be bound");
+    }
+    // Nothing is held: a plain pod takes the room.
+    ns.pod("small", "berth", "3", json!({})).await;
+    ns.bound("small").await;
+}
+
+/// Two gangs that fit alone but not together: one is placed whole, the
+/// other waits whole and is placed when the first is gone.
+#[tokio::test]
+async fn two_native_gangs_that_fit_alone_but_not_together_take_turns() {
+    shared_scheduler();
+    let ns = Ns::new("gangs2").await;
+    let Some(groups) = ns.native_groups().await else { return };
+    ns.node("n0", "4", json!({}), json!([])).await;
+    ns.node("n1", "4", json!({}), json!([])).await;
+    for g in ["a", "b"] {
+        ns.group(&groups, g, json!({"schedulingPolicy": {"gang": {"minCount": 2}}})).await;
+    }
+    for (p, g) in [("a0", "a"), ("b0", "b"), ("a1", "a"), ("b1", "b")] {
+        ns.member(p, g, "3", json!({})).await;
+    }
+    let first = wait_for("one gang bound whole", || async {
+        for g in ["a", "b"] {
+            if ns.node_of(&format!("{g}0")).await.is_some() && ns.node_of(&format!("{g}1")).await.is_some() {
+                return Some(g);
+            }
+        }
+        None
+    })
+    .await;
+    let other = if first == "a" { "b" } else { "a" };
+    ns.event(&format!("{other}0"), "FailedScheduling").await;
+    assert_eq!(ns.node_of(&format!("{other}0")).await, None);
+    assert_eq!(ns.node_of(&format!("{other}1")).await, None);
+    for i in 0..2 {
+        ns.delete_pod_now(&format!("{first}{i}")).await;
+    }
+    ns.bound(&format!("{other}0")).await;
+    ns.bound(&format!("{other}1")).await;
+}
+
+/// A high-priority gang preempts lower-priority pods, all the room it needs
+/// at once, and is then placed whole.
+#[tokio::test]
+async fn a_high_priority_native_gang_preempts_and_is_placed_whole() {
+    shared_scheduler();
+    let ns = Ns::new("gangpre").await;
+    let Some(groups) = ns.native_groups().await else { return };
+    let pcs = Api::<PriorityClass>::all(ns.c.clone());
+    for (suffix, value) in [("low", 10), ("high", 1000)] {
+        let pc: PriorityClass =
+            serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", ns.name)}, "value": value})).unwrap();
+        pcs.create(&PostParams::default(), &pc).await.unwrap();
+    }
+    ns.node("n0", "4", json!({}), json!([])).await;
+    ns.node("n1", "4", json!({}), json!([])).await;
+    for v in ["low0", "low1"] {
+        ns.pod(v, "berth", "3", json!({"priorityClassName": format!("{}-low", ns.name)})).await;
+        ns.bound(v).await;
+    }
+    let high = format!("{}-high", ns.name);
+    ns.group(&groups, "vip", json!({"schedulingPolicy": {"gang": {"minCount": 2}}, "priorityClassName": high})).await;
+    for w in ["w0", "w1"] {
+        ns.member(w, "vip", "3", json!({"priorityClassName": high})).await;
+    }
+    for v in ["low0", "low1"] {
+        let note = ns.event(v, "Preempted").await.note.unwrap_or_default();
+        assert!(note.starts_with("Preempted by pod "), "{note}");
+    }
+    ns.bound("w0").await;
+    ns.bound("w1").await;
+}
+
+/// scheduler-plugins' PodGroup (the CRD in deploy/) with Coscheduling: a
+/// group of minMember pods is placed whole; one short of members waits
+/// with Coscheduling's message.
+#[tokio::test]
+async fn scheduler_plugins_pod_groups_are_placed_whole_with_coscheduling() {
+    let e = env();
+    let crd = e.repo.join("deploy/crd-podgroups.scheduling.x-k8s.io.yaml");
+    kubectl(&["apply", "-f", crd.to_str().unwrap()], None);
+    kubectl(&["wait", "--for", "condition=established", "--timeout=60s", "crd/podgroups.scheduling.x-k8s.io"], None);
+    let config = write_temp(
+        "coscheduling.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: berth-cosched
+  plugins:
+    multiPoint:
+      enabled: [{name: Coscheduling}]
+    queueSort:
+      enabled: [{name: Coscheduling}]
+      disabled: [{name: \"*\"}]
+",
+    );
+    let _berth = spawn_berth(&config, "coscheduling.log");
+    let ns = Ns::new("cosched").await;
+    ns.node("n0", "4", json!({}), json!([])).await;
+    ns.node("n1", "4", json!({}), json!([])).await;
+    let groups: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        ns.c.clone(),
+        &ns.name,
+        &kube::core::ApiResource {
+            group: "scheduling.x-k8s.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "scheduling.x-k8s.io/v1alpha1".into(),
+            kind: "PodGroup".into(),
+            plural: "podgroups".into(),
+        },
+    );
+    for (name, min) in [("job", 2), ("short", 3)] {
+        let o: kube::core::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup", "metadata": {"name": name},
+            "spec": {"minMember": min, "scheduleTimeoutSeconds": 10},
+        }))
+        .unwrap();
+        groups.create(&PostParams::default(), &o).await.unwrap();
+    }
+    for (p, g) in [("job-0", "job"), ("job-1", "job"), ("short-0", "short")] {
+        ns.pod(p, "berth-cosched", "3", json!({"labels": {"scheduling.x-k8s.io/pod-group": g}})).await;
+    }
+    let a = ns.bound("job-0").await;
+    let b = ns.bound("job-1").await;
+    assert_ne!(a, b);
+    let note = ns.event("short-0", "FailedScheduling").await.note.unwrap_or_default();
+    assert!(note.contains("cannot find enough sibling pods, current pods number: 1, minMember of group: 3"), "{note}");
+    assert_eq!(ns.node_of("short-0").await, None);
+}

@@ -248,6 +248,16 @@ impl Cache {
         Some(st.info.clone())
     }
 
+    /// How many pods are assumed (placed by the scheduler, binding not yet observed).
+    pub fn assumed_count(&self) -> usize {
+        self.pods.values().filter(|s| s.assumed).count()
+    }
+
+    /// Every bound pod (not the assumed ones), in no particular order.
+    pub fn bound_pods(&self) -> impl Iterator<Item = &Arc<PodInfo>> {
+        self.pods.values().filter(|s| !s.assumed).map(|s| &s.info)
+    }
+
     /// Whether the pod with this key is assumed: placed by the scheduler, binding not yet observed.
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pods.get(key).is_some_and(|s| s.assumed)

@@ -29,7 +29,7 @@ fn default_profile_plugins_and_weights() {
     let c = cfg(serde_json::json!({})).unwrap();
     let f = &c.build_frameworks().unwrap()[0];
     assert_eq!(f.queue_sort.as_ref().unwrap().name(), "PrioritySort");
-    assert_eq!(names(&f.pre_enqueue), ["SchedulingGates"]);
+    assert_eq!(names(&f.pre_enqueue), ["SchedulingGates", "GangScheduling"]);
     assert_eq!(
         names(&f.filter),
         [

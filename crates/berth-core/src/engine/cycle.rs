@@ -6,6 +6,13 @@ use std::sync::Arc;
 use super::*;
 use crate::scheduler::{FitError, ScheduleError, ScheduleResult};
 
+/// A pod assumed and reserved on a node, not yet through Permit.
+pub(super) struct Placed {
+    pub qpi: QueuedPodInfo,
+    pub state: CycleState,
+    pub result: ScheduleResult,
+}
+
 /// A pod placed (assumed) on a node; the caller runs the binding cycle.
 pub struct Assignment {
     pub queued: QueuedPodInfo,
@@ -64,10 +71,13 @@ pub enum Outcome {
     Skipped(String),
     /// Reserved on a node, held at Permit: see `Engine::take_permitted`.
     Waiting(String),
+    /// A group's cycle: one outcome per member tried.
+    Group(Vec<Outcome>),
 }
 
 impl Engine {
-    /// Pops the next pod and runs one scheduling cycle for it.
+    /// Pops the next pod and runs one scheduling cycle for it (or for its
+    /// whole group: see [`group`](crate::framework::group)).
     pub fn schedule_one(&mut self, now_ms: i64) -> Option<Outcome> {
         self.queue.flush(now_ms);
         let qpi = self.queue.pop()?;
@@ -80,6 +90,25 @@ impl Engine {
             self.queue.done(&key);
             return Some(Outcome::Skipped(key));
         }
+        if let Some((plugin, group)) = self.membership(&qpi.pod_info.pod) {
+            return Some(self.schedule_group(plugin, group, qpi, now_ms));
+        }
+        self.refresh_snapshot(&fwk);
+        let mut state = self.new_cycle_state(&fwk);
+        let pod = qpi.pod_info.clone();
+        let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);
+        match res {
+            Ok(result) => Some(match self.assume_and_reserve(&fwk, qpi, state, result, now_ms) {
+                Ok(placed) => self.permit(placed, fwk, now_ms),
+                Err(f) => Outcome::Failed(f),
+            }),
+            Err(e) => Some(Outcome::Failed(Box::new(self.handle_failure(&fwk, qpi, &state, e, now_ms)))),
+        }
+    }
+
+    /// Brings the snapshot up to date with the cache (in place, unless a
+    /// plugin still holds it) and publishes it to plugins.
+    pub(super) fn refresh_snapshot(&mut self, fwk: &Framework) {
         // Plugins may hold the last snapshot (`Handle::snapshot`); taking it
         // back first lets the update happen in place.
         let host = fwk.handle.host();
@@ -87,43 +116,58 @@ impl Engine {
         self.cache.update_snapshot(Arc::make_mut(&mut self.snapshot));
         host.publish_snapshot(Some(self.snapshot.clone()));
         self.queue.nominator.sync(&self.snapshot);
-        let mut state = CycleState::new();
-        self.attempts += 1;
-        state.record_plugin_metrics = self.attempts % super::PLUGIN_METRICS_SAMPLE_EVERY == 1 && host.observer().times_plugins();
-        let pod = qpi.pod_info.clone();
-        let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);
-        match res {
-            Ok(result) => Some(self.assume_and_reserve(fwk, qpi, state, result, now_ms)),
-            Err(e) => Some(Outcome::Failed(Box::new(self.handle_failure(&fwk, qpi, &state, e, now_ms)))),
-        }
     }
 
-    fn assume_and_reserve(
+    pub(super) fn new_cycle_state(&mut self, fwk: &Framework) -> CycleState {
+        let mut state = CycleState::new();
+        self.attempts += 1;
+        state.record_plugin_metrics =
+            self.attempts % super::PLUGIN_METRICS_SAMPLE_EVERY == 1 && fwk.handle.host().observer().times_plugins();
+        state
+    }
+
+    /// Assumes the pod on the node it was given and runs Reserve; on a
+    /// failure nothing is left assumed or reserved.
+    pub(super) fn assume_and_reserve(
         &mut self,
-        fwk: Arc<Framework>,
+        fwk: &Framework,
         qpi: QueuedPodInfo,
         mut state: CycleState,
         result: ScheduleResult,
         now_ms: i64,
-    ) -> Outcome {
+    ) -> Result<Placed, Box<Failure>> {
         let node = result.node.clone();
         let assumed = Arc::new(qpi.pod_info.on_node(&node));
-        if let Err(e) = self.cache.assume_pod(assumed, &node) {
-            let f = self.fail_with_status(qpi, Status::error(e.to_string()), now_ms);
-            return Outcome::Failed(Box::new(f));
+        if let Err(e) = self.assume(assumed, &node) {
+            return Err(Box::new(self.fail_with_status(qpi, Status::error(e.to_string()), now_ms)));
         }
         let pod = qpi.pod_info.clone();
         let s = fwk.run_reserve(&mut state, &pod, &node);
         if !s.is_success() {
             fwk.run_unreserve(&mut state, &pod, &node);
-            let _ = self.cache.forget_pod(&pod.key());
-            let f = self.fail_with_status(qpi, s, now_ms);
-            return Outcome::Failed(Box::new(f));
+            self.forget(&pod.key());
+            return Err(Box::new(self.fail_with_status(qpi, s, now_ms)));
         }
+        Ok(Placed { qpi, state, result })
+    }
+
+    /// Undoes `assume_and_reserve` (a group that did not fit).
+    pub(super) fn unreserve(&mut self, fwk: &Framework, placed: &mut Placed) {
+        let pod = placed.qpi.pod_info.clone();
+        fwk.run_unreserve(&mut placed.state, &pod, &placed.result.node);
+        self.forget(&pod.key());
+    }
+
+    /// Runs Permit for a reserved pod: it goes on to binding, waits, or is
+    /// unreserved and requeued.
+    pub(super) fn permit(&mut self, placed: Placed, fwk: Arc<Framework>, now_ms: i64) -> Outcome {
+        let Placed { qpi, mut state, result } = placed;
+        let node = result.node.clone();
+        let pod = qpi.pod_info.clone();
         let (s, waits) = fwk.run_permit(&mut state, &pod, &node, &mut self.waiting);
         if !s.is_success() && s.code != Code::Wait {
             fwk.run_unreserve(&mut state, &pod, &node);
-            let _ = self.cache.forget_pod(&pod.key());
+            self.forget(&pod.key());
             let f = self.fail_with_status(qpi, s, now_ms);
             return Outcome::Failed(Box::new(f));
         }
@@ -148,6 +192,21 @@ impl Engine {
         self.waiting.insert(key.clone(), WaitingPod { pod, node, pending, rejected: None });
         self.parked.insert(key.clone(), a);
         Outcome::Waiting(key)
+    }
+
+    /// Assumes a pod on a node in the cache (and counts it placed in its group).
+    fn assume(&mut self, info: Arc<PodInfo>, node: &str) -> Result<(), crate::cache::CacheError> {
+        let key = info.key();
+        self.cache.assume_pod(info, node)?;
+        self.groups.set_placed(&key, true);
+        Ok(())
+    }
+
+    /// Forgets an assumed pod (and counts it no longer placed in its group).
+    pub(super) fn forget(&mut self, key: &str) {
+        if self.cache.forget_pod(key).is_ok() {
+            self.groups.set_placed(key, false);
+        }
     }
 
     /// Pods held at Permit that can move on: those every plugin allowed (to
@@ -178,7 +237,7 @@ impl Engine {
                 Some(s) => {
                     let pod = a.queued.pod_info.clone();
                     a.framework.run_unreserve(&mut a.state, &pod, &a.node);
-                    let _ = self.cache.forget_pod(&key);
+                    self.forget(&key);
                     failed.push(self.fail_with_status(a.queued, s, now_ms));
                 }
             }
@@ -197,13 +256,13 @@ impl Engine {
         }
         let pod = a.queued.pod_info.clone();
         a.framework.run_unreserve(&mut a.state, &pod, &a.node);
-        let _ = self.cache.forget_pod(&key);
+        self.forget(&key);
         // The freed room may help others.
         self.queue.on_event(ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"), EventObject::None, now_ms);
         Some(self.fail_with_status(a.queued, status, now_ms))
     }
 
-    fn fail_with_status(&mut self, mut qpi: QueuedPodInfo, s: Status, now_ms: i64) -> Failure {
+    pub(super) fn fail_with_status(&mut self, mut qpi: QueuedPodInfo, s: Status, now_ms: i64) -> Failure {
         let reason = if s.is_rejected() { "Unschedulable" } else { "SchedulerError" };
         qpi.unschedulable_plugins.clear();
         if s.is_rejected() && !s.plugin.is_empty() {

@@ -10,6 +10,7 @@
 
 mod cycle;
 mod evictions;
+mod groups;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ use crate::scheduler::CycleRunner;
 
 pub use cycle::{Assignment, Failure, Outcome};
 use evictions::{marked_evicting, Evicting};
+pub use groups::ERR_POD_GROUP_UNSCHEDULABLE;
 
 /// How the engine schedules, besides its profiles.
 #[derive(Default)]
@@ -69,6 +71,12 @@ pub struct Engine {
     adopt_all_pods: bool,
     /// Scheduling attempts so far (for sampling plugin metrics).
     attempts: u64,
+    /// The members of every pod group (shared with plugins through the handle).
+    groups: Arc<PodGroups>,
+    /// Per profile, the plugins that group pods (`Plugin::pod_group`).
+    group_plugins: Vec<Vec<Arc<dyn Plugin>>>,
+    /// How each group's last cycle ended, by group key.
+    group_results: HashMap<String, GroupResult>,
 }
 
 /// A duration as Go's `%v` prints whole seconds or milliseconds.
@@ -112,7 +120,12 @@ impl Engine {
                 queue.register_events(p.name(), events);
             }
         }
+        let groups = profiles[0].handle.host().pod_groups().clone();
+        let group_plugins = profiles.iter().map(|p| p.all_plugins().into_iter().filter(|p| p.has_pod_group()).collect()).collect();
         Engine {
+            groups,
+            group_plugins,
+            group_results: HashMap::new(),
             cache: Cache::new(),
             queue,
             snapshot: Arc::new(Snapshot::default()),
@@ -265,6 +278,7 @@ impl Engine {
         if pod.node_name.is_some() {
             let key = pod.key();
             self.queue.delete(&key);
+            self.track_group(&pod, true);
             let _ = self.cache.add_pod(pod.clone());
             self.queue.on_event(
                 ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"),
@@ -272,7 +286,16 @@ impl Engine {
                 now_ms,
             );
         } else if self.owns(&pod.scheduler_name) && !pod.terminating {
-            self.queue.add(Arc::new(PodInfo::from_arc(pod)), now_ms);
+            let member = self.track_group(&pod, false);
+            self.queue.add(Arc::new(PodInfo::from_arc(pod.clone())), now_ms);
+            if member {
+                // Gated members of its group may now have enough company.
+                self.queue.on_event(
+                    ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd"),
+                    EventObject::Pod { old: None, new: Some(pod) },
+                    now_ms,
+                );
+            }
         }
     }
 
@@ -301,6 +324,7 @@ impl Engine {
             let was_known = self.cache.pod_info(&key).is_some_and(|p| !self.cache.is_assumed(&key) || p.pod.node_name.is_some());
             self.queue.delete(&key);
             if was_known && !self.cache.is_assumed(&key) {
+                self.track_group(&pod, true);
                 let _ = self.cache.update_pod(pod.clone());
                 let mut bits = action::UPDATE_POD_OTHER;
                 if let Some(o) = old {
@@ -321,7 +345,9 @@ impl Engine {
             }
         } else if pod.terminating {
             self.queue.delete(&key);
+            self.groups.remove(&key);
         } else if self.owns(&pod.scheduler_name) {
+            self.track_group(&pod, false);
             let info = Arc::new(PodInfo::from_arc(pod.clone()));
             match old {
                 Some(o) if !o.differs_beyond_status(&pod) => self.queue.update_status_only(info, now_ms),
@@ -336,6 +362,7 @@ impl Engine {
         self.evicting.remove(&key);
         self.preempting.remove(&key);
         self.queue.delete(&key);
+        self.groups.remove(&key);
         if self.waiting.remove(&key).is_some() {
             if let Some(mut a) = self.parked.remove(&key) {
                 let pi = a.queued.pod_info.clone();

@@ -234,3 +234,224 @@ fn a_plugin_that_names_no_events_is_retried_on_any() {
     e.add_node(make_node("m1").capacity(4000, 8 << 30, 110).obj(), 10);
     assert_ne!(e.queue.location("default/p"), Some(Location::Unschedulable), "a node add wakes it");
 }
+
+// ---- pod groups ------------------------------------------------------------
+
+mod groups {
+    use super::*;
+    use crate::plugins::gang_scheduling::POD_GROUP;
+
+    /// The default profile (GangScheduling included) on `nodes` nodes of 4 CPUs.
+    fn engine(nodes: usize) -> Engine {
+        let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
+        let fwk = cfg.build_frameworks().unwrap().remove(0);
+        let mut e = Engine::new(vec![fwk], EngineConfig { adopt_all_pods: true, ..Default::default() });
+        for i in 0..nodes {
+            e.add_node(make_node(&format!("n{i}")).capacity(4000, 8 << 30, 110).obj(), 0);
+        }
+        e
+    }
+
+    fn gang(e: &mut Engine, name: &str, min_count: i32) {
+        let host = e.profiles[0].handle.host();
+        let policy = if min_count == 0 { serde_json::json!({"basic": {}}) } else { serde_json::json!({"gang": {"minCount": min_count}}) };
+        host.apply_object(
+            &POD_GROUP,
+            &serde_json::json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"schedulingPolicy": policy}}),
+        )
+        .unwrap();
+        e.object_changed(POD_GROUP, action::ADD, 0);
+    }
+
+    /// Runs cycles until none is left, binding what is assigned; returns the
+    /// pods bound (key -> node) and the last failure message per pod.
+    fn run(e: &mut Engine, now: i64) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut bound = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(now)).collect();
+        while let Some(o) = outcomes.pop() {
+            match o {
+                Outcome::Group(members) => outcomes.extend(members),
+                Outcome::Assigned(a) => {
+                    let key = a.queued.key();
+                    bound.insert(key.clone(), a.node.clone());
+                    failed.remove(&key);
+                    e.binding_done(*a, Status::success(), now);
+                    e.confirm_binding(&key, now);
+                }
+                Outcome::Failed(f) => {
+                    failed.insert(f.pod.key(), f.message);
+                }
+                Outcome::Waiting(_) | Outcome::Skipped(_) => {}
+            }
+        }
+        (bound, failed)
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_gang_waits_for_its_group_and_min_count_then_is_placed_whole() {
+        let mut e = engine(2);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("w{i}")).group("train").req(1000, 0).obj(), 0);
+        }
+        assert_eq!(e.queue.counts().gated, 3, "no PodGroup yet");
+        gang(&mut e, "train", 4);
+        assert_eq!(e.queue.counts().gated, 3, "3 of minCount 4");
+        let (bound, _) = run(&mut e, 0);
+        assert!(bound.is_empty());
+        e.add_pod(make_pod("w3").group("train").req(1000, 0).obj(), 0);
+        assert_eq!(e.queue.counts().gated, 0, "the fourth member releases the others");
+        let (bound, failed) = run(&mut e, 0);
+        assert_eq!(bound.len(), 4, "{failed:?}");
+        assert_eq!(e.attempts(), 4, "one cycle tried each member once");
+    }
+
+    #[test]
+    fn a_gang_that_cannot_fit_keeps_nothing_and_says_why() {
+        let mut e = engine(2);
+        gang(&mut e, "big", 3);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("w{i}")).group("big").req(3000, 0).obj(), 0);
+        }
+        let (bound, failed) = run(&mut e, 0);
+        assert!(bound.is_empty(), "{bound:?}");
+        assert_eq!(e.cache.assumed_count(), 0, "nothing left assumed");
+        let msgs: Vec<&str> = failed.values().map(String::as_str).collect();
+        assert!(msgs.contains(&"0/2 nodes are available: 2 Insufficient cpu."), "{msgs:?}");
+        assert_eq!(
+            msgs.iter()
+                .filter(|m| **m
+                    == "pod group is unschedulable, minCount (3) cannot be satisfied: 2 scheduled, 0 remaining, pod group preemption: No preemption victims found for incoming preemptor")
+                .count(),
+            2,
+            "{msgs:?}"
+        );
+        e.cache.update_snapshot(Arc::make_mut(&mut e.snapshot));
+        assert_eq!(e.snapshot().get("n0").unwrap().requested.milli_cpu, 0);
+    }
+
+    #[test]
+    fn two_gangs_that_fit_alone_but_not_together_take_turns_whole() {
+        let mut e = engine(2);
+        gang(&mut e, "a", 2);
+        gang(&mut e, "b", 2);
+        for g in ["a", "b"] {
+            for i in 0..2 {
+                e.add_pod(make_pod(&format!("{g}{i}")).group(g).req(3000, 0).obj(), 0);
+            }
+        }
+        let (bound, failed) = run(&mut e, 0);
+        assert_eq!(bound.len(), 2, "{bound:?} {failed:?}");
+        let first: std::collections::BTreeSet<char> = bound.keys().map(|k| k.chars().nth(8).unwrap()).collect();
+        assert_eq!(first.len(), 1, "one whole gang: {bound:?}");
+        assert_eq!(e.cache.assumed_count(), 0);
+        // The placed gang finishes: the other one is retried and placed whole.
+        for (k, _) in bound {
+            let pod = e.cache.pod_info(&k).unwrap().pod.clone();
+            e.delete_pod(&pod, 1000);
+        }
+        let (bound, failed) = run(&mut e, 20_000);
+        assert_eq!(bound.len(), 2, "{bound:?} {failed:?}");
+    }
+
+    #[test]
+    fn a_basic_group_places_what_fits_and_extra_gang_members_fail_alone() {
+        let mut e = engine(1);
+        gang(&mut e, "basic", 0);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("b{i}")).group("basic").req(1500, 0).obj(), 0);
+        }
+        let (bound, failed) = run(&mut e, 0);
+        assert_eq!((bound.len(), failed.len()), (2, 1), "{failed:?}");
+        assert_eq!(failed.values().next().unwrap(), "0/1 nodes are available: 1 Insufficient cpu.");
+    }
+
+    #[test]
+    fn a_gang_preempts_lower_priority_pods_only_when_the_whole_gang_then_fits() {
+        let mut e = engine(3);
+        // Low-priority pods fill n0 and n1; n2 has a low pod too, but room left.
+        for (name, node) in [("low-0", "n0"), ("low-1", "n1"), ("low-2", "n2")] {
+            e.add_pod(make_pod(name).priority(1).req(3000, 0).node(node).start(1).obj(), 0);
+        }
+        // A gang of three 3-CPU pods at priority 100 fits only if low-0 and
+        // low-1 go... and one more: so all three go.
+        gang(&mut e, "hi", 3);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("h{i}")).group("hi").priority(100).req(3000, 0).obj(), 0);
+        }
+        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
+        let mut victims = Vec::new();
+        let mut nominated = Vec::new();
+        while let Some(o) = outcomes.pop() {
+            match o {
+                Outcome::Group(m) => outcomes.extend(m),
+                Outcome::Failed(f) => {
+                    victims.extend(f.victims.iter().map(|v| v.key()));
+                    nominated.extend(f.nominated_node.clone());
+                    assert!(
+                        f.message.ends_with("pod group preemption: found a placement for podgroup, preempting 3 victims"),
+                        "{}",
+                        f.message
+                    );
+                }
+                Outcome::Assigned(_) => panic!("nothing binds before the victims are gone"),
+                _ => {}
+            }
+        }
+        victims.sort();
+        nominated.sort();
+        assert_eq!(victims, ["default/low-0", "default/low-1", "default/low-2"]);
+        assert_eq!(nominated, ["n0", "n1", "n2"]);
+        assert_eq!(e.cache.assumed_count(), 0);
+        // The victims go; the gang is placed whole on the room they left.
+        for v in ["low-0", "low-1", "low-2"] {
+            let pod = e.cache.pod_info(&format!("default/{v}")).unwrap().pod.clone();
+            e.delete_pod(&pod, 1000);
+        }
+        let (bound, failed) = run(&mut e, 30_000);
+        assert_eq!(bound.len(), 3, "{failed:?}");
+    }
+
+    #[test]
+    fn a_gang_that_would_not_fit_even_after_preemption_evicts_nothing() {
+        let mut e = engine(2);
+        e.add_pod(make_pod("low").priority(1).req(3000, 0).node("n0").obj(), 0);
+        gang(&mut e, "hi", 3);
+        for i in 0..3 {
+            e.add_pod(make_pod(&format!("h{i}")).group("hi").priority(100).req(3000, 0).obj(), 0);
+        }
+        let (bound, failed) = run(&mut e, 0);
+        assert!(bound.is_empty());
+        assert!(
+            failed.values().any(|m| m
+                .ends_with("pod group preemption: pod group is unschedulable, minCount (3) cannot be satisfied: 2 scheduled, 1 remaining")),
+            "{failed:?}"
+        );
+        assert!(!e.cache.pod_info("default/low").unwrap().pod.terminating, "the low pod stays");
+        assert_eq!(e.evicting(), 0);
+    }
+
+    #[test]
+    fn a_gang_spares_victims_it_does_not_need() {
+        let mut e = engine(3);
+        for (name, node) in [("low-0", "n0"), ("low-1", "n1"), ("low-2", "n2")] {
+            e.add_pod(make_pod(name).priority(1).req(3000, 0).node(node).start(1).obj(), 0);
+        }
+        gang(&mut e, "hi", 2);
+        for i in 0..2 {
+            e.add_pod(make_pod(&format!("h{i}")).group("hi").priority(100).req(3000, 0).obj(), 0);
+        }
+        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
+        let mut victims = Vec::new();
+        while let Some(o) = outcomes.pop() {
+            match o {
+                Outcome::Group(m) => outcomes.extend(m),
+                Outcome::Failed(f) => victims.extend(f.victims.iter().map(|v| v.key())),
+                _ => {}
+            }
+        }
+        assert_eq!(victims.len(), 2, "two of the three low pods: {victims:?}");
+    }
+}

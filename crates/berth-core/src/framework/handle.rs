@@ -322,6 +322,14 @@ impl Observer for NoObserver {
     }
 }
 
+/// Runs work off the scheduling thread: see [`Handle::in_background`].
+/// A runtime offers it with `PluginHost::with_service(Background(...))`.
+#[derive(Clone)]
+pub struct Background(pub Arc<dyn Fn(Work) + Send + Sync>);
+
+/// A piece of work for [`Background`].
+pub type Work = Box<dyn FnOnce() + Send>;
+
 /// Why a write failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -379,6 +387,20 @@ pub trait ObjectWriter: Send + Sync {
         name: &str,
         patch: &serde_json::Value,
     ) -> Result<serde_json::Value, WriteError>;
+
+    /// As [`merge_patch`](ObjectWriter::merge_patch), through the object's
+    /// `status` subresource (kinds that have one ignore status changes made
+    /// any other way). The default patches the object itself, which is
+    /// right for runtimes without subresources (the simulator).
+    fn merge_patch_status(
+        &self,
+        kind: &ObjectKind,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, WriteError> {
+        self.merge_patch(kind, namespace, name, patch)
+    }
 }
 
 type Applier = Box<dyn Fn(&ObjectKey, Option<&serde_json::Value>) -> Result<(), ObjectError> + Send + Sync>;
@@ -396,6 +418,7 @@ struct Shared {
     services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     writer: Option<Arc<dyn ObjectWriter>>,
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    groups: Arc<super::group::PodGroups>,
 }
 
 /// The runtime's side of the handles: `berth run`, `berth simulate` and
@@ -425,7 +448,15 @@ impl PluginHost {
         services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
         writer: Option<Arc<dyn ObjectWriter>>,
     ) -> PluginHost {
-        let shared = Shared { declared: Mutex::new(Vec::new()), events, observer, services, writer, snapshot: Mutex::new(None) };
+        let shared = Shared {
+            declared: Mutex::new(Vec::new()),
+            events,
+            observer,
+            services,
+            writer,
+            snapshot: Mutex::new(None),
+            groups: Arc::default(),
+        };
         PluginHost { shared: Arc::new(shared) }
     }
 
@@ -515,6 +546,11 @@ impl PluginHost {
     /// Where measurements go.
     pub fn observer(&self) -> &Arc<dyn Observer> {
         &self.shared.observer
+    }
+
+    /// The members of every pod group, which the engine keeps.
+    pub(crate) fn pod_groups(&self) -> &Arc<super::group::PodGroups> {
+        &self.shared.groups
     }
 
     /// Makes `snapshot` the one [`Handle::snapshot`] returns.
@@ -610,6 +646,31 @@ impl Handle {
     /// for the others (Reserve, Permit, the binding cycle).
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many members of the pod group `key` (a
+    /// [`GroupMembership::key`](super::GroupMembership::key)) Berth knows,
+    /// and how many of them are on nodes. See [`group`](super::group).
+    pub fn pod_group_counts(&self, key: &str) -> super::GroupCounts {
+        self.shared.groups.counts(key)
+    }
+
+    /// The key of the pod group the pod `namespace/name` is a member of, if
+    /// some plugin of its profile groups it (see [`group`](super::group)).
+    pub fn pod_group_of(&self, pod_key: &str) -> Option<String> {
+        self.shared.groups.group_of(pod_key)
+    }
+
+    /// Runs `work` off the scheduling thread when the runtime provides a
+    /// [`Background`] service (`berth run` does: its blocking pool), and
+    /// right here otherwise (the simulator, whose writes are in memory and
+    /// must happen in order). For writes a plugin makes outside the binding
+    /// cycle, e.g. a group's status after its cycle.
+    pub fn in_background(&self, work: impl FnOnce() + Send + 'static) {
+        match self.get::<Background>() {
+            Some(b) => (b.0)(Box::new(work)),
+            None => work(),
+        }
     }
 
     /// A service of the runtime by type, e.g. `kube::Client` in `berth run`.

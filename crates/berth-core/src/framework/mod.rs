@@ -3,6 +3,7 @@
 
 pub mod cycle_state;
 pub mod events;
+pub mod group;
 pub mod handle;
 pub mod helper;
 pub mod memo;
@@ -18,9 +19,10 @@ use std::sync::Arc;
 
 pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
+pub use group::{GroupCounts, GroupMembership, GroupResult, PodGroups};
 pub use handle::{
-    CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind, ObjectRef,
-    ObjectWriter, Observer, PluginHost, Store, WriteError,
+    Background, CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind,
+    ObjectRef, ObjectWriter, Observer, PluginHost, Store, WriteError,
 };
 pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;

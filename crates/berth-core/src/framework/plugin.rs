@@ -305,6 +305,8 @@ pub struct ExtensionPoints(u32);
 const PRE_FILTER_EXTENSIONS: u32 = 1 << 16;
 /// `normalize_score` defined.
 const NORMALIZE_SCORE: u32 = 1 << 17;
+/// Bit of `pod_group` (and `pod_group_result`).
+const POD_GROUP: u32 = 1 << 18;
 
 impl ExtensionPoints {
     /// Whether the set holds `point`.
@@ -569,6 +571,23 @@ pub trait Plugin: Send + Sync + 'static {
     /// **PostBind**: informational, after a successful Bind (clean-up,
     /// notifications). Cannot fail.
     fn post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {}
+
+    /// **PodGroup**: the group `pod` belongs to, if this plugin groups pods
+    /// (see [`group`](super::group)). Members of a group are scheduled in
+    /// one cycle and placed all together (at least `min_count` of them) or
+    /// not at all. Called whenever a pod arrives or changes, and when a
+    /// member leaves the queue: read only the pod and your stores, keep it
+    /// cheap. The first plugin of a profile that answers decides.
+    fn pod_group(&self, pod: &Pod) -> Option<super::GroupMembership> {
+        None
+    }
+
+    /// **PodGroup, result**: a scheduling cycle of one of the groups this
+    /// plugin answered for has ended. Write the group's status here. Runs
+    /// on the scheduling thread: a write that may block (live, a network
+    /// call) belongs on another thread, e.g. the `tokio::runtime::Handle`
+    /// service of [`Handle::get`](super::Handle::get).
+    fn pod_group_result(&self, result: &super::GroupResult) {}
 }
 
 impl dyn Plugin {
@@ -581,6 +600,11 @@ impl dyn Plugin {
     /// Whether `add_pod`/`remove_pod` keep PreFilter state current (preemption).
     pub fn has_pre_filter_extensions(&self) -> bool {
         self.__extension_points() & PRE_FILTER_EXTENSIONS != 0
+    }
+
+    /// Whether the plugin groups pods (`pod_group`).
+    pub fn has_pod_group(&self) -> bool {
+        self.__extension_points() & POD_GROUP != 0
     }
 
     /// Whether Score results go through `normalize_score`.

@@ -3,6 +3,7 @@
 //! configuration names to constructors. Adding a plugin: a folder here and
 //! one line in `registry()`.
 
+pub mod coscheduling;
 pub mod default_binder;
 pub mod default_preemption;
 pub mod domain_memo;
@@ -56,7 +57,7 @@ pub(crate) fn bump_count(map: &mut std::collections::HashMap<String, i64>, key: 
 
 /// Every built-in plugin by its configuration name (`Registry::builtin`).
 pub(crate) fn registry() -> Registry {
-    let builtins: [(&'static str, Builtin); 16] = [
+    let builtins: [(&'static str, Builtin); 15] = [
         (queue_sort::NAME, queue_sort::new),
         (scheduling_gates::NAME, scheduling_gates::new),
         (node_name::NAME, node_name::new),
@@ -72,13 +73,16 @@ pub(crate) fn registry() -> Registry {
         (default_preemption::NAME, default_preemption::new),
         (default_binder::NAME, default_binder::new),
         (node_declared_features::NAME, node_declared_features::new),
-        (gang_scheduling::NAME, gang_scheduling::new),
     ];
     let mut r = Registry::new();
     for (name, new) in builtins {
         r.register_arc(name, move |args, _handle| new(args.raw()).map_err(PluginError::InvalidArgs)).expect("built-in names are unique");
     }
-    for (name, new) in volume::constructors() {
+    let groups: [(&'static str, volume::WithHandle); 2] = [
+        (gang_scheduling::NAME, |_, h| Ok(Arc::new(gang_scheduling::GangScheduling::new(h)))),
+        (coscheduling::NAME, |args, h| Ok(Arc::new(coscheduling::Coscheduling::new(args, h)?))),
+    ];
+    for (name, new) in volume::constructors().into_iter().chain(groups) {
         r.register_arc(name, move |args, handle| new(args.raw(), handle).map_err(PluginError::InvalidArgs))
             .expect("built-in names are unique");
     }

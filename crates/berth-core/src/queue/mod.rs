@@ -10,7 +10,7 @@
 mod heap;
 mod nominator;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::framework::{ClusterEvent, ClusterEventWithHint, EventObject, PodInfo, QueuedPodInfo, QueueingHint};
@@ -78,6 +78,8 @@ pub struct SchedulingQueue {
     in_flight_events: Vec<(u64, ClusterEvent, EventObject)>,
     seq: u64,
     arrivals: u64,
+    /// Unschedulable pods held back by `hold` (not by PreEnqueue).
+    held: HashSet<String>,
     pub nominator: Nominator,
 }
 
@@ -95,6 +97,7 @@ impl SchedulingQueue {
             in_flight_events: Vec::new(),
             seq: 0,
             arrivals: 0,
+            held: HashSet::new(),
             nominator: Nominator::default(),
         }
     }
@@ -205,6 +208,7 @@ impl SchedulingQueue {
     /// The pod was deleted or bound by someone else.
     pub fn delete(&mut self, key: &str) {
         self.nominator.remove(key);
+        self.held.remove(key);
         match self.where_is.remove(key) {
             Some(Location::Active) => {
                 self.active.remove(key);
@@ -406,20 +410,63 @@ impl SchedulingQueue {
             return 0;
         }
         let wildcard = ev.resource == crate::framework::EventResource::WildCard;
-        let mut movers: Vec<(u64, String)> = self
+        // Pods a PreEnqueue plugin gated run it again on the events that
+        // plugin registered (not on wildcard flushes); held pods wait for `release`.
+        let mut movers: Vec<(u64, String, bool)> = self
             .unschedulable
             .iter()
-            .filter(|(_, q)| !q.gated && (wildcard || self.hint(q, &ev, &obj) == QueueingHint::Queue))
-            .map(|(k, q)| (q.seq, k.clone()))
+            .filter(|(k, q)| {
+                if q.gated {
+                    !wildcard && !self.held.contains(*k) && self.hint(q, &ev, &obj) == QueueingHint::Queue
+                } else {
+                    wildcard || self.hint(q, &ev, &obj) == QueueingHint::Queue
+                }
+            })
+            .map(|(k, q)| (q.seq, k.clone(), q.gated))
             .collect();
         // Arrival order, so equal pods keep their relative order.
         movers.sort();
-        let movers: Vec<String> = movers.into_iter().map(|(_, k)| k).collect();
-        let n = movers.len();
-        for k in movers {
-            self.requeue_unschedulable(&k, now_ms);
+        let mut n = 0;
+        for (_, k, gated) in movers {
+            if gated {
+                let q = self.unschedulable.remove(&k).expect("listed");
+                self.where_is.remove(&k);
+                self.enqueue_new(q);
+                n += usize::from(self.where_is.get(&k) == Some(&Location::Active));
+            } else {
+                self.requeue_unschedulable(&k, now_ms);
+                n += 1;
+            }
         }
         n
+    }
+
+    /// Takes the pods `keys` that wait in the queue (active, backing off, or
+    /// unschedulable but not gated or held) out of it, as `pop` does: the
+    /// other members of a group whose member was popped. Pods elsewhere
+    /// (gated, in flight, unknown) are left where they are.
+    pub fn take(&mut self, keys: &[String]) -> Vec<QueuedPodInfo> {
+        let mut out = Vec::new();
+        for key in keys {
+            let q = match self.where_is.get(key).copied() {
+                Some(Location::Active) => self.active.remove(key),
+                Some(Location::Backoff) => {
+                    let i = self.backoff.iter().position(|q| &q.key() == key);
+                    i.map(|i| self.backoff.remove(i))
+                }
+                Some(Location::Unschedulable) if !self.held.contains(key) && self.unschedulable.get(key).is_some_and(|q| !q.gated) => {
+                    self.unschedulable.remove(key)
+                }
+                _ => None,
+            };
+            let Some(mut q) = q else { continue };
+            q.attempts += 1;
+            self.seq += 1;
+            self.in_flight.insert(key.clone(), self.seq);
+            self.where_is.insert(key.clone(), Location::InFlight);
+            out.push(q);
+        }
+        out
     }
 
     /// A higher-priority preemptor took `key`'s nominated node (upstream's
@@ -460,6 +507,7 @@ impl SchedulingQueue {
     pub fn hold(&mut self, key: &str) {
         if let Some(q) = self.unschedulable.get_mut(key) {
             q.gated = true;
+            self.held.insert(key.to_string());
         }
     }
 
@@ -467,6 +515,7 @@ impl SchedulingQueue {
     pub fn release(&mut self, key: &str, now_ms: i64) {
         if let Some(q) = self.unschedulable.get_mut(key).filter(|q| q.gated) {
             q.gated = false;
+            self.held.remove(key);
             self.requeue_unschedulable(key, now_ms);
         }
     }

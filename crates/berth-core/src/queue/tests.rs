@@ -133,3 +133,43 @@ fn delete_removes_everywhere() {
     assert!(q.pop().is_none());
     assert!(q.is_empty());
 }
+
+/// A gated pod runs PreEnqueue again on an event its gating plugin
+/// registered (GangScheduling: another member arrived), not on others; a
+/// preemptor held by `hold` stays held whatever happens.
+#[test]
+fn gated_pods_retry_pre_enqueue_on_their_plugins_events_and_held_pods_wait_for_release() {
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let o = open.clone();
+    let less: LessFn = Arc::new(|a: &QueuedPodInfo, b: &QueuedPodInfo| a.timestamp < b.timestamp);
+    let gate: PreEnqueueFn = Arc::new(move |_p: &Pod| {
+        if o.load(std::sync::atomic::Ordering::SeqCst) {
+            Status::success()
+        } else {
+            Status::unresolvable("waiting for minCount pods").with_plugin("Gang")
+        }
+    });
+    let mut q = SchedulingQueue::new(QueueConfig::default(), less, gate);
+    let pod_add = ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd");
+    q.register_events("Gang", vec![ClusterEventWithHint::new(pod_add.clone())]);
+    q.add(info("m0", 0), 0);
+    assert_eq!(q.counts().gated, 1);
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    q.on_event(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"), EventObject::None, 1);
+    q.on_event(ClusterEvent::wildcard(), EventObject::None, 1);
+    assert_eq!(q.counts().gated, 1, "neither an unrelated event nor a flush runs PreEnqueue again");
+    q.on_event(pod_add.clone(), EventObject::None, 1);
+    assert_eq!((q.counts().gated, q.counts().active), (0, 1));
+    // A held preemptor is gated too, but only `release` lets it go.
+    let p = q.pop().unwrap();
+    let mut p = p;
+    p.unschedulable_plugins.insert("Gang");
+    q.add_unschedulable(p, 2);
+    q.hold("default/m0");
+    q.on_event(pod_add, EventObject::None, 3);
+    assert_eq!(q.counts().gated, 1, "held");
+    assert!(q.take(&["default/m0".to_string()]).is_empty(), "a held pod is not taken with its group");
+    q.release("default/m0", 20_000);
+    assert_eq!(q.take(&["default/m0".to_string(), "default/none".to_string()]).len(), 1);
+    assert_eq!(q.location("default/m0"), Some(Location::InFlight));
+}
