@@ -47,13 +47,7 @@ def outcomes(path):
 
 # Why Berth fails tests that kube-scheduler passes, where the cause is known
 # and is work still to do: (a substring of the test's name, the reason).
-KNOWN_GAPS = [
-    (
-        "[FeatureGate:GenericWorkload]",
-        "gang scheduling (native PodGroups, workload-aware preemption) is not modelled yet: Berth keeps "
-        "the group's pods pending with a reason rather than place them one by one (issue 14)",
-    ),
-]
+KNOWN_GAPS = []
 
 
 def known_gap(name):

@@ -27,7 +27,10 @@ use serde_json::{json, Value};
 
 mod plot;
 
-const WORKLOADS: [&str; 6] = ["SchedulingBasic", "PodAntiAffinity", "TopologySpreading", "NodeAffinity", "Preemption", "Mixed"];
+const WORKLOADS: [&str; 8] =
+    ["SchedulingBasic", "PodAntiAffinity", "TopologySpreading", "NodeAffinity", "Preemption", "Mixed", "GangScheduling", "GangMixed"];
+/// Pods per native PodGroup (gang, minCount = size) in the gang workloads.
+const GANG_SIZE: usize = 50;
 const SCHEDULER_NAME: &str = "bench";
 const ZONES: usize = 3;
 
@@ -181,14 +184,61 @@ fn pod_spec(workload: &str, i: usize) -> Value {
             spec["priorityClassName"] = json!("bench-high");
             spec["containers"][0]["resources"]["requests"] = json!({"cpu": "1", "memory": "1Gi"});
         }
+        "GangScheduling" | "GangMixed" => {
+            // scheduler_perf's gang pods: 100m / 100Mi. In GangMixed each odd
+            // gang's first member asks for more than a node has.
+            let gang = i / GANG_SIZE;
+            spec["schedulingGroup"] = json!({"podGroupName": format!("gang-{gang}")});
+            let cpu = if workload == "GangMixed" && gang % 2 == 1 && i % GANG_SIZE == 0 { "5" } else { "100m" };
+            spec["containers"][0]["resources"]["requests"] = json!({"cpu": cpu, "memory": "100Mi"});
+        }
         _ => {}
     }
     json!({"metadata": {"name": format!("p-{i:06}"), "labels": labels}, "spec": spec})
 }
 
+/// How many of `pods` measured pods a correct scheduler binds.
+fn placeable(workload: &str, pods: usize) -> usize {
+    match workload {
+        "GangMixed" => (0..pods).filter(|i| (i / GANG_SIZE) % 2 == 0).count(),
+        _ => pods,
+    }
+}
+
+/// The native PodGroups of the gang workloads (minCount = the gang's size),
+/// made before their pods as the Job controller does.
+async fn pod_groups(c: &kube::Client, ns: &str, pods: usize) -> Result<()> {
+    let ar = kube::core::ApiResource {
+        group: "scheduling.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: "scheduling.k8s.io/v1beta1".into(),
+        kind: "PodGroup".into(),
+        plural: "podgroups".into(),
+    };
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(c.clone(), ns, &ar);
+    for_each_concurrent(pods.div_ceil(GANG_SIZE), 32, |g| {
+        let api = api.clone();
+        async move {
+            let size = GANG_SIZE.min(pods - g * GANG_SIZE);
+            let o: kube::core::DynamicObject = from_json(json!({"apiVersion": "scheduling.k8s.io/v1beta1", "kind": "PodGroup",
+                "metadata": {"name": format!("gang-{g}")}, "spec": {"schedulingPolicy": {"gang": {"minCount": size}}}}));
+            match api.create(&PostParams::default(), &o).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()), // from an earlier run
+                Err(e) => Err(e).context("creating PodGroups (does the API server serve scheduling.k8s.io/v1beta1?)"),
+            }
+        }
+    })
+    .await
+}
+
 /// Pods present before the measured ones: for Preemption, every node full of
-/// low-priority pods (4 × 1 CPU), so each measured pod needs one victim.
-async fn init_pods(c: &kube::Client, ns: &str, workload: &str, nodes: usize) -> Result<()> {
+/// low-priority pods (4 × 1 CPU), so each measured pod needs one victim. For
+/// the gang workloads, their PodGroups.
+async fn init_pods(c: &kube::Client, ns: &str, workload: &str, nodes: usize, pods: usize) -> Result<()> {
+    if workload.starts_with("Gang") {
+        return pod_groups(c, ns, pods).await;
+    }
     if workload != "Preemption" {
         return Ok(());
     }
@@ -264,11 +314,22 @@ fn start_scheduler(which: &str, bin: &Path, config: &Path, log: &Path) -> Result
         "kube-scheduler" => {
             let mut c = Command::new(bin.join("controlplane"));
             c.args(["kube-scheduler", "--config"]).arg(config).args(["--secure-port", "0", "-v", "0"]);
+            // The API server's gates (GenericWorkload on 1.37: native gangs).
+            let gates = feature_gates();
+            if !gates.is_empty() {
+                c.arg(format!("--feature-gates={gates}"));
+            }
             c
         }
         other => bail!("unknown scheduler {other}"),
     };
     Ok(Proc(cmd.stdout(log.try_clone()?).stderr(log).spawn().with_context(|| format!("starting {which}"))?))
+}
+
+/// The feature gates the test environment's components run with (testenv/versions.sh).
+fn feature_gates() -> String {
+    let out = Command::new("bash").arg("-c").arg(". testenv/versions.sh && printf %s \"$KUBE_FEATURE_GATES\"").current_dir(repo()).output();
+    out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
 /// The physical limit: binds every pending pod of the namespace to the next
@@ -386,7 +447,8 @@ async fn one_run(
     }
     let pods = Api::<Pod>::namespaced(c.clone(), &ns);
     wait_no_pods(&pods).await?;
-    init_pods(c, &ns, workload, args.nodes).await?;
+    init_pods(c, &ns, workload, args.nodes, args.pods).await?;
+    let expected = placeable(workload, args.pods);
     let unlimited = limits == "unlimited";
     std::fs::create_dir_all(&args.out)?;
     let config = args.out.join(format!("config-{limits}.yaml"));
@@ -456,8 +518,8 @@ async fn one_run(
     let measured = |m: &HashMap<String, Instant>| m.keys().filter(|k| k.starts_with("p-")).count();
     loop {
         let n = measured(&bound_at.lock().unwrap());
-        bar.set_message(format!("{workload} / {scheduler} / {limits}: {n}/{}", args.pods));
-        if n >= args.pods {
+        bar.set_message(format!("{workload} / {scheduler} / {limits}: {n}/{expected}"));
+        if n >= expected {
             break;
         }
         if n > last_progress.0 {
@@ -505,7 +567,8 @@ async fn one_run(
         cpu_seconds: cpu,
         cpu_seconds_per_1000_pods: cpu.map(|c| c * 1000.0 / args.pods as f64),
         peak_rss_mib: usage.map(|u| u.1),
-        all_bound: n_bound == args.pods,
+        // The raw binder binds what a scheduler must not (a gang that cannot fit).
+        all_bound: n_bound == expected || (scheduler == "raw" && n_bound >= expected),
         overcommitted_nodes: if scheduler == "raw" { 0 } else { over },
     })
 }

@@ -25,10 +25,19 @@ pub enum Workload {
     NodeAffinity,
     Preemption,
     Mixed,
+    /// Native gangs of `GANG_SIZE` pods (minCount = size), scheduler_perf's
+    /// GangScheduling shape (100m / 100Mi pods).
+    GangScheduling,
+    /// The same, but every other gang has a member no node can hold: those
+    /// gangs are tried and bind nothing.
+    GangMixed,
 }
 
+/// Pods per gang in the gang workloads.
+pub const GANG_SIZE: usize = 50;
+
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 9] = [
         Workload::SchedulingBasic,
         Workload::PodAntiAffinity,
         Workload::TopologySpreading,
@@ -36,6 +45,8 @@ impl Workload {
         Workload::NodeAffinity,
         Workload::Preemption,
         Workload::Mixed,
+        Workload::GangScheduling,
+        Workload::GangMixed,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -47,6 +58,17 @@ impl Workload {
             Workload::NodeAffinity => "NodeAffinity",
             Workload::Preemption => "Preemption",
             Workload::Mixed => "Mixed",
+            Workload::GangScheduling => "GangScheduling",
+            Workload::GangMixed => "GangMixed",
+        }
+    }
+
+    /// How many of `pods` measured pods can be bound.
+    pub fn placeable(&self, pods: usize) -> usize {
+        match self {
+            // Odd gangs never fit; a last partial gang counts with its parity.
+            Workload::GangMixed => (0..pods).filter(|i| (i / GANG_SIZE) % 2 == 0).count(),
+            _ => pods,
         }
     }
 
@@ -111,6 +133,12 @@ fn measured_pod(w: Workload, i: usize, groups: usize) -> Pod {
             .creation(ms)
             .node_affinity_in("node-group", &["group-1", "group-2", "group-3", "group-4", "group-5"])
             .obj(),
+        Workload::GangScheduling | Workload::GangMixed => {
+            let gang = i / GANG_SIZE;
+            // In GangMixed, each odd gang's first member asks for more than a node has.
+            let cpu = if w == Workload::GangMixed && gang % 2 == 1 && i % GANG_SIZE == 0 { 5000 } else { 100 };
+            make_pod(&name).namespace("bench").req(cpu, 100 << 20).creation(ms).group(&format!("gang-{gang}")).obj()
+        }
         // Each takes the room of one low-priority pod.
         Workload::Preemption => make_pod(&name).namespace("bench").req(1000, 500 << 20).priority(10).creation(ms).obj(),
         Workload::Mixed => {
@@ -192,7 +220,8 @@ pub fn run(
     opts: &BenchOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BenchReport, berth_core::config::ConfigError> {
-    let frameworks = opts.config.build_frameworks_with(&opts.registry, &PluginHost::default())?;
+    let host = PluginHost::default();
+    let frameworks = opts.config.build_frameworks_with(&opts.registry, &host)?;
     let engine = Engine::new(
         frameworks,
         EngineConfig {
@@ -213,6 +242,17 @@ pub fn run(
     let mut clock = Clock::new();
     drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {});
     let groups = anti_affinity_groups(nodes, pods);
+    if matches!(w, Workload::GangScheduling | Workload::GangMixed) {
+        // The PodGroups exist before their pods, as the Job controller makes them.
+        let kind = berth_core::plugins::gang_scheduling::POD_GROUP;
+        for g in 0..pods.div_ceil(GANG_SIZE) {
+            let size = GANG_SIZE.min(pods - g * GANG_SIZE);
+            let group = serde_json::json!({"metadata": {"name": format!("gang-{g}"), "namespace": "bench"},
+                "spec": {"schedulingPolicy": {"gang": {"minCount": size}}}});
+            // The built-in GangScheduling declared the kind; a profile without it ignores groups.
+            let _ = host.apply_object(&kind, &group);
+        }
+    }
     for i in 0..pods {
         driver.engine_mut().add_pod(measured_pod(w, i, groups), clock.now());
     }
@@ -227,6 +267,7 @@ pub fn run(
         pods,
         scheduled,
         seconds: secs,
+        // Pods decided (bound, or found unplaceable) per second.
         pods_per_second: if secs > 0.0 { pods as f64 / secs } else { 0.0 },
         p50_us: percentile(&lat, 0.50),
         p90_us: percentile(&lat, 0.90),
@@ -311,4 +352,21 @@ pub fn basic_cluster_yaml(nodes: usize, pods: usize) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gangs that fit are placed whole; in GangMixed the ones that cannot
+    /// fit bind nothing (and take nothing from the others).
+    #[test]
+    fn gang_workloads_place_whole_gangs_only() {
+        let opts = BenchOptions::default();
+        let r = run(Workload::GangScheduling, 20, 4 * GANG_SIZE, &opts, |_, _| {}).unwrap();
+        assert_eq!(r.scheduled, 4 * GANG_SIZE);
+        let r = run(Workload::GangMixed, 20, 4 * GANG_SIZE + 10, &opts, |_, _| {}).unwrap();
+        assert_eq!(Workload::GangMixed.placeable(4 * GANG_SIZE + 10), 2 * GANG_SIZE + 10);
+        assert_eq!(r.scheduled, 2 * GANG_SIZE + 10);
+    }
 }

@@ -335,6 +335,9 @@ impl Engine {
     }
 }
 
+/// Pods preemption evicts together (one pod, or a group evicted whole).
+type Unit = Vec<Arc<PodInfo>>;
+
 /// What workload-aware preemption found for a group: where each member
 /// goes once the victims are gone.
 pub(super) struct GroupPreemption {
@@ -364,23 +367,19 @@ impl Engine {
         if members.iter().any(|m| m.pod.preemption_policy == crate::model::PreemptionPolicy::Never) {
             return Err("not eligible due to preemptionPolicy=Never.".into());
         }
-        let member_keys: std::collections::BTreeSet<String> = members.iter().map(|m| m.key()).collect();
-        if self.evicting.values().any(|e| member_keys.contains(&e.preemptor)) {
+        // A member's nominated node still holds a lower-priority pod on its
+        // way out: an earlier preemption is under way; choose no more victims.
+        let ongoing = members.iter().filter_map(|m| m.pod.nominated_node_name.as_deref()).any(|n| {
+            self.cache.node(n).is_some_and(|ni| ni.pods.iter().any(|p| p.pod.terminating_by_preemption && p.pod.priority < priority))
+        });
+        if ongoing {
             return Err("ongoing preemption on nominated nodes".into());
         }
-        let mut candidates: Vec<Arc<PodInfo>> =
-            self.cache.bound_pods().filter(|p| p.pod.priority < priority && !p.pod.terminating).cloned().collect();
-        if candidates.is_empty() {
+        let units = self.victim_units(priority);
+        if units.is_empty() {
             return Err("No preemption victims found for incoming preemptor".into());
         }
-        // Most important first: the order in which victims are spared.
-        candidates.sort_by(|a, b| {
-            (b.pod.priority, a.pod.start_ms.unwrap_or(i64::MAX), a.key()).cmp(&(
-                a.pod.priority,
-                b.pod.start_ms.unwrap_or(i64::MAX),
-                b.key(),
-            ))
-        });
+        let candidates: Vec<&Arc<PodInfo>> = units.iter().flatten().collect();
         for v in &candidates {
             let _ = self.cache.remove_pod(&v.pod);
         }
@@ -395,27 +394,25 @@ impl Engine {
         } else {
             // Spare the victims whose return leaves every placement valid:
             // first, in one go, those on nodes no member goes to (checked
-            // once); then the others one by one.
+            // once); then the others one by one, most important first.
             let target: std::collections::BTreeSet<&str> = proposal.iter().map(|(_, n)| n.as_str()).collect();
-            let (near, far): (Vec<_>, Vec<_>) =
-                candidates.iter().partition(|v| v.pod.node_name.as_deref().is_some_and(|n| target.contains(n)));
-            let mut victims = Vec::new();
-            for v in &far {
-                let _ = self.cache.add_pod(v.pod.clone());
-            }
-            let one_by_one: Vec<&Arc<PodInfo>> = if self.placements_hold(fwk, members, &proposal) {
+            let near_target = |u: &&Unit| u.iter().any(|v| v.pod.node_name.as_deref().is_some_and(|n| target.contains(n)));
+            let (near, far): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(near_target);
+            let add = |e: &mut Engine, u: &[Arc<PodInfo>]| u.iter().for_each(|v| drop(e.cache.add_pod(v.pod.clone())));
+            let remove = |e: &mut Engine, u: &[Arc<PodInfo>]| u.iter().for_each(|v| drop(e.cache.remove_pod(&v.pod)));
+            far.iter().for_each(|u| add(self, u));
+            let one_by_one: Vec<&Unit> = if self.placements_hold(fwk, members, &proposal) {
                 near
             } else {
-                for v in &far {
-                    let _ = self.cache.remove_pod(&v.pod);
-                }
-                candidates.iter().collect()
+                far.iter().for_each(|u| remove(self, u));
+                units.iter().collect()
             };
-            for v in one_by_one {
-                let _ = self.cache.add_pod(v.pod.clone());
+            let mut victims = Vec::new();
+            for u in one_by_one {
+                add(self, u);
                 if !self.placements_hold(fwk, members, &proposal) {
-                    let _ = self.cache.remove_pod(&v.pod);
-                    victims.push(v.clone());
+                    remove(self, u);
+                    victims.extend(u.iter().cloned());
                 }
             }
             Ok(GroupPreemption { nodes: proposal.clone(), victims })
@@ -430,6 +427,42 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// What preemption may evict for a preemptor of `priority`, as units
+    /// evicted together, most important first: each bound pod of lower
+    /// priority alone, except the placed members of a group that is
+    /// evicted whole (`disruptionMode: all`), which form one unit, and
+    /// only if every one of them is of lower priority.
+    fn victim_units(&self, priority: i32) -> Vec<Unit> {
+        let mut units: Vec<Unit> = Vec::new();
+        let mut whole: std::collections::BTreeMap<String, (bool, Unit)> = std::collections::BTreeMap::new();
+        for p in self.cache.bound_pods() {
+            if p.pod.terminating {
+                continue;
+            }
+            match self.membership(&p.pod).filter(|(_, m)| m.evict_together) {
+                Some((_, m)) => {
+                    let u = whole.entry(m.key).or_insert((true, Vec::new()));
+                    u.0 &= p.pod.priority < priority;
+                    u.1.push(p.clone());
+                }
+                None if p.pod.priority < priority => units.push(vec![p.clone()]),
+                None => {}
+            }
+        }
+        units.extend(whole.into_values().filter(|(eligible, _)| *eligible).map(|(_, mut u)| {
+            u.sort_by_key(|p| p.key());
+            u
+        }));
+        // Most important first: highest priority, then the one that started first.
+        let rank = |u: &Unit| {
+            let prio = u.iter().map(|p| p.pod.priority).max().unwrap_or(0);
+            let start = u.iter().filter_map(|p| p.pod.start_ms).min().unwrap_or(i64::MAX);
+            (std::cmp::Reverse(prio), start, u[0].key())
+        };
+        units.sort_by_cached_key(rank);
+        units
     }
 
     /// Tries the members in order, each seeing the earlier ones assumed

@@ -455,3 +455,62 @@ mod groups {
         assert_eq!(victims.len(), 2, "two of the three low pods: {victims:?}");
     }
 }
+
+mod disruption {
+    use super::*;
+    use crate::plugins::gang_scheduling::POD_GROUP;
+
+    /// Victims in a `disruptionMode: all` group go together or not at all;
+    /// in a `single` group, only as many as needed.
+    #[test]
+    fn a_group_evicted_whole_loses_all_its_members_and_a_single_one_only_what_is_needed() {
+        for (mode, want) in [("all", 2), ("single", 1)] {
+            let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
+            let fwk = cfg.build_frameworks().unwrap().remove(0);
+            let mut e = Engine::new(vec![fwk], EngineConfig { adopt_all_pods: true, ..Default::default() });
+            e.add_node(make_node("n0").capacity(4000, 8 << 30, 110).obj(), 0);
+            let host = e.profiles[0].handle.host();
+            for (name, min, m) in [("victims", 2, mode), ("vip", 1, "single")] {
+                let g = serde_json::json!({"metadata": {"name": name, "namespace": "default"},
+                    "spec": {"schedulingPolicy": {"gang": {"minCount": min}}, "disruptionMode": {m: {}}}});
+                host.apply_object(&POD_GROUP, &g).unwrap();
+            }
+            for i in 0..2 {
+                e.add_pod(make_pod(&format!("v{i}")).group("victims").priority(1).req(2000, 0).node("n0").start(i).obj(), 0);
+            }
+            e.add_pod(make_pod("hp").group("vip").priority(100).req(2000, 0).obj(), 0);
+            let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
+            let mut victims = Vec::new();
+            while let Some(o) = outcomes.pop() {
+                match o {
+                    Outcome::Group(m) => outcomes.extend(m),
+                    Outcome::Failed(f) => victims.extend(f.victims.iter().map(|v| v.key())),
+                    _ => {}
+                }
+            }
+            assert_eq!(victims.len(), want, "{mode}: {victims:?}");
+            // The evictions are under way, the victims not gone yet: a retry
+            // of the preemptor waits for them and picks no one else.
+            for v in &victims {
+                e.eviction_done(v, 1);
+            }
+            let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(400_000)).collect();
+            let mut more = Vec::new();
+            let mut messages = Vec::new();
+            while let Some(o) = outcomes.pop() {
+                match o {
+                    Outcome::Group(m) => outcomes.extend(m),
+                    Outcome::Failed(f) => {
+                        more.extend(f.victims.iter().map(|v| v.key()));
+                        messages.push(f.message.clone());
+                    }
+                    _ => {}
+                }
+            }
+            assert!(more.is_empty(), "{mode}: {more:?}");
+            assert_eq!(messages, ["0/1 nodes are available: 1 Insufficient cpu."], "the member's own reasons, as upstream");
+            let group = e.last_group_result("scheduling.k8s.io/default/vip").unwrap();
+            assert!(group.message.ends_with("pod group preemption: ongoing preemption on nominated nodes"), "{}", group.message);
+        }
+    }
+}

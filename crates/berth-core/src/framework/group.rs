@@ -43,6 +43,23 @@ pub struct GroupMembership {
     /// known yet: its members are not scheduled (a PreEnqueue plugin should
     /// hold them, as GangScheduling does).
     pub min_count: Option<u32>,
+    /// Whether preemption evicts the group's placed members all together
+    /// or not at all (PodGroup `disruptionMode: all`), rather than each on
+    /// its own (`single`, the default).
+    pub evict_together: bool,
+}
+
+impl GroupMembership {
+    /// A group whose members are evicted one by one if preemption needs it.
+    pub fn new(key: impl Into<String>, name: impl Into<String>, min_count: Option<u32>) -> GroupMembership {
+        GroupMembership { key: key.into(), name: name.into(), min_count, evict_together: false }
+    }
+
+    /// The same group, evicted whole or not at all.
+    pub fn evicted_together(mut self, yes: bool) -> GroupMembership {
+        self.evict_together = yes;
+        self
+    }
 }
 
 /// How many pods of a group Berth knows.

@@ -255,11 +255,11 @@ impl Plugin for Coscheduling {
 
     fn pod_group(&self, pod: &Pod) -> Option<GroupMembership> {
         let (name, group) = self.group_of(pod)?;
-        Some(GroupMembership {
-            key: group_key(&pod.namespace, name),
-            name: format!("{}/{name}", pod.namespace),
-            min_count: group.map(|g| g.spec.min_member.max(1) as u32),
-        })
+        Some(GroupMembership::new(
+            group_key(&pod.namespace, name),
+            format!("{}/{name}", pod.namespace),
+            group.map(|g| g.spec.min_member.max(1) as u32),
+        ))
     }
 }
 

@@ -75,6 +75,8 @@ pub struct PodGroupSpec {
     pub resource_claims: Option<Vec<serde_json::Value>>,
     /// A composite group's child (gate CompositePodGroup): not modelled.
     pub parent_composite_pod_group_name: Option<String>,
+    /// `single: {}` (the default) or `all: {}`: how preemption may evict the group.
+    pub disruption_mode: Option<serde_json::Value>,
 }
 
 /// Exactly one of `basic` and `gang`.
@@ -107,6 +109,11 @@ impl PodGroup {
     /// `minCount` for a gang, 1 for a basic group.
     pub fn min_count(&self) -> u32 {
         self.spec.scheduling_policy.gang.as_ref().map_or(1, |g| g.min_count.max(1) as u32)
+    }
+
+    /// `disruptionMode: all`: evicted whole or not at all.
+    pub fn evicted_together(&self) -> bool {
+        self.spec.disruption_mode.as_ref().is_some_and(|m| m.get("all").is_some())
     }
 
     fn is_gang(&self) -> bool {
@@ -214,11 +221,9 @@ impl Plugin for GangScheduling {
 
     fn pod_group(&self, pod: &Pod) -> Option<GroupMembership> {
         let (name, group) = self.group_of(pod)?;
-        Some(GroupMembership {
-            key: group_key(&pod.namespace, name),
-            name: format!("{}/{name}", pod.namespace),
-            min_count: group.map(|g| g.min_count()),
-        })
+        let together = group.as_ref().is_some_and(|g| g.evicted_together());
+        let m = GroupMembership::new(group_key(&pod.namespace, name), format!("{}/{name}", pod.namespace), group.map(|g| g.min_count()));
+        Some(m.evicted_together(together))
     }
 
     fn pod_group_result(&self, result: &GroupResult) {

@@ -151,14 +151,14 @@ fn gated_pods_retry_pre_enqueue_on_their_plugins_events_and_held_pods_wait_for_r
     });
     let mut q = SchedulingQueue::new(QueueConfig::default(), less, gate);
     let pod_add = ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd");
-    q.register_events("Gang", vec![ClusterEventWithHint::new(pod_add.clone())]);
+    q.register_events("Gang", vec![ClusterEventWithHint::new(pod_add)]);
     q.add(info("m0", 0), 0);
     assert_eq!(q.counts().gated, 1);
     open.store(true, std::sync::atomic::Ordering::SeqCst);
     q.on_event(ClusterEvent::new(EventResource::Node, action::ADD, "NodeAdd"), EventObject::None, 1);
     q.on_event(ClusterEvent::wildcard(), EventObject::None, 1);
     assert_eq!(q.counts().gated, 1, "neither an unrelated event nor a flush runs PreEnqueue again");
-    q.on_event(pod_add.clone(), EventObject::None, 1);
+    q.on_event(pod_add, EventObject::None, 1);
     assert_eq!((q.counts().gated, q.counts().active), (0, 1));
     // A held preemptor is gated too, but only `release` lets it go.
     let p = q.pop().unwrap();
