@@ -989,14 +989,19 @@ spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-v{i},
 
 // ---- gangs -------------------------------------------------------------------
 
-fn native_pod_groups() -> kube::core::ApiResource {
+/// The PodGroup kind of API group `group` at `version`.
+fn pod_groups(group: &str, version: &str) -> kube::core::ApiResource {
     kube::core::ApiResource {
-        group: "scheduling.k8s.io".into(),
-        version: "v1beta1".into(),
-        api_version: "scheduling.k8s.io/v1beta1".into(),
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
         kind: "PodGroup".into(),
         plural: "podgroups".into(),
     }
+}
+
+fn native_pod_groups() -> kube::core::ApiResource {
+    pod_groups("scheduling.k8s.io", "v1beta1")
 }
 
 impl Ns {
@@ -1204,17 +1209,8 @@ profiles:
     let ns = Ns::new("cosched").await;
     ns.node("n0", "4", json!({}), json!([])).await;
     ns.node("n1", "4", json!({}), json!([])).await;
-    let groups: Api<kube::core::DynamicObject> = Api::namespaced_with(
-        ns.c.clone(),
-        &ns.name,
-        &kube::core::ApiResource {
-            group: "scheduling.x-k8s.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "scheduling.x-k8s.io/v1alpha1".into(),
-            kind: "PodGroup".into(),
-            plural: "podgroups".into(),
-        },
-    );
+    let groups: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(ns.c.clone(), &ns.name, &pod_groups("scheduling.x-k8s.io", "v1alpha1"));
     for (name, min) in [("job", 2), ("short", 3)] {
         let o: kube::core::DynamicObject = serde_json::from_value(json!({
             "apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup", "metadata": {"name": name},

@@ -263,18 +263,25 @@ impl Engine {
     }
 
     pub(super) fn fail_with_status(&mut self, mut qpi: QueuedPodInfo, s: Status, now_ms: i64) -> Failure {
-        let reason = if s.is_rejected() { "Unschedulable" } else { "SchedulerError" };
         qpi.unschedulable_plugins.clear();
         if s.is_rejected() && !s.plugin.is_empty() {
             qpi.unschedulable_plugins.insert(s.plugin);
         }
+        self.requeue_failed(qpi, &s, now_ms)
+    }
+
+    /// Requeues a pod whose attempt failed with `status`, with the plugins
+    /// already set on it (they decide what retries it), and returns the
+    /// failure to report.
+    pub(super) fn requeue_failed(&mut self, qpi: QueuedPodInfo, status: &Status, now_ms: i64) -> Failure {
+        let reason = if status.is_rejected() { "Unschedulable" } else { "SchedulerError" };
         let pod = qpi.pod_info.clone();
         let attempts = qpi.attempts;
         self.queue.add_unschedulable(qpi, now_ms);
         Failure {
             pod,
             reason,
-            message: s.message(),
+            message: status.message(),
             fit: None,
             nominated_node: None,
             victims: Vec::new(),

@@ -315,24 +315,6 @@ impl Engine {
         f.fit = fit;
         f
     }
-
-    /// Requeues a member with the plugins already set on it, and the failure to report.
-    fn requeue_failed(&mut self, qpi: QueuedPodInfo, status: &Status, now_ms: i64) -> Failure {
-        let reason = if status.is_rejected() { "Unschedulable" } else { "SchedulerError" };
-        let pod = qpi.pod_info.clone();
-        let attempts = qpi.attempts;
-        self.queue.add_unschedulable(qpi, now_ms);
-        Failure {
-            pod,
-            reason,
-            message: status.message(),
-            fit: None,
-            nominated_node: None,
-            victims: Vec::new(),
-            cleared_nominations: Vec::new(),
-            attempts,
-        }
-    }
 }
 
 /// Pods preemption evicts together (one pod, or a group evicted whole).

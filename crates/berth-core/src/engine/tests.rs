@@ -290,6 +290,22 @@ mod groups {
 
     use std::collections::BTreeMap;
 
+    /// Runs every cycle there is at `now` without binding; returns the
+    /// failures, and how many pods were assigned.
+    pub(super) fn cycles(e: &mut Engine, now: i64) -> (Vec<Failure>, usize) {
+        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(now)).collect();
+        let (mut failed, mut assigned) = (Vec::new(), 0);
+        while let Some(o) = outcomes.pop() {
+            match o {
+                Outcome::Group(m) => outcomes.extend(m),
+                Outcome::Failed(f) => failed.push(*f),
+                Outcome::Assigned(_) => assigned += 1,
+                Outcome::Waiting(_) | Outcome::Skipped(_) => {}
+            }
+        }
+        (failed, assigned)
+    }
+
     #[test]
     fn a_gang_waits_for_its_group_and_min_count_then_is_placed_whole() {
         let mut e = engine(2);
@@ -381,24 +397,12 @@ mod groups {
         for i in 0..3 {
             e.add_pod(make_pod(&format!("h{i}")).group("hi").priority(100).req(3000, 0).obj(), 0);
         }
-        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
-        let mut victims = Vec::new();
-        let mut nominated = Vec::new();
-        while let Some(o) = outcomes.pop() {
-            match o {
-                Outcome::Group(m) => outcomes.extend(m),
-                Outcome::Failed(f) => {
-                    victims.extend(f.victims.iter().map(|v| v.key()));
-                    nominated.extend(f.nominated_node.clone());
-                    assert!(
-                        f.message.ends_with("pod group preemption: found a placement for podgroup, preempting 3 victims"),
-                        "{}",
-                        f.message
-                    );
-                }
-                Outcome::Assigned(_) => panic!("nothing binds before the victims are gone"),
-                _ => {}
-            }
+        let (failed, assigned) = cycles(&mut e, 0);
+        assert_eq!(assigned, 0, "nothing binds before the victims are gone");
+        let mut victims: Vec<String> = failed.iter().flat_map(|f| f.victims.iter().map(|v| v.key())).collect();
+        let mut nominated: Vec<String> = failed.iter().filter_map(|f| f.nominated_node.clone()).collect();
+        for f in &failed {
+            assert!(f.message.ends_with("pod group preemption: found a placement for podgroup, preempting 3 victims"), "{}", f.message);
         }
         victims.sort();
         nominated.sort();
@@ -443,15 +447,7 @@ mod groups {
         for i in 0..2 {
             e.add_pod(make_pod(&format!("h{i}")).group("hi").priority(100).req(3000, 0).obj(), 0);
         }
-        let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
-        let mut victims = Vec::new();
-        while let Some(o) = outcomes.pop() {
-            match o {
-                Outcome::Group(m) => outcomes.extend(m),
-                Outcome::Failed(f) => victims.extend(f.victims.iter().map(|v| v.key())),
-                _ => {}
-            }
-        }
+        let victims: Vec<String> = cycles(&mut e, 0).0.iter().flat_map(|f| f.victims.iter().map(|v| v.key())).collect();
         assert_eq!(victims.len(), 2, "two of the three low pods: {victims:?}");
     }
 }
@@ -479,34 +475,17 @@ mod disruption {
                 e.add_pod(make_pod(&format!("v{i}")).group("victims").priority(1).req(2000, 0).node("n0").start(i).obj(), 0);
             }
             e.add_pod(make_pod("hp").group("vip").priority(100).req(2000, 0).obj(), 0);
-            let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(0)).collect();
-            let mut victims = Vec::new();
-            while let Some(o) = outcomes.pop() {
-                match o {
-                    Outcome::Group(m) => outcomes.extend(m),
-                    Outcome::Failed(f) => victims.extend(f.victims.iter().map(|v| v.key())),
-                    _ => {}
-                }
-            }
+            let failed = super::groups::cycles(&mut e, 0).0;
+            let victims: Vec<String> = failed.iter().flat_map(|f| f.victims.iter().map(|v| v.key())).collect();
             assert_eq!(victims.len(), want, "{mode}: {victims:?}");
             // The evictions are under way, the victims not gone yet: a retry
             // of the preemptor waits for them and picks no one else.
             for v in &victims {
                 e.eviction_done(v, 1);
             }
-            let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(400_000)).collect();
-            let mut more = Vec::new();
-            let mut messages = Vec::new();
-            while let Some(o) = outcomes.pop() {
-                match o {
-                    Outcome::Group(m) => outcomes.extend(m),
-                    Outcome::Failed(f) => {
-                        more.extend(f.victims.iter().map(|v| v.key()));
-                        messages.push(f.message.clone());
-                    }
-                    _ => {}
-                }
-            }
+            let (failed, _) = super::groups::cycles(&mut e, 400_000);
+            let more: Vec<String> = failed.iter().flat_map(|f| f.victims.iter().map(|v| v.key())).collect();
+            let messages: Vec<&str> = failed.iter().map(|f| f.message.as_str()).collect();
             assert!(more.is_empty(), "{mode}: {more:?}");
             assert_eq!(messages, ["0/1 nodes are available: 1 Insufficient cpu."], "the member's own reasons, as upstream");
             let group = e.last_group_result("scheduling.k8s.io/default/vip").unwrap();

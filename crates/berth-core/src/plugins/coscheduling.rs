@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::cache::Snapshot;
 use crate::framework::*;
 use crate::model::{Pod, Resource};
-use crate::plugins::gang_scheduling::POD_GROUP_LABEL;
+use crate::plugins::gang_scheduling::{group_events, member_of_same_group, POD_GROUP_LABEL};
 
 /// The plugin's name in a profile.
 pub const NAME: &str = "Coscheduling";
@@ -144,15 +144,9 @@ fn group_key(namespace: &str, name: &str) -> String {
 
 /// Whether the event's pod carries the same group label as `pod`.
 fn same_group(pod: &Pod, obj: &EventObject) -> QueueingHint {
-    match obj {
-        EventObject::Pod { new: Some(other), .. }
-            if other.namespace == pod.namespace && other.labels.get(POD_GROUP_LABEL) == pod.labels.get(POD_GROUP_LABEL) =>
-        {
-            QueueingHint::Queue
-        }
-        EventObject::Pod { .. } => QueueingHint::Skip,
-        _ => QueueingHint::Queue,
-    }
+    member_of_same_group(obj, |other| {
+        other.namespace == pod.namespace && other.labels.get(POD_GROUP_LABEL) == pod.labels.get(POD_GROUP_LABEL)
+    })
 }
 
 /// Free capacity summed over all nodes, for the resources `wanted` names;
@@ -190,11 +184,7 @@ impl Plugin for Coscheduling {
     /// A member rejected for want of siblings or of its group is retried
     /// when a pod of its group arrives or a PodGroup changes.
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        vec![
-            ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd"), same_group),
-            ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"), same_group),
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(POD_GROUP), action::ADD | action::UPDATE, "PodGroupChange")),
-        ]
+        group_events(POD_GROUP, same_group)
     }
 
     fn pre_enqueue(&self, pod: &Pod) -> Status {

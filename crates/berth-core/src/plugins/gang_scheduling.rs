@@ -162,13 +162,28 @@ impl GangScheduling {
 
 /// Whether the event's pod is in the same native group as `pod`.
 fn same_group(pod: &Pod, obj: &EventObject) -> QueueingHint {
+    member_of_same_group(obj, |other| other.namespace == pod.namespace && other.scheduling_group == pod.scheduling_group)
+}
+
+/// Queue when the event's pod passes `same` (is in the waiting pod's
+/// group); events without a pod queue too.
+pub(crate) fn member_of_same_group(obj: &EventObject, same: impl Fn(&Pod) -> bool) -> QueueingHint {
     match obj {
-        EventObject::Pod { new: Some(other), .. } if other.namespace == pod.namespace && other.scheduling_group == pod.scheduling_group => {
-            QueueingHint::Queue
-        }
+        EventObject::Pod { new: Some(other), .. } if same(other) => QueueingHint::Queue,
         EventObject::Pod { .. } => QueueingHint::Skip,
         _ => QueueingHint::Queue,
     }
+}
+
+/// The events that may complete a group: a member arriving (pending, with
+/// `same_group` as the hint, or bound), and a PodGroup of `kind` added or
+/// changed.
+pub(crate) fn group_events(kind: ObjectKind, same_group: fn(&Pod, &EventObject) -> QueueingHint) -> Vec<ClusterEventWithHint> {
+    vec![
+        ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd"), same_group),
+        ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"), same_group),
+        ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action::ADD | action::UPDATE, "PodGroupChange")),
+    ]
 }
 
 #[crate::plugin]
@@ -180,13 +195,12 @@ impl Plugin for GangScheduling {
     /// A member waits for its PodGroup and for enough company: another
     /// member arriving (pending or bound), or a PodGroup added or changed
     /// (minCount may drop), lets it try again.
+    /// (An update of a rejected pod retries it too: its PreFilter refusals
+    /// depend on the pod.)
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
-        vec![
-            ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd"), same_group),
-            ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"), same_group),
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE, "UnscheduledPodUpdate")),
-            ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(POD_GROUP), action::ADD | action::UPDATE, "PodGroupChange")),
-        ]
+        let mut events = group_events(POD_GROUP, same_group);
+        events.push(ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE, "UnscheduledPodUpdate")));
+        events
     }
 
     fn pre_enqueue(&self, pod: &Pod) -> Status {
