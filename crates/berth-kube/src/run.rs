@@ -18,7 +18,7 @@ use berth_convert::PriorityClasses;
 use berth_core::config::{parse_duration, KubeSchedulerConfiguration};
 use berth_core::driver::{Answered, Binding};
 use berth_core::engine::{Engine, EngineConfig};
-use berth_core::framework::{action, EventRecord, EventSink, Framework, ObjectKind, PluginHost, Registry, Status};
+use berth_core::framework::{action, EventRecord, EventSink, Framework, ObjectKey, ObjectKind, PluginHost, Registry, Status};
 use berth_core::queue::QueueConfig;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -101,6 +101,12 @@ impl EventSink for ChannelEvents {
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The key of a declared kind's object from its `namespace/name` (or `name`).
+fn declared_key(kind: &ObjectKind, key: &str) -> ObjectKey {
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    ObjectKey::new(kind, ns, name)
 }
 
 fn object_key<K: Resource>(o: &K) -> String {
@@ -409,7 +415,7 @@ impl Scheduling {
                     warn!(error = %e, "ignoring object: it does not decode as the plugins expect");
                 }
                 let act = if self.objects[i].insert(key.to_string()) { action::ADD } else { action::UPDATE };
-                self.ctl.engine_mut().object_changed(k, act, now);
+                self.ctl.engine_mut().object_changed(k, Some(declared_key(&k, key)), act, now);
             }
             Change::Delete(_) => self.forget_object(i, key, now),
         }
@@ -420,7 +426,7 @@ impl Scheduling {
         if self.objects[i].remove(key) {
             let (ns, name) = key.split_once('/').unwrap_or(("", key));
             self.host.delete_object(&k, ns, name);
-            self.ctl.engine_mut().object_changed(k, action::DELETE, now);
+            self.ctl.engine_mut().object_changed(k, Some(declared_key(&k, key)), action::DELETE, now);
         }
     }
 

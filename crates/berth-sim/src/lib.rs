@@ -481,8 +481,8 @@ fn run(
         // cycles, which count as a change of the cluster when they succeed
         // (the pod is bound); a failed one's writes do not make its pod's
         // retry worth waiting for, or a failing PreBind would loop forever.
-        for (kind, action) in writer.take_changes() {
-            driver.engine_mut().object_changed(kind, action, now);
+        for (kind, key, action) in writer.take_changes() {
+            driver.engine_mut().object_changed(kind, key, action, now);
         }
     }
     summary.scheduling_attempts = driver.engine().attempts() as usize;

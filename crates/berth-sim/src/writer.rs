@@ -25,7 +25,7 @@ struct Objects {
     by_key: BTreeMap<Key, Value>,
     version: u64,
     /// Changes not yet delivered to the queue: kind and action.
-    changed: Vec<(ObjectKind, u32)>,
+    changed: Vec<(ObjectKind, Option<ObjectKey>, u32)>,
 }
 
 /// In-memory objects of the kinds plugins declared.
@@ -79,7 +79,7 @@ impl MemoryWriter {
     }
 
     /// The changes since the last call, for the queue.
-    pub(crate) fn take_changes(&self) -> Vec<(ObjectKind, u32)> {
+    pub(crate) fn take_changes(&self) -> Vec<(ObjectKind, Option<ObjectKey>, u32)> {
         std::mem::take(&mut self.lock().changed)
     }
 
@@ -96,8 +96,9 @@ impl MemoryWriter {
             // decodes is the plugin's own doing and shows in its store.
             let _ = host.apply_object(&kind, &object);
         }
-        o.changed.push((kind, action));
-        if let Ok(key) = ObjectKey::of(&kind, &object) {
+        let key = ObjectKey::of(&kind, &object).ok();
+        o.changed.push((kind, key.clone(), action));
+        if let Some(key) = key {
             o.by_key.insert((kind, key), object.clone());
         }
         object
@@ -212,6 +213,6 @@ mod tests {
         let written =
             w.merge_patch(&CLAIMS, "default", "c", &json!({"metadata": {"resourceVersion": "5", "annotations": {"x": "y"}}})).unwrap();
         assert_eq!(written["metadata"]["annotations"]["x"], "y");
-        assert_eq!(w.take_changes(), vec![(CLAIMS, action::UPDATE)]);
+        assert_eq!(w.take_changes().into_iter().map(|(k, _, a)| (k, a)).collect::<Vec<_>>(), vec![(CLAIMS, action::UPDATE)]);
     }
 }

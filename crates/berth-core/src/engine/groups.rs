@@ -164,6 +164,7 @@ impl Engine {
                 "Unschedulable"
             },
             message: String::new(),
+            placed_before,
             placed: Vec::new(),
             failed: Vec::new(),
         };

@@ -387,10 +387,11 @@ impl Engine {
     }
 
     /// An object of a kind a plugin declared (`Handle::objects`) was added,
-    /// updated (`action::UPDATE`) or deleted: pods rejected by plugins that
+    /// updated (`action::UPDATE`) or deleted (`key` names it, when known): pods rejected by plugins that
     /// registered for it may be retried. The caller has already fed it to the
     /// stores (`PluginHost::apply_object`).
-    pub fn object_changed(&mut self, kind: ObjectKind, action: u32, now_ms: i64) {
-        self.queue.on_event(ClusterEvent::new(EventResource::Object(kind), action, kind.kind), EventObject::None, now_ms);
+    pub fn object_changed(&mut self, kind: ObjectKind, key: Option<ObjectKey>, action: u32, now_ms: i64) {
+        let obj = key.map_or(EventObject::None, EventObject::Object);
+        self.queue.on_event(ClusterEvent::new(EventResource::Object(kind), action, kind.kind), obj, now_ms);
     }
 }

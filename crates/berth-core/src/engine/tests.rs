@@ -260,7 +260,7 @@ mod groups {
             &serde_json::json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"schedulingPolicy": policy}}),
         )
         .unwrap();
-        e.object_changed(POD_GROUP, action::ADD, 0);
+        e.object_changed(POD_GROUP, Some(ObjectKey::new(&POD_GROUP, "default", name)), action::ADD, 0);
     }
 
     /// Runs cycles until none is left, binding what is assigned; returns the

@@ -130,9 +130,12 @@ impl ClusterEvent {
 /// The object an event carries, for queueing hints.
 #[derive(Clone, Debug)]
 pub enum EventObject {
-    /// The event carries no object: namespace changes, changes to plugin-declared objects, and
-    /// the room a failed binding frees. A hint that needs the object should answer `Queue`.
+    /// The event carries no object: namespace changes and the room a failed binding frees. A
+    /// hint that needs the object should answer `Queue`.
     None,
+    /// An object of a plugin-declared kind (`Handle::objects`) was added, changed or deleted:
+    /// which one. Read it from your store.
+    Object(super::handle::ObjectKey),
     /// A node event.
     Node {
         /// The node before the change; `None` when it was added.

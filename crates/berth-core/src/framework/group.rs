@@ -85,6 +85,10 @@ pub struct GroupResult {
     /// minCount (3) cannot be satisfied: 1 scheduled, 1 remaining`; empty
     /// when scheduled.
     pub message: String,
+    /// Members that were already on nodes before this cycle: when they
+    /// reach `min_count`, the group was placed by an earlier cycle and this
+    /// one only tried extra members.
+    pub placed_before: usize,
     /// Members placed in this cycle (`namespace/name`).
     pub placed: Vec<String>,
     /// Members tried in this cycle that were not placed, with their reasons.

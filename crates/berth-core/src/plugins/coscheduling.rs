@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::cache::Snapshot;
 use crate::framework::*;
 use crate::model::{Pod, Resource};
-use crate::plugins::gang_scheduling::{group_events, member_of_same_group, POD_GROUP_LABEL};
+use crate::plugins::gang_scheduling::{about_the_group, group_events, POD_GROUP_LABEL};
 
 /// The plugin's name in a profile.
 pub const NAME: &str = "Coscheduling";
@@ -144,9 +144,8 @@ fn group_key(namespace: &str, name: &str) -> String {
 
 /// Whether the event's pod carries the same group label as `pod`.
 fn same_group(pod: &Pod, obj: &EventObject) -> QueueingHint {
-    member_of_same_group(obj, |other| {
-        other.namespace == pod.namespace && other.labels.get(POD_GROUP_LABEL) == pod.labels.get(POD_GROUP_LABEL)
-    })
+    let group = pod.labels.get(POD_GROUP_LABEL).map(String::as_str).unwrap_or_default();
+    about_the_group(obj, &pod.namespace, group, |other| other.labels.get(POD_GROUP_LABEL).map(String::as_str) == Some(group))
 }
 
 /// Free capacity summed over all nodes, for the resources `wanted` names;

@@ -160,29 +160,40 @@ impl GangScheduling {
     }
 }
 
-/// Whether the event's pod is in the same native group as `pod`.
+/// Whether the event is about `pod`'s native group: another member, or its PodGroup.
 fn same_group(pod: &Pod, obj: &EventObject) -> QueueingHint {
-    member_of_same_group(obj, |other| other.namespace == pod.namespace && other.scheduling_group == pod.scheduling_group)
+    let group = pod.scheduling_group.as_deref().unwrap_or_default();
+    about_the_group(obj, &pod.namespace, group, |other| other.scheduling_group.as_deref() == Some(group))
 }
 
-/// Queue when the event's pod passes `same` (is in the waiting pod's
-/// group); events without a pod queue too.
-pub(crate) fn member_of_same_group(obj: &EventObject, same: impl Fn(&Pod) -> bool) -> QueueingHint {
-    match obj {
-        EventObject::Pod { new: Some(other), .. } if same(other) => QueueingHint::Queue,
-        EventObject::Pod { .. } => QueueingHint::Skip,
-        _ => QueueingHint::Queue,
+/// Queue when the event is about the group `namespace/group`: a pod of
+/// that namespace that `member` says belongs to it, or the group's own
+/// object. Other pods and other objects cannot complete the group.
+pub(crate) fn about_the_group(obj: &EventObject, namespace: &str, group: &str, member: impl Fn(&Pod) -> bool) -> QueueingHint {
+    let yes = match obj {
+        EventObject::Pod { new: Some(other), .. } => other.namespace == namespace && member(other),
+        EventObject::Pod { .. } => false,
+        EventObject::Object(key) => key.namespace == namespace && key.name == group,
+        _ => true,
+    };
+    if yes {
+        QueueingHint::Queue
+    } else {
+        QueueingHint::Skip
     }
 }
 
-/// The events that may complete a group: a member arriving (pending, with
-/// `same_group` as the hint, or bound), and a PodGroup of `kind` added or
-/// changed.
+/// The events that may complete a group, with `same_group` as their hint:
+/// a member arriving (pending or bound), and its PodGroup (of `kind`)
+/// added or changed.
 pub(crate) fn group_events(kind: ObjectKind, same_group: fn(&Pod, &EventObject) -> QueueingHint) -> Vec<ClusterEventWithHint> {
     vec![
         ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::UnscheduledPod, action::ADD, "UnscheduledPodAdd"), same_group),
         ClusterEventWithHint::with_hint(ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"), same_group),
-        ClusterEventWithHint::new(ClusterEvent::new(EventResource::Object(kind), action::ADD | action::UPDATE, "PodGroupChange")),
+        ClusterEventWithHint::with_hint(
+            ClusterEvent::new(EventResource::Object(kind), action::ADD | action::UPDATE, "PodGroupChange"),
+            same_group,
+        ),
     ]
 }
 
@@ -263,8 +274,8 @@ pub mod conditions {
     pub struct Writer {
         handle: Handle,
         groups: Store<PodGroup>,
-        /// Per `namespace/name`: the latest outcome, and whether a write of it is queued.
-        wanted: Mutex<HashMap<(String, String), (Wanted, bool)>>,
+        /// Per `namespace/name`: the outcome to write, while a write is queued.
+        wanted: Mutex<HashMap<(String, String), Wanted>>,
         /// One write at a time, so the last outcome is the one that stays.
         writing: Mutex<()>,
     }
@@ -280,6 +291,12 @@ pub mod conditions {
             if self.handle.writer().is_none() {
                 return;
             }
+            // A cycle that only tried extra members of a group placed before
+            // leaves its condition alone: once True, never back to False.
+            let min = result.group.min_count.unwrap_or(1) as usize;
+            if result.reason != "Scheduled" && result.placed_before >= min {
+                return;
+            }
             let (status, reason) = match result.reason {
                 "Scheduled" => ("True", "Scheduled"),
                 "SchedulerError" => ("False", "SchedulerError"),
@@ -289,29 +306,21 @@ pub mod conditions {
             let key = (namespace.to_string(), name.to_string());
             {
                 let mut w = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = w.entry(key.clone()).or_insert_with(|| (want.clone(), false));
-                // Once True, never back to False (upstream).
-                if entry.0.status == "True" && status == "False" {
+                // A write is queued: it will take this, the latest outcome.
+                if w.insert(key.clone(), want).is_some() {
                     return;
                 }
-                entry.0 = want;
-                if entry.1 {
-                    return; // a write is queued: it will take the latest
-                }
-                entry.1 = true;
             }
             let me = self.clone();
             self.handle.in_background(move || me.flush(&key));
         }
 
+        /// Writes the latest outcome of `key`, if one is still wanted. Writes
+        /// take turns, and each takes the outcome when its turn comes, so
+        /// the last one written is the last one recorded.
         fn flush(&self, key: &(String, String)) {
             let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-            let want = {
-                let mut w = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(entry) = w.get_mut(key) else { return };
-                entry.1 = false;
-                entry.0.clone()
-            };
+            let Some(want) = self.wanted.lock().unwrap_or_else(|e| e.into_inner()).remove(key) else { return };
             let Some(group) = self.groups.get(&key.0, &key.1) else { return };
             let Some(patch) = condition_patch(&group, want.status, want.reason, &want.message, &jiff::Timestamp::now().to_string()) else {
                 return;
@@ -411,6 +420,24 @@ mod tests {
         assert!(s.message().contains("enable the Coscheduling plugin"), "{}", s.message());
         let (_, s) = p.pre_filter(&mut CycleState::default(), &PodInfo::new(make_pod("alone").obj()), &Snapshot::default());
         assert_eq!(s.code, Code::Skip);
+    }
+
+    /// Only events about the member's own group bring it back: a member of
+    /// it arriving, or its PodGroup changing (not every PodGroup's status write).
+    #[test]
+    fn a_member_is_retried_on_its_own_groups_events_only() {
+        let mut member = make_pod("w0").obj();
+        member.scheduling_group = Some("train".into());
+        let mut sibling = make_pod("w1").obj();
+        sibling.scheduling_group = Some("train".into());
+        let stranger = make_pod("x").obj();
+        let pod_event = |p: &Pod| EventObject::Pod { old: None, new: Some(Arc::new(p.clone())) };
+        assert_eq!(same_group(&member, &pod_event(&sibling)), QueueingHint::Queue);
+        assert_eq!(same_group(&member, &pod_event(&stranger)), QueueingHint::Skip);
+        let group = |ns: &str, name: &str| EventObject::Object(ObjectKey::new(&POD_GROUP, ns, name));
+        assert_eq!(same_group(&member, &group("default", "train")), QueueingHint::Queue);
+        assert_eq!(same_group(&member, &group("default", "other")), QueueingHint::Skip);
+        assert_eq!(same_group(&member, &group("elsewhere", "train")), QueueingHint::Skip);
     }
 
     #[test]
