@@ -88,6 +88,16 @@ impl Binding {
         &self.assignment.node
     }
 
+    /// The cycle's choice: the nodes' verdicts and scores.
+    pub fn result(&self) -> &ScheduleResult {
+        &self.assignment.result
+    }
+
+    /// Scheduling attempts the pod took.
+    pub fn attempts(&self) -> u32 {
+        self.assignment.queued.attempts
+    }
+
     /// Runs PreBind, Bind and PostBind. May block on the network: live,
     /// it runs on a worker thread, never on the scheduling thread.
     pub fn run(&mut self, binder: &dyn Binder) -> Status {

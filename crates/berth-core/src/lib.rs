@@ -25,3 +25,5 @@ pub mod queue;
 pub mod scheduler;
 #[deny(missing_docs)]
 pub mod testing;
+#[deny(missing_docs)]
+pub mod why;

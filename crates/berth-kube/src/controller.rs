@@ -6,11 +6,12 @@
 //! with plain structs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_core::driver::{Binding, Driver, Effect};
 use berth_core::engine::Engine;
 use berth_core::framework::{EventRecord, Status};
+use berth_core::why::{Subject, Why, WhyStore};
 
 use crate::metrics::Metrics;
 
@@ -72,6 +73,9 @@ pub struct UnreadablePod {
 pub struct Controller {
     driver: Driver,
     events: EventSeriesCache,
+    /// Why each pending pod is pending, and where the last scheduled ones
+    /// went and why (served at `/debug/berth/why/...`).
+    why: Arc<Mutex<WhyStore>>,
 }
 
 /// How client-go's events.k8s.io broadcaster keeps repeats cheap: the first
@@ -188,7 +192,23 @@ pub fn event_namespace(regarding_namespace: &str) -> String {
 
 impl Controller {
     pub fn new(engine: Engine, metrics: Arc<Metrics>) -> Controller {
-        Controller { driver: Driver::new(engine, metrics), events: EventSeriesCache::default() }
+        Controller::with_why(engine, metrics, Arc::default())
+    }
+
+    /// A controller keeping its diagnosis records in `why`.
+    pub fn with_why(engine: Engine, metrics: Arc<Metrics>, why: Arc<Mutex<WhyStore>>) -> Controller {
+        Controller { driver: Driver::new(engine, metrics), events: EventSeriesCache::default(), why }
+    }
+
+    /// The diagnosis records, shared with the HTTP endpoints.
+    pub fn why(&self) -> Arc<Mutex<WhyStore>> {
+        self.why.clone()
+    }
+
+    /// A pod was deleted: the engine forgets it, and so does the diagnosis.
+    pub fn delete_pod(&mut self, pod: &berth_core::model::Pod, now_ms: i64) {
+        self.driver.engine_mut().delete_pod(pod, now_ms);
+        self.why.lock().unwrap_or_else(|e| e.into_inner()).forget(&pod.key());
     }
 
     pub fn engine(&self) -> &Engine {
@@ -263,12 +283,27 @@ impl Controller {
     }
 
     fn apply(&mut self, effects: Vec<Effect>, now_ms: i64, work: &mut Work) {
+        // Preemption's victims come before their preemptor's Unschedulable.
+        let mut victims: HashMap<String, Vec<String>> = HashMap::new();
         for e in effects {
             match e {
-                Effect::Bind(b) => work.bindings.push(b),
+                Effect::Bind(b) => {
+                    // Recorded now, on the snapshot the choice was made on.
+                    let (pod, attempts) = (b.pod().clone(), b.attempts());
+                    let key = pod.key();
+                    let s = Subject { pod: &key, uid: &pod.pod.uid, profile: &pod.pod.scheduler_name, attempts, at_ms: now_ms };
+                    let why = Why::scheduled(&s, self.driver.engine().snapshot(), b.result());
+                    self.why.lock().unwrap_or_else(|e| e.into_inner()).record(why);
+                    work.bindings.push(b)
+                }
                 // The pod's watch event confirms the binding.
                 Effect::Bound { .. } => {}
-                Effect::Unschedulable { pod, reason, message, nominated_node, write_status, .. } => {
+                Effect::Unschedulable { pod, reason, message, nominated_node, write_status, attempts, fit } => {
+                    let key = pod.key();
+                    let s = Subject { pod: &key, uid: &pod.pod.uid, profile: &pod.pod.scheduler_name, attempts, at_ms: now_ms };
+                    let v = victims.remove(&key).unwrap_or_default();
+                    let why = Why::pending(&s, self.driver.engine().snapshot(), fit.as_deref(), &message, nominated_node.as_deref(), v);
+                    self.why.lock().unwrap_or_else(|e| e.into_inner()).record(why);
                     if write_status {
                         work.actions.push(ApiAction::MarkUnschedulable {
                             namespace: pod.pod.namespace.clone(),
@@ -280,7 +315,10 @@ impl Controller {
                     }
                 }
                 Effect::Evict { victim, preemptor, node } => work.actions.push(ApiAction::Evict {
-                    namespace: victim.pod.namespace.clone(),
+                    namespace: {
+                        victims.entry(preemptor.key()).or_default().push(victim.key());
+                        victim.pod.namespace.clone()
+                    },
                     name: victim.pod.name.clone(),
                     uid: victim.pod.uid.clone(),
                     preemptor_uid: preemptor.pod.uid.clone(),

@@ -1,24 +1,36 @@
 //! The HTTP endpoints of `berth run`: `/healthz` (the process serves),
-//! `/readyz` (caches synced, so decisions are made on a full view) and
-//! `/metrics` (Prometheus text).
+//! `/readyz` (caches synced, so decisions are made on a full view),
+//! `/metrics` (Prometheus text) and `/debug/berth/why/{namespace}/{name}`
+//! (why a pod is pending, or where it went and why: JSON, read by
+//! `kubectl berth why`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+
+use berth_core::why::WhyStore;
 
 use crate::metrics::Metrics;
 
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    leading: AtomicBool,
 }
 
 impl Health {
+    /// This replica leads: it schedules, so it has the diagnoses.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::SeqCst);
+    }
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
@@ -31,9 +43,13 @@ impl Health {
 struct AppState {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    why: Arc<Mutex<WhyStore>>,
 }
 
-pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
+/// The path of a pod's diagnosis.
+pub const WHY_PATH: &str = "/debug/berth/why";
+
+pub fn router(health: Arc<Health>, metrics: Arc<Metrics>, why: Arc<Mutex<WhyStore>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -52,7 +68,27 @@ pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
                 ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render()).into_response()
             }),
         )
-        .with_state(AppState { health, metrics })
+        .route(
+            &format!("{WHY_PATH}/{{namespace}}/{{name}}"),
+            get(|State(s): State<AppState>, Path((namespace, name)): Path<(String, String)>| async move {
+                let key = format!("{namespace}/{name}");
+                let json = [(header::CONTENT_TYPE, "application/json")];
+                if !s.health.is_leading() {
+                    // Behind a Service, the next try may reach the leader.
+                    let msg = "this Berth replica is on standby and schedules nothing; ask again to reach the leader";
+                    return (StatusCode::SERVICE_UNAVAILABLE, json, serde_json::json!({"error": msg}).to_string()).into_response();
+                }
+                let found = s.why.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+                match found {
+                    Some(w) => (StatusCode::OK, json, serde_json::to_string(&w).unwrap_or_default()).into_response(),
+                    None => {
+                        let msg = format!("no scheduling attempt of pod {key} is known: Berth has not tried it (another scheduler's pod, not created yet, or scheduled long ago)");
+                        (StatusCode::NOT_FOUND, json, serde_json::json!({"error": msg}).to_string()).into_response()
+                    }
+                }
+            }),
+        )
+        .with_state(AppState { health, metrics, why })
 }
 
 #[cfg(test)]
@@ -74,7 +110,7 @@ mod tests {
         let health = Arc::new(Health::default());
         let metrics = Arc::new(Metrics::new());
         metrics.observe_attempt("scheduled", "berth", 0.01);
-        let app = router(health.clone(), metrics);
+        let app = router(health.clone(), metrics, Arc::default());
         assert_eq!(get_path(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
         assert_eq!(get_path(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         health.set_ready(true);

@@ -191,6 +191,7 @@ impl Scheduling {
             Input::Evicted { key, ok: false } => self.ctl.engine_mut().eviction_failed(&key, now_ms()),
             Input::Leading => {
                 self.leading = true;
+                self.health.set_leading(true);
                 let now = now_ms();
                 let actions = self.unreadable.values().flat_map(|p| self.ctl.unreadable_pod(p, now)).collect();
                 self.send(Work { actions, bindings: Vec::new() });
@@ -247,7 +248,7 @@ impl Scheduling {
                 let gone: Vec<String> = self.pods.keys().filter(|k| !seen.contains(*k)).cloned().collect();
                 for k in gone {
                     if let Some(p) = self.pods.remove(&k) {
-                        self.ctl.engine_mut().delete_pod(&p, now);
+                        self.ctl.delete_pod(&p, now);
                     }
                 }
             }
@@ -303,7 +304,7 @@ impl Scheduling {
                     // Pending: not placed, and not left in the queue as last read.
                     Err(Unreadable::Pending) => {
                         if let Some(old) = self.pods.remove(key) {
-                            self.ctl.engine_mut().delete_pod(&old, now);
+                            self.ctl.delete_pod(&old, now);
                         }
                     }
                     // On a node: as last read, if ever, is the best count there is.
@@ -313,7 +314,7 @@ impl Scheduling {
             Change::Apply(_) | Change::Delete(_) => {
                 self.unreadable.remove(key);
                 if let Some(old) = self.pods.remove(key) {
-                    self.ctl.engine_mut().delete_pod(&old, now);
+                    self.ctl.delete_pod(&old, now);
                 }
             }
         }
@@ -742,8 +743,9 @@ impl Prepared {
 
         let health = Arc::new(Health::default());
         let listener = tokio::net::TcpListener::bind(http_address).await.with_context(|| format!("listening on {http_address}"))?;
-        info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-        let router = http::router(health.clone(), metrics.clone());
+        info!(address = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and /debug/berth/why");
+        let why: Arc<std::sync::Mutex<berth_core::why::WhyStore>> = Arc::default();
+        let router = http::router(health.clone(), metrics.clone(), why.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 error!(error = %e, "HTTP server stopped");
@@ -769,7 +771,7 @@ impl Prepared {
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
         let kinds = OBJECTS + object_kinds.len();
         let state = Scheduling {
-            ctl: Controller::new(engine, metrics.clone()),
+            ctl: Controller::with_why(engine, metrics.clone(), why),
             classes: PriorityClasses::new(),
             pods: HashMap::new(),
             nodes: HashSet::new(),

@@ -526,6 +526,10 @@ fn spawn_berth(config: &Path, log: &str) -> Proc {
 }
 
 fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
+    spawn_serving(bin, config, log, "127.0.0.1:0")
+}
+
+fn spawn_serving(bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
     let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
     Proc(
         Command::new(bin)
@@ -533,7 +537,7 @@ fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
             .arg(&env().kubeconfig)
             .arg("--config")
             .arg(config)
-            .args(["--http-address", "127.0.0.1:0"])
+            .args(["--http-address", http_address])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -1228,4 +1232,129 @@ profiles:
     let note = ns.event("short-0", "FailedScheduling").await.note.unwrap_or_default();
     assert!(note.contains("cannot find enough sibling pods, current pods number: 1, minMember of group: 3"), "{note}");
     assert_eq!(ns.node_of("short-0").await, None);
+}
+
+// ---- kubectl berth ------------------------------------------------------------
+
+/// This machine's address on its first non-loopback interface: the API
+/// server proxies to it (it refuses loopback endpoints).
+fn host_ip() -> Option<std::net::IpAddr> {
+    // The source address of the default route (connecting a UDP socket
+    // sends nothing); machines without one fall back to `hostname -I`.
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0").ok().and_then(|s| {
+        s.connect("203.0.113.1:9").ok()?;
+        Some(s.local_addr().ok()?.ip())
+    });
+    let listed = || {
+        let out = Command::new("hostname").arg("-I").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).split_whitespace().find_map(|a| a.parse::<std::net::IpAddr>().ok())
+    };
+    routed.or_else(listed).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+}
+
+/// A kubeconfig for the service account `sa` of `namespace`, with a token
+/// the API server issues: a user with only what RBAC grants it.
+async fn service_account_kubeconfig(c: &kube::Client, namespace: &str, sa: &str) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas = Api::<ServiceAccount>::namespaced(c.clone(), namespace);
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap()).await.unwrap();
+    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    let token = sas.create_token_request(sa, &PostParams::default(), &tr).await.unwrap().status.unwrap().token;
+    let mut kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&env().kubeconfig).unwrap()).unwrap();
+    for u in kc["users"].as_array_mut().unwrap() {
+        u["user"] = json!({"token": token});
+    }
+    write_temp(&format!("{namespace}-{sa}.kubeconfig"), &serde_yaml::to_string(&kc).unwrap())
+}
+
+/// `kubectl berth why` asks the live Berth through the API server's service
+/// proxy, as a user granted only deploy/rbac-why.yaml's Role: it explains a
+/// pending pod and a scheduled one, and a user without the Role is refused.
+#[tokio::test]
+async fn kubectl_berth_why_answers_through_the_api_server_for_a_granted_user_only() {
+    let Some(ip) = host_ip() else {
+        eprintln!("no non-loopback address to serve on: skipping");
+        return;
+    };
+    let port = free_port();
+    let config = write_temp(
+        "why.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: berth-why
+",
+    );
+    let _berth = spawn_serving(Path::new(berth_bin()), &config, "why.log", &format!("{ip}:{port}"));
+    let ns = Ns::new("why").await;
+    let node = ns.node("n", "2", json!({}), json!([])).await;
+    ns.pod("fits", "berth-why", "100m", json!({})).await;
+    ns.pod("big", "berth-why", "8", json!({})).await;
+    assert_eq!(ns.bound("fits").await, node);
+    ns.event("big", "FailedScheduling").await;
+
+    // Berth's Service, as deploy/service.yaml makes it, with this process
+    // as its endpoint. The API server proxies only to pods: a Pod object
+    // stands for Berth's, with this machine's address as its IP (it names
+    // a scheduler nobody runs, so it stays as made).
+    let home = Ns::new("berth-home").await;
+    let stand_in: Pod = serde_json::from_value(json!({"metadata": {"name": "berth-0"},
+        "spec": {"schedulerName": "nobody", "containers": [{"name": "berth", "image": "berth"}]}}))
+    .unwrap();
+    let home_pods = Api::<Pod>::namespaced(home.c.clone(), &home.name);
+    home_pods.create(&PostParams::default(), &stand_in).await.unwrap();
+    let ips = json!({"status": {"podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}});
+    home_pods.patch_status("berth-0", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&ips)).await.unwrap();
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "berth"}, "spec": {"ports": [{"name": "http", "port": 10251, "targetPort": port}]}}))
+    .unwrap();
+    Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &svc).await.unwrap();
+    let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "berth-1", "labels": {"kubernetes.io/service-name": "berth"}},
+        "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true},
+            "targetRef": {"kind": "Pod", "namespace": home.name, "name": "berth-0"}}],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}))
+    .unwrap();
+    Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &slice).await.unwrap();
+    // The Role users get (deploy/rbac-why.yaml), bound to one service account.
+    let role = std::fs::read_to_string(env().repo.join("deploy/rbac-why.yaml"))
+        .unwrap()
+        .replace("namespace: berth-system", &format!("namespace: {}", home.name));
+    kubectl(&["apply", "-f", "-"], Some(&role));
+    let granted = service_account_kubeconfig(&home.c, &home.name, "granted").await;
+    let stranger = service_account_kubeconfig(&home.c, &home.name, "stranger").await;
+    kubectl(
+        &["-n", &home.name, "create", "rolebinding", "why", "--role", "berth-why", &format!("--serviceaccount={}:granted", home.name)],
+        None,
+    );
+
+    let ask = |kubeconfig: &Path, pod: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kubectl-berth"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--berth-namespace", &home.name, "why", pod, "-n", &ns.name])
+            .output()
+            .unwrap()
+    };
+    // RBAC caches and the proxy's endpoints take a moment to see the new objects.
+    let out = wait_for("kubectl berth why to answer", || async {
+        let o = ask(&granted, "big");
+        o.status.success().then_some(o)
+    })
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with(&format!("{}/big: pending: 0/", ns.name)), "{text}");
+    assert!(text.contains("NodeResourcesFit: Insufficient cpu"), "{text}");
+    let out = ask(&granted, "fits");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with(&format!("{}/fits: scheduled on {node}", ns.name)), "{text}");
+    let out = ask(&stranger, "big");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("forbidden") && err.contains("services/proxy"), "{err}");
 }
