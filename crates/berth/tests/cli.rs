@@ -125,3 +125,16 @@ fn bench_runs_small() {
     let out = berth(&["bench", "--workload", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The chart's ClusterRole and deploy/rbac.yaml grant the same: one list of
+/// rules would drift otherwise.
+#[test]
+fn the_chart_and_deploy_grant_berth_the_same_rules() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chart: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo.join("deploy/helm/berth/files/clusterrole-rules.yaml")).unwrap()).unwrap();
+    let text = std::fs::read_to_string(repo.join("deploy/rbac.yaml")).unwrap();
+    let role = text.split("\n---").find(|d| d.contains("kind: ClusterRole\n")).expect("the ClusterRole");
+    let role: serde_json::Value = serde_yaml::from_str(role).unwrap();
+    assert_eq!(role["rules"], chart);
+}

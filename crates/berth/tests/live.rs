@@ -1320,6 +1320,13 @@ profiles:
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}))
     .unwrap();
     Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &slice).await.unwrap();
+    // API servers before 1.37 read the (deprecated) Endpoints instead.
+    let eps: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": "berth"},
+        "subsets": [{"addresses": [{"ip": ip.to_string(), "targetRef": {"kind": "Pod", "namespace": home.name, "name": "berth-0"}}],
+            "ports": [{"name": "http", "port": port}]}]}))
+    .unwrap();
+    Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &eps).await.unwrap();
     // The Role users get (deploy/rbac-why.yaml), bound to one service account.
     let role = std::fs::read_to_string(env().repo.join("deploy/rbac-why.yaml"))
         .unwrap()
@@ -1357,4 +1364,46 @@ profiles:
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("forbidden") && err.contains("services/proxy"), "{err}");
+}
+
+/// The Helm chart, rendered by the real helm (`testenv/build-helm`), is
+/// accepted by the API server (server-side dry run), and its configuration
+/// is one `berth run` accepts.
+#[tokio::test]
+async fn the_helm_chart_is_accepted_by_the_api_server() {
+    let e = env();
+    let build = Command::new(e.repo.join("testenv/build-helm")).stderr(Stdio::inherit()).output().expect("run testenv/build-helm");
+    assert!(build.status.success(), "testenv/build-helm failed");
+    let helm = PathBuf::from(last_line(&build.stdout)).join("helm");
+    let ns = Ns::new("helm").await;
+    let chart = e.repo.join("deploy/helm/berth");
+    let render = |extra: &[&str]| {
+        let out =
+            Command::new(&helm).args(["template", "berth", chart.to_str().unwrap(), "--namespace", &ns.name]).args(extra).output().unwrap();
+        assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let manifests = render(&[]);
+    let applied = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&manifests));
+    for kind in [
+        "serviceaccount/berth",
+        "clusterrole.rbac.authorization.k8s.io/berth",
+        "role.rbac.authorization.k8s.io/berth-leader-election",
+        "role.rbac.authorization.k8s.io/berth-why",
+        "configmap/berth-config",
+        "deployment.apps/berth",
+        "service/berth",
+    ] {
+        assert!(applied.contains(kind), "{kind} missing: {applied}");
+    }
+    // Values reach the configuration, which Berth accepts.
+    let custom = render(&["--set", "profiles[0].schedulerName=gpu", "--set", "extraConfig.percentageOfNodesToScore=30"]);
+    let cm = custom.split("\n---").find(|d| d.contains("kind: ConfigMap")).expect("a ConfigMap");
+    let cm: Value = serde_yaml::from_str(cm).unwrap();
+    let text = cm["data"]["config.yaml"].as_str().expect("config.yaml");
+    assert!(text.contains("schedulerName: gpu") && text.contains("percentageOfNodesToScore: 30"), "{text}");
+    assert!(text.contains(&format!("resourceNamespace: {}", ns.name)), "{text}");
+    let p = write_temp("helm-config.yaml", text);
+    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(e.repo.join("examples/cluster")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

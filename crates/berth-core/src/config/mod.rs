@@ -82,6 +82,17 @@ pub struct Plugins {
     pub post_bind: PluginSet,
     #[serde(default)]
     pub multi_point: PluginSet,
+    /// Kubernetes 1.37: plugins run when a whole pod group did not fit
+    /// (DefaultPreemption's workload-aware preemption; DynamicResources).
+    #[serde(default)]
+    pub pod_group_post_filter: PluginSet,
+    /// Kubernetes 1.37, TopologyAwareWorkloadScheduling (alpha): candidate
+    /// placements of a group. Berth implements none; only `disabled` is accepted.
+    #[serde(default)]
+    pub placement_generate: PluginSet,
+    /// As `placementGenerate`: scoring placements.
+    #[serde(default)]
+    pub placement_score: PluginSet,
 }
 
 impl Plugins {

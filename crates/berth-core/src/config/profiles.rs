@@ -93,6 +93,33 @@ fn merge_plugin_set(default: &PluginSet, custom: &PluginSet) -> PluginSet {
     PluginSet { enabled, disabled: custom.disabled.iter().chain(default.disabled.iter()).cloned().collect() }
 }
 
+/// The plugins that may serve at podGroupPostFilter (upstream 1.37's two).
+const POD_GROUP_POST_FILTER: [&str; 2] = [crate::plugins::volume::DYNAMIC_RESOURCES, crate::plugins::default_preemption::NAME];
+
+/// Whether a profile's podGroupPostFilter runs DefaultPreemption (workload-
+/// aware preemption), from multiPoint and the point's own set; refuses the
+/// placement points Berth does not implement.
+fn group_post_filter(custom: &Plugins, multi_point: &PluginSet) -> Result<bool, String> {
+    for (field, set) in [("placementGenerate", &custom.placement_generate), ("placementScore", &custom.placement_score)] {
+        if let Some(p) = set.enabled.first() {
+            return Err(format!(
+                "plugins.{field}: plugin {:?}: Berth does not implement topology-aware placement of pod groups (TopologyAwareWorkloadScheduling) yet",
+                p.name
+            ));
+        }
+    }
+    let set = &custom.pod_group_post_filter;
+    for p in &set.enabled {
+        if !POD_GROUP_POST_FILTER.contains(&p.name.as_str()) {
+            return Err(format!("plugin {:?} does not extend podGroupPostFilter plugin", p.name));
+        }
+    }
+    let disabled = |n: &str| set.disabled.iter().any(|d| d.name == "*" || d.name == n);
+    let from_multi = multi_point.enabled.iter().any(|r| r.name == crate::plugins::default_preemption::NAME);
+    let named = set.enabled.iter().any(|r| r.name == crate::plugins::default_preemption::NAME);
+    Ok(named || (from_multi && !disabled(crate::plugins::default_preemption::NAME)))
+}
+
 fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHost) -> Result<Framework, ConfigError> {
     let invalid = |m: String| ConfigError::Invalid(format!("profiles[{index}]: {m}"));
     let profile_name = p.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER_NAME);
@@ -235,6 +262,7 @@ fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHo
             ExtensionPoint::PostBind => fwk.post_bind = list,
         }
     }
+    fwk.group_preemption = group_post_filter(&custom, &plugins.multi_point).map_err(invalid)?;
     if fwk.queue_sort.is_none() {
         return Err(invalid("no queue sort plugin is enabled".into()));
     }

@@ -132,3 +132,24 @@ fn durations() {
     assert!(parse_duration("5").is_err());
     assert!(parse_duration("").is_err());
 }
+
+/// Kubernetes 1.37's new points: podGroupPostFilter decides whether a gang
+/// may preempt; the placement points, which Berth does not implement, may
+/// only be disabled.
+#[test]
+fn pod_group_post_filter_and_placement_points() {
+    let build = |plugins: serde_json::Value| {
+        cfg(serde_json::json!({"profiles": [{"schedulerName": "s", "plugins": plugins}]})).and_then(|c| c.build_frameworks())
+    };
+    assert!(build(serde_json::json!({})).unwrap()[0].group_preemption, "on by default, with DefaultPreemption in multiPoint");
+    let off = build(serde_json::json!({"podGroupPostFilter": {"disabled": [{"name": "DefaultPreemption"}]}})).unwrap();
+    assert!(!off[0].group_preemption);
+    assert!(!build(serde_json::json!({"podGroupPostFilter": {"disabled": [{"name": "*"}]}})).unwrap()[0].group_preemption);
+    let back = build(serde_json::json!({"podGroupPostFilter": {"enabled": [{"name": "DefaultPreemption"}], "disabled": [{"name": "*"}]}}));
+    assert!(back.unwrap()[0].group_preemption);
+    let err = build(serde_json::json!({"podGroupPostFilter": {"enabled": [{"name": "NodeResourcesFit"}]}})).err().unwrap();
+    assert!(err.to_string().contains("does not extend podGroupPostFilter plugin"), "{err}");
+    assert!(build(serde_json::json!({"placementGenerate": {"disabled": [{"name": "*"}]}})).is_ok());
+    let err = build(serde_json::json!({"placementScore": {"enabled": [{"name": "PodGroupPodsCount"}]}})).err().unwrap();
+    assert!(err.to_string().contains("plugins.placementScore: plugin \"PodGroupPodsCount\": Berth does not implement"), "{err}");
+}

@@ -198,8 +198,7 @@ impl Engine {
         in_order.extend(tried.iter().map(|t| t.qpi.pod_info.clone()));
         in_order.extend(not_tried.iter().map(|q| q.pod_info.clone()));
         let fwk0 = fwk_of(self, fitted.first().or(not_tried.first()).unwrap_or_else(|| &tried[0].qpi));
-        let preemption = (!errored && fwk0.post_filter.iter().any(|p| p.name() == crate::plugins::default_preemption::NAME))
-            .then(|| self.preempt_for_group(&fwk0, &in_order, min, placed_before));
+        let preemption = (!errored && fwk0.group_preemption).then(|| self.preempt_for_group(&fwk0, &in_order, min, placed_before));
         let mut nominations: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut victims_on: std::collections::HashMap<String, Vec<Arc<PodInfo>>> = std::collections::HashMap::new();
         match &preemption {

@@ -131,6 +131,9 @@ pub struct Framework {
     pub post_bind: Vec<Arc<dyn Plugin>>,
     /// Profile override of the scheduler-wide percentageOfNodesToScore.
     pub percentage_of_nodes_to_score: Option<i32>,
+    /// Whether a pod group that did not fit may preempt (DefaultPreemption
+    /// at Kubernetes 1.37's podGroupPostFilter: workload-aware preemption).
+    pub group_preemption: bool,
 }
 
 /// The message of a panic payload (`panic!` with a string, or a formatted one).

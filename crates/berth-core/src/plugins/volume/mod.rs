@@ -22,7 +22,10 @@ use crate::model::Pod;
 use crate::plugins::unmodelled::Unmodelled;
 
 /// The five names, in upstream's default order.
-pub const NAMES: [&str; 5] = [restrictions::NAME, limits::NAME, binding::NAME, zone::NAME, "DynamicResources"];
+pub const NAMES: [&str; 5] = [restrictions::NAME, limits::NAME, binding::NAME, zone::NAME, DYNAMIC_RESOURCES];
+
+/// DynamicResources: pods with resource claims stay pending (DRA is not modelled).
+pub const DYNAMIC_RESOURCES: &str = "DynamicResources";
 
 /// The reason `pod` stays pending if a volume is one of the in-tree `kinds`
 /// whose `what` Berth does not model.
