@@ -1,6 +1,7 @@
 //! `berth run` against a real control plane: etcd, kube-apiserver,
 //! kube-controller-manager and KWOK from testenv/ (started once for this test binary, or the one named by
-//! `BERTH_TEST_KUBECONFIG`). Each test works in its own namespace on its own
+//! `BERTH_TEST_KUBECONFIG`). The scheduler most tests share runs as deployed: under the
+//! service account and RBAC of deploy/rbac.yaml, not as admin. Each test works in its own namespace on its own
 //! KWOK nodes (labelled `berth-test: <namespace>`; its pods select them), and
 //! waits on conditions with deadlines.
 
@@ -85,10 +86,25 @@ struct Shared {
     _child: Mutex<Child>,
 }
 
+/// A kubeconfig with the identity Berth has when deployed: the `berth`
+/// service account of deploy/rbac.yaml (applied here), with only the rights
+/// that file grants. A verb missing there fails the tests that need it.
+fn deployed_identity() -> PathBuf {
+    let e = env();
+    let rbac = std::fs::read_to_string(e.repo.join("deploy/rbac.yaml")).unwrap();
+    kubectl(&["apply", "-f", "-"], Some(&rbac));
+    let token = kubectl(&["-n", "berth-system", "create", "token", "berth", "--duration", "4h"], None);
+    let mut kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&e.kubeconfig).unwrap()).unwrap();
+    for u in kc["users"].as_array_mut().unwrap() {
+        u["user"] = json!({"token": token.trim()});
+    }
+    write_temp("deployed.kubeconfig", &serde_yaml::to_string(&kc).unwrap())
+}
+
 fn shared_scheduler() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
-        let e = env();
+        let identity = deployed_identity();
         let config = write_temp(
             "shared.yaml",
             "apiVersion: kubescheduler.config.k8s.io/v1
@@ -96,6 +112,7 @@ kind: KubeSchedulerConfiguration
 leaderElection:
   leaderElect: true
   resourceName: berth-shared
+  resourceNamespace: berth-system
 profiles:
 - schedulerName: berth
   pluginConfig:
@@ -117,7 +134,7 @@ profiles:
             .arg("sh")
             .arg(berth_bin())
             .args(["run", "--kubeconfig"])
-            .arg(&e.kubeconfig)
+            .arg(&identity)
             .arg("--config")
             .arg(&config)
             .args(["--http-address", &format!("127.0.0.1:{http_port}")])
