@@ -48,6 +48,13 @@ pub struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// `queue_full` (too many waiting), `unavailable` (the API server did
+    /// not take it after retries) or `rejected` (refused, e.g. its namespace is gone).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     /// `nodes`, `pods` or `assumed_pods`.
     pub r#type: String,
@@ -74,6 +81,8 @@ pub struct Metrics {
     pub queue_incoming: Family<IncomingLabels, Counter>,
     pub cache_size: Family<CacheLabel, Gauge>,
     pub plugin_duration: Family<PluginLabels, Histogram>,
+    /// Berth's own (no kube-scheduler equivalent): events never written.
+    pub events_dropped: Family<DropLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -151,7 +160,14 @@ impl Metrics {
             "Duration for running a plugin at a specific extension point",
             plugin_duration.clone(),
         );
+        let events_dropped = Family::<DropLabel, Counter>::default();
+        registry.register(
+            "berth_events_dropped",
+            "Events (Scheduled, FailedScheduling, Preempted, plugins') that were never written, by the reason: 'queue_full' when too many waited, 'unavailable' when the API server did not take them after retries, 'rejected' when it refused them",
+            events_dropped.clone(),
+        );
         Metrics {
+            events_dropped,
             plugin_duration,
             registry,
             schedule_attempts,
@@ -249,6 +265,7 @@ mod tests {
         m.preemption_attempts.inc();
         m.preemption_victims.observe(2.0);
         m.observe_plugin("NodePool", ExtensionPoint::Filter, Code::Unschedulable, 0.00002);
+        m.events_dropped.get_or_create(&DropLabel { reason: "unavailable" }).inc_by(2);
         let text = m.render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
@@ -261,6 +278,7 @@ mod tests {
             r#"scheduler_preemption_victims_bucket{le="2.0"} 1"#,
             r#"scheduler_pod_scheduling_attempts_bucket{le="16.0"} 1"#,
             "scheduler_pod_scheduling_attempts_count 2",
+            r#"berth_events_dropped_total{reason="unavailable"} 2"#,
             r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
         ] {

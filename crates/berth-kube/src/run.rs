@@ -38,7 +38,7 @@ use crate::client::ApiClient;
 use crate::controller::{ApiAction, Controller, UnreadablePod, Work};
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
-use crate::metrics::Metrics;
+use crate::metrics::{DropLabel, Metrics};
 
 pub struct RunOptions {
     pub config: KubeSchedulerConfiguration,
@@ -557,10 +557,18 @@ const MAX_BINDINGS: usize = 256;
 /// `PendingCalls`) until their rate limiter gives a token, then run, at most
 /// `MAX_IN_FLIGHT` at a time. Binding cycles start at once on a worker
 /// thread each (DefaultBinder's call waits for its token there).
-async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
+async fn dispatch(
+    mut rx: UnboundedReceiver<Outgoing>,
+    client: ApiClient,
+    reporter: Reporter,
+    tx: Sender<Input>,
+    d: Arc<Dispatch>,
+    metrics: Arc<Metrics>,
+) {
     for events in [false, true] {
-        tokio::spawn(send_loop(events, client.clone(), reporter.clone(), tx.clone(), d.clone()));
+        tokio::spawn(send_loop(events, client.clone(), reporter.clone(), tx.clone(), d.clone(), metrics.clone()));
     }
+    let mut dropped_before = 0;
     let bindings = Arc::new(tokio::sync::Semaphore::new(MAX_BINDINGS));
     let binder = Arc::new(ApiBinder { client: client.clone(), runtime: tokio::runtime::Handle::current() });
     while let Some(out) = rx.recv().await {
@@ -606,8 +614,12 @@ async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, report
             p.push(action);
             p.dropped_events
         };
-        if event && dropped > 0 && dropped.is_power_of_two() {
-            warn!(dropped, "event queue full ({MAX_QUEUED_EVENTS}): events dropped, as client-go's broadcaster drops them");
+        if dropped > dropped_before {
+            metrics.events_dropped.get_or_create(&DropLabel { reason: "queue_full" }).inc_by(dropped - dropped_before);
+            dropped_before = dropped;
+            if dropped.is_power_of_two() {
+                warn!(dropped, "event queue full ({MAX_QUEUED_EVENTS}): events dropped, as client-go's broadcaster drops them");
+            }
         }
         if event {
             d.events_ready.notify_one();
@@ -617,7 +629,21 @@ async fn dispatch(mut rx: UnboundedReceiver<Outgoing>, client: ApiClient, report
     }
 }
 
-async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>) {
+/// How often an event write is tried when the API server does not answer
+/// (or answers 429/5xx), with a doubling pause from `EVENT_RETRY_PAUSE`.
+const EVENT_TRIES: u32 = 4;
+const EVENT_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether a failed write may succeed if tried again: the API server was
+/// unreachable, overloaded or failing, rather than refusing the write.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
+    }
+}
+
+async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Sender<Input>, d: Arc<Dispatch>, metrics: Arc<Metrics>) {
     const MAX_IN_FLIGHT: usize = 256;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let ready = if events { &d.events_ready } else { &d.calls_ready };
@@ -650,9 +676,28 @@ async fn send_loop(events: bool, client: ApiClient, reporter: Reporter, tx: Send
         let Some(action) = action else { continue };
         let running = if events { &d.running_events } else { &d.running_calls };
         running.fetch_add(1, Ordering::SeqCst);
-        let (client, reporter, tx, d) = (client.clone(), reporter.clone(), tx.clone(), d.clone());
+        let (client, reporter, tx, d, metrics) = (client.clone(), reporter.clone(), tx.clone(), d.clone(), metrics.clone());
         tokio::spawn(async move {
-            let result = execute(&client, &reporter, &action).await;
+            let mut result = execute(&client, &reporter, &action).await;
+            // Events are tried again through a short outage (client-go's
+            // broadcaster retries too), then counted as dropped.
+            let mut pause = EVENT_RETRY_PAUSE;
+            for _ in 1..if events { EVENT_TRIES } else { 1 } {
+                match &result {
+                    Err(e) if transient(e) => {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                        result = execute(&client, &reporter, &action).await;
+                    }
+                    _ => break,
+                }
+            }
+            if events {
+                if let Err(e) = &result {
+                    let reason = if transient(e) { "unavailable" } else { "rejected" };
+                    metrics.events_dropped.get_or_create(&DropLabel { reason }).inc();
+                }
+            }
             match (&action, result) {
                 (ApiAction::Evict { namespace, name, .. }, r) => {
                     if let Err(e) = &r {
@@ -803,7 +848,7 @@ impl Prepared {
             watchers.push(watch_dynamic(c.clone(), *k, i, tx.clone()));
         }
         let calls = Arc::new(Dispatch::default());
-        tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), calls.clone()));
+        tokio::spawn(dispatch(out_rx, client.clone(), reporter, tx.clone(), calls.clone(), metrics.clone()));
 
         let mut elector = durations.map(|(lease, renew, retry)| {
             LeaderElector::new(c.clone(), &le.resource_namespace, &le.resource_name, identity.clone(), lease, renew, retry)
@@ -862,4 +907,19 @@ pub fn default_config() -> KubeSchedulerConfiguration {
         .expect("the built-in configuration is valid");
     cfg.apply_defaults();
     cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events are retried when the API server is away or overloaded, and
+    /// dropped (counted) at once when it refuses them.
+    #[test]
+    fn only_outages_are_worth_retrying() {
+        let api = |code: u16| kube::Error::Api(kube::core::Status::failure("x", "y").with_code(code).boxed());
+        assert!(transient(&api(503)) && transient(&api(500)) && transient(&api(429)));
+        assert!(!transient(&api(404)) && !transient(&api(403)) && !transient(&api(422)));
+        assert!(transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
+    }
 }
