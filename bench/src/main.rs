@@ -65,6 +65,11 @@ struct Args {
     /// Give up on a run after this many seconds without a new binding.
     #[arg(long, default_value_t = 60)]
     stall_seconds: u64,
+    /// Instead of the workloads: a backlog of this many pending pods that
+    /// fit nowhere; measures each scheduler's memory and CPU while they
+    /// wait (kubernetes #114362). Uses --nodes and --schedulers (not raw).
+    #[arg(long)]
+    backlog: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -301,6 +306,124 @@ fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let hwm_kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some((ticks / 100.0, hwm_kb / 1024.0))
+}
+
+/// Resident memory now (VmRSS), MiB.
+fn rss_now(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[derive(Serialize, Debug)]
+struct BacklogResult {
+    scheduler: String,
+    pods: usize,
+    /// Pods with PodScheduled=False when measured.
+    attempted: usize,
+    /// From the first create to the last pod marked unschedulable.
+    seconds_to_attempt_all: f64,
+    cpu_seconds_to_attempt_all: f64,
+    peak_rss_mib: f64,
+    /// RSS after the idle wait.
+    rss_waiting_mib: f64,
+    /// CPU seconds used during the idle wait, per minute.
+    cpu_seconds_per_minute_waiting: f64,
+}
+
+/// A backlog of `n` pods that fit nowhere (5 CPUs on 4-CPU nodes): how much
+/// the scheduler holds and burns while they wait.
+async fn backlog_run(c: &kube::Client, args: &Args, bin: &Path, kubeconfig: &Path, scheduler: &str, n: usize) -> Result<BacklogResult> {
+    let ns = format!("bench-backlog-{scheduler}");
+    let nss = Api::<Namespace>::all(c.clone());
+    if nss.get_opt(&ns).await?.is_none() {
+        nss.create(&PostParams::default(), &from_json(json!({"metadata": {"name": ns}}))).await?;
+    }
+    let pods = Api::<Pod>::namespaced(c.clone(), &ns);
+    wait_no_pods(&pods).await?;
+    std::fs::create_dir_all(&args.out)?;
+    let config = args.out.join("config-unlimited.yaml");
+    std::fs::write(&config, config_yaml(kubeconfig, true))?;
+    let unschedulable: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch = {
+        let (seen, pods) = (unschedulable.clone(), pods.clone());
+        tokio::spawn(async move {
+            let mut s = std::pin::pin!(watcher::watcher(pods, watcher::Config::default()));
+            while let Some(e) = s.next().await {
+                if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = e {
+                    let marked = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                        cs.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+                    });
+                    if marked {
+                        seen.lock().unwrap().entry(p.metadata.name.unwrap_or_default()).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        })
+    };
+    let proc_ = start_scheduler(scheduler, bin, &config, &args.out.join(format!("{ns}.log")))?;
+    let pid = proc_.0.id();
+    // Ready when it has marked a first unschedulable pod.
+    let warm = {
+        let mut v = pod_spec("SchedulingBasic", 0);
+        v["metadata"]["name"] = json!("warmup");
+        v["spec"]["containers"][0]["resources"]["requests"] = json!({"cpu": "5", "memory": "100Mi"});
+        v
+    };
+    pods.create(&PostParams::default(), &from_json(warm)).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !unschedulable.lock().unwrap().contains_key("warmup") {
+        if Instant::now() > deadline {
+            bail!("{scheduler} did not mark the warm-up pod unschedulable");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu0 = proc_usage(pid).map(|u| u.0).unwrap_or(0.0);
+    let start = Instant::now();
+    for_each_concurrent(n, 64, |i| {
+        let pods = pods.clone();
+        async move {
+            let mut v = pod_spec("SchedulingBasic", i);
+            v["spec"]["containers"][0]["resources"]["requests"] = json!({"cpu": "5", "memory": "100Mi"});
+            pods.create(&PostParams::default(), &from_json(v)).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let mut last = (0usize, Instant::now());
+    loop {
+        let seen = unschedulable.lock().unwrap().len().saturating_sub(1);
+        if seen >= n {
+            break;
+        }
+        if seen > last.0 {
+            last = (seen, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(args.stall_seconds) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let attempted = unschedulable.lock().unwrap().len().saturating_sub(1);
+    let all_at = unschedulable.lock().unwrap().values().max().copied().unwrap_or(start);
+    let (cpu1, peak) = proc_usage(pid).unwrap_or((cpu0, 0.0));
+    // The wait itself: a minute with nothing to do but hold the backlog.
+    let idle = Duration::from_secs(60);
+    tokio::time::sleep(idle).await;
+    let (cpu2, _) = proc_usage(pid).unwrap_or((cpu1, 0.0));
+    let rss = rss_now(pid).unwrap_or(0.0);
+    drop(proc_);
+    watch.abort();
+    pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &ListParams::default()).await?;
+    Ok(BacklogResult {
+        scheduler: scheduler.into(),
+        pods: n,
+        attempted,
+        seconds_to_attempt_all: all_at.saturating_duration_since(start).as_secs_f64(),
+        cpu_seconds_to_attempt_all: cpu1 - cpu0,
+        peak_rss_mib: peak,
+        rss_waiting_mib: rss,
+        cpu_seconds_per_minute_waiting: (cpu2 - cpu1) * 60.0 / idle.as_secs_f64(),
+    })
 }
 
 fn start_scheduler(which: &str, bin: &Path, config: &Path, log: &Path) -> Result<Proc> {
@@ -701,6 +824,33 @@ async fn main() -> Result<()> {
         if pcs.get_opt(name).await?.is_none() {
             pcs.create(&PostParams::default(), &from_json(json!({"metadata": {"name": name}, "value": value}))).await?;
         }
+    }
+    if let Some(n) = args.backlog {
+        let mut out = Vec::new();
+        for s in schedulers.iter().filter(|s| *s != "raw") {
+            eprintln!("backlog of {n} pods: {s}...");
+            let r = backlog_run(&c, &args, &bin, &kubeconfig, s, n).await.with_context(|| format!("backlog / {s}"))?;
+            eprintln!("{r:?}");
+            out.push(r);
+        }
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("backlog.json"), serde_json::to_string_pretty(&out)?)?;
+        println!("| scheduler | pods | marked unschedulable | seconds to mark all | CPU s to mark all | peak RSS MiB | RSS waiting MiB | CPU s/min waiting |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &out {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.0} | {:.2} |",
+                r.scheduler,
+                r.pods,
+                r.attempted,
+                r.seconds_to_attempt_all,
+                r.cpu_seconds_to_attempt_all,
+                r.peak_rss_mib,
+                r.rss_waiting_mib,
+                r.cpu_seconds_per_minute_waiting
+            );
+        }
+        return Ok(());
     }
     let total = (workloads.len() * schedulers.len() * limits.len()) as u64;
     let bar = ProgressBar::new(total);
