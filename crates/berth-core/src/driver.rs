@@ -61,6 +61,9 @@ pub trait DriverObserver: Send + Sync {
     }
 }
 
+/// How often the queue's sizes are reported, at most (ms of the engine's clock).
+const QUEUE_REPORT_EVERY_MS: i64 = 1000;
+
 /// An observer that ignores everything.
 pub struct Unobserved;
 
@@ -186,6 +189,8 @@ pub enum Effect {
 pub struct Driver {
     engine: Engine,
     observer: Arc<dyn DriverObserver>,
+    /// When the queue's sizes were last reported (engine clock).
+    queue_reported_ms: Option<i64>,
     /// Whether the driver writes its own events (Scheduled,
     /// FailedScheduling, Preempted): live, yes; the simulator reports the
     /// same facts in its results.
@@ -195,7 +200,7 @@ pub struct Driver {
 impl Driver {
     /// A driver of `engine`, reporting to `observer`.
     pub fn new(engine: Engine, observer: Arc<dyn DriverObserver>) -> Driver {
-        Driver { engine, observer, record_events: true }
+        Driver { engine, observer, record_events: true, queue_reported_ms: None }
     }
 
     /// Whether to emit `Effect::Event`s for the driver's own events.
@@ -228,7 +233,7 @@ impl Driver {
             match self.engine.schedule_one(now_ms) {
                 Some(o) => outcomes.push(o),
                 None => {
-                    self.report_queue();
+                    self.report_queue(now_ms);
                     return None;
                 }
             }
@@ -243,12 +248,17 @@ impl Driver {
                 Outcome::Group(members) => outcomes.extend(members.into_iter().rev()),
             }
         }
-        self.report_queue();
+        self.report_queue(now_ms);
         Some(effects)
     }
 
-    fn report_queue(&self) {
-        if self.observer.is_active() {
+    /// Reports the queue's sizes, at most once a second of the engine's
+    /// clock: counting walks every pending pod, and with a large backlog
+    /// doing it on every step (a node's heartbeat is one) cost more than
+    /// anything else while idle. Metrics are scraped every 15 s or more.
+    fn report_queue(&mut self, now_ms: i64) {
+        if self.observer.is_active() && self.queue_reported_ms.is_none_or(|t| now_ms - t >= QUEUE_REPORT_EVERY_MS || now_ms < t) {
+            self.queue_reported_ms = Some(now_ms);
             self.observer.queue(&self.engine.queue.counts());
         }
     }

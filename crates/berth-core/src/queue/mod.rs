@@ -80,6 +80,9 @@ pub struct SchedulingQueue {
     arrivals: u64,
     /// Unschedulable pods held back by `hold` (not by PreEnqueue).
     held: HashSet<String>,
+    /// No unschedulable (ungated) pod has waited too long before this time:
+    /// `flush` looks for them only from then on, not on every call.
+    stale_from_ms: i64,
     pub nominator: Nominator,
 }
 
@@ -98,6 +101,7 @@ impl SchedulingQueue {
             seq: 0,
             arrivals: 0,
             held: HashSet::new(),
+            stale_from_ms: i64::MAX,
             nominator: Nominator::default(),
         }
     }
@@ -238,12 +242,22 @@ impl SchedulingQueue {
                 }
             }
         }
-        let mut stale: Vec<(u64, String)> = self
-            .unschedulable
-            .iter()
-            .filter(|(_, q)| !q.gated && now_ms - q.timestamp > self.cfg.max_in_unschedulable_ms)
-            .map(|(k, q)| (q.seq, k.clone()))
-            .collect();
+        // Walking every unschedulable pod is the cost of a large backlog:
+        // only when one may have waited too long.
+        if now_ms <= self.stale_from_ms {
+            return;
+        }
+        let max = self.cfg.max_in_unschedulable_ms;
+        let mut stale: Vec<(u64, String)> = Vec::new();
+        let mut next = i64::MAX;
+        for (k, q) in self.unschedulable.iter().filter(|(_, q)| !q.gated) {
+            if now_ms - q.timestamp > max {
+                stale.push((q.seq, k.clone()));
+            } else {
+                next = next.min(q.timestamp + max);
+            }
+        }
+        self.stale_from_ms = next;
         stale.sort();
         let stale: Vec<String> = stale.into_iter().map(|(_, k)| k).collect();
         for k in stale {
@@ -336,6 +350,7 @@ impl SchedulingQueue {
         if helped {
             self.requeue(q, now_ms);
         } else {
+            self.stale_from_ms = self.stale_from_ms.min(q.timestamp + self.cfg.max_in_unschedulable_ms);
             self.where_is.insert(key.clone(), Location::Unschedulable);
             self.unschedulable.insert(key, q);
         }

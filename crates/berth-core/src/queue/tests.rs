@@ -95,10 +95,19 @@ fn errors_go_to_backoff_and_timeouts_flush() {
     let mut p = q.pop().unwrap();
     p.unschedulable_plugins.insert("NodeResourcesFit");
     q.add_unschedulable(p, 0);
+    q.add(info("late", 0), 1000);
+    let mut p = q.pop().unwrap();
+    p.unschedulable_plugins.insert("NodeResourcesFit");
+    q.add_unschedulable(p, 1000);
     q.flush(DEFAULT_MAX_IN_UNSCHEDULABLE_MS);
     assert_eq!(q.location("default/stuck"), Some(Location::Unschedulable));
     q.flush(DEFAULT_MAX_IN_UNSCHEDULABLE_MS + 1);
     assert_ne!(q.location("default/stuck"), Some(Location::Unschedulable));
+    // The pass that moved it noted when the next one is due, to the millisecond.
+    q.flush(DEFAULT_MAX_IN_UNSCHEDULABLE_MS + 1000);
+    assert_eq!(q.location("default/late"), Some(Location::Unschedulable));
+    q.flush(DEFAULT_MAX_IN_UNSCHEDULABLE_MS + 1001);
+    assert_ne!(q.location("default/late"), Some(Location::Unschedulable));
 }
 
 #[test]
