@@ -52,6 +52,8 @@ pub trait DriverObserver: Send + Sync {
     fn scheduled(&self, attempts: u32, seconds: f64) {}
     /// Preemption nominated a node, evicting `victims` pods.
     fn preemption(&self, victims: usize) {}
+    /// A pod group's cycle ended (`scheduler_podgroup_schedule_attempts_total`).
+    fn group_attempt(&self, result: crate::engine::GroupAttempt) {}
     /// The queue's sizes after a step (`scheduler_pending_pods`).
     fn queue(&self, counts: &QueueCounts) {}
     /// Whether to report at all: counting the queue costs a pass over the
@@ -245,7 +247,10 @@ impl Driver {
                 Outcome::Assigned(assignment) => effects.push(Effect::Bind(Binding { assignment, started: start })),
                 Outcome::Failed(f) => self.failed(*f, start, &mut effects),
                 // A group's members, in the order they were decided.
-                Outcome::Group(members) => outcomes.extend(members.into_iter().rev()),
+                Outcome::Group(attempt, members) => {
+                    self.observer.group_attempt(attempt);
+                    outcomes.extend(members.into_iter().rev())
+                }
             }
         }
         self.report_queue(now_ms);

@@ -48,6 +48,12 @@ pub struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupResultLabel {
+    /// `scheduled`, `unschedulable`, `waiting_on_preemption` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabel {
     /// `queue_full` (too many waiting), `unavailable` (the API server did
     /// not take it after retries) or `rejected` (refused, e.g. its namespace is gone).
@@ -83,6 +89,7 @@ pub struct Metrics {
     pub plugin_duration: Family<PluginLabels, Histogram>,
     /// Berth's own (no kube-scheduler equivalent): events never written.
     pub events_dropped: Family<DropLabel, Counter>,
+    pub podgroup_attempts: Family<GroupResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -166,7 +173,14 @@ impl Metrics {
             "Events (Scheduled, FailedScheduling, Preempted, plugins') that were never written, by the reason: 'queue_full' when too many waited, 'unavailable' when the API server did not take them after retries, 'rejected' when it refused them",
             events_dropped.clone(),
         );
+        let podgroup_attempts = Family::<GroupResultLabel, Counter>::default();
+        registry.register(
+            "scheduler_podgroup_schedule_attempts",
+            "Number of attempts to schedule pod groups, by the result. 'waiting_on_preemption' means the group's preemption is under way",
+            podgroup_attempts.clone(),
+        );
         Metrics {
+            podgroup_attempts,
             events_dropped,
             plugin_duration,
             registry,
@@ -248,6 +262,10 @@ impl DriverObserver for Metrics {
     fn queue(&self, counts: &QueueCounts) {
         self.set_queue(counts);
     }
+
+    fn group_attempt(&self, result: berth_core::engine::GroupAttempt) {
+        self.podgroup_attempts.get_or_create(&GroupResultLabel { result: result.as_str() }).inc();
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +284,7 @@ mod tests {
         m.preemption_victims.observe(2.0);
         m.observe_plugin("NodePool", ExtensionPoint::Filter, Code::Unschedulable, 0.00002);
         m.events_dropped.get_or_create(&DropLabel { reason: "unavailable" }).inc_by(2);
+        m.group_attempt(berth_core::engine::GroupAttempt::WaitingOnPreemption);
         let text = m.render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
@@ -279,6 +298,7 @@ mod tests {
             r#"scheduler_pod_scheduling_attempts_bucket{le="16.0"} 1"#,
             "scheduler_pod_scheduling_attempts_count 2",
             r#"berth_events_dropped_total{reason="unavailable"} 2"#,
+            r#"scheduler_podgroup_schedule_attempts_total{result="waiting_on_preemption"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
         ] {

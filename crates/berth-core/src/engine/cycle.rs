@@ -71,8 +71,35 @@ pub enum Outcome {
     Skipped(String),
     /// Reserved on a node, held at Permit: see `Engine::take_permitted`.
     Waiting(String),
-    /// A group's cycle: one outcome per member tried.
-    Group(Vec<Outcome>),
+    /// A group's cycle: how it ended (`scheduler_podgroup_schedule_attempts_total`'s
+    /// `result`), and one outcome per member tried.
+    Group(GroupAttempt, Vec<Outcome>),
+}
+
+/// How a pod group's scheduling cycle ended, as upstream's
+/// `scheduler_podgroup_schedule_attempts_total` labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupAttempt {
+    /// At least minCount members are placed.
+    Scheduled,
+    /// Not placed; nothing to preempt, or preemption would not help.
+    Unschedulable,
+    /// Not placed yet: preemption chose victims and nominated the members.
+    WaitingOnPreemption,
+    /// A plugin failed.
+    Error,
+}
+
+impl GroupAttempt {
+    /// The metric label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GroupAttempt::Scheduled => "scheduled",
+            GroupAttempt::Unschedulable => "unschedulable",
+            GroupAttempt::WaitingOnPreemption => "waiting_on_preemption",
+            GroupAttempt::Error => "error",
+        }
+    }
 }
 
 impl Engine {

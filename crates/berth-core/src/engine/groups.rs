@@ -95,7 +95,7 @@ impl Engine {
             for q in members {
                 outcomes.push(Outcome::Failed(Box::new(self.fail_with_status(q, s.clone(), now_ms))));
             }
-            return Outcome::Group(outcomes);
+            return Outcome::Group(GroupAttempt::Unschedulable, outcomes);
         };
 
         let fwk_of = |e: &Engine, q: &QueuedPodInfo| e.profile_for(&q.pod_info.pod.scheduler_name).cloned().expect("retained: ours");
@@ -184,7 +184,7 @@ impl Engine {
             }
             plugin.pod_group_result(&result);
             self.group_results.insert(group.key.clone(), result);
-            return Outcome::Group(outcomes);
+            return Outcome::Group(GroupAttempt::Scheduled, outcomes);
         }
 
         // Not placed: undo every assumption, then see whether preemption helps.
@@ -263,7 +263,14 @@ impl Engine {
         }
         plugin.pod_group_result(&result);
         self.group_results.insert(group.key.clone(), result);
-        Outcome::Group(outcomes)
+        let attempt = if errored {
+            GroupAttempt::Error
+        } else if waiting_on_preemption {
+            GroupAttempt::WaitingOnPreemption
+        } else {
+            GroupAttempt::Unschedulable
+        };
+        Outcome::Group(attempt, outcomes)
     }
 
     /// Requeues a member that was not placed, nominated to `node` if

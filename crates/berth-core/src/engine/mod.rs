@@ -23,7 +23,7 @@ use crate::model::{Node, Pod, PodDisruptionBudget};
 use crate::queue::{QueueConfig, SchedulingQueue};
 use crate::scheduler::CycleRunner;
 
-pub use cycle::{Assignment, Failure, Outcome};
+pub use cycle::{Assignment, Failure, GroupAttempt, Outcome};
 use evictions::{marked_evicting, Evicting};
 pub use groups::ERR_POD_GROUP_UNSCHEDULABLE;
 

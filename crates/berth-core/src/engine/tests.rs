@@ -271,7 +271,7 @@ mod groups {
         let mut outcomes: Vec<Outcome> = std::iter::from_fn(|| e.schedule_one(now)).collect();
         while let Some(o) = outcomes.pop() {
             match o {
-                Outcome::Group(members) => outcomes.extend(members),
+                Outcome::Group(_, members) => outcomes.extend(members),
                 Outcome::Assigned(a) => {
                     let key = a.queued.key();
                     bound.insert(key.clone(), a.node.clone());
@@ -297,7 +297,7 @@ mod groups {
         let (mut failed, mut assigned) = (Vec::new(), 0);
         while let Some(o) = outcomes.pop() {
             match o {
-                Outcome::Group(m) => outcomes.extend(m),
+                Outcome::Group(_, m) => outcomes.extend(m),
                 Outcome::Failed(f) => failed.push(*f),
                 Outcome::Assigned(_) => assigned += 1,
                 Outcome::Waiting(_) | Outcome::Skipped(_) => {}
@@ -322,6 +322,24 @@ mod groups {
         let (bound, failed) = run(&mut e, 0);
         assert_eq!(bound.len(), 4, "{failed:?}");
         assert_eq!(e.attempts(), 4, "one cycle tried each member once");
+    }
+
+    /// Each group cycle says how it ended (the podgroup attempts metric).
+    #[test]
+    fn group_cycles_are_labelled_by_their_result() {
+        let mut e = engine(1);
+        gang(&mut e, "fits", 2);
+        gang(&mut e, "big", 2);
+        for (p, g, cpu) in [("f0", "fits", 1000), ("f1", "fits", 1000), ("b0", "big", 3000), ("b1", "big", 3000)] {
+            e.add_pod(make_pod(p).group(g).req(cpu, 0).creation(if g == "fits" { 0 } else { 1 }).obj(), 0);
+        }
+        let results: Vec<GroupAttempt> = std::iter::from_fn(|| e.schedule_one(0))
+            .filter_map(|o| match o {
+                Outcome::Group(r, _) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results, [GroupAttempt::Scheduled, GroupAttempt::Unschedulable]);
     }
 
     #[test]
