@@ -121,7 +121,7 @@ fn object_key<K: Resource>(o: &K) -> String {
 struct Scheduling {
     ctl: Controller,
     classes: PriorityClasses,
-    pods: HashMap<String, berth_core::model::Pod>,
+    pods: HashMap<String, Arc<berth_core::model::Pod>>,
     nodes: HashSet<String>,
     pdbs: BTreeMap<String, berth_core::model::PodDisruptionBudget>,
     namespaces: HashSet<String>,
@@ -297,10 +297,14 @@ impl Scheduling {
                     self.unreadable.remove(key);
                 }
                 match converted {
-                    Ok(pod) => match self.pods.insert(key.to_string(), pod.clone()) {
-                        Some(old) => self.ctl.engine_mut().update_pod(Some(&old), pod, now),
-                        None => self.ctl.engine_mut().add_pod(pod, now),
-                    },
+                    Ok(pod) => {
+                        // One copy, shared by this map and the engine.
+                        let pod = Arc::new(pod);
+                        match self.pods.insert(key.to_string(), pod.clone()) {
+                            Some(old) => self.ctl.engine_mut().update_pod(Some(&old), pod, now),
+                            None => self.ctl.engine_mut().add_pod(pod, now),
+                        }
+                    }
                     // Pending: not placed, and not left in the queue as last read.
                     Err(Unreadable::Pending) => {
                         if let Some(old) = self.pods.remove(key) {

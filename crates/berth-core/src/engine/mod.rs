@@ -273,8 +273,9 @@ impl Engine {
     }
 
     /// A pod appeared: bound pods go to the cache, our pending pods to the queue.
-    pub fn add_pod(&mut self, pod: Pod, now_ms: i64) {
-        let pod = Arc::new(pod);
+    /// (`pod` may be an `Arc` the caller keeps too: the engine shares it.)
+    pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>, now_ms: i64) {
+        let pod: Arc<Pod> = pod.into();
         if pod.node_name.is_some() {
             let key = pod.key();
             self.queue.delete(&key);
@@ -311,14 +312,15 @@ impl Engine {
         }
     }
 
-    pub fn update_pod(&mut self, old: Option<&Pod>, pod: Pod, now_ms: i64) {
+    pub fn update_pod(&mut self, old: Option<&Pod>, pod: impl Into<Arc<Pod>>, now_ms: i64) {
+        let pod: Arc<Pod> = pod.into();
         let key = pod.key();
         let pod = match self.evicting.get_mut(&key) {
             Some(e) => {
-                e.observed = Arc::new(pod.clone());
-                Arc::new(marked_evicting(pod))
+                e.observed = pod.clone();
+                Arc::new(marked_evicting((*pod).clone()))
             }
-            None => Arc::new(pod),
+            None => pod,
         };
         if pod.node_name.is_some() {
             let was_known = self.cache.pod_info(&key).is_some_and(|p| !self.cache.is_assumed(&key) || p.pod.node_name.is_some());
@@ -341,7 +343,7 @@ impl Engine {
                     now_ms,
                 );
             } else {
-                self.add_pod((*pod).clone(), now_ms);
+                self.add_pod(pod.clone(), now_ms);
             }
         } else if pod.terminating {
             self.queue.delete(&key);
