@@ -99,6 +99,9 @@ impl Engine {
         };
 
         let fwk_of = |e: &Engine, q: &QueuedPodInfo| e.profile_for(&q.pod_info.pod.scheduler_name).cloned().expect("retained: ours");
+        // The group's profile, for its preemption: the first member's (`first`
+        // is never dropped above, and every member may fail before the end).
+        let group_fwk = fwk_of(self, &members[0]);
         let placed_before = self.groups.counts(&group.key).placed;
         let mut placed_count = placed_before;
         let mut remaining = members.len();
@@ -197,8 +200,8 @@ impl Engine {
         let mut in_order: Vec<Arc<PodInfo>> = fitted.iter().map(|q| q.pod_info.clone()).collect();
         in_order.extend(tried.iter().map(|t| t.qpi.pod_info.clone()));
         in_order.extend(not_tried.iter().map(|q| q.pod_info.clone()));
-        let fwk0 = fwk_of(self, fitted.first().or(not_tried.first()).unwrap_or_else(|| &tried[0].qpi));
-        let preemption = (!errored && fwk0.group_preemption).then(|| self.preempt_for_group(&fwk0, &in_order, min, placed_before));
+        let preemption =
+            (!errored && group_fwk.group_preemption).then(|| self.preempt_for_group(&group_fwk, &in_order, min, placed_before));
         let mut nominations: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut victims_on: std::collections::HashMap<String, Vec<Arc<PodInfo>>> = std::collections::HashMap::new();
         match &preemption {

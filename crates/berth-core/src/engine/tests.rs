@@ -324,6 +324,34 @@ mod groups {
         assert_eq!(e.attempts(), 4, "one cycle tried each member once");
     }
 
+    /// A member that fits but is refused at Reserve fails with that
+    /// plugin's reason, and its group with it, even when it is the only one.
+    #[test]
+    fn a_member_refused_at_reserve_fails_its_group_cleanly() {
+        struct RefuseReserve;
+        #[crate::plugin]
+        impl Plugin for RefuseReserve {
+            fn name(&self) -> &'static str {
+                "RefuseReserve"
+            }
+            fn reserve(&self, _s: &mut CycleState, _pod: &PodInfo, _node: &str) -> Status {
+                Status::unschedulable("no room in the ledger")
+            }
+        }
+        let cfg = crate::config::KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).unwrap();
+        let mut fwk = cfg.build_frameworks().unwrap().remove(0);
+        fwk.reserve.push(Arc::new(RefuseReserve));
+        let mut e = Engine::new(vec![fwk], EngineConfig { adopt_all_pods: true, ..Default::default() });
+        e.add_node(make_node("n0").capacity(4000, 8 << 30, 110).obj(), 0);
+        gang(&mut e, "solo", 1);
+        e.add_pod(make_pod("s0").group("solo").req(100, 0).obj(), 0);
+        let (failed, assigned) = cycles(&mut e, 0);
+        assert_eq!(assigned, 0);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].message, "no room in the ledger");
+        assert_eq!(e.cache.assumed_count(), 0);
+    }
+
     /// Each group cycle says how it ended (the podgroup attempts metric).
     #[test]
     fn group_cycles_are_labelled_by_their_result() {
