@@ -335,12 +335,7 @@ struct BacklogResult {
 /// the scheduler holds and burns while they wait.
 async fn backlog_run(c: &kube::Client, args: &Args, bin: &Path, kubeconfig: &Path, scheduler: &str, n: usize) -> Result<BacklogResult> {
     let ns = format!("bench-backlog-{scheduler}");
-    let nss = Api::<Namespace>::all(c.clone());
-    if nss.get_opt(&ns).await?.is_none() {
-        nss.create(&PostParams::default(), &from_json(json!({"metadata": {"name": ns}}))).await?;
-    }
-    let pods = Api::<Pod>::namespaced(c.clone(), &ns);
-    wait_no_pods(&pods).await?;
+    let pods = empty_namespace(c, &ns).await?;
     std::fs::create_dir_all(&args.out)?;
     let config = args.out.join("config-unlimited.yaml");
     std::fs::write(&config, config_yaml(kubeconfig, true))?;
@@ -541,6 +536,17 @@ fn mem_bytes(s: &str) -> i64 {
     s.parse().unwrap_or(0)
 }
 
+/// The namespace `ns` (made if missing) once the pods of an earlier run are gone.
+async fn empty_namespace(c: &kube::Client, ns: &str) -> Result<Api<Pod>> {
+    let nss = Api::<Namespace>::all(c.clone());
+    if nss.get_opt(ns).await?.is_none() {
+        nss.create(&PostParams::default(), &from_json(json!({"metadata": {"name": ns}}))).await?;
+    }
+    let pods = Api::<Pod>::namespaced(c.clone(), ns);
+    wait_no_pods(&pods).await?;
+    Ok(pods)
+}
+
 async fn wait_no_pods(api: &Api<Pod>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     while !api.list(&ListParams::default().limit(1)).await?.items.is_empty() {
@@ -564,12 +570,7 @@ async fn one_run(
     bar: &ProgressBar,
 ) -> Result<RunResult> {
     let ns = format!("bench-{}-{scheduler}-{limits}", workload.to_lowercase());
-    let nss = Api::<Namespace>::all(c.clone());
-    if nss.get_opt(&ns).await?.is_none() {
-        nss.create(&PostParams::default(), &from_json(json!({"metadata": {"name": ns}}))).await?;
-    }
-    let pods = Api::<Pod>::namespaced(c.clone(), &ns);
-    wait_no_pods(&pods).await?;
+    let pods = empty_namespace(c, &ns).await?;
     init_pods(c, &ns, workload, args.nodes, args.pods).await?;
     let expected = placeable(workload, args.pods);
     let unlimited = limits == "unlimited";

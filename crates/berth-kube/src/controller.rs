@@ -314,17 +314,17 @@ impl Controller {
                         });
                     }
                 }
-                Effect::Evict { victim, preemptor, node } => work.actions.push(ApiAction::Evict {
-                    namespace: {
-                        victims.entry(preemptor.key()).or_default().push(victim.key());
-                        victim.pod.namespace.clone()
-                    },
-                    name: victim.pod.name.clone(),
-                    uid: victim.pod.uid.clone(),
-                    preemptor_uid: preemptor.pod.uid.clone(),
-                    by: preemptor.pod.scheduler_name.clone(),
-                    node,
-                }),
+                Effect::Evict { victim, preemptor, node } => {
+                    victims.entry(preemptor.key()).or_default().push(victim.key());
+                    work.actions.push(ApiAction::Evict {
+                        namespace: victim.pod.namespace.clone(),
+                        name: victim.pod.name.clone(),
+                        uid: victim.pod.uid.clone(),
+                        preemptor_uid: preemptor.pod.uid.clone(),
+                        by: preemptor.pod.scheduler_name.clone(),
+                        node,
+                    })
+                }
                 Effect::ClearNomination { pod } => {
                     work.actions.push(ApiAction::Nominate { namespace: pod.pod.namespace.clone(), name: pod.pod.name.clone(), node: None })
                 }

@@ -429,9 +429,9 @@ impl Scheduling {
     fn forget_object(&mut self, i: usize, key: &str, now: i64) {
         let k = self.object_kinds[i];
         if self.objects[i].remove(key) {
-            let (ns, name) = key.split_once('/').unwrap_or(("", key));
-            self.host.delete_object(&k, ns, name);
-            self.ctl.engine_mut().object_changed(k, Some(declared_key(&k, key)), action::DELETE, now);
+            let object = declared_key(&k, key);
+            self.host.delete_object(&k, &object.namespace, &object.name);
+            self.ctl.engine_mut().object_changed(k, Some(object), action::DELETE, now);
         }
     }
 

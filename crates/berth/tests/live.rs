@@ -240,6 +240,16 @@ impl Ns {
         Api::<Node>::all(self.c.clone()).patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     }
 
+    /// The PriorityClasses `<namespace>-low` (10) and `<namespace>-high` (1000).
+    async fn priority_classes(&self) {
+        let pcs = Api::<PriorityClass>::all(self.c.clone());
+        for (suffix, value) in [("low", 10), ("high", 1000)] {
+            let pc: PriorityClass =
+                serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", self.name)}, "value": value})).unwrap();
+            pcs.create(&PostParams::default(), &pc).await.unwrap();
+        }
+    }
+
     async fn bound(&self, pod: &str) -> String {
         let api = self.pods();
         wait_for(&format!("{}/{pod} to be bound", self.name), || async {
@@ -476,12 +486,7 @@ async fn topology_spread_across_zones() {
 async fn preemption_nominates_and_deletes_the_victim() {
     shared_scheduler();
     let ns = Ns::new("preempt").await;
-    let pcs = Api::<PriorityClass>::all(ns.c.clone());
-    for (suffix, value) in [("low", 10), ("high", 1000)] {
-        let pc: PriorityClass =
-            serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", ns.name)}, "value": value})).unwrap();
-        pcs.create(&PostParams::default(), &pc).await.unwrap();
-    }
+    ns.priority_classes().await;
     let node = ns.node("only", "1", json!({}), json!([])).await;
     ns.pod("victim", "berth", "800m", json!({"priorityClassName": format!("{}-low", ns.name)})).await;
     assert_eq!(ns.bound("victim").await, node);
@@ -1074,16 +1079,24 @@ impl Ns {
     }
 }
 
+/// A gang test's namespace, with the shared scheduler running and `nodes`
+/// nodes of 4 CPUs (`n0`, `n1`, ...), and its native PodGroups; `None` (the
+/// test has nothing to test) where the API server does not serve them.
+async fn gang_namespace(prefix: &str, nodes: usize) -> Option<(Ns, Api<kube::core::DynamicObject>)> {
+    shared_scheduler();
+    let ns = Ns::new(prefix).await;
+    let groups = ns.native_groups().await?;
+    for i in 0..nodes {
+        ns.node(&format!("n{i}"), "4", json!({}), json!([])).await;
+    }
+    Some((ns, groups))
+}
+
 /// Kubernetes 1.37's native gang: members wait until `minCount` of them
 /// exist, then all are placed at once, and the PodGroup says so.
 #[tokio::test]
 async fn a_native_gang_is_placed_whole_once_min_count_members_exist() {
-    shared_scheduler();
-    let ns = Ns::new("gang").await;
-    let Some(groups) = ns.native_groups().await else { return };
-    for i in 0..3 {
-        ns.node(&format!("n{i}"), "4", json!({}), json!([])).await;
-    }
+    let Some((ns, groups)) = gang_namespace("gang", 3).await else { return };
     ns.group(&groups, "train", json!({"schedulingPolicy": {"gang": {"minCount": 3}}})).await;
     ns.member("w0", "train", "3", json!({})).await;
     ns.member("w1", "train", "3", json!({})).await;
@@ -1106,11 +1119,7 @@ async fn a_native_gang_is_placed_whole_once_min_count_members_exist() {
 /// A gang that cannot fit binds nothing, and its pods and PodGroup say why.
 #[tokio::test]
 async fn a_native_gang_that_cannot_fit_binds_nothing_and_reports_why() {
-    shared_scheduler();
-    let ns = Ns::new("gangbig").await;
-    let Some(groups) = ns.native_groups().await else { return };
-    ns.node("n0", "4", json!({}), json!([])).await;
-    ns.node("n1", "4", json!({}), json!([])).await;
+    let Some((ns, groups)) = gang_namespace("gangbig", 2).await else { return };
     ns.group(&groups, "big", json!({"schedulingPolicy": {"gang": {"minCount": 3}}})).await;
     for w in ["w0", "w1", "w2"] {
         ns.member(w, "big", "3", json!({})).await;
@@ -1138,11 +1147,7 @@ async fn a_native_gang_that_cannot_fit_binds_nothing_and_reports_why() {
 /// other waits whole and is placed when the first is gone.
 #[tokio::test]
 async fn two_native_gangs_that_fit_alone_but_not_together_take_turns() {
-    shared_scheduler();
-    let ns = Ns::new("gangs2").await;
-    let Some(groups) = ns.native_groups().await else { return };
-    ns.node("n0", "4", json!({}), json!([])).await;
-    ns.node("n1", "4", json!({}), json!([])).await;
+    let Some((ns, groups)) = gang_namespace("gangs2", 2).await else { return };
     for g in ["a", "b"] {
         ns.group(&groups, g, json!({"schedulingPolicy": {"gang": {"minCount": 2}}})).await;
     }
@@ -1173,17 +1178,8 @@ async fn two_native_gangs_that_fit_alone_but_not_together_take_turns() {
 /// at once, and is then placed whole.
 #[tokio::test]
 async fn a_high_priority_native_gang_preempts_and_is_placed_whole() {
-    shared_scheduler();
-    let ns = Ns::new("gangpre").await;
-    let Some(groups) = ns.native_groups().await else { return };
-    let pcs = Api::<PriorityClass>::all(ns.c.clone());
-    for (suffix, value) in [("low", 10), ("high", 1000)] {
-        let pc: PriorityClass =
-            serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", ns.name)}, "value": value})).unwrap();
-        pcs.create(&PostParams::default(), &pc).await.unwrap();
-    }
-    ns.node("n0", "4", json!({}), json!([])).await;
-    ns.node("n1", "4", json!({}), json!([])).await;
+    let Some((ns, groups)) = gang_namespace("gangpre", 2).await else { return };
+    ns.priority_classes().await;
     for v in ["low0", "low1"] {
         ns.pod(v, "berth", "3", json!({"priorityClassName": format!("{}-low", ns.name)})).await;
         ns.bound(v).await;

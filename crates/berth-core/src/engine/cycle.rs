@@ -221,6 +221,17 @@ impl Engine {
         Outcome::Waiting(key)
     }
 
+    /// Nominates the queued pod to `node` (preemption chose room there):
+    /// its copy carries `nominatedNodeName`, and the nominator makes other
+    /// pods leave that room to it.
+    pub(super) fn nominate(&mut self, qpi: &mut QueuedPodInfo, node: &str) {
+        let mut nominated = (*qpi.pod_info.pod).clone();
+        nominated.nominated_node_name = Some(node.to_string());
+        let npi = Arc::new(PodInfo::from_arc(Arc::new(nominated)));
+        self.queue.nominator.add(npi.clone(), node);
+        qpi.pod_info = npi;
+    }
+
     /// Assumes a pod on a node in the cache (and counts it placed in its group).
     fn assume(&mut self, info: Arc<PodInfo>, node: &str) -> Result<(), crate::cache::CacheError> {
         let key = info.key();
@@ -347,11 +358,7 @@ impl Engine {
                         for p in &out.cleared_nominations {
                             self.queue.nomination_lost(&p.key(), now_ms);
                         }
-                        let mut nominated = (*pod.pod).clone();
-                        nominated.nominated_node_name = Some(node.clone());
-                        let npi = Arc::new(PodInfo::from_arc(Arc::new(nominated)));
-                        self.queue.nominator.add(npi.clone(), &node);
-                        qpi.pod_info = npi;
+                        self.nominate(&mut qpi, &node);
                         out.nominated_node = Some(node);
                         let key = pod.pod.key();
                         let pending = r.victims.iter().filter(|v| self.mark_evicting(v, &key)).count();

@@ -280,11 +280,7 @@ impl Engine {
     /// preemption found it one (other pods then leave that room to it).
     fn requeue_nominated(&mut self, mut q: QueuedPodInfo, status: &Status, node: Option<&String>, now_ms: i64) -> Failure {
         if let Some(node) = node {
-            let mut nominated = (*q.pod_info.pod).clone();
-            nominated.nominated_node_name = Some(node.clone());
-            let npi = Arc::new(PodInfo::from_arc(Arc::new(nominated)));
-            self.queue.nominator.add(npi.clone(), node);
-            q.pod_info = npi;
+            self.nominate(&mut q, node);
         }
         let mut f = self.requeue_failed(q, status, now_ms);
         f.nominated_node = node.cloned();
