@@ -89,6 +89,15 @@ impl Engine {
                 &b.pod_info.pod.name,
             ))
         });
+        // As upstream's validation: one group, one profile and one priority;
+        // Berth would not know which to place it by.
+        if let Some(reason) = inconsistent(&members) {
+            let s = Status::error(reason).with_plugin(plugin.name());
+            for q in members {
+                outcomes.push(Outcome::Failed(Box::new(self.fail_with_status(q, s.clone(), now_ms))));
+            }
+            return Outcome::Group(GroupAttempt::Error, outcomes);
+        }
         let Some(min) = group.min_count.map(|m| m as usize) else {
             // The group's object went away after its members were queued.
             let s = Status::unresolvable(format!("waiting for pod group {:?} to appear", group.name)).with_plugin(plugin.name());
@@ -321,6 +330,29 @@ impl Engine {
         f.fit = fit;
         f
     }
+}
+
+/// Why a group's members cannot be scheduled as one group: they name
+/// different profiles or have different priorities (upstream's wording;
+/// upstream compares priorities with the PodGroup's, Berth among members).
+fn inconsistent(members: &[QueuedPodInfo]) -> Option<String> {
+    let first = &members.first()?.pod_info.pod;
+    for q in &members[1..] {
+        let p = &q.pod_info.pod;
+        if p.scheduler_name != first.scheduler_name {
+            return Some(format!(
+                "all pods in a single pod group should have the same .spec.schedulerName set, got: {:?} and {:?}",
+                first.scheduler_name, p.scheduler_name
+            ));
+        }
+        if p.priority != first.priority {
+            return Some(format!(
+                "all pods in a single pod group should have the same priority, got {} and {}",
+                first.priority, p.priority
+            ));
+        }
+    }
+    None
 }
 
 /// Pods preemption evicts together (one pod, or a group evicted whole).

@@ -352,6 +352,22 @@ mod groups {
         assert_eq!(e.cache.assumed_count(), 0);
     }
 
+    /// Members of one group with different priorities are not placed: Berth
+    /// would not know which priority the group has (upstream refuses too).
+    #[test]
+    fn a_group_whose_members_disagree_on_priority_stays_pending_and_says_why() {
+        let mut e = engine(1);
+        gang(&mut e, "mixed", 2);
+        e.add_pod(make_pod("m0").group("mixed").priority(100).req(100, 0).obj(), 0);
+        e.add_pod(make_pod("m1").group("mixed").req(100, 0).obj(), 0);
+        let (failed, assigned) = cycles(&mut e, 0);
+        assert_eq!((failed.len(), assigned), (2, 0));
+        for f in &failed {
+            assert_eq!(f.reason, "SchedulerError");
+            assert_eq!(f.message, "all pods in a single pod group should have the same priority, got 100 and 0");
+        }
+    }
+
     /// Each group cycle says how it ended (the podgroup attempts metric).
     #[test]
     fn group_cycles_are_labelled_by_their_result() {
