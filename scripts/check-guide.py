@@ -94,7 +94,14 @@ def main():
     # its own, in a state folder of the work directory, stopped whatever happens.
     for var in ("KUBECONFIG", "BERTH_TEST_KUBECONFIG"):
         env.pop(var, None)
-    env["BERTH_TESTENV_DIR"] = os.path.join(os.path.abspath(workdir), "testenv")
+    # Its build and its control plane's state go under our target folder,
+    # not the work directory: a temporary folder may be small (a CI run once
+    # had etcd fail to create its WAL there), and the reader's crate builds
+    # much faster on Berth's already compiled dependencies. The steps the
+    # reader runs are the same.
+    target = os.path.join(repo, "target")
+    env.setdefault("CARGO_TARGET_DIR", target)
+    env["BERTH_TESTENV_DIR"] = os.path.join(target, "testenv-guide")
     try:
         r = subprocess.run(["bash", "-c", text], cwd=workdir, env=env)
     finally:
