@@ -56,6 +56,9 @@ pub trait DriverObserver: Send + Sync {
     fn group_attempt(&self, result: crate::engine::GroupAttempt) {}
     /// The queue's sizes after a step (`scheduler_pending_pods`).
     fn queue(&self, counts: &QueueCounts) {}
+    /// The cache's sizes, reported with the queue's (`scheduler_cache_size`):
+    /// nodes, pods (bound or assumed) and assumed pods.
+    fn cache(&self, nodes: usize, pods: usize, assumed: usize) {}
     /// Whether to report at all: counting the queue costs a pass over the
     /// unschedulable pods, worth it only if someone reads the counts.
     fn is_active(&self) -> bool {
@@ -265,6 +268,8 @@ impl Driver {
         if self.observer.is_active() && self.queue_reported_ms.is_none_or(|t| now_ms - t >= QUEUE_REPORT_EVERY_MS || now_ms < t) {
             self.queue_reported_ms = Some(now_ms);
             self.observer.queue(&self.engine.queue.counts());
+            let cache = &self.engine.cache;
+            self.observer.cache(cache.node_count(), cache.pod_count(), cache.assumed_count());
         }
     }
 

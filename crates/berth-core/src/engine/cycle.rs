@@ -284,8 +284,11 @@ impl Engine {
     }
 
     /// Reports the binding cycle's result. On failure the assumed pod is
-    /// forgotten and requeued; on success the caller later confirms the pod
-    /// with `add_pod`/`update_pod` (the informer, or the simulator directly).
+    /// forgotten and requeued, unless it was deleted or bound by someone
+    /// else meanwhile (it left the queue: nothing to retry or report, as
+    /// upstream checks its informer before requeueing); on success the caller
+    /// later confirms the pod with `add_pod`/`update_pod` (the informer, or
+    /// the simulator directly).
     pub fn binding_done(&mut self, mut a: Assignment, status: Status, now_ms: i64) -> Option<Failure> {
         let key = a.queued.key();
         if status.is_success() {
@@ -297,6 +300,9 @@ impl Engine {
         self.forget(&key);
         // The freed room may help others.
         self.queue.on_event(ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"), EventObject::None, now_ms);
+        if !self.queue.is_in_flight(&key) {
+            return None;
+        }
         Some(self.fail_with_status(a.queued, status, now_ms))
     }
 

@@ -58,6 +58,35 @@ fn permit_waits_then_allows_the_group() {
 }
 
 #[test]
+fn a_binding_refused_for_a_pod_deleted_or_bound_elsewhere_meanwhile_is_not_retried() {
+    let mut e = engine(1);
+    for name in ["gone", "taken", "plain"] {
+        e.add_pod(make_pod(name).req(1000, 0).obj(), 0);
+    }
+    let mut assigned = Vec::new();
+    while let Some(o) = e.schedule_one(0) {
+        let Outcome::Assigned(a) = o else { panic!("all fit") };
+        assigned.push(a);
+    }
+    assert_eq!(assigned.len(), 3);
+    // While they bind: one is deleted, another is bound by someone else.
+    e.delete_pod(&make_pod("gone").req(1000, 0).obj(), 1);
+    let bound = make_pod("taken").req(1000, 0).node("n1").obj();
+    e.update_pod(Some(&make_pod("taken").req(1000, 0).obj()), bound, 1);
+    for a in assigned {
+        let key = a.queued.key();
+        let failure = e.binding_done(*a, Status::error("binding rejected"), 2);
+        // Only the pod still waiting for its binding is reported and retried.
+        assert_eq!(failure.is_some(), key == "default/plain", "{key}");
+    }
+    let c = e.queue.counts();
+    assert_eq!(c.active + c.backoff + c.unschedulable + c.gated, 1, "plain is queued again; gone and taken are not");
+    // taken counts on its node as bound; gone and plain's assumptions are undone.
+    e.cache.update_snapshot(Arc::make_mut(&mut e.snapshot));
+    assert_eq!(e.snapshot.get("n1").unwrap().requested.milli_cpu, 1000);
+}
+
+#[test]
 fn a_scan_of_every_node_reports_every_node() {
     // Past the first chunk the scan doubles its chunks and goes parallel;
     // every node's verdict must still be counted, and the one node that

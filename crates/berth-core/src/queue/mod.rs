@@ -279,6 +279,12 @@ impl SchedulingQueue {
         Some(q)
     }
 
+    /// Whether the pod is popped and its attempt not over: false once it
+    /// was deleted, or bound by someone else, during its cycle or binding.
+    pub fn is_in_flight(&self, key: &str) -> bool {
+        self.in_flight.contains_key(key)
+    }
+
     /// The scheduling attempt of a popped pod is over (bound or requeued).
     pub fn done(&mut self, key: &str) {
         if self.in_flight.remove(key).is_some() && self.where_is.get(key) == Some(&Location::InFlight) {
