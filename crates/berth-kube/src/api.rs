@@ -171,12 +171,25 @@ pub async fn bind(c: &ApiClient, pod: &berth_core::model::Pod, node: &str) -> Re
     Ok(())
 }
 
+/// What a refused binding revealed: the pod as the API server has it now.
+pub enum Reread {
+    /// It exists (bound already, or replaced by a pod of the same name).
+    Pod(Box<Pod>),
+    /// It is gone.
+    Gone { namespace: String, name: String },
+}
+
 /// The runtime's `Binder` for binding cycles, which run on worker threads
 /// of the async runtime's blocking pool: each binding waits for a token of
 /// the client's QPS bucket, then calls the API.
 pub struct ApiBinder {
     pub client: ApiClient,
     pub runtime: tokio::runtime::Handle,
+    /// Told, before the binding's failure is reported, what a binding
+    /// refused with 409 (already bound, or another pod of that name) or 404
+    /// (deleted) revealed. The watch says so too, but perhaps only after a
+    /// re-list; until then the cache would count the node without the pod.
+    pub reread: Option<Box<dyn Fn(Reread) + Send + Sync>>,
 }
 
 impl ApiBinder {
@@ -184,7 +197,19 @@ impl ApiBinder {
     /// worker thread (through `Binder::bind`) and the async fast path run.
     pub async fn call(&self, pod: &berth_core::model::Pod, node: &str) -> Result<(), String> {
         self.client.throttle().await;
-        bind(&self.client, pod, node).await.map_err(|e| format!("binding rejected: {e}"))
+        let Err(e) = bind(&self.client, pod, node).await else { return Ok(()) };
+        if let (kube::Error::Api(s), Some(tell)) = (&e, &self.reread) {
+            if s.code == 409 || s.code == 404 {
+                self.client.throttle().await;
+                match pods(&self.client, &pod.namespace).get_opt(&pod.name).await {
+                    Ok(Some(p)) => tell(Reread::Pod(Box::new(p))),
+                    Ok(None) => tell(Reread::Gone { namespace: pod.namespace.clone(), name: pod.name.clone() }),
+                    // Unknown: the watch will tell.
+                    Err(_) => {}
+                }
+            }
+        }
+        Err(format!("binding rejected: {e}"))
     }
 }
 

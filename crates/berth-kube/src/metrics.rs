@@ -61,6 +61,12 @@ pub struct DropLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    /// The watched resource: `nodes`, `pods`, ..., or a plugin's `group/kind`.
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     /// `nodes`, `pods` or `assumed_pods`.
     pub r#type: String,
@@ -90,6 +96,9 @@ pub struct Metrics {
     /// Berth's own (no kube-scheduler equivalent): events never written.
     pub events_dropped: Family<DropLabel, Counter>,
     pub podgroup_attempts: Family<GroupResultLabel, Counter>,
+    /// Berth's own: complete lists of a watched resource (the first, then
+    /// one per re-list).
+    pub watch_lists: Family<ResourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -179,7 +188,14 @@ impl Metrics {
             "Number of attempts to schedule pod groups, by the result. 'waiting_on_preemption' means the group's preemption is under way",
             podgroup_attempts.clone(),
         );
+        let watch_lists = Family::<ResourceLabel, Counter>::default();
+        registry.register(
+            "berth_watch_lists",
+            "Complete lists of a watched resource: one when watching starts, then one per re-list, after a watch expired (410 Gone) or could not resume",
+            watch_lists.clone(),
+        );
         Metrics {
+            watch_lists,
             podgroup_attempts,
             events_dropped,
             plugin_duration,
@@ -263,6 +279,12 @@ impl DriverObserver for Metrics {
         self.set_queue(counts);
     }
 
+    fn cache(&self, nodes: usize, pods: usize, assumed: usize) {
+        for (t, n) in [("nodes", nodes), ("pods", pods), ("assumed_pods", assumed)] {
+            self.cache_size.get_or_create(&CacheLabel { r#type: t.into() }).set(n as i64);
+        }
+    }
+
     fn group_attempt(&self, result: berth_core::engine::GroupAttempt) {
         self.podgroup_attempts.get_or_create(&GroupResultLabel { result: result.as_str() }).inc();
     }
@@ -285,6 +307,8 @@ mod tests {
         m.observe_plugin("NodePool", ExtensionPoint::Filter, Code::Unschedulable, 0.00002);
         m.events_dropped.get_or_create(&DropLabel { reason: "unavailable" }).inc_by(2);
         m.group_attempt(berth_core::engine::GroupAttempt::WaitingOnPreemption);
+        m.cache(5, 40, 3);
+        m.watch_lists.get_or_create(&ResourceLabel { resource: "pods".into() }).inc();
         let text = m.render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
@@ -299,6 +323,10 @@ mod tests {
             "scheduler_pod_scheduling_attempts_count 2",
             r#"berth_events_dropped_total{reason="unavailable"} 2"#,
             r#"scheduler_podgroup_schedule_attempts_total{result="waiting_on_preemption"} 1"#,
+            r#"scheduler_cache_size{type="nodes"} 5"#,
+            r#"scheduler_cache_size{type="pods"} 40"#,
+            r#"scheduler_cache_size{type="assumed_pods"} 3"#,
+            r#"berth_watch_lists_total{resource="pods"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
         ] {

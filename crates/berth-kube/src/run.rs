@@ -26,19 +26,18 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, error, info, warn};
 
-use crate::api::{execute, ApiBinder, Reporter};
+use crate::api::{execute, ApiBinder, Reporter, Reread};
 use crate::calls::{PendingCalls, MAX_QUEUED_EVENTS};
 use crate::client::ApiClient;
 use crate::controller::{ApiAction, Controller, UnreadablePod, Work};
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
-use crate::metrics::{DropLabel, Metrics};
+use crate::metrics::{DropLabel, Metrics, ResourceLabel};
 
 pub struct RunOptions {
     pub config: KubeSchedulerConfiguration,
@@ -60,6 +59,10 @@ enum Input {
     Object(usize, Box<Event<DynamicObject>>),
     /// The API server does not serve the `index`-th declared kind (yet).
     ObjectAbsent(usize),
+    /// The watch of the built-in kind `index` failed; it is retrying.
+    WatchFailed(usize),
+    /// A pod as read after a binding of it was refused (not a watch event).
+    PodRead(Box<Change<Pod>>),
     /// A binding cycle ended.
     BindingDone(Box<Binding>, Status),
     /// A plugin recorded an event.
@@ -80,6 +83,10 @@ const CLASS: usize = 2;
 const PDB: usize = 3;
 const NAMESPACE: usize = 4;
 const OBJECTS: usize = 5;
+
+/// How long scheduling waits, at most, for a failing nodes or pods watch
+/// after the other one re-listed.
+const RELIST_HOLD_MS: i64 = 10_000;
 
 /// What goes from the scheduling thread to the async side (calls are the
 /// common case: boxing them would cost an allocation each).
@@ -131,11 +138,17 @@ struct Scheduling {
     host: PluginHost,
     /// Keys seen during a (re)list in progress, per kind.
     relist: Vec<Option<HashSet<String>>>,
+    /// Kinds whose watch failed and has delivered nothing since.
+    failing: Vec<bool>,
+    /// Until when scheduling waits for a failing nodes or pods watch to
+    /// deliver, after the other one re-listed (ms).
+    hold_until_ms: i64,
     synced: Vec<bool>,
     leading: bool,
     /// Pending pods of ours that could not be read, to report once leading.
     unreadable: BTreeMap<String, UnreadablePod>,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
 }
 
@@ -158,6 +171,21 @@ impl Scheduling {
         self.synced.iter().all(|s| *s)
     }
 
+    /// Whether the cache is fit to schedule on. Not during a re-list of
+    /// nodes or pods (what it has not listed yet still counts), nor for a
+    /// while after one of the two re-listed when the other's watch is
+    /// failing: after an outage long enough that a watch expired (410) the
+    /// other one will most likely re-list too, and until it has, a node
+    /// fresh from its list could look empty of pods it already holds (or
+    /// pods could go to a node that is gone). The wait is bounded: a watch
+    /// that resumed without a re-list may stay silent.
+    fn cache_fit(&self, now_ms: i64) -> bool {
+        if self.relist[NODE].is_some() || self.relist[POD].is_some() {
+            return false;
+        }
+        now_ms >= self.hold_until_ms || !(self.failing[NODE] || self.failing[POD])
+    }
+
     fn handle(&mut self, input: Input) {
         match input {
             Input::Node(e) => self.watched(NODE, *e, Self::node),
@@ -166,6 +194,14 @@ impl Scheduling {
             Input::Pdb(e) => self.watched(PDB, e, Self::pdb),
             Input::Namespace(e) => self.watched(NAMESPACE, e, Self::namespace),
             Input::Object(i, e) => self.watched(OBJECTS + i, *e, Self::object),
+            Input::WatchFailed(kind) => self.failing[kind] = true,
+            Input::PodRead(c) => {
+                let c = *c;
+                let key = match &c {
+                    Change::Apply(p) | Change::Delete(p) => object_key(p),
+                };
+                self.pod(c, &key, POD)
+            }
             Input::ObjectAbsent(i) => {
                 // Nothing to wait for: no such object exists. Pods that need
                 // one stay pending, saying so; the watch keeps trying, and
@@ -202,6 +238,7 @@ impl Scheduling {
 
     /// Applies a watch event; a re-list's end deletes what it did not list.
     fn watched<K: Resource + Clone>(&mut self, kind: usize, e: Event<K>, apply: fn(&mut Self, Change<K>, &str, usize)) {
+        self.failing[kind] = false;
         match e {
             Event::Init => self.relist[kind] = Some(HashSet::new()),
             Event::InitApply(o) => {
@@ -215,6 +252,13 @@ impl Scheduling {
                 if let Some(seen) = self.relist[kind].take() {
                     self.forget_unlisted(kind, &seen);
                 }
+                if self.synced[kind] && (kind == NODE || kind == POD) {
+                    self.hold_until_ms = now_ms() + RELIST_HOLD_MS;
+                    if self.failing[NODE] || self.failing[POD] {
+                        info!(relisted = %self.resource_name(kind), "waiting for the other watch of nodes and pods before scheduling again");
+                    }
+                }
+                self.metrics.watch_lists.get_or_create(&ResourceLabel { resource: self.resource_name(kind) }).inc();
                 if !self.synced[kind] {
                     self.synced[kind] = true;
                     self.health.set_ready(self.all_synced());
@@ -231,6 +275,18 @@ impl Scheduling {
                 let key = object_key(&o);
                 apply(self, Change::Delete(o), &key, kind)
             }
+        }
+    }
+
+    /// The resource watched under `kind`, as the metrics name it.
+    fn resource_name(&self, kind: usize) -> String {
+        match kind {
+            NODE => "nodes".into(),
+            POD => "pods".into(),
+            CLASS => "priorityclasses".into(),
+            PDB => "poddisruptionbudgets".into(),
+            NAMESPACE => "namespaces".into(),
+            i => self.object_kinds[i - OBJECTS].to_string(),
         }
     }
 
@@ -454,7 +510,7 @@ impl Scheduling {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            if self.leading && self.all_synced() {
+            if self.leading && self.all_synced() && self.cache_fit(now_ms()) {
                 if let Some(work) = self.ctl.step(now_ms()) {
                     self.send(work);
                     continue;
@@ -470,7 +526,7 @@ impl Scheduling {
     }
 }
 
-fn watch<K, F>(api: Api<K>, cfg: watcher::Config, tx: Sender<Input>, wrap: F) -> tokio::task::JoinHandle<()>
+fn watch<K, F>(index: usize, api: Api<K>, cfg: watcher::Config, tx: Sender<Input>, wrap: F) -> tokio::task::JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
@@ -478,15 +534,23 @@ where
 {
     let kind = K::kind(&Default::default()).to_string();
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
+        let mut stream = std::pin::pin!(watcher(api, cfg));
+        let mut backoff = Backoff::default();
         while let Some(item) = next(&mut stream).await {
             match item {
                 Ok(e) => {
+                    backoff.reset();
                     if tx.send(wrap(e)).is_err() {
                         return;
                     }
                 }
-                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    warn!(kind = %kind, error = %e, "watch failed; retrying");
+                    if tx.send(Input::WatchFailed(index)).is_err() {
+                        return;
+                    }
+                    backoff.wait(&e).await;
+                }
             }
         }
     })
@@ -496,11 +560,13 @@ where
 fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sender<Input>) -> tokio::task::JoinHandle<()> {
     let api: Api<DynamicObject> = Api::all_with(client, &crate::api::api_resource(&kind));
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff());
+        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()));
+        let mut backoff = Backoff::default();
         let mut absent = false;
         while let Some(item) = next(&mut stream).await {
             match item {
                 Ok(e) => {
+                    backoff.reset();
                     if tx.send(Input::Object(index, Box::new(e))).is_err() {
                         return;
                     }
@@ -512,11 +578,51 @@ fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sende
                             return;
                         }
                     }
+                    // Looked for again now and then: the kind may be installed later.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
                 }
-                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    warn!(kind = %kind, error = %e, "watch failed; retrying");
+                    backoff.wait(&e).await;
+                }
             }
         }
     })
+}
+
+/// The pause between a watch's failures and its next try: 500 ms, doubling
+/// up to 8 s, back to 500 ms on any event, so a watch resumes within a few
+/// seconds of the API server's return however long it was away. A 410 Gone
+/// (the watch's resource version was compacted) is not the server failing:
+/// the watcher lists again at once.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { next: Backoff::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MOST: Duration = Duration::from_secs(8);
+
+    fn reset(&mut self) {
+        self.next = Backoff::FIRST;
+    }
+
+    async fn wait(&mut self, e: &watcher::Error) {
+        if matches!(e, watcher::Error::WatchError(s) if s.code == 410) {
+            return;
+        }
+        // Up to a quarter more, so that many watchers do not retry in step.
+        let jitter =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) as u64 % (self.next.as_millis() as u64 / 4 + 1);
+        tokio::time::sleep(self.next + Duration::from_millis(jitter)).await;
+        self.next = (self.next * 2).min(Backoff::MOST);
+    }
 }
 
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
@@ -574,7 +680,18 @@ async fn dispatch(
     }
     let mut dropped_before = 0;
     let bindings = Arc::new(tokio::sync::Semaphore::new(MAX_BINDINGS));
-    let binder = Arc::new(ApiBinder { client: client.clone(), runtime: tokio::runtime::Handle::current() });
+    let told = tx.clone();
+    let reread = move |r: Reread| {
+        let change = match r {
+            Reread::Pod(p) => Change::Apply(*p),
+            Reread::Gone { namespace, name } => {
+                let meta = kube::api::ObjectMeta { namespace: Some(namespace), name: Some(name), ..Default::default() };
+                Change::Delete(Pod { metadata: meta, ..Default::default() })
+            }
+        };
+        let _ = told.send(Input::PodRead(Box::new(change)));
+    };
+    let binder = Arc::new(ApiBinder { client: client.clone(), runtime: tokio::runtime::Handle::current(), reread: Some(Box::new(reread)) });
     while let Some(out) = rx.recv().await {
         let action = match out {
             Outgoing::Call(a) => a,
@@ -830,10 +947,13 @@ impl Prepared {
             object_kinds: object_kinds.clone(),
             host,
             relist: vec![None; kinds],
+            failing: vec![false; kinds],
+            hold_until_ms: 0,
             synced: vec![false; kinds],
             leading: false,
             unreadable: BTreeMap::new(),
             health: health.clone(),
+            metrics: metrics.clone(),
             out: out_tx,
         };
         let thread = std::thread::Builder::new().name("berth-scheduling".into()).spawn(move || state.run(rx))?;
@@ -842,11 +962,11 @@ impl Prepared {
         let pods_cfg = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed").any_semantic();
         let all = || watcher::Config::default().any_semantic();
         let mut watchers = vec![
-            watch(Api::<Node>::all(c.clone()), all(), tx.clone(), |e| Input::Node(Box::new(e))),
-            watch(Api::<Pod>::all(c.clone()), pods_cfg, tx.clone(), |e| Input::Pod(Box::new(e))),
-            watch(Api::<PriorityClass>::all(c.clone()), all(), tx.clone(), Input::PriorityClass),
-            watch(Api::<PodDisruptionBudget>::all(c.clone()), all(), tx.clone(), Input::Pdb),
-            watch(Api::<Namespace>::all(c.clone()), all(), tx.clone(), Input::Namespace),
+            watch(NODE, Api::<Node>::all(c.clone()), all(), tx.clone(), |e| Input::Node(Box::new(e))),
+            watch(POD, Api::<Pod>::all(c.clone()), pods_cfg, tx.clone(), |e| Input::Pod(Box::new(e))),
+            watch(CLASS, Api::<PriorityClass>::all(c.clone()), all(), tx.clone(), Input::PriorityClass),
+            watch(PDB, Api::<PodDisruptionBudget>::all(c.clone()), all(), tx.clone(), Input::Pdb),
+            watch(NAMESPACE, Api::<Namespace>::all(c.clone()), all(), tx.clone(), Input::Namespace),
         ];
         for (i, k) in object_kinds.iter().enumerate() {
             watchers.push(watch_dynamic(c.clone(), *k, i, tx.clone()));
