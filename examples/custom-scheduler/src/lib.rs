@@ -3,7 +3,9 @@
 //! - [`team_quota`]: at most `spec.maxPods` pods per team, read from a
 //!   custom resource (PreFilter), and pods stamped on admission (PreBind).
 //! - [`stamped_binder`]: binds pods itself, marking who bound them (Bind).
+//! - [`batch`]: pods of a batch wait for each other at Permit, then bind together.
 
+pub mod batch;
 pub mod node_pool;
 pub mod stamped_binder;
 pub mod team_quota;
@@ -14,4 +16,5 @@ pub fn app() -> berth::cli::App {
         .with_plugin(node_pool::NAME, node_pool::NodePool::new)
         .with_plugin(team_quota::NAME, team_quota::TeamQuota::new)
         .with_plugin(stamped_binder::NAME, stamped_binder::StampedBinder::new)
+        .with_plugin(batch::NAME, batch::Batch::new)
 }

@@ -1,4 +1,4 @@
-//! A scheduler with Berth's plugins and three of our own. It has every
+//! A scheduler with Berth's plugins and four of our own. It has every
 //! `berth` command: `custom-scheduler run | simulate | bench`.
 
 fn main() -> std::process::ExitCode {
