@@ -5,77 +5,18 @@
 //! KWOK nodes (labelled `berth-test: <namespace>`; its pods select them), and
 //! waits on conditions with deadlines.
 
-use std::future::Future;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
+use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Env {
-    repo: PathBuf,
-    kubeconfig: PathBuf,
-    kubectl: PathBuf,
-}
-
-fn last_line(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).lines().last().unwrap_or_default().trim().to_string()
-}
-
-fn env() -> &'static Env {
-    static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
-        let build = Command::new(repo.join("testenv/build")).stderr(Stdio::inherit()).output().expect("run testenv/build");
-        assert!(build.status.success(), "testenv/build failed");
-        let kubectl = PathBuf::from(last_line(&build.stdout)).join("controlplane");
-        let kubeconfig = match std::env::var("BERTH_TEST_KUBECONFIG") {
-            Ok(p) => PathBuf::from(p),
-            Err(_) => {
-                let up = Command::new(repo.join("testenv/up"))
-                    .env("BERTH_TESTENV_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("testenv"))
-                    .env("BERTH_TESTENV_OWNER_PID", std::process::id().to_string())
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .expect("run testenv/up");
-                assert!(up.status.success(), "testenv/up failed");
-                PathBuf::from(last_line(&up.stdout))
-            }
-        };
-        Env { repo, kubeconfig, kubectl }
-    })
-}
-
-async fn client() -> kube::Client {
-    let kc = Kubeconfig::read_from(&env().kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
-
-fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The scheduler most tests share: two profiles, `berth` and `berth-two`.
 /// It runs under a shell that stops it when this test process goes away
@@ -86,25 +27,10 @@ struct Shared {
     _child: Mutex<Child>,
 }
 
-/// A kubeconfig with the identity Berth has when deployed: the `berth`
-/// service account of deploy/rbac.yaml (applied here), with only the rights
-/// that file grants. A verb missing there fails the tests that need it.
-fn deployed_identity() -> PathBuf {
-    let e = env();
-    let rbac = std::fs::read_to_string(e.repo.join("deploy/rbac.yaml")).unwrap();
-    kubectl(&["apply", "-f", "-"], Some(&rbac));
-    let token = kubectl(&["-n", "berth-system", "create", "token", "berth", "--duration", "4h"], None);
-    let mut kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&e.kubeconfig).unwrap()).unwrap();
-    for u in kc["users"].as_array_mut().unwrap() {
-        u["user"] = json!({"token": token.trim()});
-    }
-    write_temp("deployed.kubeconfig", &serde_yaml::to_string(&kc).unwrap())
-}
-
 fn shared_scheduler() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
-        let identity = deployed_identity();
+        let identity = env().deployed_identity("deployed.kubeconfig");
         let config = write_temp(
             "shared.yaml",
             "apiVersion: kubescheduler.config.k8s.io/v1
@@ -146,139 +72,6 @@ profiles:
         let stdin = child.stdin.take().unwrap();
         Shared { http_port, _stdin: Mutex::new(stdin), _child: Mutex::new(child) }
     })
-}
-
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((code, body))
-}
-
-/// Polls `f` until it yields a value; panics after the deadline.
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Ns {
-    c: kube::Client,
-    name: String,
-}
-
-impl Ns {
-    async fn new(prefix: &str) -> Ns {
-        let c = client().await;
-        let name =
-            format!("{prefix}-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() & 0xffffff);
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        Api::<Namespace>::all(c.clone()).create(&PostParams::default(), &ns).await.unwrap();
-        Ns { c, name }
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.c.clone(), &self.name)
-    }
-
-    /// A KWOK node of this test: `cpu` cores, 32Gi, extra labels and taints.
-    async fn node(&self, suffix: &str, cpu: &str, labels: Value, taints: Value) -> String {
-        let name = format!("{}-{suffix}", self.name);
-        let mut l = json!({"kubernetes.io/hostname": name, "berth-test": self.name});
-        for (k, v) in labels.as_object().cloned().unwrap_or_default() {
-            l[k] = v;
-        }
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": l, "annotations": {"kwok.x-k8s.io/node": "fake"}},
-            "spec": {"taints": taints},
-            "status": {"allocatable": {"cpu": cpu, "memory": "32Gi", "pods": "110"}, "capacity": {"cpu": cpu, "memory": "32Gi", "pods": "110"}}
-        }))
-        .unwrap();
-        Api::<Node>::all(self.c.clone()).create(&PostParams::default(), &node).await.unwrap();
-        name
-    }
-
-    /// A pod of this test for `scheduler`, requesting `cpu`; `extra` is merged into its spec.
-    async fn pod(&self, name: &str, scheduler: &str, cpu: &str, extra: Value) -> Pod {
-        self.try_pod(name, scheduler, cpu, extra).await.unwrap()
-    }
-
-    /// As `pod`, with the API server's answer.
-    async fn try_pod(&self, name: &str, scheduler: &str, cpu: &str, extra: Value) -> Result<Pod, kube::Error> {
-        let mut spec = json!({
-            "schedulerName": scheduler,
-            "nodeSelector": {"berth-test": self.name},
-            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}],
-        });
-        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-            spec[k] = v;
-        }
-        let labels = spec.as_object_mut().unwrap().remove("labels").unwrap_or(json!({}));
-        let annotations = spec.as_object_mut().unwrap().remove("annotations").unwrap_or(json!({}));
-        let pod: Pod =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}, "spec": spec}))
-                .unwrap();
-        self.pods().create(&PostParams::default(), &pod).await
-    }
-
-    /// Sets annotations on a node of this test.
-    async fn annotate_node(&self, node: &str, annotations: Value) {
-        let patch = json!({"metadata": {"annotations": annotations}});
-        Api::<Node>::all(self.c.clone()).patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
-    }
-
-    /// The PriorityClasses `<namespace>-low` (10) and `<namespace>-high` (1000).
-    async fn priority_classes(&self) {
-        let pcs = Api::<PriorityClass>::all(self.c.clone());
-        for (suffix, value) in [("low", 10), ("high", 1000)] {
-            let pc: PriorityClass =
-                serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", self.name)}, "value": value})).unwrap();
-            pcs.create(&PostParams::default(), &pc).await.unwrap();
-        }
-    }
-
-    async fn bound(&self, pod: &str) -> String {
-        let api = self.pods();
-        wait_for(&format!("{}/{pod} to be bound", self.name), || async {
-            api.get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
-        })
-        .await
-    }
-
-    async fn node_of(&self, pod: &str) -> Option<String> {
-        self.pods().get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
-    }
-
-    async fn events(&self, pod: &str, reason: &str) -> Vec<Event> {
-        let list = Api::<Event>::namespaced(self.c.clone(), &self.name).list(&ListParams::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-            .collect()
-    }
-
-    async fn event(&self, pod: &str, reason: &str) -> Event {
-        wait_for(&format!("a {reason} event for {}/{pod}", self.name), || async { self.events(pod, reason).await.into_iter().next() }).await
-    }
-
-    async fn pod_scheduled_condition(&self, pod: &str) -> Option<(String, String, String)> {
-        let p = self.pods().get(pod).await.ok()?;
-        let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
-        Some((c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
-    }
 }
 
 #[tokio::test]
@@ -534,39 +327,6 @@ async fn two_profiles_in_one_process_and_other_schedulers_pods_left_alone() {
     assert_eq!(ns.pod_scheduled_condition("theirs").await, None);
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_berth(config: &Path, log: &str) -> Proc {
-    spawn_scheduler(Path::new(berth_bin()), config, log)
-}
-
-fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
-    spawn_serving(bin, config, log, "127.0.0.1:0")
-}
-
-fn spawn_serving(bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
-    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
-    Proc(
-        Command::new(bin)
-            .args(["run", "--kubeconfig"])
-            .arg(&env().kubeconfig)
-            .arg("--config")
-            .arg(config)
-            .args(["--http-address", http_address])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn leader_election_one_schedules_and_the_other_takes_over() {
     let ns = Ns::new("leader").await;
@@ -665,11 +425,11 @@ async fn deploy_manifests_are_accepted_by_the_api_server() {
         Ok(_) | Err(kube::Error::Api(_)) => {}
         Err(other) => panic!("{other}"),
     }
-    let out = Command::new(&e.kubectl)
+    let out = Command::new(controlplane())
         .args(["kubectl", "--kubeconfig"])
         .arg(&e.kubeconfig)
         .args(["apply", "--dry-run=server", "-f"])
-        .arg(e.repo.join("deploy"))
+        .arg(repo().join("deploy"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -683,50 +443,18 @@ async fn deploy_manifests_are_accepted_by_the_api_server() {
         assert!(stdout.contains(kind), "{kind} missing: {stdout}");
     }
     // The ConfigMap's configuration is one `berth run` accepts.
-    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(e.repo.join("deploy/config.yaml")).unwrap()).unwrap();
+    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(repo().join("deploy/config.yaml")).unwrap()).unwrap();
     let text = cm["data"]["config.yaml"].as_str().expect("config.yaml key");
     let p = write_temp("deploy-config.yaml", text);
-    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(e.repo.join("examples/cluster")).output().unwrap();
+    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(repo().join("examples/cluster")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// `kubectl` of the test environment, with its kubeconfig.
-fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let e = env();
-    let mut child = Command::new(&e.kubectl)
-        .args(["kubectl", "--kubeconfig"])
-        .arg(&e.kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The example custom scheduler (`examples/custom-scheduler`), a crate of
-/// its own: scripts/test.sh builds it into this target directory first.
-fn custom_scheduler_bin() -> PathBuf {
-    let bin = Path::new(berth_bin()).with_file_name("custom-scheduler");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the example first (scripts/test.sh does): CARGO_TARGET_DIR=<this target dir> cargo build --manifest-path examples/custom-scheduler/Cargo.toml",
-        bin.display()
-    );
-    bin
 }
 
 #[tokio::test]
 async fn a_custom_scheduler_runs_its_own_filter_score_pre_bind_and_bind_plugins() {
-    let e = env();
     let ns = Ns::new("custom").await;
     // The Team kind TeamQuota reads, and this test's team.
-    kubectl(&["apply", "-f", &e.repo.join("examples/custom-scheduler/deploy/team-crd.yaml").display().to_string()], None);
+    kubectl(&["apply", "-f", &repo().join("examples/custom-scheduler/deploy/team-crd.yaml").display().to_string()], None);
     kubectl(&["wait", "--for", "condition=Established", "--timeout=60s", "crd/teams.example.berth.dev"], None);
     let team = ns.name.clone();
     kubectl(
@@ -739,7 +467,7 @@ async fn a_custom_scheduler_runs_its_own_filter_score_pre_bind_and_bind_plugins(
     let general = ns.node("general", "4", pool("general"), json!([])).await;
     ns.annotate_node(&gold1, json!({"example.berth.dev/cost": "1"})).await;
     ns.annotate_node(&gold3, json!({"example.berth.dev/cost": "3"})).await;
-    let config = std::fs::read_to_string(e.repo.join("examples/custom-scheduler/deploy/config.yaml")).unwrap();
+    let config = std::fs::read_to_string(repo().join("examples/custom-scheduler/deploy/config.yaml")).unwrap();
     let config = write_temp(
         &format!("{}.yaml", ns.name),
         &config.replace("schedulerName: custom-scheduler", &format!("schedulerName: {}", ns.name)),
@@ -1202,8 +930,7 @@ async fn a_high_priority_native_gang_preempts_and_is_placed_whole() {
 /// with Coscheduling's message.
 #[tokio::test]
 async fn scheduler_plugins_pod_groups_are_placed_whole_with_coscheduling() {
-    let e = env();
-    let crd = e.repo.join("deploy/crd-podgroups.scheduling.x-k8s.io.yaml");
+    let crd = repo().join("deploy/crd-podgroups.scheduling.x-k8s.io.yaml");
     kubectl(&["apply", "-f", crd.to_str().unwrap()], None);
     kubectl(&["wait", "--for", "condition=established", "--timeout=60s", "crd/podgroups.scheduling.x-k8s.io"], None);
     let config = write_temp(
@@ -1341,7 +1068,7 @@ profiles:
     .unwrap();
     Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &eps).await.unwrap();
     // The Role users get (deploy/rbac-why.yaml), bound to one service account.
-    let role = std::fs::read_to_string(env().repo.join("deploy/rbac-why.yaml"))
+    let role = std::fs::read_to_string(repo().join("deploy/rbac-why.yaml"))
         .unwrap()
         .replace("namespace: berth-system", &format!("namespace: {}", home.name));
     kubectl(&["apply", "-f", "-"], Some(&role));
@@ -1384,12 +1111,11 @@ profiles:
 /// is one `berth run` accepts.
 #[tokio::test]
 async fn the_helm_chart_is_accepted_by_the_api_server() {
-    let e = env();
-    let build = Command::new(e.repo.join("testenv/build-helm")).stderr(Stdio::inherit()).output().expect("run testenv/build-helm");
+    let build = Command::new(repo().join("testenv/build-helm")).stderr(Stdio::inherit()).output().expect("run testenv/build-helm");
     assert!(build.status.success(), "testenv/build-helm failed");
     let helm = PathBuf::from(last_line(&build.stdout)).join("helm");
     let ns = Ns::new("helm").await;
-    let chart = e.repo.join("deploy/helm/berth");
+    let chart = repo().join("deploy/helm/berth");
     let render = |extra: &[&str]| {
         let out =
             Command::new(&helm).args(["template", "berth", chart.to_str().unwrap(), "--namespace", &ns.name]).args(extra).output().unwrap();
@@ -1417,6 +1143,6 @@ async fn the_helm_chart_is_accepted_by_the_api_server() {
     assert!(text.contains("schedulerName: gpu") && text.contains("percentageOfNodesToScore: 30"), "{text}");
     assert!(text.contains(&format!("resourceNamespace: {}", ns.name)), "{text}");
     let p = write_temp("helm-config.yaml", text);
-    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(e.repo.join("examples/cluster")).output().unwrap();
+    let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(repo().join("examples/cluster")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,0 +1,356 @@
+//! What the tests against a real control plane share: test environments
+//! (testenv/), clients, namespaces with their own KWOK nodes, pods, waiting
+//! on conditions with deadlines, and scheduler processes.
+#![allow(dead_code)] // each test binary uses a part
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn last_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    static R: OnceLock<PathBuf> = OnceLock::new();
+    R.get_or_init(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap())
+}
+
+/// The control plane's multi-call binary (etcd, kube-apiserver, kubectl, ...), built by testenv/build.
+pub fn controlplane() -> &'static Path {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| {
+        let build = Command::new(repo().join("testenv/build")).stderr(Stdio::inherit()).output().expect("run testenv/build");
+        assert!(build.status.success(), "testenv/build failed");
+        PathBuf::from(last_line(&build.stdout)).join("controlplane")
+    })
+}
+
+/// A control plane: one testenv/up started (and stopped when this process
+/// ends), or one named by a kubeconfig.
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    /// The testenv state folder, when this process started it.
+    pub dir: Option<PathBuf>,
+}
+
+impl Cluster {
+    /// Starts a test environment of its own in `<target tmp>/<name>-<pid>`
+    /// (a folder of its own: the previous run's is stopped by a watcher
+    /// that may not have noticed yet that its owner exited).
+    pub fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, &[])
+    }
+
+    /// As `start`, with environment variables for testenv/up (`BERTH_TESTENV_APISERVER_ARGS`, ...).
+    pub fn start_with(name: &str, vars: &[(&str, &str)]) -> Cluster {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let up = Command::new(repo().join("testenv/up"))
+            .envs(vars.iter().copied())
+            .env("BERTH_TESTENV_DIR", &dir)
+            .env("BERTH_TESTENV_OWNER_PID", std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run testenv/up");
+        assert!(up.status.success(), "testenv/up failed");
+        Cluster { kubeconfig: PathBuf::from(last_line(&up.stdout)), dir: Some(dir) }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kc = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+
+    /// `kubectl` with this cluster's kubeconfig; panics when it fails.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let mut child = Command::new(controlplane())
+            .args(["kubectl", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `testenv/component ACTION NAME`: kill, stop or start one of its processes.
+    pub fn component(&self, action: &str, name: &str) {
+        let dir = self.dir.as_ref().expect("a test environment this process started");
+        let out = Command::new(repo().join("testenv/component"))
+            .env("BERTH_TESTENV_DIR", dir)
+            .args([action, name])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run testenv/component");
+        assert!(out.status.success(), "testenv/component {action} {name} failed");
+    }
+
+    /// etcd's client address.
+    pub fn etcd(&self) -> String {
+        let dir = self.dir.as_ref().expect("a test environment this process started");
+        format!("http://127.0.0.1:{}", std::fs::read_to_string(dir.join("etcd-port")).unwrap().trim())
+    }
+
+    /// A kubeconfig with the identity Berth has when deployed: the `berth`
+    /// service account of deploy/rbac.yaml (applied here), with only the rights
+    /// that file grants. A verb missing there fails the tests that need it.
+    pub fn deployed_identity(&self, name: &str) -> PathBuf {
+        let rbac = std::fs::read_to_string(repo().join("deploy/rbac.yaml")).unwrap();
+        self.kubectl(&["apply", "-f", "-"], Some(&rbac));
+        let token = self.kubectl(&["-n", "berth-system", "create", "token", "berth", "--duration", "4h"], None);
+        self.kubeconfig_with(name, |kc| {
+            for u in kc["users"].as_array_mut().unwrap() {
+                u["user"] = json!({"token": token.trim()});
+            }
+        })
+    }
+
+    /// A copy of this cluster's kubeconfig, changed by `edit`, written as `name`.
+    pub fn kubeconfig_with(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let mut kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).unwrap()).unwrap();
+        edit(&mut kc);
+        write_temp(name, &serde_yaml::to_string(&kc).unwrap())
+    }
+}
+
+/// The test environment most live tests share: started once for this test
+/// binary, or the one `BERTH_TEST_KUBECONFIG` names.
+pub fn env() -> &'static Cluster {
+    static ENV: OnceLock<Cluster> = OnceLock::new();
+    ENV.get_or_init(|| match std::env::var("BERTH_TEST_KUBECONFIG") {
+        Ok(p) => Cluster { kubeconfig: PathBuf::from(p), dir: None },
+        Err(_) => Cluster::start("testenv"),
+    })
+}
+
+pub async fn client() -> kube::Client {
+    env().client().await
+}
+
+/// `kubectl` of the shared test environment.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    env().kubectl(args, stdin)
+}
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub fn write_temp(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `f` until it yields a value; panics after the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub struct Ns {
+    pub c: kube::Client,
+    pub name: String,
+}
+
+impl Ns {
+    /// A namespace of the shared test environment.
+    pub async fn new(prefix: &str) -> Ns {
+        Ns::on(client().await, prefix).await
+    }
+
+    /// A namespace of the cluster `c` talks to.
+    pub async fn on(c: kube::Client, prefix: &str) -> Ns {
+        let name =
+            format!("{prefix}-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() & 0xffffff);
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(c.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Ns { c, name }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.c.clone(), &self.name)
+    }
+
+    /// A KWOK node of this test: `cpu` cores, 32Gi, extra labels and taints.
+    pub async fn node(&self, suffix: &str, cpu: &str, labels: Value, taints: Value) -> String {
+        let name = format!("{}-{suffix}", self.name);
+        let mut l = json!({"kubernetes.io/hostname": name, "berth-test": self.name});
+        for (k, v) in labels.as_object().cloned().unwrap_or_default() {
+            l[k] = v;
+        }
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": l, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {"cpu": cpu, "memory": "32Gi", "pods": "110"}, "capacity": {"cpu": cpu, "memory": "32Gi", "pods": "110"}}
+        }))
+        .unwrap();
+        Api::<Node>::all(self.c.clone()).create(&PostParams::default(), &node).await.unwrap();
+        name
+    }
+
+    /// A pod of this test for `scheduler`, requesting `cpu`; `extra` is merged into its spec.
+    pub async fn pod(&self, name: &str, scheduler: &str, cpu: &str, extra: Value) -> Pod {
+        self.try_pod(name, scheduler, cpu, extra).await.unwrap()
+    }
+
+    /// As `pod`, with the API server's answer.
+    pub async fn try_pod(&self, name: &str, scheduler: &str, cpu: &str, extra: Value) -> Result<Pod, kube::Error> {
+        let mut spec = json!({
+            "schedulerName": scheduler,
+            "nodeSelector": {"berth-test": self.name},
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}],
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            spec[k] = v;
+        }
+        let labels = spec.as_object_mut().unwrap().remove("labels").unwrap_or(json!({}));
+        let annotations = spec.as_object_mut().unwrap().remove("annotations").unwrap_or(json!({}));
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}, "spec": spec}))
+                .unwrap();
+        self.pods().create(&PostParams::default(), &pod).await
+    }
+
+    /// Sets annotations on a node of this test.
+    pub async fn annotate_node(&self, node: &str, annotations: Value) {
+        let patch = json!({"metadata": {"annotations": annotations}});
+        Api::<Node>::all(self.c.clone()).patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    }
+
+    /// The PriorityClasses `<namespace>-low` (10) and `<namespace>-high` (1000).
+    pub async fn priority_classes(&self) {
+        let pcs = Api::<PriorityClass>::all(self.c.clone());
+        for (suffix, value) in [("low", 10), ("high", 1000)] {
+            let pc: PriorityClass =
+                serde_json::from_value(json!({"metadata": {"name": format!("{}-{suffix}", self.name)}, "value": value})).unwrap();
+            pcs.create(&PostParams::default(), &pc).await.unwrap();
+        }
+    }
+
+    pub async fn bound(&self, pod: &str) -> String {
+        let api = self.pods();
+        wait_for(&format!("{}/{pod} to be bound", self.name), || async {
+            api.get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
+        })
+        .await
+    }
+
+    pub async fn node_of(&self, pod: &str) -> Option<String> {
+        self.pods().get(pod).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
+    }
+
+    pub async fn events(&self, pod: &str, reason: &str) -> Vec<Event> {
+        let list = Api::<Event>::namespaced(self.c.clone(), &self.name).list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+            .collect()
+    }
+
+    pub async fn event(&self, pod: &str, reason: &str) -> Event {
+        wait_for(&format!("a {reason} event for {}/{pod}", self.name), || async { self.events(pod, reason).await.into_iter().next() }).await
+    }
+
+    pub async fn pod_scheduled_condition(&self, pod: &str) -> Option<(String, String, String)> {
+        let p = self.pods().get(pod).await.ok()?;
+        let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
+        Some((c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
+    }
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_berth(config: &Path, log: &str) -> Proc {
+    spawn_scheduler(Path::new(berth_bin()), config, log)
+}
+
+pub fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
+    spawn_serving(bin, config, log, "127.0.0.1:0")
+}
+
+pub fn spawn_serving(bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
+    spawn_on(&env().kubeconfig, bin, config, log, http_address)
+}
+
+/// `bin run` against the cluster of `kubeconfig`, logging to `<target tmp>/live/<log>`.
+pub fn spawn_on(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
+    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
+    Proc(
+        Command::new(bin)
+            .args(["run", "--kubeconfig"])
+            .arg(kubeconfig)
+            .arg("--config")
+            .arg(config)
+            .args(["--http-address", http_address])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The example custom scheduler (`examples/custom-scheduler`), a crate of
+/// its own: scripts/test.sh builds it into this target directory first.
+pub fn custom_scheduler_bin() -> PathBuf {
+    let bin = Path::new(berth_bin()).with_file_name("custom-scheduler");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the example first (scripts/test.sh does): CARGO_TARGET_DIR=<this target dir> cargo build --manifest-path examples/custom-scheduler/Cargo.toml",
+        bin.display()
+    );
+    bin
+}
