@@ -109,7 +109,8 @@ impl RawObjects {
         Ok(())
     }
 
-    fn merge(&mut self, other: RawObjects) {
+    /// Adds `other`'s objects to these.
+    pub fn merge(&mut self, other: RawObjects) {
         self.nodes.extend(other.nodes);
         self.pods.extend(other.pods);
         self.pdbs.extend(other.pdbs);

@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{json, Value};
@@ -1109,6 +1109,62 @@ profiles:
 /// The Helm chart, rendered by the real helm (`testenv/build-helm`), is
 /// accepted by the API server (server-side dry run), and its configuration
 /// is one `berth run` accepts.
+#[tokio::test]
+async fn kubectl_berth_what_if_places_new_pods_and_a_drained_nodes_pods_changing_nothing() {
+    let ns = Ns::new("whatif").await;
+    let a = ns.node("a", "4", json!({}), json!([])).await;
+    let b = ns.node("b", "2", json!({}), json!([])).await;
+    // Bound without a scheduler: 3 of a's 4 cpu, 1 of b's 2.
+    ns.pod("x", "nobody", "3", json!({"nodeName": a})).await;
+    ns.pod("y", "nobody", "1", json!({"nodeName": b})).await;
+    let what_if = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl-berth"))
+            .arg("--kubeconfig")
+            .arg(&env().kubeconfig)
+            .args(["what-if", "-o", "json", "-n", &ns.name])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "what-if {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().to_string(), p.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // New pods: one of 1 cpu fits (1 left on each node); one of 2 fits nowhere.
+    let manifests = write_temp(
+        &format!("{}-new.yaml", ns.name),
+        &[("small", "1"), ("large", "2")]
+            .map(|(name, cpu)| {
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeSelector: {{berth-test: {ns}}}\n  containers: [{{name: c, image: i, resources: {{requests: {{cpu: '{cpu}'}}}}}}]\n",
+                    ns = ns.name
+                )
+            })
+            .join("---\n"),
+    );
+    let got = what_if(&["-f", manifests.to_str().unwrap()]);
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["large", "small"]);
+    assert!([&a, &b].map(|n| json!(n)).contains(&got["small"]["node"]), "{:?}", got["small"]);
+    assert_eq!(got["large"]["node"], Value::Null);
+    assert!(got["large"]["message"].as_str().unwrap().starts_with("0/"), "{:?}", got["large"]);
+    assert!(got["large"]["message"].as_str().unwrap().contains("Insufficient cpu"), "{:?}", got["large"]);
+    // Draining b moves y to a; draining a leaves x nowhere to go (b has 1 cpu free).
+    let got = what_if(&["--drain", &b]);
+    assert_eq!(got["y"]["node"], json!(a));
+    let got = what_if(&["--drain", &a]);
+    assert_eq!(got["x"]["node"], Value::Null);
+    assert!(got["x"]["message"].as_str().unwrap().contains("Insufficient cpu"), "{:?}", got["x"]);
+    // Nothing changed.
+    assert_eq!((ns.node_of("x").await, ns.node_of("y").await), (Some(a.clone()), Some(b.clone())));
+    assert!(ns.pods().get_opt("small").await.unwrap().is_none());
+    let nodes = Api::<Node>::all(ns.c.clone());
+    assert_eq!(nodes.get(&a).await.unwrap().spec.and_then(|s| s.unschedulable), None);
+}
+
 #[tokio::test]
 async fn the_helm_chart_is_accepted_by_the_api_server() {
     let build = Command::new(repo().join("testenv/build-helm")).stderr(Stdio::inherit()).output().expect("run testenv/build-helm");

@@ -1,16 +1,27 @@
 //! `kubectl berth`: ask the live Berth why a pod is pending, or where it
-//! went and why. Put this binary on your `PATH` (krew's convention: a
-//! `kubectl-berth` executable) and run `kubectl berth why POD -n NS`.
+//! went and why; or ask what would happen to pods not created yet, or to a
+//! node's pods if it were drained. Put this binary on your `PATH` (krew's
+//! convention: a `kubectl-berth` executable) and run `kubectl berth why POD
+//! -n NS` or `kubectl berth what-if -f pods.yaml`.
 //!
-//! The answer comes from Berth's diagnosis endpoint through the API
+//! `why`'s answer comes from Berth's diagnosis endpoint through the API
 //! server's service proxy, so your kubeconfig and RBAC apply: you need
 //! `get` on `services/proxy` of Berth's Service (`deploy/rbac-why.yaml`).
+//! `what-if` reads the cluster (list on nodes, pods, PodDisruptionBudgets,
+//! PriorityClasses, namespaces and the objects plugins read) and runs
+//! Berth's scheduling engine here: it changes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use berth_convert::manifests::RawObjects;
+use berth_core::config::KubeSchedulerConfiguration;
+use berth_core::framework::{CollectEvents, PluginHost, Registry};
 use berth_core::why::Why;
+use berth_kube::snapshot;
+use berth_sim::SimOptions;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -47,6 +58,32 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Would these pods fit, where, and what would they evict; where would a
+    /// drained node's pods go. Reads the cluster as it is and schedules here
+    /// with Berth's engine, against the room there is now (pods still pending
+    /// in the cluster are not counted); nothing is changed.
+    WhatIf(WhatIf),
+}
+
+#[derive(clap::Args)]
+struct WhatIf {
+    /// Manifests to add (files, or `-` for stdin): the pods to place, and
+    /// anything else they assume (nodes to add, PriorityClasses, claims).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
+    /// A node to drain (repeatable): it is cordoned, and its pods, but
+    /// DaemonSets' and static ones, are placed again.
+    #[arg(long)]
+    drain: Vec<String>,
+    /// The scheduler's KubeSchedulerConfiguration (default: Berth's defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The namespace of added pods that name none (default: the context's, else `default`).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,11 +155,79 @@ async fn why(cli: &Cli, pod: &str, namespace: Option<&str>, output: Output) -> R
     Ok(())
 }
 
+fn read_manifest(path: &Path) -> Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+        return Ok(("stdin".into(), text));
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok((path.display().to_string(), text))
+}
+
+async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
+    if w.files.is_empty() && w.drain.is_empty() {
+        bail!("nothing to ask: give pods to place (-f FILE) or a node to drain (--drain NODE)");
+    }
+    let cfg = match &w.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            let v: serde_json::Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", p.display()))?;
+            let v = if v.is_null() { serde_json::json!({}) } else { v };
+            KubeSchedulerConfiguration::from_yaml_value(v).with_context(|| p.display().to_string())?
+        }
+        None => KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({}))?,
+    };
+    let registry = Registry::builtin();
+    // The kinds the configured plugins read, to read them from the cluster too.
+    let host = PluginHost::new(Arc::new(CollectEvents::default()));
+    cfg.build_frameworks_with(&registry, &host)
+        .context(w.config.as_ref().map_or("default configuration".into(), |p| p.display().to_string()))?;
+    let (client, default_ns) = client(cli).await?;
+    let ns = w.namespace.clone().unwrap_or(default_ns);
+    let live = snapshot::read(&client, &host.object_kinds()).await.context("reading the cluster")?;
+    for (key, e) in &live.uncounted {
+        eprintln!("warning: {key} is on a node, but not even its requests can be read ({e}): not counted");
+    }
+    for (_, why) in &live.lenient {
+        eprintln!("warning: {why}: counted on its node by its requests alone");
+    }
+    let mut raw = live.raw;
+    for node in &w.drain {
+        if snapshot::drain(&mut raw, node).is_none() {
+            bail!("--drain {node}: no such node");
+        }
+    }
+    for path in &w.files {
+        let (name, text) = read_manifest(path)?;
+        let mut added = RawObjects::default();
+        added.add_text(&name, &text)?;
+        for (_, p) in added.pods.iter_mut() {
+            p.metadata.namespace.get_or_insert_with(|| ns.clone());
+            if p.metadata.name.is_none() {
+                bail!("{name}: every pod needs a name (generateName is not enough to report on it)");
+            }
+        }
+        raw.merge(added);
+    }
+    let mut cluster = raw.convert()?;
+    cluster.pods.extend(live.lenient.into_iter().map(|(p, _)| p));
+    let opts = SimOptions { config: cfg, registry, ..SimOptions::default() };
+    let start = std::time::Instant::now();
+    let result = berth_sim::simulate(cluster, &opts)?;
+    match w.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+        Output::Text => print!("{}", berth_sim::output::table(&result, start.elapsed().as_secs_f64(), false)),
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Why { pod, namespace, output } => why(&cli, pod, namespace.as_deref(), *output).await,
+        Command::WhatIf(w) => what_if(&cli, w).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
