@@ -72,7 +72,7 @@ POD
 echo "== 100 KWOK nodes (zones a/b/c; node-90..99 are GPU nodes, tainted dedicated=gpu:NoSchedule)" >&2
 kubectl create -f "$work/nodes.yaml" >/dev/null
 echo "== berth run (log: $work/berth.log)" >&2
-./target/release/berth run --kubeconfig "$KUBECONFIG" --http-address 127.0.0.1:0 >"$work/berth.log" 2>&1 &
+./target/release/berth run --kubeconfig "$KUBECONFIG" --secure-port 0 --http-address 127.0.0.1:0 >"$work/berth.log" 2>&1 &
 berth_pid=$!
 echo "== 300 pods: 150 web (spread over zones), 50 cache (one per node), 60 batch (2 CPU)," >&2
 echo "   24 train (GPU nodes, 6 CPU), 10 ssd (no such node), 6 huge (64 CPU)" >&2

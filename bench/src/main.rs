@@ -426,7 +426,7 @@ fn start_scheduler(which: &str, bin: &Path, config: &Path, log: &Path) -> Result
     let mut cmd = match which {
         "berth" => {
             let mut c = Command::new(repo().join("target/release/berth"));
-            c.args(["run", "--config"]).arg(config).args(["--http-address", "127.0.0.1:0"]);
+            c.args(["run", "--config"]).arg(config).args(["--secure-port", "0", "--http-address", "127.0.0.1:0"]);
             c
         }
         "kube-scheduler" => {

@@ -13,4 +13,5 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod run;
+pub mod secure;
 pub mod snapshot;

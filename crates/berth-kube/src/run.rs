@@ -43,9 +43,20 @@ pub struct RunOptions {
     pub config: KubeSchedulerConfiguration,
     /// `--kubeconfig`; otherwise clientConnection.kubeconfig, then inference.
     pub kubeconfig: Option<PathBuf>,
-    pub http_address: SocketAddr,
+    /// Plain HTTP, unauthenticated (for tests): off unless given.
+    pub http_address: Option<SocketAddr>,
+    /// HTTPS with delegated authentication and authorization: off when `None`.
+    pub secure: Option<SecureServing>,
     /// The plugins the configuration may name.
     pub registry: Registry,
+}
+
+/// Where and how the endpoints are served over HTTPS.
+pub struct SecureServing {
+    pub address: SocketAddr,
+    pub cert: crate::secure::ServingCert,
+    /// Paths served without authorization (`/x/*`: everything under `/x/`).
+    pub always_allowed: String,
 }
 
 /// What the scheduling thread is told.
@@ -856,7 +867,8 @@ pub struct Prepared {
     host: PluginHost,
     frameworks: Vec<Framework>,
     metrics: Arc<Metrics>,
-    http_address: SocketAddr,
+    http_address: Option<SocketAddr>,
+    secure: Option<SecureServing>,
     tx: Sender<Input>,
     rx: Receiver<Input>,
 }
@@ -884,7 +896,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
         .with_writer(Arc::new(crate::api::ApiWriter { client: client.clone(), runtime: tokio::runtime::Handle::current() }))
         .with_observer(metrics.clone());
     let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;
-    Ok(Prepared { cfg, client, host, frameworks, metrics, http_address: opts.http_address, tx, rx })
+    Ok(Prepared { cfg, client, host, frameworks, metrics, http_address: opts.http_address, secure: opts.secure, tx, rx })
 }
 
 /// Runs the live scheduler until SIGTERM/SIGINT (Ok) or until leadership is
@@ -896,7 +908,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 impl Prepared {
     /// Runs the scheduler: see [`run`].
     pub async fn run(self) -> Result<()> {
-        let Prepared { cfg, client, host, frameworks, metrics, http_address, tx, rx } = self;
+        let Prepared { cfg, client, host, frameworks, metrics, http_address, secure, tx, rx } = self;
         let le = cfg.leader_election.clone();
         let durations = if le.leader_elect {
             let d = |name: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("leaderElection.{name}: {e}"));
@@ -908,15 +920,29 @@ impl Prepared {
         client.client.apiserver_version().await.context("contacting the API server")?;
 
         let health = Arc::new(Health::default());
-        let listener = tokio::net::TcpListener::bind(http_address).await.with_context(|| format!("listening on {http_address}"))?;
-        info!(address = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and /debug/berth/why");
         let why: Arc<std::sync::Mutex<berth_core::why::WhyStore>> = Arc::default();
         let router = http::router(health.clone(), metrics.clone(), why.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                error!(error = %e, "HTTP server stopped");
-            }
-        });
+        if let Some(s) = secure {
+            let tls = s.cert.server_config().context("secure serving")?;
+            let listener = tokio::net::TcpListener::bind(s.address).await.with_context(|| format!("listening on {}", s.address))?;
+            info!(
+                address = %listener.local_addr()?,
+                always_allowed = %s.always_allowed,
+                "serving HTTPS: /healthz, /readyz, /metrics and /debug/berth/why, callers authenticated and authorized by the API server"
+            );
+            let guard = Arc::new(crate::secure::Delegated::new(client.client.clone(), &s.always_allowed));
+            let guarded = router.clone().layer(axum::middleware::from_fn_with_state(guard, crate::secure::guard));
+            tokio::spawn(crate::secure::serve(listener, tls, guarded));
+        }
+        if let Some(address) = http_address {
+            let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
+            warn!(address = %listener.local_addr()?, "serving plain HTTP, without authentication: for tests");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    error!(error = %e, "HTTP server stopped");
+                }
+            });
+        }
 
         let (initial, max) = cfg.backoff_ms();
         let engine = Engine::new(

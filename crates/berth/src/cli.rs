@@ -48,9 +48,8 @@ enum Command {
         /// ~/.kube/config, then the in-cluster service account.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
-        /// Where /healthz, /readyz and /metrics are served (plain HTTP).
-        #[arg(long, default_value = "0.0.0.0:10251")]
-        http_address: std::net::SocketAddr,
+        #[command(flatten)]
+        serving: Serving,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
@@ -238,19 +237,51 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// Where and how `run` serves its endpoints (kube-scheduler's flags).
+#[derive(clap::Args, Clone)]
+struct Serving {
+    /// The address HTTPS is served on (with --secure-port).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The HTTPS port of /healthz, /readyz, /livez, /metrics and
+    /// /debug/berth/why; 0 turns HTTPS off. Callers are authenticated
+    /// (TokenReview) and authorized (SubjectAccessReview) by the API server.
+    #[arg(long, default_value_t = 10259)]
+    secure_port: u16,
+    /// The serving certificate (PEM); without it, a self-signed one.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Paths served over HTTPS without authorization, comma-separated
+    /// (`/x/*` is every path under `/x/`).
+    #[arg(long, default_value = berth_kube::secure::ALWAYS_ALLOWED)]
+    authorization_always_allow_paths: String,
+    /// Also serve the endpoints over plain HTTP here, without
+    /// authentication (for tests; off unless given).
+    #[arg(long)]
+    http_address: Option<std::net::SocketAddr>,
+}
+
 /// `berth run`: configuration errors are refused before anything starts.
-fn run(
-    config: Option<&Path>,
-    kubeconfig: Option<PathBuf>,
-    http_address: std::net::SocketAddr,
-    log_format: LogFormat,
-    registry: Registry,
-) -> Result<()> {
+fn run(config: Option<&Path>, kubeconfig: Option<PathBuf>, serving: Serving, log_format: LogFormat, registry: Registry) -> Result<()> {
     let config = load_config(config, berth_kube::run::default_config())?;
+    let Serving { bind_address, secure_port, tls_cert_file, tls_private_key_file, authorization_always_allow_paths, http_address } =
+        serving;
+    let secure = (secure_port != 0).then(|| berth_kube::run::SecureServing {
+        address: std::net::SocketAddr::new(bind_address, secure_port),
+        cert: match (tls_cert_file, tls_private_key_file) {
+            (Some(cert), Some(key)) => berth_kube::secure::ServingCert::Files { cert, key },
+            _ => berth_kube::secure::ServingCert::SelfSigned,
+        },
+        always_allowed: authorization_always_allow_paths,
+    });
     let threads = (config.parallelism.max(1) as usize).min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     // Plugins are built here, once, with the live handle (client included).
-    let prepared = rt.block_on(berth_kube::run::prepare(berth_kube::run::RunOptions { config, kubeconfig, http_address, registry }))?;
+    let prepared =
+        rt.block_on(berth_kube::run::prepare(berth_kube::run::RunOptions { config, kubeconfig, http_address, secure, registry }))?;
     init_logs(log_format);
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
     rt.block_on(prepared.run())
@@ -350,8 +381,8 @@ impl App {
 }
 
 fn execute(cli: Cli, registry: Registry) -> ExitCode {
-    if let Command::Run { config, kubeconfig, http_address, log_format } = &cli.command {
-        return match run(config.as_deref(), kubeconfig.clone(), *http_address, *log_format, registry) {
+    if let Command::Run { config, kubeconfig, serving, log_format } = &cli.command {
+        return match run(config.as_deref(), kubeconfig.clone(), serving.clone(), *log_format, registry) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         };

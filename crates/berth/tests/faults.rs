@@ -75,7 +75,7 @@ impl Supervised {
             .arg(kubeconfig)
             .arg("--config")
             .arg(config)
-            .args(["--http-address", &format!("127.0.0.1:{http_port}")])
+            .args(["--secure-port", "0", "--http-address", &format!("127.0.0.1:{http_port}")])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -63,7 +63,7 @@ profiles:
             .arg(&identity)
             .arg("--config")
             .arg(&config)
-            .args(["--http-address", &format!("127.0.0.1:{http_port}")])
+            .args(["--secure-port", "0", "--http-address", &format!("127.0.0.1:{http_port}")])
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -385,7 +385,7 @@ fn run_with_config(text: &str, name: &str) -> (i32, String) {
         .arg(&env().kubeconfig)
         .arg("--config")
         .arg(&config)
-        .args(["--http-address", "127.0.0.1:0"])
+        .args(["--secure-port", "0", "--http-address", "127.0.0.1:0"])
         .output()
         .unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
@@ -994,13 +994,18 @@ fn host_ip() -> Option<std::net::IpAddr> {
 
 /// A kubeconfig for the service account `sa` of `namespace`, with a token
 /// the API server issues: a user with only what RBAC grants it.
-async fn service_account_kubeconfig(c: &kube::Client, namespace: &str, sa: &str) -> PathBuf {
+/// A new service account's token.
+async fn service_account_token(c: &kube::Client, namespace: &str, sa: &str) -> String {
     use k8s_openapi::api::authentication::v1::TokenRequest;
     use k8s_openapi::api::core::v1::ServiceAccount;
     let sas = Api::<ServiceAccount>::namespaced(c.clone(), namespace);
     sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap()).await.unwrap();
     let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
-    let token = sas.create_token_request(sa, &PostParams::default(), &tr).await.unwrap().status.unwrap().token;
+    sas.create_token_request(sa, &PostParams::default(), &tr).await.unwrap().status.unwrap().token.unwrap()
+}
+
+async fn service_account_kubeconfig(c: &kube::Client, namespace: &str, sa: &str) -> PathBuf {
+    let token = service_account_token(c, namespace, sa).await;
     let mut kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&env().kubeconfig).unwrap()).unwrap();
     for u in kc["users"].as_array_mut().unwrap() {
         u["user"] = json!({"token": token});
@@ -1028,7 +1033,22 @@ profiles:
 - schedulerName: berth-why
 ",
     );
-    let _berth = spawn_serving(Path::new(berth_bin()), &config, "why.log", &format!("{ip}:{port}"));
+    // Served as deploy/deployment.yaml serves it: HTTPS, the diagnosis let
+    // through (the API server's proxy has checked the user's RBAC).
+    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live/why.log")).unwrap();
+    let _berth = Proc(
+        Command::new(berth_bin())
+            .args(["run", "--kubeconfig"])
+            .arg(&env().kubeconfig)
+            .arg("--config")
+            .arg(&config)
+            .args(["--bind-address", &ip.to_string(), "--secure-port", &port.to_string()])
+            .args(["--authorization-always-allow-paths", "/healthz,/readyz,/livez,/debug/berth/why/*"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let ns = Ns::new("why").await;
     let node = ns.node("n", "2", json!({}), json!([])).await;
     ns.pod("fits", "berth-why", "100m", json!({})).await;
@@ -1049,7 +1069,7 @@ profiles:
     let ips = json!({"status": {"podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}});
     home_pods.patch_status("berth-0", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&ips)).await.unwrap();
     let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
-        "metadata": {"name": "berth"}, "spec": {"ports": [{"name": "http", "port": 10251, "targetPort": port}]}}))
+        "metadata": {"name": "berth"}, "spec": {"ports": [{"name": "https", "port": 10259, "targetPort": port}]}}))
     .unwrap();
     Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &svc).await.unwrap();
     let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(json!({
@@ -1057,14 +1077,14 @@ profiles:
         "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
         "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true},
             "targetRef": {"kind": "Pod", "namespace": home.name, "name": "berth-0"}}],
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}))
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}))
     .unwrap();
     Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &slice).await.unwrap();
     // API servers before 1.37 read the (deprecated) Endpoints instead.
     let eps: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
         "metadata": {"name": "berth"},
         "subsets": [{"addresses": [{"ip": ip.to_string(), "targetRef": {"kind": "Pod", "namespace": home.name, "name": "berth-0"}}],
-            "ports": [{"name": "http", "port": port}]}]}))
+            "ports": [{"name": "https", "port": port}]}]}))
     .unwrap();
     Api::namespaced(home.c.clone(), &home.name).create(&PostParams::default(), &eps).await.unwrap();
     // The Role users get (deploy/rbac-why.yaml), bound to one service account.
@@ -1163,6 +1183,82 @@ async fn kubectl_berth_what_if_places_new_pods_and_a_drained_nodes_pods_changing
     assert!(ns.pods().get_opt("small").await.unwrap().is_none());
     let nodes = Api::<Node>::all(ns.c.clone());
     assert_eq!(nodes.get(&a).await.unwrap().spec.and_then(|s| s.unschedulable), None);
+}
+
+/// Secure serving as kube-scheduler's: HTTPS with a self-signed certificate;
+/// /healthz and /readyz for anyone; /metrics and the diagnosis only for
+/// callers the API server authenticates (TokenReview) and authorizes
+/// (SubjectAccessReview), Berth running under deploy/rbac.yaml's rights.
+#[tokio::test]
+async fn https_endpoints_are_authenticated_and_authorized_by_the_api_server() {
+    let ns = Ns::new("secure").await;
+    let config = write_temp(
+        &format!("{}.yaml", ns.name),
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nleaderElection: {{leaderElect: false}}\nprofiles:\n- schedulerName: {}\n",
+            ns.name
+        ),
+    );
+    let identity = env().deployed_identity(&format!("{}-berth.kubeconfig", ns.name));
+    let port = free_port();
+    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(format!("{}.log", ns.name))).unwrap();
+    let _berth = Proc(
+        Command::new(berth_bin())
+            .args(["run", "--kubeconfig"])
+            .arg(&identity)
+            .arg("--config")
+            .arg(&config)
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let reader = service_account_token(&ns.c, &ns.name, "reader").await;
+    let stranger = service_account_token(&ns.c, &ns.name, "stranger").await;
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {ns}-reader}}
+rules:
+- nonResourceURLs: [/metrics, /debug/berth/why/*]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-reader}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-reader}}
+subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
+",
+            ns = ns.name
+        )),
+    );
+    let code = |path: &str, token: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = c.arg(format!("https://127.0.0.1:{port}{path}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("Berth to be ready over HTTPS, to anyone", || async { (code("/readyz", None) == "200").then_some(()) }).await;
+    assert_eq!(code("/healthz", None), "200");
+    assert_eq!(code("/metrics", None), "403", "anonymous");
+    assert_eq!(code("/metrics", Some("not-a-token")), "401");
+    // RBAC takes a moment to see the new binding (and Berth caches a denial for 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while code("/metrics", Some(&reader)) != "200" {
+        assert!(std::time::Instant::now() < deadline, "the reader was never let in");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(code("/metrics", Some(&stranger)), "403");
+    assert_eq!(code(&format!("/debug/berth/why/{}/nope", ns.name), Some(&stranger)), "403");
+    // The reader reaches the diagnosis: Berth's own answer, no such attempt.
+    assert_eq!(code(&format!("/debug/berth/why/{}/nope", ns.name), Some(&reader)), "404");
+    kubectl(&["delete", "clusterrole,clusterrolebinding", &format!("{}-reader", ns.name)], None);
 }
 
 #[tokio::test]

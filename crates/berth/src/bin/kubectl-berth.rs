@@ -37,8 +37,9 @@ struct Cli {
     /// Where Berth's Service is.
     #[arg(long, global = true, default_value = "berth-system")]
     berth_namespace: String,
-    /// Berth's Service, with the port's name or number (`SERVICE:PORT`).
-    #[arg(long, global = true, default_value = "berth:http")]
+    /// Berth's Service, as the API server's proxy names it: `SCHEME:SERVICE:PORT`
+    /// (`http:berth:http` for a Berth serving plain HTTP).
+    #[arg(long, global = true, default_value = "https:berth:https")]
     berth_service: String,
     #[command(subcommand)]
     command: Command,

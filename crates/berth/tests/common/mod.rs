@@ -335,7 +335,7 @@ pub fn spawn_on(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, http_ad
             .arg(kubeconfig)
             .arg("--config")
             .arg(config)
-            .args(["--http-address", http_address])
+            .args(["--secure-port", "0", "--http-address", http_address])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
