@@ -79,7 +79,7 @@ leaderElection: {leaderElect: false}
 profiles:
 - schedulerName: default-scheduler
 CONFIG
-      target/release/berth run --kubeconfig "$kubeconfig" --config "$dir/config.yaml" >"$dir/scheduler.log" 2>&1 &
+      target/release/berth run --kubeconfig "$kubeconfig" --config "$dir/config.yaml" --secure-port 0 >"$dir/scheduler.log" 2>&1 &
       ;;
     kube-scheduler)
       # The release's feature gates, as the API server has them (testenv/versions.sh).
