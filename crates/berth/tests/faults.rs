@@ -36,22 +36,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// How long the harness waits for a recovery before it calls the case failed.
 const RECOVERY: Duration = Duration::from_secs(120);
 
-/// Polls `f` until it yields a value, for at most `limit`.
-async fn wait_up_to<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `berth run` (or the example's binary) restarted whenever it exits, as a
 /// Deployment's kubelet would; the whole process group dies with it.
 struct Supervised {
@@ -353,17 +337,44 @@ async fn after_the_fault(ns: &Ns, case: &str, recovery_from: Instant, extra: &[(
     result(case, &fields);
 }
 
+/// A burst case under way: its own control plane with 10 nodes of 2 cpu,
+/// Berth's replicas (as deployed, leader election on this lease), a leader
+/// elected, and the burst being created with 50 pods bound already.
+struct Burst {
+    cluster: Cluster,
+    ns: Ns,
+    replicas: Vec<Supervised>,
+    /// The leader's identity, when the burst began.
+    leader: String,
+    creating: tokio::task::JoinHandle<()>,
+}
+
+impl Burst {
+    async fn start(name: &str, replicas: usize, lease: (&str, &str, &str)) -> Burst {
+        let cluster = Cluster::start(name);
+        let ns = Ns::on(cluster.client().await, name.trim_start_matches("faults-")).await;
+        nodes(&ns, "n", 10, "2").await;
+        let identity = cluster.deployed_identity(&format!("{name}.kubeconfig"));
+        let cfg = config(name, &ns.name, Some(lease), "");
+        let replicas = (0..replicas).map(|i| Supervised::start(Path::new(berth_bin()), &identity, &cfg, &format!("{name}-{i}"))).collect();
+        let leader = wait_up_to(RECOVERY, "a leader", || async { Burst::holder(&ns, name).await.and_then(|l| l.holder_identity) }).await;
+        let creating = burst(&ns, &ns.name, "p", BURST, "100m");
+        wait_up_to(RECOVERY, "50 pods bound before the fault", || async { (count_bound(&ns).await >= 50).then_some(()) }).await;
+        Burst { cluster, ns, replicas, leader, creating }
+    }
+
+    /// The case's Lease, once held.
+    async fn holder(ns: &Ns, name: &str) -> Option<k8s_openapi::api::coordination::v1::LeaseSpec> {
+        let spec = Api::<Lease>::namespaced(ns.c.clone(), "berth-system").get_opt(name).await.ok().flatten()?.spec?;
+        spec.holder_identity.as_ref().is_some_and(|h| !h.is_empty()).then_some(spec)
+    }
+}
+
 #[tokio::test]
 async fn berth_killed_during_a_burst_restarts_and_binds_every_pod_once() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start("faults-kill");
-    let ns = Ns::on(cluster.client().await, "kill").await;
-    nodes(&ns, "n", 10, "2").await;
-    let identity = cluster.deployed_identity("faults-kill.kubeconfig");
-    let cfg = config("faults-kill", &ns.name, Some(("4s", "3s", "500ms")), "");
-    let berth = Supervised::start(Path::new(berth_bin()), &identity, &cfg, "faults-kill");
-    let creating = burst(&ns, &ns.name, "p", BURST, "100m");
-    wait_up_to(RECOVERY, "50 pods bound before the kill", || async { (count_bound(&ns).await >= 50).then_some(()) }).await;
+    let Burst { ns, replicas, creating, .. } = Burst::start("faults-kill", 1, ("4s", "3s", "500ms")).await;
+    let berth = &replicas[0];
     berth.kill_scheduler();
     let killed = Instant::now();
     let bound_at_kill = count_bound(&ns).await;
@@ -376,14 +387,8 @@ async fn berth_killed_during_a_burst_restarts_and_binds_every_pod_once() {
 #[tokio::test]
 async fn the_api_server_killed_during_a_burst_and_started_again() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start("faults-apiserver");
-    let ns = Ns::on(cluster.client().await, "apiserver").await;
-    nodes(&ns, "n", 10, "2").await;
-    let identity = cluster.deployed_identity("faults-apiserver.kubeconfig");
-    let cfg = config("faults-apiserver", &ns.name, Some(("15s", "10s", "2s")), "");
-    let berth = Supervised::start(Path::new(berth_bin()), &identity, &cfg, "faults-apiserver");
-    let creating = burst(&ns, &ns.name, "p", BURST, "100m");
-    wait_up_to(RECOVERY, "50 pods bound before the kill", || async { (count_bound(&ns).await >= 50).then_some(()) }).await;
+    let Burst { cluster, ns, replicas, creating, .. } = Burst::start("faults-apiserver", 1, ("15s", "10s", "2s")).await;
+    let berth = &replicas[0];
     cluster.component("kill", "kube-apiserver");
     // The outage itself: the API server stays down for 5 s.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -500,18 +505,9 @@ async fn watches_expire_during_a_partition_and_berth_relists() {
 #[tokio::test]
 async fn the_leader_killed_during_a_burst_and_the_standby_takes_over_within_the_lease() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start("faults-leader");
-    let ns = Ns::on(cluster.client().await, "leader").await;
-    nodes(&ns, "n", 10, "2").await;
-    let identity = cluster.deployed_identity("faults-leader.kubeconfig");
     let (lease_s, retry_s) = (6.0, 1.0);
-    let cfg = config("faults-leader", &ns.name, Some(("6s", "4s", "1s")), "");
-    let replicas = [0, 1].map(|i| Supervised::start(Path::new(berth_bin()), &identity, &cfg, &format!("faults-leader-{i}")));
-    let leases = Api::<Lease>::namespaced(ns.c.clone(), "berth-system");
-    let lease = || async { leases.get_opt("faults-leader").await.ok().flatten()?.spec };
-    let first = wait_up_to(RECOVERY, "a leader", || async { lease().await?.holder_identity.filter(|h| !h.is_empty()) }).await;
-    let creating = burst(&ns, &ns.name, "p", BURST, "100m");
-    wait_up_to(RECOVERY, "50 pods bound before the kill", || async { (count_bound(&ns).await >= 50).then_some(()) }).await;
+    let Burst { ns, replicas, leader: first, creating, .. } = Burst::start("faults-leader", 2, ("6s", "4s", "1s")).await;
+    let lease = || Burst::holder(&ns, "faults-leader");
     let leader = replicas
         .iter()
         .find(|r| r.scheduler_pid().is_some_and(|pid| first.ends_with(&format!("{:04x}", pid & 0xffff))))
