@@ -199,6 +199,18 @@ struct Tally {
     on_missing_nodes: usize,
 }
 
+impl Tally {
+    /// The figures every case reports.
+    fn figures(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("pods", self.pods.to_string()),
+            ("bound", self.bound.to_string()),
+            ("scheduled_twice", self.scheduled_twice.len().to_string()),
+            ("overcommitted", self.overcommitted.len().to_string()),
+        ]
+    }
+}
+
 async fn tally(ns: &Ns) -> Tally {
     let pods = ns.pods().list(&ListParams::default()).await.unwrap().items;
     let nodes = Api::<Node>::all(ns.c.clone()).list(&ListParams::default()).await.unwrap().items;
@@ -325,14 +337,8 @@ async fn after_the_fault(ns: &Ns, case: &str, recovery_from: Instant, extra: &[(
     nodes(ns, "extra", 3, "2").await;
     let drained = all_bound(ns, BURST).await;
     let t = assert_sound(ns, BURST).await;
-    let mut fields = vec![
-        ("pods", t.pods.to_string()),
-        ("bound", t.bound.to_string()),
-        ("scheduled_twice", t.scheduled_twice.len().to_string()),
-        ("overcommitted", t.overcommitted.len().to_string()),
-        ("recovered_s", secs(recovered)),
-        ("queue_drained_s", secs(drained)),
-    ];
+    let mut fields = t.figures();
+    fields.extend([("recovered_s", secs(recovered)), ("queue_drained_s", secs(drained))]);
     fields.extend(extra.iter().cloned());
     result(case, &fields);
 }
@@ -490,15 +496,15 @@ async fn watches_expire_during_a_partition_and_berth_relists() {
     result(
         "partition-compaction-410",
         &[
-            ("pods", t.pods.to_string()),
-            ("bound", t.bound.to_string()),
-            ("scheduled_twice", t.scheduled_twice.len().to_string()),
-            ("overcommitted", t.overcommitted.len().to_string()),
-            ("partition_s", secs(partitioned)),
-            ("relists", (lists_after - lists_before).to_string()),
-            ("cached_nodes", cached.to_string()),
-            ("recovered_s", secs(recovered)),
-        ],
+            t.figures(),
+            vec![
+                ("partition_s", secs(partitioned)),
+                ("relists", (lists_after - lists_before).to_string()),
+                ("cached_nodes", cached.to_string()),
+                ("recovered_s", secs(recovered)),
+            ],
+        ]
+        .concat(),
     );
 }
 
@@ -569,15 +575,15 @@ async fn a_node_deleted_while_pods_bind_to_it() {
     result(
         "node-deleted-while-binding",
         &[
-            ("pods", t.pods.to_string()),
-            ("bound", t.bound.to_string()),
-            ("scheduled_twice", t.scheduled_twice.len().to_string()),
-            ("overcommitted", t.overcommitted.len().to_string()),
-            ("on_deleted_node_at_delete", on_doomed_at_delete.to_string()),
-            ("on_deleted_node_at_end", on_doomed.to_string()),
-            ("watch_lists", lists.to_string()),
-            ("recovered_s", secs(recovered)),
-        ],
+            t.figures(),
+            vec![
+                ("on_deleted_node_at_delete", on_doomed_at_delete.to_string()),
+                ("on_deleted_node_at_end", on_doomed.to_string()),
+                ("watch_lists", lists.to_string()),
+                ("recovered_s", secs(recovered)),
+            ],
+        ]
+        .concat(),
     );
 }
 
@@ -622,14 +628,5 @@ async fn a_pod_deleted_while_it_waits_at_permit() {
     let t = assert_sound(&ns, 5).await;
     assert!(ns.pods().get_opt("m0").await.unwrap().is_none(), "m0 was never bound and stays deleted");
     assert_eq!(berth.exits(), 0);
-    result(
-        "pod-deleted-at-permit",
-        &[
-            ("pods", t.pods.to_string()),
-            ("bound", t.bound.to_string()),
-            ("scheduled_twice", t.scheduled_twice.len().to_string()),
-            ("overcommitted", t.overcommitted.len().to_string()),
-            ("reservation_freed_s", secs(freed)),
-        ],
-    );
+    result("pod-deleted-at-permit", &[t.figures(), vec![("reservation_freed_s", secs(freed))]].concat());
 }
