@@ -416,8 +416,11 @@ async fn backlog_run(c: &kube::Client, args: &Args, bin: &Path, kubeconfig: &Pat
     drop(proc_);
     watch.abort();
     // Clean-up only: 50 000 deletions may outlast the API server's request
-    // timeout (the next run starts a namespace of its own anyway).
-    if let Err(e) = pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &ListParams::default()).await {
+    // timeout. The API server goes on deleting, so a run after this one on
+    // the same API server is slowed: run the schedulers one at a time.
+    if let Err(e) =
+        pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &ListParams::default()).await
+    {
         eprintln!("warning: deleting the backlog's pods: {e}");
     }
     Ok(BacklogResult {
