@@ -15,8 +15,10 @@ pub const SOURCE: &str = "the cluster";
 
 /// The cluster as read.
 pub struct Live {
-    /// Nodes, bound pods Berth reads in full, and the other objects.
+    /// Nodes and the other objects, as the API server has them (no pods).
     pub raw: RawObjects,
+    /// Bound pods Berth reads in full, converted once.
+    pub pods: Vec<model::Pod>,
     /// Bound pods with constraints Berth cannot read: counted on their node
     /// by their requests alone, as `berth run` counts them (with why: the error names the pod).
     pub lenient: Vec<(model::Pod, String)>,
@@ -31,7 +33,7 @@ pub struct Live {
 /// there is now.
 pub async fn read(client: &kube::Client, kinds: &[ObjectKind]) -> Result<Live, kube::Error> {
     let lp = ListParams::default();
-    let mut live = Live { raw: RawObjects::default(), lenient: Vec::new(), uncounted: Vec::new() };
+    let mut live = Live { raw: RawObjects::default(), pods: Vec::new(), lenient: Vec::new(), uncounted: Vec::new() };
     let raw = &mut live.raw;
     raw.nodes = Api::<Node>::all(client.clone()).list(&lp).await?.items.into_iter().map(|n| (SOURCE.to_string(), n)).collect();
     raw.classes = Api::<PriorityClass>::all(client.clone()).list(&lp).await?.items;
@@ -46,7 +48,7 @@ pub async fn read(client: &kube::Client, kinds: &[ObjectKind]) -> Result<Live, k
         }
         let key = format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), p.metadata.name.as_deref().unwrap_or_default());
         match berth_convert::pod(&p, &classes) {
-            Ok(_) => raw.pods.push((SOURCE.to_string(), p)),
+            Ok(pod) => live.pods.push(pod),
             Err(e) => match berth_convert::bound_pod_leniently(&p, &classes) {
                 Ok(pod) => live.lenient.push((pod, e.to_string())),
                 Err(e) => live.uncounted.push((key, e.to_string())),
@@ -72,56 +74,49 @@ pub async fn read(client: &kube::Client, kinds: &[ObjectKind]) -> Result<Live, k
     Ok(live)
 }
 
-/// Drains `node` in `raw`: cordons it, and makes its pods pending again,
-/// but those a drain leaves (DaemonSets' and static pods). Returns the
+/// Drains `node` in `live`: cordons it, and makes its pods pending again,
+/// but those a drain leaves (DaemonSets' and static pods, and pods Berth
+/// could not read in full, which stay counted where they are). Returns the
 /// pods made pending (`namespace/name`), or `None` when there is no such node.
-pub fn drain(raw: &mut RawObjects, node: &str) -> Option<Vec<String>> {
-    let n = raw.nodes.iter_mut().find(|(_, n)| n.meta().name.as_deref() == Some(node))?;
+pub fn drain(live: &mut Live, node: &str) -> Option<Vec<String>> {
+    let n = live.raw.nodes.iter_mut().find(|(_, n)| n.meta().name.as_deref() == Some(node))?;
     n.1.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
     let mut moved = Vec::new();
-    for (_, p) in raw.pods.iter_mut() {
-        let Some(spec) = p.spec.as_mut() else { continue };
-        if spec.node_name.as_deref() != Some(node) || stays_on_drain(&p.metadata) {
-            continue;
-        }
-        spec.node_name = None;
-        p.status = None;
-        moved.push(format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name.as_deref().unwrap_or_default()));
+    for p in live.pods.iter_mut().filter(|p| p.node_name.as_deref() == Some(node) && !stays_on_drain(p)) {
+        // Pending again, as a new pod of its controller would be: no status.
+        p.node_name = None;
+        p.nominated_node_name = None;
+        p.start_ms = None;
+        p.unschedulable_condition = None;
+        moved.push(p.key());
     }
     Some(moved)
 }
 
 /// DaemonSets' pods and static (mirror) pods are not evicted by a drain.
-fn stays_on_drain(meta: &kube::api::ObjectMeta) -> bool {
-    let daemon = meta.owner_references.iter().flatten().any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
-    let mirror = meta.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
-    daemon || mirror
+fn stays_on_drain(p: &model::Pod) -> bool {
+    p.controller_ref().is_some_and(|o| o.kind == "DaemonSet") || p.annotations.contains_key("kubernetes.io/config.mirror")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pod(name: &str, node: &str, owner: Option<&str>) -> (String, Pod) {
-        let owners = owner.map(|k| serde_json::json!([{"apiVersion": "apps/v1", "kind": k, "name": "o", "uid": "u", "controller": true}]));
-        let p = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "default", "ownerReferences": owners},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
-        }))
-        .unwrap();
-        (SOURCE.into(), p)
-    }
+    use berth_core::testing::make_pod;
 
     #[test]
-    fn a_drain_cordons_and_moves_all_but_daemon_set_pods() {
-        let mut raw = RawObjects::default();
-        raw.nodes.push((SOURCE.into(), serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}})).unwrap()));
-        raw.pods = vec![pod("web", "a", Some("ReplicaSet")), pod("agent", "a", Some("DaemonSet")), pod("other", "b", None)];
-        assert_eq!(drain(&mut raw, "a"), Some(vec!["default/web".to_string()]));
-        assert_eq!(raw.nodes[0].1.spec.as_ref().unwrap().unschedulable, Some(true));
-        let node_of =
-            |name: &str| raw.pods.iter().find(|p| p.1.metadata.name.as_deref() == Some(name)).unwrap().1.spec.clone().unwrap().node_name;
-        assert_eq!((node_of("web"), node_of("agent"), node_of("other")), (None, Some("a".into()), Some("b".into())));
-        assert_eq!(drain(&mut raw, "nope"), None);
+    fn a_drain_cordons_and_moves_all_but_daemon_set_and_static_pods() {
+        let mut live = Live { raw: RawObjects::default(), pods: Vec::new(), lenient: Vec::new(), uncounted: Vec::new() };
+        live.raw.nodes.push((SOURCE.into(), serde_json::from_value(serde_json::json!({"metadata": {"name": "a"}})).unwrap()));
+        live.pods = vec![
+            make_pod("web").node("a").owner("ReplicaSet", "o").obj(),
+            make_pod("agent").node("a").owner("DaemonSet", "o").obj(),
+            make_pod("static").node("a").annotation("kubernetes.io/config.mirror", "x").obj(),
+            make_pod("other").node("b").obj(),
+        ];
+        assert_eq!(drain(&mut live, "a"), Some(vec!["default/web".to_string()]));
+        assert_eq!(live.raw.nodes[0].1.spec.as_ref().unwrap().unschedulable, Some(true));
+        let nodes: Vec<_> = live.pods.iter().map(|p| p.node_name.as_deref()).collect();
+        assert_eq!(nodes, [None, Some("a"), Some("a"), Some("b")]);
+        assert_eq!(drain(&mut live, "nope"), None);
     }
 }

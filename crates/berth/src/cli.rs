@@ -144,9 +144,11 @@ fn config_name(path: Option<&Path>) -> String {
     path.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into())
 }
 
-/// Loads a KubeSchedulerConfiguration file, or `default` without one. The
-/// profiles are built (and plugin args checked) by the command that runs them.
-fn load_config(path: Option<&Path>, default: KubeSchedulerConfiguration) -> Result<KubeSchedulerConfiguration> {
+/// Loads a KubeSchedulerConfiguration file (YAML or JSON, upstream's
+/// defaults applied, validated), or `default` without one; errors name the
+/// file. The profiles are built (and plugin args checked) by the command that
+/// runs them.
+pub fn load_config(path: Option<&Path>, default: KubeSchedulerConfiguration) -> Result<KubeSchedulerConfiguration> {
     let Some(p) = path else { return Ok(default) };
     let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
     parse_config(&text).with_context(|| p.display().to_string())

@@ -170,15 +170,7 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
     if w.files.is_empty() && w.drain.is_empty() {
         bail!("nothing to ask: give pods to place (-f FILE) or a node to drain (--drain NODE)");
     }
-    let cfg = match &w.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-            let v: serde_json::Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", p.display()))?;
-            let v = if v.is_null() { serde_json::json!({}) } else { v };
-            KubeSchedulerConfiguration::from_yaml_value(v).with_context(|| p.display().to_string())?
-        }
-        None => KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({}))?,
-    };
+    let cfg = berth::cli::load_config(w.config.as_deref(), KubeSchedulerConfiguration::default())?;
     let registry = Registry::builtin();
     // The kinds the configured plugins read, to read them from the cluster too.
     let host = PluginHost::new(Arc::new(CollectEvents::default()));
@@ -186,19 +178,19 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
         .context(w.config.as_ref().map_or("default configuration".into(), |p| p.display().to_string()))?;
     let (client, default_ns) = client(cli).await?;
     let ns = w.namespace.clone().unwrap_or(default_ns);
-    let live = snapshot::read(&client, &host.object_kinds()).await.context("reading the cluster")?;
+    let mut live = snapshot::read(&client, &host.object_kinds()).await.context("reading the cluster")?;
     for (key, e) in &live.uncounted {
         eprintln!("warning: {key} is on a node, but not even its requests can be read ({e}): not counted");
     }
     for (_, why) in &live.lenient {
         eprintln!("warning: {why}: counted on its node by its requests alone");
     }
-    let mut raw = live.raw;
     for node in &w.drain {
-        if snapshot::drain(&mut raw, node).is_none() {
+        if snapshot::drain(&mut live, node).is_none() {
             bail!("--drain {node}: no such node");
         }
     }
+    let mut raw = live.raw;
     for path in &w.files {
         let (name, text) = read_manifest(path)?;
         let mut added = RawObjects::default();
@@ -212,6 +204,7 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
         raw.merge(added);
     }
     let mut cluster = raw.convert()?;
+    cluster.pods.extend(live.pods);
     cluster.pods.extend(live.lenient.into_iter().map(|(p, _)| p));
     let opts = SimOptions { config: cfg, registry, ..SimOptions::default() };
     let start = std::time::Instant::now();
