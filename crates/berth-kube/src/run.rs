@@ -70,7 +70,7 @@ enum Input {
     Object(usize, Box<Event<DynamicObject>>),
     /// The API server does not serve the `index`-th declared kind (yet).
     ObjectAbsent(usize),
-    /// The watch of the built-in kind `index` failed; it is retrying.
+    /// The watch of kind `index` (`NODE`, ..., `OBJECTS + i`) failed; it is retrying.
     WatchFailed(usize),
     /// A pod as read after a binding of it was refused (not a watch event).
     PodRead(Box<Change<Pod>>),
@@ -543,9 +543,37 @@ where
     K::DynamicType: Default,
     F: Fn(Event<K>) -> Input + Send + 'static,
 {
-    let kind = K::kind(&Default::default()).to_string();
+    follow(K::kind(&Default::default()).to_string(), index, watcher(api, cfg), tx, wrap, None)
+}
+
+/// Watches a kind a plugin declared, as untyped objects.
+fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sender<Input>) -> tokio::task::JoinHandle<()> {
+    let api: Api<DynamicObject> = Api::all_with(client, &crate::api::api_resource(&kind));
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic());
+    follow(kind.to_string(), OBJECTS + index, stream, tx, move |e| Input::Object(index, Box::new(e)), Some(Input::ObjectAbsent(index)))
+}
+
+/// Follows one watch: its events go to the scheduling thread through
+/// `wrap`; a failure is reported (`WatchFailed(index)`) and retried after
+/// [`Backoff`]. `absent` is said once if the API server does not serve the
+/// kind (404 on its list), which is then looked for again every 30 s;
+/// `None` for kinds every API server serves.
+fn follow<K, S, F>(
+    kind: String,
+    index: usize,
+    stream: S,
+    tx: Sender<Input>,
+    wrap: F,
+    mut absent: Option<Input>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Send + 'static,
+    S: Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+    F: Fn(Event<K>) -> Input + Send + 'static,
+{
+    let may_be_absent = absent.is_some();
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, cfg));
+        let mut stream = std::pin::pin!(stream);
         let mut backoff = Backoff::default();
         while let Some(item) = next(&mut stream).await {
             match item {
@@ -555,37 +583,9 @@ where
                         return;
                     }
                 }
-                Err(e) => {
-                    warn!(kind = %kind, error = %e, "watch failed; retrying");
-                    if tx.send(Input::WatchFailed(index)).is_err() {
-                        return;
-                    }
-                    backoff.wait(&e).await;
-                }
-            }
-        }
-    })
-}
-
-/// Watches a kind a plugin declared, as untyped objects.
-fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sender<Input>) -> tokio::task::JoinHandle<()> {
-    let api: Api<DynamicObject> = Api::all_with(client, &crate::api::api_resource(&kind));
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default().any_semantic()));
-        let mut backoff = Backoff::default();
-        let mut absent = false;
-        while let Some(item) = next(&mut stream).await {
-            match item {
-                Ok(e) => {
-                    backoff.reset();
-                    if tx.send(Input::Object(index, Box::new(e))).is_err() {
-                        return;
-                    }
-                }
-                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 404 => {
-                    if !absent {
-                        absent = true;
-                        if tx.send(Input::ObjectAbsent(index)).is_err() {
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 404 && may_be_absent => {
+                    if let Some(said) = absent.take() {
+                        if tx.send(said).is_err() {
                             return;
                         }
                     }
@@ -594,6 +594,9 @@ fn watch_dynamic(client: kube::Client, kind: ObjectKind, index: usize, tx: Sende
                 }
                 Err(e) => {
                     warn!(kind = %kind, error = %e, "watch failed; retrying");
+                    if tx.send(Input::WatchFailed(index)).is_err() {
+                        return;
+                    }
                     backoff.wait(&e).await;
                 }
             }
