@@ -1035,20 +1035,15 @@ profiles:
     );
     // Served as deploy/deployment.yaml serves it: HTTPS, the diagnosis let
     // through (the API server's proxy has checked the user's RBAC).
-    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live/why.log")).unwrap();
-    let _berth = Proc(
-        Command::new(berth_bin())
-            .args(["run", "--kubeconfig"])
-            .arg(&env().kubeconfig)
-            .arg("--config")
-            .arg(&config)
-            .args(["--bind-address", &ip.to_string(), "--secure-port", &port.to_string()])
-            .args(["--authorization-always-allow-paths", "/healthz,/readyz,/livez,/debug/berth/why/*"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let serving = [
+        "--bind-address",
+        &ip.to_string(),
+        "--secure-port",
+        &port.to_string(),
+        "--authorization-always-allow-paths",
+        "/healthz,/readyz,/livez,/debug/berth/why/*",
+    ];
+    let _berth = spawn_run(&env().kubeconfig, Path::new(berth_bin()), &config, "why.log", &serving);
     let ns = Ns::new("why").await;
     let node = ns.node("n", "2", json!({}), json!([])).await;
     ns.pod("fits", "berth-why", "100m", json!({})).await;
@@ -1201,19 +1196,8 @@ async fn https_endpoints_are_authenticated_and_authorized_by_the_api_server() {
     );
     let identity = env().deployed_identity(&format!("{}-berth.kubeconfig", ns.name));
     let port = free_port();
-    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(format!("{}.log", ns.name))).unwrap();
-    let _berth = Proc(
-        Command::new(berth_bin())
-            .args(["run", "--kubeconfig"])
-            .arg(&identity)
-            .arg("--config")
-            .arg(&config)
-            .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let serving = ["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()];
+    let _berth = spawn_run(&identity, Path::new(berth_bin()), &config, &format!("{}.log", ns.name), &serving);
     let reader = service_account_token(&ns.c, &ns.name, "reader").await;
     let stranger = service_account_token(&ns.c, &ns.name, "stranger").await;
     kubectl(

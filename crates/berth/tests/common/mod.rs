@@ -327,16 +327,14 @@ pub fn spawn_berth(config: &Path, log: &str) -> Proc {
     spawn_scheduler(Path::new(berth_bin()), config, log)
 }
 
+/// `bin run` on the shared test environment, serving plain HTTP on a free port.
 pub fn spawn_scheduler(bin: &Path, config: &Path, log: &str) -> Proc {
-    spawn_serving(bin, config, log, "127.0.0.1:0")
+    spawn_run(&env().kubeconfig, bin, config, log, &["--secure-port", "0", "--http-address", "127.0.0.1:0"])
 }
 
-pub fn spawn_serving(bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
-    spawn_on(&env().kubeconfig, bin, config, log, http_address)
-}
-
-/// `bin run` against the cluster of `kubeconfig`, logging to `<target tmp>/live/<log>`.
-pub fn spawn_on(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, http_address: &str) -> Proc {
+/// `bin run` against the cluster of `kubeconfig`, serving as `serving` (flags)
+/// says, logging to `<target tmp>/live/<log>`.
+pub fn spawn_run(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, serving: &[&str]) -> Proc {
     let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(log)).unwrap();
     Proc(
         Command::new(bin)
@@ -344,7 +342,7 @@ pub fn spawn_on(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, http_ad
             .arg(kubeconfig)
             .arg("--config")
             .arg(config)
-            .args(["--secure-port", "0", "--http-address", http_address])
+            .args(serving)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
