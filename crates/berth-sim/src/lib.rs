@@ -166,6 +166,20 @@ pub struct SimResult {
     pub skipped: BTreeMap<String, usize>,
 }
 
+impl SimResult {
+    /// One warning per kind in `skipped`, for the commands that read manifests to print.
+    pub fn skipped_warnings(&self) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|(kind, n)| {
+                format!(
+                    "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget, Namespace and the kinds plugins declare"
+                )
+            })
+            .collect()
+    }
+}
+
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

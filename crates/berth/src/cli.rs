@@ -165,10 +165,8 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
         berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name(config)),
         other => anyhow::Error::new(other),
     })?;
-    for (kind, n) in &result.skipped {
-        eprintln!(
-            "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget, Namespace and the kinds plugins declare"
-        );
+    for w in result.skipped_warnings() {
+        eprintln!("{w}");
     }
     let elapsed = start.elapsed().as_secs_f64();
     let text = match format {

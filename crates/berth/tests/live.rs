@@ -1173,6 +1173,16 @@ async fn kubectl_berth_what_if_places_new_pods_and_a_drained_nodes_pods_changing
     let got = what_if(&["--drain", &a]);
     assert_eq!(got["x"]["node"], Value::Null);
     assert!(got["x"]["message"].as_str().unwrap().contains("Insufficient cpu"), "{:?}", got["x"]);
+    // What it does not place, it says so about.
+    let deployment = write_temp(&format!("{}-deployment.yaml", ns.name), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-berth"))
+        .arg("--kubeconfig")
+        .arg(&env().kubeconfig)
+        .args(["what-if", "-f", deployment.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("warning: skipped 1 object(s) of kind Deployment"), "{stderr}");
     // Nothing changed.
     assert_eq!((ns.node_of("x").await, ns.node_of("y").await), (Some(a.clone()), Some(b.clone())));
     assert!(ns.pods().get_opt("small").await.unwrap().is_none());

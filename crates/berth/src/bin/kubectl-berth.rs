@@ -209,6 +209,10 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
     let opts = SimOptions { config: cfg, registry, ..SimOptions::default() };
     let start = std::time::Instant::now();
     let result = berth_sim::simulate(cluster, &opts)?;
+    // A Deployment given with -f is not a pod to place: say so rather than answer without it.
+    for w in result.skipped_warnings() {
+        eprintln!("{w}");
+    }
     match w.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Output::Text => print!("{}", berth_sim::output::table(&result, start.elapsed().as_secs_f64(), false)),
