@@ -102,14 +102,22 @@ async fn unschedulable_pod_gets_event_and_condition_then_schedules_when_a_node_i
     let ns = Ns::new("grow").await;
     ns.node("small", "1", json!({}), json!([])).await;
     ns.pod("big", "berth", "3", json!({})).await;
-    let ev = ns.event("big", "FailedScheduling").await;
+    // The pods and nodes watches are independent: a first attempt may come
+    // before Berth has seen the node (then without it), so wait for the
+    // attempt that weighed it.
+    let ev = wait_for("a FailedScheduling event weighing the node", || async {
+        ns.events("big", "FailedScheduling").await.into_iter().find(|e| e.note.as_deref().is_some_and(|n| n.contains("1 Insufficient cpu")))
+    })
+    .await;
     let note = ev.note.unwrap_or_default();
-    assert!(note.contains("1 Insufficient cpu") && note.starts_with("0/"), "{note}");
+    assert!(note.starts_with("0/"), "{note}");
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
-    let (status, reason, message) =
-        wait_for("PodScheduled=False", || async { ns.pod_scheduled_condition("big").await.filter(|c| c.0 == "False") }).await;
+    let (status, reason, message) = wait_for("PodScheduled=False, weighing the node", || async {
+        ns.pod_scheduled_condition("big").await.filter(|c| c.0 == "False" && c.2.contains("Insufficient cpu"))
+    })
+    .await;
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Unschedulable"));
-    assert!(message.contains("Insufficient cpu"), "{message}");
+    assert!(message.starts_with("0/"), "{message}");
     // The node-add event moves the pod back without waiting for the 5-minute flush.
     let big = ns.node("big", "8", json!({}), json!([])).await;
     assert_eq!(ns.bound("big").await, big);
