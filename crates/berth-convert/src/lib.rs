@@ -432,6 +432,16 @@ pub fn pod(p: &core::Pod, classes: &PriorityClasses) -> Result<model::Pod, Conve
                 resource_claim_template_name: c.resource_claim_template_name.clone(),
             })
             .collect(),
+        resource_claim_statuses: status
+            .and_then(|s| s.resource_claim_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| model::PodResourceClaimStatus { name: c.name.clone(), resource_claim_name: c.resource_claim_name.clone() })
+            .collect(),
+        extended_resource_claim: status
+            .and_then(|s| s.extended_resource_claim_status.as_ref())
+            .map(|e| e.resource_claim_name.clone())
+            .filter(|n| !n.is_empty()),
         scheduling_group: spec.scheduling_group.as_ref().and_then(|g| g.pod_group_name.clone()).filter(|n| !n.is_empty()),
         required_features: required_features(spec),
     })

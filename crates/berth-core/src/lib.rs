@@ -11,6 +11,8 @@
 
 #[deny(missing_docs)]
 pub mod cache;
+#[deny(missing_docs)]
+pub mod cel;
 /// Derives which extension points a plugin implements: put it on `impl Plugin for ...`.
 pub use berth_macros::plugin;
 pub mod config;

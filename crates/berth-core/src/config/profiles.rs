@@ -26,7 +26,8 @@ pub fn default_plugins() -> Vec<PluginRef> {
         p("VolumeZone", None),
         p("PodTopologySpread", Some(2)),
         p("InterPodAffinity", Some(2)),
-        // Refuses pods with resource claims: DRA is not modelled. Weight 2 since 1.35.
+        // Before DefaultPreemption, as upstream: deallocating an idle claim
+        // beats evicting a pod. Weight 2 since 1.35.
         p("DynamicResources", Some(2)),
         p("DefaultPreemption", None),
         p("NodeResourcesBalancedAllocation", Some(1)),

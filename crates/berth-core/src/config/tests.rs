@@ -29,7 +29,7 @@ fn default_profile_plugins_and_weights() {
     let c = cfg(serde_json::json!({})).unwrap();
     let f = &c.build_frameworks().unwrap()[0];
     assert_eq!(f.queue_sort.as_ref().unwrap().name(), "PrioritySort");
-    assert_eq!(names(&f.pre_enqueue), ["SchedulingGates", "GangScheduling"]);
+    assert_eq!(names(&f.pre_enqueue), ["SchedulingGates", "DynamicResources", "GangScheduling"]);
     assert_eq!(
         names(&f.filter),
         [
@@ -45,6 +45,7 @@ fn default_profile_plugins_and_weights() {
             "VolumeZone",
             "PodTopologySpread",
             "InterPodAffinity",
+            "DynamicResources",
             "NodeDeclaredFeatures"
         ]
     );
@@ -57,11 +58,13 @@ fn default_profile_plugins_and_weights() {
             ("NodeResourcesFit", 1),
             ("PodTopologySpread", 2),
             ("InterPodAffinity", 2),
+            ("DynamicResources", 2),
             ("NodeResourcesBalancedAllocation", 1),
             ("ImageLocality", 1)
         ]
     );
-    assert_eq!(names(&f.post_filter), ["DefaultPreemption"]);
+    // Deallocating an idle claim comes before evicting a pod (upstream's order).
+    assert_eq!(names(&f.post_filter), ["DynamicResources", "DefaultPreemption"]);
     assert_eq!(names(&f.bind), ["DefaultBinder"]);
 }
 
@@ -88,7 +91,14 @@ fn enable_disable_and_reweight() {
     let scores: Vec<(&str, i64)> = fs[0].score.iter().map(|w| (w.plugin.name(), w.weight)).collect();
     assert_eq!(
         scores,
-        [("NodeResourcesFit", 5), ("TaintToleration", 3), ("NodeAffinity", 2), ("PodTopologySpread", 2), ("InterPodAffinity", 2)]
+        [
+            ("NodeResourcesFit", 5),
+            ("TaintToleration", 3),
+            ("NodeAffinity", 2),
+            ("PodTopologySpread", 2),
+            ("InterPodAffinity", 2),
+            ("DynamicResources", 2)
+        ]
     );
     assert!(!names(&fs[0].filter).contains(&"NodePorts"));
     assert!(fs[1].score.is_empty());

@@ -97,13 +97,18 @@ impl fmt::Display for ObjectKind {
 pub struct Store<T> {
     kind: ObjectKind,
     objects: Arc<RwLock<BTreeMap<ObjectKey, Arc<T>>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<T> Clone for Store<T> {
     fn clone(&self) -> Self {
-        Store { kind: self.kind, objects: self.objects.clone() }
+        Store { kind: self.kind, objects: self.objects.clone(), generation: self.generation.clone() }
     }
 }
+
+/// Called with every change to a store: the object's key, the object
+/// before and after (`None`: absent). See [`Handle::objects_observed`].
+pub type StoreObserver<T> = Box<dyn Fn(&ObjectKey, Option<&Arc<T>>, Option<&Arc<T>>) + Send + Sync>;
 
 /// An object's namespace (empty for cluster-scoped kinds) and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +175,12 @@ impl<T> Store<T> {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
+    }
+
+    /// A number that changes whenever an object is added, changed or
+    /// removed: what a plugin keys a cache of derived data by.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ObjectKey, Arc<T>>> {
@@ -388,6 +399,18 @@ pub trait ObjectWriter: Send + Sync {
         patch: &serde_json::Value,
     ) -> Result<serde_json::Value, WriteError>;
 
+    /// Reads the object `namespace/name` of `kind` as the API server has it
+    /// now: what a plugin re-reads after a [`WriteError::Conflict`]. The
+    /// default says the runtime cannot read; plugins then fall back on
+    /// their stores.
+    fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<serde_json::Value, WriteError> {
+        Err(WriteError::Failed {
+            kind: kind.to_string(),
+            key: WriteError::key(kind, namespace, name),
+            message: "this runtime cannot read objects".into(),
+        })
+    }
+
     /// As [`merge_patch`](ObjectWriter::merge_patch), through the object's
     /// `status` subresource (kinds that have one ignore status changes made
     /// any other way). The default patches the object itself, which is
@@ -591,25 +614,43 @@ impl Handle {
     /// kinds declared while profiles are built. Objects that do not decode
     /// into `T` are left out of the store, with a warning naming the field.
     pub fn objects<T: DeserializeOwned + Send + Sync + 'static>(&self, kind: ObjectKind) -> Store<T> {
-        let store: Store<T> = Store { kind, objects: Arc::new(RwLock::new(BTreeMap::new())) };
+        self.declare(kind, None)
+    }
+
+    /// As [`objects`](Handle::objects), and `observer` is called with
+    /// every change, after the store has it and before the change's
+    /// cluster event reaches the queue: for plugins that keep an index of
+    /// their own up to date (DynamicResources counts allocated devices
+    /// this way). Keep it cheap; it runs on the thread that feeds the stores.
+    pub fn objects_observed<T: DeserializeOwned + Send + Sync + 'static>(&self, kind: ObjectKind, observer: StoreObserver<T>) -> Store<T> {
+        self.declare(kind, Some(observer))
+    }
+
+    fn declare<T: DeserializeOwned + Send + Sync + 'static>(&self, kind: ObjectKind, observer: Option<StoreObserver<T>>) -> Store<T> {
+        let store: Store<T> = Store { kind, objects: Arc::new(RwLock::new(BTreeMap::new())), generation: Arc::default() };
         let target = store.clone();
         let applier: Applier = Box::new(move |key, object| {
-            match object {
-                None => {
-                    target.write().remove(key);
-                }
+            let (old, new, result) = match object {
+                None => (target.write().remove(key), None, Ok(())),
                 Some(v) => match T::deserialize(v) {
                     Ok(t) => {
-                        target.write().insert(key.clone(), Arc::new(t));
+                        let t = Arc::new(t);
+                        (target.write().insert(key.clone(), t.clone()), Some(t), Ok(()))
                     }
                     Err(e) => {
                         // A bad object must not linger in its old form.
-                        target.write().remove(key);
-                        return Err(ObjectError::Decode { kind: kind.to_string(), key: key.to_string(), message: e.to_string() });
+                        let old = target.write().remove(key);
+                        (old, None, Err(ObjectError::Decode { kind: kind.to_string(), key: key.to_string(), message: e.to_string() }))
                     }
                 },
+            };
+            target.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            if let Some(f) = &observer {
+                if old.is_some() || new.is_some() {
+                    f(key, old.as_ref(), new.as_ref());
+                }
             }
-            Ok(())
+            result
         });
         let mut declared = self.shared.declared.lock().unwrap_or_else(|e| e.into_inner());
         match declared.iter_mut().find(|d| d.kind == kind) {

@@ -22,7 +22,7 @@ pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventR
 pub use group::{GroupCounts, GroupMembership, GroupResult, PodGroups};
 pub use handle::{
     Background, CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind,
-    ObjectRef, ObjectWriter, Observer, PluginHost, Store, WriteError,
+    ObjectRef, ObjectWriter, Observer, PluginHost, Store, StoreObserver, WriteError,
 };
 pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;

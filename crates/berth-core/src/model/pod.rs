@@ -348,6 +348,15 @@ pub struct PodResourceClaim {
     pub resource_claim_template_name: Option<String>,
 }
 
+/// One of `status.resourceClaimStatuses`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PodResourceClaimStatus {
+    /// The pod's claim name (`spec.resourceClaims[].name`).
+    pub name: String,
+    /// The ResourceClaim made for it; `None` when none was needed.
+    pub resource_claim_name: Option<String>,
+}
+
 /// A pod as the scheduler sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Pod {
@@ -411,6 +420,12 @@ pub struct Pod {
     pub volumes: Vec<Volume>,
     /// `spec.resourceClaims`.
     pub resource_claims: Vec<PodResourceClaim>,
+    /// `status.resourceClaimStatuses`: the claims the resourceclaim controller made from the
+    /// pod's templates, by the pod's claim name (`None`: none was needed).
+    pub resource_claim_statuses: Vec<PodResourceClaimStatus>,
+    /// `status.extendedResourceClaimStatus.resourceClaimName`: the claim the scheduler made for
+    /// extended resources backed by DRA.
+    pub extended_resource_claim: Option<String>,
     /// `spec.schedulingGroup.podGroupName`: the PodGroup (same namespace) this pod is a member of.
     pub scheduling_group: Option<String>,
     /// The node features this pod needs (upstream's node-declared features inferred from its spec,

@@ -7,6 +7,7 @@ pub mod coscheduling;
 pub mod default_binder;
 pub mod default_preemption;
 pub mod domain_memo;
+pub mod dynamic_resources;
 pub mod gang_scheduling;
 pub mod image_locality;
 pub mod inter_pod_affinity;

@@ -38,6 +38,11 @@ pub fn controlplane() -> &'static Path {
     })
 }
 
+/// Upstream's DRA allocator as a program (testenv/dra-oracle), built by testenv/build.
+pub fn dra_oracle() -> PathBuf {
+    controlplane().with_file_name("dra-oracle")
+}
+
 /// A control plane: one testenv/up started (and stopped when this process
 /// ends), or one named by a kubeconfig.
 pub struct Cluster {

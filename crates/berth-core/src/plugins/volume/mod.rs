@@ -1,13 +1,14 @@
-//! Upstream's volume and DRA plugins, by name: VolumeRestrictions,
-//! NodeVolumeLimits, VolumeBinding, VolumeZone and DynamicResources.
+//! Upstream's volume plugins, by name: VolumeRestrictions,
+//! NodeVolumeLimits, VolumeBinding and VolumeZone (and the constructor of
+//! DynamicResources, which reads objects the same way: see
+//! [`dynamic_resources`](crate::plugins::dynamic_resources)).
 //!
 //! The first four read PersistentVolumeClaims, PersistentVolumes,
 //! StorageClasses, CSINodes and CSIDrivers through the handle (`berth run`
 //! watches them; `berth simulate` reads them from its manifests) and decide
 //! as upstream's do; each module says what it does not model. What Berth
 //! does not model is never guessed at: a pod that needs it stays pending,
-//! in PreFilter, with a message that says what is missing. DynamicResources
-//! is such a plugin for now: it refuses pods with `spec.resourceClaims`.
+//! in PreFilter, with a message that says what is missing.
 
 pub mod binding;
 pub mod limits;
@@ -19,13 +20,12 @@ use std::sync::Arc;
 
 use crate::framework::*;
 use crate::model::Pod;
-use crate::plugins::unmodelled::Unmodelled;
 
 /// The five names, in upstream's default order.
 pub const NAMES: [&str; 5] = [restrictions::NAME, limits::NAME, binding::NAME, zone::NAME, DYNAMIC_RESOURCES];
 
-/// DynamicResources: pods with resource claims stay pending (DRA is not modelled).
-pub const DYNAMIC_RESOURCES: &str = "DynamicResources";
+/// DynamicResources (see [`dynamic_resources`](crate::plugins::dynamic_resources)).
+pub const DYNAMIC_RESOURCES: &str = crate::plugins::dynamic_resources::NAME;
 
 /// The reason `pod` stays pending if a volume is one of the in-tree `kinds`
 /// whose `what` Berth does not model.
@@ -38,11 +38,6 @@ fn in_tree(pod: &Pod, kinds: &[&str], what: &str) -> Option<String> {
     })
 }
 
-fn resource_claims(pod: &Pod) -> Option<String> {
-    let c = pod.resource_claims.first()?;
-    Some(format!("pod's resource claim {:?}: Berth does not model dynamic resource allocation yet", c.name))
-}
-
 /// A built-in plugin that reads objects through the handle.
 pub(crate) type WithHandle = fn(args: Option<&serde_json::Value>, handle: &Handle) -> Result<Arc<dyn Plugin>, String>;
 
@@ -53,7 +48,7 @@ pub(crate) fn constructors() -> [(&'static str, WithHandle); 5] {
         (NAMES[1], |_, h| Ok(Arc::new(limits::NodeVolumeLimits::new(h)))),
         (NAMES[2], |args, h| Ok(Arc::new(binding::VolumeBinding::new(args, h)?))),
         (NAMES[3], |_, h| Ok(Arc::new(zone::VolumeZone::new(h)))),
-        (NAMES[4], |_, _| Ok(Arc::new(Unmodelled::new(NAMES[4], resource_claims)))),
+        (NAMES[4], |args, h| Ok(Arc::new(crate::plugins::dynamic_resources::DynamicResources::new(args, h)?))),
     ]
 }
 

@@ -51,6 +51,8 @@ pub struct Meta {
     pub deletion_timestamp: Option<String>,
     /// Owners: a generic ephemeral volume's claim is owned by its pod.
     pub owner_references: Vec<OwnerRef>,
+    /// Finalizers: what must happen before the object may go.
+    pub finalizers: Vec<String>,
 }
 
 impl Meta {
@@ -64,6 +66,12 @@ impl Meta {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct OwnerRef {
+    /// The owner's `apiVersion`, e.g. `v1`.
+    pub api_version: String,
+    /// The owner's kind, e.g. `Pod`.
+    pub kind: String,
+    /// The owner's name.
+    pub name: String,
     /// The owner's UID.
     pub uid: String,
     /// Whether the owner is the controller.
@@ -399,7 +407,7 @@ pub struct WireLabelSelector {
 }
 
 /// A requirement as the API writes it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct WireRequirement {
     /// The label (or field).
@@ -407,11 +415,12 @@ pub struct WireRequirement {
     /// The operator's spelling.
     pub operator: String,
     /// The values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
 
 /// A `NodeSelector` as the API writes it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct WireNodeSelector {
     /// Terms, ORed.
@@ -419,12 +428,14 @@ pub struct WireNodeSelector {
 }
 
 /// A `NodeSelectorTerm` as the API writes it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct WireNodeSelectorTerm {
     /// On labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<WireRequirement>,
     /// On fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub match_fields: Vec<WireRequirement>,
 }
 

@@ -41,7 +41,7 @@ fn pods_needing_what_berth_does_not_model_are_refused_with_a_reason() {
             Some("pod's volume \"d\" (azureDisk): Berth does not model volume attach limits of in-tree volumes yet"),
         ),
         (vec![vol("x", VolumeSource::Csi { driver: "secrets-store.csi.k8s.io".into() })], false, 1, None),
-        (vec![], true, 4, Some("pod's resource claim \"gpu\": Berth does not model dynamic resource allocation yet")),
+        (vec![], true, 4, Some("pod \"default/p\", spec.resourceClaim \"gpu\": none of the supported fields are set")),
         (vec![], false, 4, None),
         (vec![claim_vol("data-0")], false, 2, Some("persistentvolumeclaim \"data-0\" not found")),
         (
