@@ -239,6 +239,22 @@ pub struct ApiWriter {
 }
 
 impl ObjectWriter for ApiWriter {
+    fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<serde_json::Value, WriteError> {
+        let ar = api_resource(kind);
+        let c = self.client.client.clone();
+        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let read = self.runtime.block_on(async {
+            self.client.throttle().await;
+            api.get(name).await
+        });
+        let key = || WriteError::key(kind, namespace, name);
+        match read {
+            Ok(o) => serde_json::to_value(o).map_err(|e| WriteError::Failed { kind: kind.to_string(), key: key(), message: e.to_string() }),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(WriteError::NotFound { kind: kind.to_string(), key: key() }),
+            Err(e) => Err(WriteError::Failed { kind: kind.to_string(), key: key(), message: e.to_string() }),
+        }
+    }
+
     fn merge_patch(
         &self,
         kind: &ObjectKind,

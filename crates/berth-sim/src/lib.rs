@@ -7,6 +7,7 @@
 //! the live scheduler runs.
 
 pub mod bench;
+mod claims;
 pub mod output;
 mod writer;
 
@@ -19,6 +20,7 @@ use berth_core::driver::{Driver, Effect, Unobserved};
 use berth_core::engine::{Engine, EngineConfig};
 use berth_core::framework::{Binder, Code, CollectEvents, NodeToStatus, PluginHost, PodInfo, Registry, ScoreMatrix, Status};
 use berth_core::model::Pod;
+use berth_core::plugins::dynamic_resources::objects::CLAIM_TEMPLATES;
 use berth_core::queue::QueueConfig;
 use berth_core::scheduler::ScheduleResult;
 use serde::Serialize;
@@ -327,9 +329,12 @@ fn run(
     engine.set_memoize(opts.memoize);
     let mut now: i64 = 0;
     let node_count = cluster.nodes.len();
+    // The resourceclaim controller makes the claims pods name by template.
+    let mut cluster = cluster;
+    let made = claims::claims_from_templates(&mut cluster.pods, &cluster.objects);
     // Objects of kinds plugins read go to their stores; the rest are reported.
     let mut skipped = cluster.skipped.clone();
-    for (file, object) in &cluster.objects {
+    for (file, object) in cluster.objects.iter().chain(made.iter()) {
         let api_version = object.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
         let kind = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         match host.kind_of(api_version, kind) {
@@ -349,6 +354,8 @@ fn run(
                 host.apply_object(&k, &object).map_err(|source| SimError::Object { file: file.clone(), source })?;
                 writer.load(&k, &object);
             }
+            // Read by the resourceclaim controller above.
+            None if api_version == CLAIM_TEMPLATES.api_version() && kind == CLAIM_TEMPLATES.kind => {}
             None => *skipped.entry(kind.to_string()).or_default() += 1,
         }
     }
@@ -453,6 +460,7 @@ fn run(
                 }
             }
             Effect::Evict { victim, preemptor, node } => {
+                writer.pod_gone(&victim.pod.uid);
                 summary.evicted += 1;
                 victims += 1;
                 version += 1;

@@ -8,6 +8,10 @@
 //!   volume of the class's provisioner), reachable from that node by its
 //!   hostname label, and bound.
 //!
+//! - the resourceclaim controller's release of claims (see [`crate::claims`]):
+//!   a pod that goes away leaves its claims' `status.reservedFor`; the last
+//!   consumer gone, a claim is deallocated (or deleted, if made for the pod).
+//!
 //! Each change goes to the plugin stores at once and is queued as a cluster
 //! event for the simulation loop to deliver.
 
@@ -164,7 +168,43 @@ impl MemoryWriter {
     }
 }
 
+impl MemoryWriter {
+    /// The resourceclaim controller's answer to a pod going away.
+    pub(crate) fn pod_gone(&self, uid: &str) {
+        use crate::claims::{release, Release};
+        use berth_core::plugins::dynamic_resources::objects::CLAIMS as RESOURCE_CLAIMS;
+        let mut o = self.lock();
+        let claims: Vec<(Key, Value)> =
+            o.by_key.iter().filter(|((k, _), _)| *k == RESOURCE_CLAIMS).map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (key, claim) in claims {
+            match release(&claim, uid) {
+                Release::Keep => {}
+                Release::Patch(p) => {
+                    let mut object = claim;
+                    merge(&mut object, &p);
+                    self.put(&mut o, RESOURCE_CLAIMS, object, action::UPDATE);
+                }
+                Release::Delete => {
+                    o.by_key.remove(&key);
+                    if let Some(host) = self.host.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        host.delete_object(&RESOURCE_CLAIMS, &key.1.namespace, &key.1.name);
+                    }
+                    o.changed.push((RESOURCE_CLAIMS, Some(key.1), action::DELETE));
+                }
+            }
+        }
+    }
+}
+
 impl ObjectWriter for MemoryWriter {
+    fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<Value, WriteError> {
+        self.lock()
+            .by_key
+            .get(&key_of(kind, namespace, name))
+            .cloned()
+            .ok_or_else(|| WriteError::NotFound { kind: kind.to_string(), key: WriteError::key(kind, namespace, name) })
+    }
+
     fn merge_patch(&self, kind: &ObjectKind, namespace: &str, name: &str, patch: &Value) -> Result<Value, WriteError> {
         let key = key_of(kind, namespace, name);
         let show = || WriteError::key(kind, namespace, name);

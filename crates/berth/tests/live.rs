@@ -6,6 +6,8 @@
 //! waits on conditions with deadlines.
 
 mod common;
+#[path = "live/dra.rs"]
+mod dra;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -689,7 +691,7 @@ spec: {{accessModes: [ReadWriteOncePod], storageClassName: "", volumeName: NS-ex
 }
 
 #[tokio::test]
-async fn csi_attach_limits_and_resource_claims_keep_pods_pending() {
+async fn csi_attach_limits_keep_pods_pending() {
     shared_scheduler();
     let ns = Ns::new("limits").await;
     let node = ns.node("n", "8", json!({}), json!([])).await;
@@ -734,19 +736,6 @@ spec: {{accessModes: [ReadWriteOnce], storageClassName: "", volumeName: NS-v{i},
     let note = ns.failed_note("second").await;
     assert!(note.contains("1 node(s) exceed max volume count"), "{note}");
     assert_eq!(ns.node_of("second").await, None);
-
-    // Dynamic resource allocation is not modelled: never bound, and says why.
-    ns.pod(
-        "trainer",
-        "berth",
-        "100m",
-        json!({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
-               "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"claims": [{"name": "gpu"}]}}]}),
-    )
-    .await;
-    let note = ns.failed_note("trainer").await;
-    assert!(note.contains("pod's resource claim \"gpu\": Berth does not model dynamic resource allocation yet"), "{note}");
-    assert_eq!(ns.node_of("trainer").await, None);
 }
 
 // ---- gangs -------------------------------------------------------------------

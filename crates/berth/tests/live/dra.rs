@@ -1,0 +1,135 @@
+//! Dynamic resource allocation, live: devices published in ResourceSlices
+//! (as a DRA driver would, for the test's KWOK nodes), claims made by
+//! kube-controller-manager's resourceclaim controller from templates,
+//! allocated and reserved by Berth.
+
+use super::*;
+
+/// The ResourceClaim API (`resource.k8s.io/v1`, GA in Kubernetes 1.34).
+fn resource(kind: &str, plural: &str) -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "resource.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "resource.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+impl Ns {
+    fn claims(&self) -> Api<kube::core::DynamicObject> {
+        Api::namespaced_with(self.c.clone(), &self.name, &resource("ResourceClaim", "resourceclaims"))
+    }
+
+    /// A DeviceClass `<ns>-gpu`, and a slice of `count` GPUs on `node`
+    /// (driver `<ns>.gpu.example.com`, pool `node`).
+    fn gpus(&self, node: &str, count: usize) {
+        let devices: Vec<String> = (0..count).map(|i| format!("  - {{name: gpu-{i}, attributes: {{model: {{string: a100}}}}}}")).collect();
+        self.apply(&format!(
+            "apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {{name: NS-gpu}}
+spec: {{}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {node}-gpus}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {node}
+  pool: {{name: {node}, generation: 1, resourceSliceCount: 1}}
+  devices:
+{}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {{name: one-gpu}}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly: {{deviceClassName: NS-gpu, allocationMode: ExactCount, count: 1}}
+",
+            devices.join("\n")
+        ));
+    }
+
+    /// A pod with one claim from the template `one-gpu`.
+    async fn gpu_pod(&self, name: &str) {
+        let extra = json!({
+            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+        });
+        self.pod(name, "berth", "100m", extra).await;
+    }
+
+    /// The claim the resourceclaim controller made for `pod`'s claim `gpu`.
+    async fn claim_of(&self, pod: &str) -> kube::core::DynamicObject {
+        let p = self.pods().get(pod).await.unwrap();
+        let name = p
+            .status
+            .and_then(|s| s.resource_claim_statuses)
+            .and_then(|s| s.into_iter().find(|c| c.name == "gpu"))
+            .and_then(|c| c.resource_claim_name)
+            .expect("the pod's claim was made");
+        self.claims().get(&name).await.unwrap()
+    }
+}
+
+/// `driver/pool/device` of each device allocated to `claim`.
+fn allocated(claim: &kube::core::DynamicObject) -> Vec<String> {
+    let results = claim.data.pointer("/status/allocation/devices/results").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+    results
+        .iter()
+        .map(|r| format!("{}/{}/{}", r["driver"].as_str().unwrap(), r["pool"].as_str().unwrap(), r["device"].as_str().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn claims_from_a_template_get_distinct_devices_and_the_pod_left_over_waits_for_one() {
+    shared_scheduler();
+    let ns = Ns::new("dra").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 2);
+    for i in 0..3 {
+        ns.gpu_pod(&format!("trainer-{i}")).await;
+    }
+    // Two GPUs for three pods: two are bound, each with a device of its own.
+    let bound = wait_for("two trainers bound", || async {
+        let mut bound = Vec::new();
+        for i in 0..3 {
+            if ns.node_of(&format!("trainer-{i}")).await.is_some() {
+                bound.push(format!("trainer-{i}"));
+            }
+        }
+        (bound.len() == 2).then_some(bound)
+    })
+    .await;
+    let mut devices = Vec::new();
+    for pod in &bound {
+        let claim = ns.claim_of(pod).await;
+        let uid = ns.pods().get(pod).await.unwrap().metadata.uid.unwrap();
+        assert_eq!(claim.data.pointer("/status/reservedFor/0/uid").and_then(|u| u.as_str()), Some(uid.as_str()), "{pod}");
+        assert_eq!(claim.data.pointer("/status/reservedFor").and_then(|r| r.as_array()).map(Vec::len), Some(1));
+        let finalizers = claim.metadata.finalizers.clone().unwrap_or_default();
+        assert!(finalizers.iter().any(|f| f == "resource.kubernetes.io/delete-protection"), "{finalizers:?}");
+        let selector = claim.data.pointer("/status/allocation/nodeSelector/nodeSelectorTerms/0/matchFields/0/values/0");
+        assert_eq!(selector.and_then(|v| v.as_str()), Some(node.as_str()));
+        devices.extend(allocated(&claim));
+    }
+    devices.sort();
+    assert_eq!(devices, [format!("{}.gpu.example.com/{node}/gpu-0", ns.name), format!("{}.gpu.example.com/{node}/gpu-1", ns.name)]);
+    let waiting = (0..3).map(|i| format!("trainer-{i}")).find(|p| !bound.contains(p)).unwrap();
+    let note = ns.failed_note(&waiting).await;
+    assert!(note.contains("1 cannot allocate all claims"), "{note}");
+    assert_eq!(ns.node_of(&waiting).await, None);
+
+    // The pod's end releases its claim (the resourceclaim controller
+    // deletes the claim it made); the waiting pod gets that device.
+    ns.pods().delete(&bound[0], &Default::default()).await.unwrap();
+    ns.bound(&waiting).await;
+    let claim = ns.claim_of(&waiting).await;
+    assert_eq!(allocated(&claim).len(), 1);
+}
