@@ -27,7 +27,8 @@ pub(crate) struct Analysis {
 const DEVICE_FIELDS: [&str; 4] = ["driver", "allowMultipleAllocations", "attributes", "capacity"];
 
 /// Type names usable as values (`type(x) == int`).
-const TYPE_NAMES: [&str; 12] = ["bool", "bytes", "double", "int", "list", "map", "null_type", "string", "type", "uint", "optional_type", "dyn"];
+const TYPE_NAMES: [&str; 12] =
+    ["bool", "bytes", "double", "int", "list", "map", "null_type", "string", "type", "uint", "optional_type", "dyn"];
 
 /// Global functions Berth evaluates.
 const GLOBAL_FUNCTIONS: &[&str] = &[
@@ -194,12 +195,13 @@ const NAMESPACES: [&str; 6] = ["optional", "sets", "lists", "strings", "format",
 
 /// Functions whose result grows with their input: their result is charged by
 /// size through `@sized`.
-const GROWING: &[&str] = &["_+_", "split", "join", "replace", "flatten", "sort", "distinct", "reverse", "format", "@sortByAssociatedKeys", "slice"];
+const GROWING: &[&str] =
+    &["_+_", "split", "join", "replace", "flatten", "sort", "distinct", "reverse", "format", "@sortByAssociatedKeys", "slice"];
 const GROWING_QUALIFIED: &[&str] = &["lists.range", "strings.quote"];
 
 /// The deepest expression Berth evaluates; deeper ones are refused at compile
 /// time rather than risk the evaluator's stack.
-pub(crate) const MAX_DEPTH: usize = 250;
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 fn undeclared(name: &str) -> CelError {
     CelError::Compile { message: format!("undeclared reference to '{name}' (in container '')") }
@@ -225,7 +227,9 @@ pub(crate) fn prepare(mut expr: IdedExpr) -> Result<(IdedExpr, Analysis), CelErr
 /// The name a call resolves to: `ns.f` for a call on a namespace identifier.
 fn qualified_name(call: &CallExpr, scope: &[String]) -> Option<String> {
     match call.target.as_deref().map(|t| &t.expr) {
-        Some(Expr::Ident(ns)) if NAMESPACES.contains(&ns.as_str()) && !scope.iter().any(|v| v == ns) => Some(format!("{ns}.{}", call.func_name)),
+        Some(Expr::Ident(ns)) if NAMESPACES.contains(&ns.as_str()) && !scope.iter().any(|v| v == ns) => {
+            Some(format!("{ns}.{}", call.func_name))
+        }
         _ => None,
     }
 }
@@ -250,17 +254,22 @@ fn validate(e: &IdedExpr, scope: &mut Vec<String>) -> Result<(), CelError> {
             validate(&sel.operand, scope)
         }
         Expr::Call(call) => {
-            check_function(call, scope)?;
-            check_regex_literal(call)?;
-            match qualified_name(call, scope) {
-                Some(_) => {}
-                None => {
-                    if let Some(t) = &call.target {
-                        validate(t, scope)?;
-                    }
+            // Comprehension forms take variable names as arguments: judge the
+            // call before its arguments. Otherwise operands first, so that the
+            // first problem in source order is the one reported.
+            let binds =
+                call.target.is_some() && (TWO_VARIABLE_FORMS.contains(&call.func_name.as_str()) || call.func_name.starts_with("transform"));
+            if binds {
+                check_function(call, scope)?;
+            }
+            if qualified_name(call, scope).is_none() {
+                if let Some(t) = &call.target {
+                    validate(t, scope)?;
                 }
             }
-            call.args.iter().try_for_each(|a| validate(a, scope))
+            call.args.iter().try_for_each(|a| validate(a, scope))?;
+            check_function(call, scope)?;
+            check_regex_literal(call)
         }
         Expr::List(list) => {
             homogeneous(list.elements.iter().enumerate().filter(|(i, _)| !list.optional_indices.contains(i)).map(|(_, e)| e))?;
@@ -560,7 +569,9 @@ fn depth(e: &IdedExpr) -> usize {
             .unwrap_or(0),
         Expr::Struct(_) => 0,
         // A comprehension evaluates its parts a few frames below itself.
-        Expr::Comprehension(c) => 2 + [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().map(depth).max().unwrap_or(0),
+        Expr::Comprehension(c) => {
+            2 + [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().map(depth).max().unwrap_or(0)
+        }
     }
 }
 
@@ -578,7 +589,9 @@ pub(crate) fn called_functions(e: &IdedExpr) -> std::collections::HashSet<String
             }
             Expr::Select(s) => walk(&s.operand, out),
             Expr::List(l) => l.elements.iter().for_each(|a| walk(a, out)),
-            Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().for_each(|a| walk(a, out)),
+            Expr::Comprehension(c) => {
+                [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().for_each(|a| walk(a, out))
+            }
             _ => {}
         }
     }

@@ -67,14 +67,20 @@ impl DeviceInput {
     /// A version attribute that is not a valid semantic version does not fail
     /// here: as upstream, evaluating any selector against this device fails
     /// with `attribute NAME: parse semantic version: ...`.
-    pub fn new(driver: &str, allow_multiple_allocations: bool, attributes: &[(String, AttributeValue)], capacity: &[(String, Quantity)]) -> DeviceInput {
+    pub fn new(
+        driver: &str,
+        allow_multiple_allocations: bool,
+        attributes: &[(String, AttributeValue)],
+        capacity: &[(String, Quantity)],
+    ) -> DeviceInput {
         let mut invalid = None;
         let mut attrs: HashMap<String, HashMap<CelMapKey<'static>, Box<dyn Val>>> = HashMap::new();
         for (name, value) in attributes {
             let converted = match convert(value) {
                 Ok(v) => v,
                 Err(e) => {
-                    invalid.get_or_insert(CelError::InvalidAttribute { name: name.clone(), message: format!("parse semantic version: {e}") });
+                    invalid
+                        .get_or_insert(CelError::InvalidAttribute { name: name.clone(), message: format!("parse semantic version: {e}") });
                     continue;
                 }
             };

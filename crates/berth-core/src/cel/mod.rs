@@ -117,12 +117,13 @@ pub struct Selector {
 }
 
 /// Expressions nested deeper than this are evaluated on a thread of their own,
-/// with a stack sized for them: the interpreter recurses once per level, and the
-/// caller's thread (a rayon worker, say) may have little stack to spare.
-const INLINE_DEPTH: usize = 32;
-/// Stack reserved per nesting level for such an evaluation (generous: an
-/// unoptimised build uses tens of KiB per level).
-const STACK_PER_LEVEL: usize = 96 << 10;
+/// with a stack sized for them: the interpreter recurses once per level, and
+/// the caller's thread (a rayon worker, with 2 MiB) may have little to spare.
+/// An optimised build spends under 3 KiB per level, an unoptimised one up to
+/// 50 KiB; typical selectors nest 5 to 15 levels.
+const INLINE_DEPTH: usize = if cfg!(debug_assertions) { 12 } else { 64 };
+/// Stack reserved per nesting level for such an evaluation (twice the measured use).
+const STACK_PER_LEVEL: usize = if cfg!(debug_assertions) { 100 << 10 } else { 8 << 10 };
 /// The parser recurses deeply on nested brackets (hundreds of KiB per level in
 /// an unoptimised build): compile on a thread with this much stack. It is only
 /// reserved, not touched, unless used.

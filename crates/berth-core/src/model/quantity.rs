@@ -178,7 +178,9 @@ impl Quantity {
         if unscaled != 0 || inexact {
             q = q.rounded_up_to_nano();
         }
-        if binary && q.magnitude_cmp(&Quantity { negative: false, unscaled: MAX_INT64, exp: 0, dec: true, inexact: false }) == Ordering::Greater {
+        if binary
+            && q.magnitude_cmp(&Quantity { negative: false, unscaled: MAX_INT64, exp: 0, dec: true, inexact: false }) == Ordering::Greater
+        {
             q = Quantity { negative: false, unscaled: MAX_INT64, exp: 0, dec: true, inexact: false };
         }
         q.negative = !parts.positive && (q.unscaled != 0 || q.inexact);
