@@ -124,10 +124,10 @@ pub struct Selector {
 const INLINE_DEPTH: usize = if cfg!(debug_assertions) { 12 } else { 64 };
 /// Stack reserved per nesting level for such an evaluation (twice the measured use).
 const STACK_PER_LEVEL: usize = if cfg!(debug_assertions) { 100 << 10 } else { 8 << 10 };
-/// The parser recurses deeply on nested brackets (hundreds of KiB per level in
-/// an unoptimised build): compile on a thread with this much stack. It is only
-/// reserved, not touched, unless used.
-const COMPILE_STACK: usize = 512 << 20;
+/// The parser recurses deeply on nested brackets (up to 200 KiB per level in
+/// an unoptimised build, and it stops at about 96 levels): compile on a thread
+/// with this much stack, reserved rather than touched.
+const COMPILE_STACK: usize = 64 << 20;
 
 static ENV: LazyLock<Result<Arc<Env>, String>> = LazyLock::new(|| build_env().map(Arc::new).map_err(|e| e.to_string()));
 
