@@ -102,8 +102,8 @@ impl Quantity {
     /// exact `resource.ParseQuantity`.
     pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
         let t = s.trim();
-        let number_end = t.find(|c: char| !matches!(c, '0'..='9' | '.' | '+' | '-')).unwrap_or(t.len());
-        if !t[..number_end].bytes().any(|b| b.is_ascii_digit()) {
+        let has_digit = t.bytes().take_while(|b| matches!(b, b'0'..=b'9' | b'.' | b'+' | b'-')).any(|b| b.is_ascii_digit());
+        if !has_digit {
             return Err(QuantityError { input: s.to_string(), kind: QuantityErrorKind::Format });
         }
         Self::parse_upstream(t).map_err(|e| QuantityError { input: s.to_string(), ..e })
@@ -139,8 +139,14 @@ impl Quantity {
         if precision >= 0 {
             scale = scale.wrapping_sub(parts.denom.len() as i32);
             if scale >= -9 {
-                let shifted = format!("{}{}", parts.num, parts.denom);
-                let value: i64 = shifted.parse().map_err(|_| err(QuantityErrorKind::Numeric))?;
+                // At most 18 digits here (precision >= 0): no overflow, but stay checked.
+                let mut value: i64 = 0;
+                for b in parts.num.bytes().chain(parts.denom.bytes()) {
+                    value = value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add((b - b'0') as i64))
+                        .ok_or_else(|| err(QuantityErrorKind::Numeric))?;
+                }
                 if let Some(result) = value.checked_mul(multiplier) {
                     let result = if parts.positive { result } else { -result };
                     return Ok(Quantity::from_int64_amount(result, scale));
