@@ -1,5 +1,6 @@
 //! Criterion benches of the hot paths: quantity parsing, request
-//! computation, the filter pass, and a whole scheduling cycle.
+//! computation, DRA selector evaluation, the filter pass, and a whole
+//! scheduling cycle.
 //! Run: `cargo bench -p berth-core --bench hot_paths`.
 
 use std::sync::Arc;
@@ -34,6 +35,23 @@ fn cluster(nodes: usize) -> Snapshot {
 fn benches(c: &mut Criterion) {
     c.bench_function("quantity/parse 500Mi", |b| b.iter(|| Quantity::parse(std::hint::black_box("500Mi")).unwrap().value()));
     c.bench_function("quantity/parse 1.5", |b| b.iter(|| Quantity::parse(std::hint::black_box("1.5")).unwrap().milli_value()));
+
+    // A DRA selector evaluated against one device: the allocator does this for
+    // every candidate device of every request.
+    let device = berth_core::cel::DeviceInput::new(
+        "gpu.example.com",
+        false,
+        &[
+            ("model".to_string(), berth_core::cel::AttributeValue::String("a100".to_string())),
+            ("driverVersion".to_string(), berth_core::cel::AttributeValue::Version("1.10.0".to_string())),
+        ],
+        &[("memory".to_string(), Quantity::parse("40Gi").unwrap())],
+    );
+    let selector = berth_core::cel::compile(
+        r#"device.driver == "gpu.example.com" && device.attributes["gpu.example.com"].model == "a100" && device.capacity["gpu.example.com"].memory.isGreaterThan(quantity("16Gi")) && device.attributes["gpu.example.com"].driverVersion.isGreaterThan(semver("1.2.0"))"#,
+    )
+    .unwrap();
+    c.bench_function("cel/evaluate gpu selector", |b| b.iter(|| selector.evaluate(std::hint::black_box(&device))));
 
     let pod = make_pod("p").req(100, 500 << 20).sidecar_req(&[("cpu", "50m")]).init_req(&[("cpu", "1")]).obj();
     c.bench_function("pod/requests", |b| b.iter(|| std::hint::black_box(&pod).requests()));

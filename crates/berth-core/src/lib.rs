@@ -11,10 +11,10 @@
 
 #[deny(missing_docs)]
 pub mod cache;
-#[deny(missing_docs)]
-pub mod cel;
 /// Derives which extension points a plugin implements: put it on `impl Plugin for ...`.
 pub use berth_macros::plugin;
+#[deny(missing_docs)]
+pub mod cel;
 pub mod config;
 pub mod driver;
 pub mod engine;
