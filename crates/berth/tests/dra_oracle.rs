@@ -169,8 +169,31 @@ impl Gen {
         }
     }
 
+    /// A request selector: attributes, capacity, driver; some fail at run
+    /// time on devices without the attribute (upstream's error, word for word).
+    fn selector(&mut self) -> Value {
+        let expr = match self.n(0, 9) {
+            0 => r#"device.attributes["driver-a"].numa == 1"#.to_string(),
+            1 => r#"has(device.attributes["driver-a"].numa) && device.attributes["driver-a"].numa == 0"#.to_string(),
+            2 => r#"device.attributes["driver-a"].?model.orValue("none") == "x""#.to_string(),
+            3 => r#"device.capacity["driver-a"].?memory.orValue(quantity("0")).compareTo(quantity("2Gi")) >= 0"#.to_string(),
+            4 => r#"device.driver == "driver-b""#.to_string(),
+            5 => {
+                r#"!has(device.attributes["driver-a"].ver) || device.attributes["driver-a"].ver.isGreaterThan(semver("1.5.0"))"#.to_string()
+            }
+            6 => r#"device.attributes["driver-a"].fast"#.to_string(),
+            7 => r#"device.allowMultipleAllocations == false"#.to_string(),
+            8 => r#"["x", "y"].exists(m, m == device.attributes[device.driver].?model.orValue(""))"#.to_string(),
+            _ => r#"cel.bind(n, device.attributes["driver-a"].?numa.orValue(-1), n >= 0)"#.to_string(),
+        };
+        json!({"cel": {"expression": expr}})
+    }
+
     fn exact(&mut self, class: &str) -> Value {
         let mut e = json!({"deviceClassName": class});
+        if self.chance(0.3) {
+            e["selectors"] = json!([self.selector()]);
+        }
         if self.chance(0.1) {
             e["allocationMode"] = json!("All");
         } else {
@@ -248,7 +271,12 @@ impl Gen {
 
     fn case(&mut self) -> Value {
         let slices = self.slices();
-        let mut classes = vec![json!({"metadata": {"name": "class-a"}, "spec": {}})];
+        let class_a = match self.n(0, 2) {
+            0 => json!({}),
+            1 => json!({"selectors": [{"cel": {"expression": "device.driver == \"driver-a\""}}]}),
+            _ => json!({"selectors": [{"cel": {"expression": "device.driver in [\"driver-a\", \"driver-b\"]"}}]}),
+        };
+        let mut classes = vec![json!({"metadata": {"name": "class-a"}, "spec": class_a})];
         if self.chance(0.97) {
             classes.push(
                 json!({"metadata": {"name": "class-b"}, "spec": {"config": [{"opaque": {"driver": "driver-b", "parameters": {"y": 2}}}]}}),
