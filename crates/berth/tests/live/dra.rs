@@ -133,3 +133,136 @@ async fn claims_from_a_template_get_distinct_devices_and_the_pod_left_over_waits
     let claim = ns.claim_of(&waiting).await;
     assert_eq!(allocated(&claim).len(), 1);
 }
+
+impl Ns {
+    /// Pods `<prefix>-<i>` with a claim each from `one-gpu`, created at once.
+    async fn gpu_burst(&self, prefix: &str, count: usize) -> Vec<String> {
+        let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+        futures::future::join_all(names.iter().map(|n| self.gpu_pod(n))).await;
+        names
+    }
+}
+
+#[tokio::test]
+async fn a_burst_for_fewer_devices_than_pods_never_gives_a_device_twice() {
+    shared_scheduler();
+    let ns = Ns::new("draburst").await;
+    let a = ns.node("a", "8", json!({}), json!([])).await;
+    let b = ns.node("b", "8", json!({}), json!([])).await;
+    ns.gpus(&a, 4);
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {b}-gpus}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {b}
+  pool: {{name: {b}, generation: 1, resourceSliceCount: 1}}
+  devices: [{{name: gpu-0}}, {{name: gpu-1}}, {{name: gpu-2}}, {{name: gpu-3}}]
+"
+    ));
+    let pods = ns.gpu_burst("job", 12).await;
+    // Eight devices for twelve pods: eight bound, four told why.
+    let (bound, waiting) = wait_for("eight of twelve pods bound and four refused", || async {
+        let (mut bound, mut waiting) = (Vec::new(), Vec::new());
+        for p in &pods {
+            if let Some(n) = ns.node_of(p).await {
+                bound.push((p.clone(), n));
+            } else if !ns.events(p, "FailedScheduling").await.is_empty() {
+                waiting.push(p.clone());
+            }
+        }
+        (bound.len() == 8 && waiting.len() == 4).then_some((bound, waiting))
+    })
+    .await;
+    let mut devices = Vec::new();
+    for (pod, node) in &bound {
+        let claim = ns.claim_of(pod).await;
+        let d = allocated(&claim);
+        assert_eq!(d.len(), 1, "{pod}");
+        assert!(d[0].contains(&format!("/{node}/")), "{pod} on {node} got {d:?}");
+        devices.extend(d);
+    }
+    let distinct: std::collections::BTreeSet<&String> = devices.iter().collect();
+    assert_eq!(distinct.len(), 8, "a device was given twice: {devices:?}");
+    for p in &waiting {
+        let note = ns.failed_note(p).await;
+        assert!(note.contains("2 cannot allocate all claims"), "{note}");
+    }
+}
+
+#[tokio::test]
+async fn a_cel_runtime_error_keeps_the_pod_pending_with_the_expression_error() {
+    shared_scheduler();
+    let ns = Ns::new("dracel").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 1);
+    ns.apply(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: picky}
+spec:
+  devices:
+    requests:
+    - name: gpu
+      exactly:
+        deviceClassName: NS-gpu
+        allocationMode: ExactCount
+        count: 1
+        selectors: [{cel: {expression: 'device.attributes[\"NS.gpu.example.com\"].memory > 1'}}]
+",
+    );
+    let extra = json!({
+        "resourceClaims": [{"name": "gpu", "resourceClaimName": "picky"}],
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+    });
+    ns.pod("picky", "berth", "100m", extra).await;
+    let note = ns.failed_note("picky").await;
+    assert!(
+        note.contains(&format!(
+            "claim {}/picky: selector #0 on device {}.gpu.example.com/{node}/gpu-0: CEL runtime error: no such key: memory",
+            ns.name, ns.name
+        )),
+        "{note}"
+    );
+    assert_eq!(ns.node_of("picky").await, None);
+}
+
+#[tokio::test]
+async fn a_claim_deleted_while_its_pod_waits_keeps_the_pod_pending_until_it_is_back() {
+    shared_scheduler();
+    let ns = Ns::new("dradel").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    let claim = "apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: mine}
+spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: NS-gpu, allocationMode: ExactCount, count: 1}}]}}
+";
+    // The class exists but no device yet: the pod waits for one.
+    ns.apply("apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: NS-gpu}\nspec: {}\n");
+    ns.apply(claim);
+    let extra = json!({
+        "resourceClaims": [{"name": "gpu", "resourceClaimName": "mine"}],
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+    });
+    ns.pod("waiter", "berth", "100m", extra).await;
+    let note = ns.failed_note("waiter").await;
+    assert!(note.contains("cannot allocate all claims"), "{note}");
+    // The claim goes: the pod waits for it (PreEnqueue), and a device
+    // published meanwhile does not bind it.
+    ns.claims().delete("mine", &Default::default()).await.unwrap();
+    wait_for("the claim to be gone", || async { ns.claims().get("mine").await.err().map(|_| ()) }).await;
+    ns.gpus(&node, 1);
+    let condition = wait_for("the pod's condition to name the missing claim", || async {
+        let (_, _, message) = ns.pod_scheduled_condition("waiter").await?;
+        message.contains("could not find ResourceClaim").then_some(message)
+    })
+    .await;
+    assert!(condition.contains(&format!("\"{}/mine\"", ns.name)), "{condition}");
+    assert_eq!(ns.node_of("waiter").await, None);
+    // Back: allocated and bound.
+    ns.apply(claim);
+    assert_eq!(ns.bound("waiter").await, node);
+    let back = ns.claims().get("mine").await.unwrap();
+    assert_eq!(allocated(&back), [format!("{}.gpu.example.com/{node}/gpu-0", ns.name)]);
+}
