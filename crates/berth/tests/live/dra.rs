@@ -266,3 +266,65 @@ spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: NS-gpu, alloc
     let back = ns.claims().get("mine").await.unwrap();
     assert_eq!(allocated(&back), [format!("{}.gpu.example.com/{node}/gpu-0", ns.name)]);
 }
+
+/// A gang whose members claim devices: all or nothing, devices included.
+#[tokio::test]
+async fn a_gang_with_device_claims_holds_no_device_while_it_cannot_fit() {
+    let Some((ns, groups)) = gang_namespace("dragang", 2).await else { return };
+    let nodes: Vec<String> = (0..2).map(|i| format!("{}-n{i}", ns.name)).collect();
+    ns.gpus(&nodes[0], 1);
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {n1}-gpus}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {n1}
+  pool: {{name: {n1}, generation: 1, resourceSliceCount: 1}}
+  devices: [{{name: gpu-0}}]
+",
+        n1 = nodes[1]
+    ));
+    ns.group(&groups, "trio", json!({"schedulingPolicy": {"gang": {"minCount": 3}}})).await;
+    let claim = json!({
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+    });
+    for m in ["m0", "m1", "m2"] {
+        ns.member(m, "trio", "100m", claim.clone()).await;
+    }
+    // Two GPUs for three members: none is bound, and no claim keeps a device.
+    let (_, reason, _) =
+        wait_for("PodGroupInitiallyScheduled=False", || async { ns.group_condition(&groups, "trio").await.filter(|c| c.0 == "False") })
+            .await;
+    assert_eq!(reason, "Unschedulable");
+    for m in ["m0", "m1", "m2"] {
+        assert_eq!(ns.node_of(m).await, None, "{m} must not be bound");
+        let claim = ns.claim_of(m).await;
+        assert!(allocated(&claim).is_empty(), "{m}'s claim keeps {:?}", allocated(&claim));
+    }
+    // A single pod gets a GPU the gang did not keep.
+    ns.gpu_pod("solo").await;
+    ns.bound("solo").await;
+    // A third GPU, once "solo" is gone: the gang is placed whole, a device each.
+    ns.pods().delete("solo", &Default::default()).await.unwrap();
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {n1}-more-gpus}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {n1}
+  pool: {{name: {n1}-more, generation: 1, resourceSliceCount: 1}}
+  devices: [{{name: gpu-1}}]
+",
+        n1 = nodes[1]
+    ));
+    let mut devices = Vec::new();
+    for m in ["m0", "m1", "m2"] {
+        ns.bound(m).await;
+        devices.extend(allocated(&ns.claim_of(m).await));
+    }
+    let distinct: std::collections::BTreeSet<&String> = devices.iter().collect();
+    assert_eq!(distinct.len(), 3, "{devices:?}");
+}
