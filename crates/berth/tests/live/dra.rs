@@ -328,3 +328,42 @@ spec:
     let distinct: std::collections::BTreeSet<&String> = devices.iter().collect();
     assert_eq!(distinct.len(), 3, "{devices:?}");
 }
+
+/// A DeviceTaintRule (resource.k8s.io/v1 from Kubernetes 1.37) taints the
+/// devices it selects. Older API servers do not serve the kind: Berth
+/// schedules claims without it there.
+#[tokio::test]
+async fn a_device_taint_rule_keeps_its_devices_from_claims_that_do_not_tolerate_it() {
+    shared_scheduler();
+    let ns = Ns::new("drataint").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 1);
+    let rules: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &resource("DeviceTaintRule", "devicetaintrules"));
+    let served = match rules.list(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
+        Err(e) => panic!("{e}"),
+    };
+    if !served {
+        eprintln!("DeviceTaintRules are not served by this API server (before 1.37): claims are scheduled without them");
+        ns.gpu_pod("untainted").await;
+        ns.bound("untainted").await;
+        return;
+    }
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: DeviceTaintRule
+metadata: {{name: NS-maintenance}}
+spec:
+  deviceSelector: {{driver: NS.gpu.example.com, pool: {node}, device: gpu-0}}
+  taint: {{key: maintenance, effect: NoSchedule}}
+"
+    ));
+    ns.gpu_pod("blocked").await;
+    let note = ns.failed_note("blocked").await;
+    assert!(note.contains("1 cannot allocate all claims"), "{note}");
+    assert_eq!(ns.node_of("blocked").await, None);
+    // The rule goes: the device is free to use, and the waiting pod gets it.
+    rules.delete(&format!("{}-maintenance", ns.name), &Default::default()).await.unwrap();
+    ns.bound("blocked").await;
+}
