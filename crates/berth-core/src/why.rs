@@ -88,6 +88,11 @@ pub struct Rejection {
     pub plugin: String,
     /// Its message, e.g. `Insufficient cpu`.
     pub reason: String,
+    /// What the plugin adds for a person asking why (e.g. which claim's
+    /// request found no device, and why), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub detail: Option<String>,
     /// How many nodes.
     pub count: usize,
     /// The first few of them, by name.
@@ -251,6 +256,9 @@ impl Why {
                 let more = if r.count > r.nodes.len() { ", ..." } else { "" };
                 let names = if r.nodes.is_empty() { String::new() } else { format!(" ({}{more})", r.nodes.join(", ")) };
                 let _ = writeln!(out, "    {:>5} node(s)  {plugin}{}{names}", r.count, r.reason);
+                if let Some(d) = &r.detail {
+                    let _ = writeln!(out, "             {d}");
+                }
             }
         }
         if let Some(n) = &self.nominated_node {
@@ -267,10 +275,10 @@ impl Why {
 /// Rejected nodes grouped by (plugin, reason), most nodes first; nodes
 /// ruled out as a whole (PreFilter) count as one group over the rest.
 fn group(snapshot: &Snapshot, st: &NodeToStatus) -> Vec<Rejection> {
-    let mut groups: BTreeMap<(String, String), (usize, Vec<String>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, Option<String>), (usize, Vec<String>)> = BTreeMap::new();
     let mut add = |s: &Status, node: Option<&str>, n: usize| {
         for reason in &s.reasons {
-            let g = groups.entry((s.plugin.to_string(), reason.to_string())).or_default();
+            let g = groups.entry((s.plugin.to_string(), reason.to_string(), s.detail.as_deref().map(str::to_string))).or_default();
             g.0 += n;
             if let Some(node) = node.filter(|_| g.1.len() < NODES_PER_REASON) {
                 g.1.push(node.to_string());
@@ -285,7 +293,7 @@ fn group(snapshot: &Snapshot, st: &NodeToStatus) -> Vec<Rejection> {
         add(abs, None, snapshot.num_nodes().saturating_sub(listed));
     }
     let mut out: Vec<Rejection> =
-        groups.into_iter().map(|((plugin, reason), (count, nodes))| Rejection { plugin, reason, count, nodes }).collect();
+        groups.into_iter().map(|((plugin, reason, detail), (count, nodes))| Rejection { plugin, reason, detail, count, nodes }).collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     out
 }

@@ -239,7 +239,10 @@ fn rejected(node: &str, s: &Status) -> NodeVerdict {
         node: node.to_string(),
         filter: "rejected".into(),
         plugin: Some(s.plugin.to_string()).filter(|p| !p.is_empty()),
-        reason: Some(s.message()),
+        reason: Some(match &s.detail {
+            Some(d) => format!("{} ({d})", s.message()),
+            None => s.message(),
+        }),
         scores: vec![],
         total: None,
     }

@@ -41,6 +41,9 @@ pub struct AllocatedState {
     pub shared: HashMap<DevId, u32>,
     /// Capacity consumed of shared devices.
     pub capacity: HashMap<DevId, Consumed>,
+    /// The claim (`namespace/name`) each whole device is allocated to, for
+    /// explanations.
+    pub owners: HashMap<DevId, Arc<str>>,
 }
 
 fn bump(map: &mut HashMap<DevId, u32>, id: DevId, add: bool) {
@@ -59,6 +62,12 @@ impl AllocatedState {
     /// `foreachAllocatedDevice`). Devices no slice has are not counted:
     /// nothing can allocate them.
     pub fn apply(&mut self, inv: &Inventory, allocation: &AllocationResult, add: bool) {
+        self.apply_owned(inv, allocation, add, None)
+    }
+
+    /// As [`apply`](AllocatedState::apply), remembering that `owner` (a
+    /// claim's `namespace/name`) holds the devices.
+    pub fn apply_owned(&mut self, inv: &Inventory, allocation: &AllocationResult, add: bool, owner: Option<&str>) {
         for r in &allocation.devices.results {
             if r.admin_access == Some(true) {
                 continue;
@@ -81,6 +90,17 @@ impl AllocatedState {
                 continue;
             }
             bump(&mut self.devices, id, add);
+            match owner {
+                Some(o) if add => {
+                    self.owners.insert(id, Arc::from(o));
+                }
+                // An owner is forgotten with the device's last count (a
+                // claim in flight and written counts twice).
+                _ if !add && !self.devices.contains_key(&id) => {
+                    self.owners.remove(&id);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -423,6 +443,197 @@ impl Allocator {
             out.push(Allocation { result: s.result_for(ci, claim)? });
         }
         Ok(Some(out))
+    }
+}
+
+/// How far the devices of a node got towards one request, for `diagnose`.
+#[derive(Default)]
+struct Funnel {
+    of_class: usize,
+    selected: usize,
+    free: usize,
+    untainted: usize,
+    usable: usize,
+    taken_by: BTreeSet<String>,
+}
+
+impl Allocator {
+    /// Why the claims cannot all be allocated on the node `node_name`, for
+    /// a person asking (`--explain`, `kubectl berth why`): the first
+    /// request the node's devices cannot meet on their own, and how far its
+    /// devices got (of its class, matching its selectors, free, untainted,
+    /// within counters and capacity); or, when each could be met alone, that
+    /// they cannot be met together. Not upstream's: its message stays
+    /// `cannot allocate all claims`.
+    pub fn diagnose(&self, node_name: &str, labels: &Labels) -> String {
+        let pools = pools::gather(&self.inventory, node_name, labels);
+        let mut notes = Vec::new();
+        for p in &pools {
+            if p.incomplete {
+                notes.push(format!("pool {} is incomplete (slices of its generation missing)", p.id));
+            } else if let Some(r) = &p.invalid {
+                notes.push(format!("pool {} is invalid: {r}", p.id));
+            }
+        }
+        let usable: Vec<&Pool> = pools.iter().filter(|p| !p.incomplete && p.invalid.is_none()).collect();
+        for claim in &self.claims {
+            let key = format!("{}/{}", claim.metadata.namespace, claim.metadata.name);
+            for request in &claim.spec.devices.requests {
+                let alternatives: Vec<Req<'_>> = match &request.exactly {
+                    Some(e) => vec![Req::exact(request, e)],
+                    None => request.first_available.iter().map(Req::sub).collect(),
+                };
+                let mut best: Option<(String, Funnel, usize)> = None;
+                let mut met = false;
+                for req in &alternatives {
+                    let f = self.funnel(&key, req, &usable, node_name, labels);
+                    let need = if req.is_all() { f.selected.max(1) } else { usize::try_from(req.count.max(0)).unwrap_or(usize::MAX) };
+                    if f.usable >= need && !(req.is_all() && f.usable < f.selected) {
+                        met = true;
+                        break;
+                    }
+                    if best.is_none() {
+                        best = Some((req.name.to_string(), f, need));
+                    }
+                }
+                if met {
+                    continue;
+                }
+                let Some((name, f, need)) = best else { continue };
+                let what = if alternatives.len() > 1 {
+                    format!("claim {key}, request {} (none of its {} alternatives; the first, {name})", request.name, alternatives.len())
+                } else {
+                    format!("claim {key}, request {name}")
+                };
+                let mut line = format!("{what}: needs {need}; this node has {} of its class", f.of_class);
+                let stages = [
+                    (f.selected, "matching its selectors"),
+                    (f.free, "free"),
+                    (f.untainted, "untainted (or tolerated)"),
+                    (f.usable, "within their counters and capacity"),
+                ];
+                let mut prev = f.of_class;
+                for (n, label) in stages {
+                    if n < prev || n < need {
+                        line.push_str(&format!(", {n} {label}"));
+                    }
+                    prev = n;
+                    if n < need {
+                        break;
+                    }
+                }
+                if !f.taken_by.is_empty() {
+                    let owners: Vec<&String> = f.taken_by.iter().take(3).collect();
+                    let more = if f.taken_by.len() > 3 { ", ..." } else { "" };
+                    let noun = if f.taken_by.len() == 1 { "claim" } else { "claims" };
+                    line.push_str(&format!(
+                        " (taken by {noun} {}{more})",
+                        owners.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                notes.push(line);
+                return notes.join("; ");
+            }
+        }
+        let constraints: Vec<String> = self
+            .claims
+            .iter()
+            .flat_map(|c| c.spec.devices.constraints.iter())
+            .filter_map(|c| {
+                c.match_attribute
+                    .as_ref()
+                    .map(|a| format!("matchAttribute {a}"))
+                    .or(c.distinct_attribute.as_ref().map(|a| format!("distinctAttribute {a}")))
+            })
+            .collect();
+        notes.push(if constraints.is_empty() {
+            "each request could be met alone, but not all together".to_string()
+        } else {
+            format!("each request could be met alone, but not all together with {}", constraints.join(", "))
+        });
+        notes.join("; ")
+    }
+
+    fn funnel(&self, claim: &str, req: &Req<'_>, pools: &[&Pool], node_name: &str, labels: &Labels) -> Funnel {
+        let mut f = Funnel::default();
+        let class = self.classes.get(req.class_name);
+        let capacity: Option<BTreeMap<String, Qty>> =
+            req.capacity.map(|c| c.requests.iter().filter_map(|(k, v)| Some((k.clone(), Qty::parse(v).ok()?))).collect());
+        let passes = |dev: &PDevice, selectors: &[DeviceSelector]| {
+            selectors.iter().all(|s| {
+                let Some(cel) = &s.cel else { return true };
+                crate::cel::compile(&cel.expression).ok().and_then(|c| c.evaluate(dev.cel_input()).ok()).unwrap_or(false)
+            })
+        };
+        for pool in pools {
+            for slice in &pool.targeting {
+                for dev in &slice.devices {
+                    if !class.is_some_and(|c| passes(dev, &c.spec.selectors)) {
+                        continue;
+                    }
+                    f.of_class += 1;
+                    if !passes(dev, req.selectors) || (slice.per_device_node_selection && !dev.scope.matches(node_name, labels)) {
+                        continue;
+                    }
+                    f.selected += 1;
+                    if !req.admin() && self.allocated.devices.contains_key(&dev.id) {
+                        if let Some(o) = self.allocated.owners.get(&dev.id).filter(|o| &***o != claim) {
+                            f.taken_by.insert(o.to_string());
+                        }
+                        continue;
+                    }
+                    f.free += 1;
+                    let tainted = dev.taints.iter().any(|t| {
+                        (t.effect == "NoSchedule" || t.effect == "NoExecute") && !req.tolerations.iter().any(|tol| tol.tolerates(t))
+                    });
+                    if tainted {
+                        continue;
+                    }
+                    f.untainted += 1;
+                    let counters_ok = dev.consumes.is_empty() || {
+                        let avail = self.pool_counters(pool);
+                        dev.consumes.iter().all(|(set, cs)| {
+                            cs.iter().all(|(n, v)| avail.get(set).and_then(|s| s.get(n)).is_some_and(|a| !a.cmp_amount(v).is_lt()))
+                        })
+                    };
+                    let capacity_ok = match &dev.capacity {
+                        Ok(c) => capacity::fits(self.allocated.capacity.get(&dev.id), capacity.as_ref(), c, None).unwrap_or(false),
+                        Err(_) => false,
+                    };
+                    if counters_ok && capacity_ok {
+                        f.usable += 1;
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    /// The counters still free in a pool (the search's cache, shared).
+    fn pool_counters(&self, pool: &Pool) -> Arc<CounterSets> {
+        let mut cache = self.available_counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(&pool.id) {
+            return c.clone();
+        }
+        let mut avail = pool.counter_sets.clone();
+        for slice in pool.targeting.iter().chain(pool.not_targeting.iter()) {
+            for d in &slice.devices {
+                if !self.allocated.is_allocated(d.id) {
+                    continue;
+                }
+                for (set, counters) in &d.consumes {
+                    let Some(cs) = avail.get_mut(set) else { continue };
+                    for (name, v) in counters {
+                        if let Some(x) = cs.get_mut(name) {
+                            *x = x.sub(v);
+                        }
+                    }
+                }
+            }
+        }
+        let avail = Arc::new(avail);
+        cache.insert(pool.id.clone(), avail.clone());
+        avail
     }
 }
 
@@ -929,29 +1140,7 @@ impl<'a> Search<'a> {
 
     /// The counters still free in a pool, before this search.
     fn available_counters(&self, pool: &Pool) -> Arc<CounterSets> {
-        let mut cache = self.a.available_counters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.get(&pool.id) {
-            return c.clone();
-        }
-        let mut avail = pool.counter_sets.clone();
-        for slice in pool.targeting.iter().chain(pool.not_targeting.iter()) {
-            for d in &slice.devices {
-                if !self.a.allocated.is_allocated(d.id) {
-                    continue;
-                }
-                for (set, counters) in &d.consumes {
-                    let Some(cs) = avail.get_mut(set) else { continue };
-                    for (name, v) in counters {
-                        if let Some(x) = cs.get_mut(name) {
-                            *x = x.sub(v);
-                        }
-                    }
-                }
-            }
-        }
-        let avail = Arc::new(avail);
-        cache.insert(pool.id.clone(), avail.clone());
-        avail
+        self.a.pool_counters(pool)
     }
 
     /// Upstream's `checkAvailableCounters`: takes the device's counters if

@@ -570,7 +570,9 @@ impl Plugin for DynamicResources {
                     Err(AllocError::Timeout) => return Status::error(format!("node {name}: timed out trying to allocate devices")),
                     Err(AllocError::Node(msg)) => return Status::unresolvable(msg),
                     Err(AllocError::Fatal(msg)) => return Status::error(msg),
-                    Ok(None) => return Status::unresolvable("cannot allocate all claims"),
+                    Ok(None) => {
+                        return Status::unresolvable("cannot allocate all claims").with_detail(allocator.diagnose(name, labels));
+                    }
                     Ok(Some(found)) => allocations.extend(found.into_iter().map(|a| a.result)),
                 }
             }

@@ -262,3 +262,61 @@ fn a_local_device_binds_the_allocation_to_its_node() {
     let sel = serde_json::to_value(&got[0].result.node_selector).unwrap();
     assert_eq!(sel, json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1"]}]}]}));
 }
+
+#[test]
+fn diagnose_says_how_far_the_node_s_devices_got() {
+    let base = |devs: Value, claim_json: Value, allocated: Vec<Value>| Case {
+        name: "diagnose",
+        slices: vec![slice("slice-1", "node-1", "pool-1", "driver-a", devs)],
+        classes: vec![
+            json!({"metadata": {"name": "class-a"}, "spec": {"selectors": [{"cel": {"expression": "device.driver == \"driver-a\""}}]}}),
+        ],
+        claims: vec![claim_json],
+        allocated,
+        node: "node-1",
+        expect: Ok(None),
+    };
+    let diagnose = |case: &Case| {
+        let slices: Vec<ResourceSlice> = case.slices.iter().cloned().map(decode).collect();
+        let inv = Arc::new(Inventory::build(slices.iter(), &[]));
+        let mut allocated = AllocatedState::default();
+        for c in &case.allocated {
+            let c: ResourceClaim = decode(c.clone());
+            allocated.apply_owned(&inv, c.status.allocation.as_ref().unwrap(), true, Some(&c.key()));
+        }
+        let classes: HashMap<String, Arc<DeviceClass>> =
+            case.classes.iter().cloned().map(decode::<DeviceClass>).map(|c| (c.metadata.name.clone(), Arc::new(c))).collect();
+        let claims: Vec<Arc<ResourceClaim>> = case.claims.iter().cloned().map(|c| Arc::new(decode(c))).collect();
+        let a = Allocator::new(inv, Arc::new(allocated), classes, claims);
+        assert!(a.allocate(case.node, &Labels::new()).unwrap().is_none(), "the case must not fit");
+        a.diagnose(case.node, &Labels::new())
+    };
+    // Taken by another claim.
+    let taken = base(
+        devices(&["device-1"]),
+        claim("claim-0", json!([exactly("req-0", "class-a", 1)])),
+        vec![json!({"metadata": {"name": "other", "namespace": "ml"}, "status": {"allocation": {"devices": {"results": [
+            {"request": "r", "driver": "driver-a", "pool": "pool-1", "device": "device-1"}]}}}})],
+    );
+    assert_eq!(
+        diagnose(&taken),
+        "claim default/claim-0, request req-0: needs 1; this node has 1 of its class, 0 free (taken by claim ml/other)"
+    );
+    // Selectors and taints.
+    let picky = base(
+        json!([{"name": "a", "attributes": {"model": {"string": "x"}}}, {"name": "b", "attributes": {"model": {"string": "y"}}, "taints": [{"key": "k", "effect": "NoSchedule"}]}]),
+        claim(
+            "claim-0",
+            json!([{"name": "req-0", "exactly": {"deviceClassName": "class-a", "allocationMode": "ExactCount", "count": 1,
+                "selectors": [{"cel": {"expression": "device.attributes[\"driver-a\"].model == \"y\""}}]}}]),
+        ),
+        vec![],
+    );
+    assert_eq!(
+        diagnose(&picky),
+        "claim default/claim-0, request req-0: needs 1; this node has 2 of its class, 1 matching its selectors, 0 untainted (or tolerated)"
+    );
+    // Enough for each request alone, not for both.
+    let together = base(devices(&["a"]), claim("claim-0", json!([exactly("req-0", "class-a", 1), exactly("req-1", "class-a", 1)])), vec![]);
+    assert_eq!(diagnose(&together), "each request could be met alone, but not all together");
+}

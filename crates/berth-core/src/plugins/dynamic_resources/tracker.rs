@@ -66,10 +66,10 @@ impl Inner {
         self.assumed.get(key).or_else(|| self.watched.get(key))
     }
 
-    fn count(&mut self, allocation: Option<&AllocationResult>, add: bool) {
+    fn count(&mut self, allocation: Option<&AllocationResult>, add: bool, owner: &str) {
         if let Some(a) = allocation {
             let inv = self.inventory.clone();
-            Arc::make_mut(&mut self.allocated).apply(&inv, a, add);
+            Arc::make_mut(&mut self.allocated).apply_owned(&inv, a, add, Some(owner));
         }
     }
 
@@ -80,8 +80,9 @@ impl Inner {
         f(self);
         let after = self.effective(key).and_then(|c| c.status.allocation.clone());
         if before != after {
-            self.count(before.as_ref(), false);
-            self.count(after.as_ref(), true);
+            let owner = key.to_string();
+            self.count(before.as_ref(), false, &owner);
+            self.count(after.as_ref(), true, &owner);
         }
     }
 
@@ -94,12 +95,12 @@ impl Inner {
                 continue;
             }
             if let Some(a) = self.effective(&k).and_then(|c| c.status.allocation.as_ref()) {
-                state.apply(&self.inventory, a, true);
+                state.apply_owned(&self.inventory, a, true, Some(&k.to_string()));
             }
         }
         for f in self.in_flight.values() {
             if let Some(a) = &f.claim.status.allocation {
-                state.apply(&self.inventory, a, true);
+                state.apply_owned(&self.inventory, a, true, Some(&f.claim.key()));
             }
         }
         self.allocated = Arc::new(state);
@@ -215,8 +216,9 @@ impl Tracker {
             return;
         }
         let allocation = claim.status.allocation.clone();
+        let owner = claim.key();
         g.in_flight.insert(uid, InFlight { claim: Arc::new(claim), sharers: 1, group });
-        g.count(allocation.as_ref(), true);
+        g.count(allocation.as_ref(), true, &owner);
     }
 
     /// One sharer of the in-flight allocation of `uid` is done (`force`:
@@ -229,7 +231,7 @@ impl Tracker {
             return false;
         }
         let f = g.in_flight.remove(uid).expect("found above");
-        g.count(f.claim.status.allocation.as_ref(), false);
+        g.count(f.claim.status.allocation.as_ref(), false, &f.claim.key());
         true
     }
 
