@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+mod dra;
+
 use berth_core::config::KubeSchedulerConfiguration;
 use berth_core::driver::{Driver, Effect, Unobserved};
 use berth_core::engine::{Engine, EngineConfig};
@@ -31,13 +33,24 @@ pub enum Workload {
     /// The same, but every other gang has a member no node can hold: those
     /// gangs are tried and bind nothing.
     GangMixed,
+    /// DRA: each pod gets a device through a claim made from a template
+    /// (scheduler_perf's SchedulingWithResourceClaimTemplate).
+    DraClaimTemplate,
+    /// DRA: five pods share each claim (SchedulingWithResourceClaim).
+    DraSharedClaim,
+    /// DRA: two partitionable devices per node share one counter set; each
+    /// claim wants two devices (Partitionable).
+    DraPartitionable,
+    /// DRA: a prioritized list whose first alternative matches no device
+    /// (FirstAvailable).
+    DraFirstAvailable,
 }
 
 /// Pods per gang in the gang workloads.
 pub const GANG_SIZE: usize = 50;
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 13] = [
         Workload::SchedulingBasic,
         Workload::PodAntiAffinity,
         Workload::TopologySpreading,
@@ -47,6 +60,10 @@ impl Workload {
         Workload::Mixed,
         Workload::GangScheduling,
         Workload::GangMixed,
+        Workload::DraClaimTemplate,
+        Workload::DraSharedClaim,
+        Workload::DraPartitionable,
+        Workload::DraFirstAvailable,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -60,14 +77,26 @@ impl Workload {
             Workload::Mixed => "Mixed",
             Workload::GangScheduling => "GangScheduling",
             Workload::GangMixed => "GangMixed",
+            Workload::DraClaimTemplate => "SchedulingWithResourceClaimTemplate",
+            Workload::DraSharedClaim => "SchedulingWithResourceClaim",
+            Workload::DraPartitionable => "Partitionable",
+            Workload::DraFirstAvailable => "FirstAvailable",
         }
     }
 
-    /// How many of `pods` measured pods can be bound.
-    pub fn placeable(&self, pods: usize) -> usize {
+    /// Whether pods of this workload claim devices.
+    pub fn is_dra(&self) -> bool {
+        matches!(self, Workload::DraClaimTemplate | Workload::DraSharedClaim | Workload::DraPartitionable | Workload::DraFirstAvailable)
+    }
+
+    /// How many of `pods` measured pods can be bound on `nodes` nodes.
+    pub fn placeable(&self, nodes: usize, pods: usize) -> usize {
         match self {
             // Odd gangs never fit; a last partial gang counts with its parity.
             Workload::GangMixed => (0..pods).filter(|i| (i / GANG_SIZE) % 2 == 0).count(),
+            w if w.is_dra() => dra::placeable(*w, nodes, dra_init(*w, nodes), pods),
+            // Each preemptor takes the room of one of the four pods per node.
+            Workload::Preemption => pods.min(nodes * 4),
             _ => pods,
         }
     }
@@ -98,10 +127,21 @@ fn anti_affinity_groups(nodes: usize, pods: usize) -> usize {
     (2 * pods).div_ceil(nodes.max(1)).max(1)
 }
 
-fn measured_pod(w: Workload, i: usize, groups: usize) -> Pod {
+/// Pods a DRA workload schedules before measuring (upstream's `init`
+/// counts: half the devices taken).
+fn dra_init(w: Workload, nodes: usize) -> usize {
+    match w {
+        Workload::DraClaimTemplate | Workload::DraFirstAvailable | Workload::DraSharedClaim => nodes * 5,
+        Workload::DraPartitionable => nodes / 2,
+        _ => 0,
+    }
+}
+
+fn measured_pod(w: Workload, i: usize, groups: usize, nodes: usize) -> Pod {
     let name = format!("pod-{i}");
     let ms = i as i64;
     match w {
+        w if w.is_dra() => dra::pod(w, &name, dra_init(w, nodes) + i, ms),
         Workload::SchedulingBasic => basic_pod(&name, ms),
         Workload::PodAntiAffinity => {
             let color = format!("color-{}", i % groups);
@@ -149,8 +189,9 @@ fn measured_pod(w: Workload, i: usize, groups: usize) -> Pod {
                 Workload::TopologySpreading,
                 Workload::SchedulingBasic,
             ];
-            measured_pod(shapes[i % shapes.len()], i, groups)
+            measured_pod(shapes[i % shapes.len()], i, groups, nodes)
         }
+        _ => unreachable!("DRA workloads are handled above"),
     }
 }
 
@@ -163,6 +204,7 @@ fn init_pods(w: Workload, nodes: usize) -> Vec<Pod> {
                 make_pod(&format!("low-{i}")).namespace("bench").req(1000, 500 << 20).priority(1).node(&format!("node-{}", i / 4)).obj()
             })
             .collect(),
+        w if w.is_dra() => (0..dra_init(w, nodes)).map(|i| dra::pod(w, &format!("init-{i}"), i, -1)).collect(),
         _ => (0..nodes / 5).map(|i| basic_pod(&format!("init-{i}"), -1)).collect(),
     }
 }
@@ -174,6 +216,8 @@ pub struct BenchReport {
     pub nodes: usize,
     pub pods: usize,
     pub scheduled: usize,
+    /// How many of the pods can be bound: a run that binds fewer did not do its work.
+    pub placeable: usize,
     pub seconds: f64,
     pub pods_per_second: f64,
     pub p50_us: f64,
@@ -220,8 +264,46 @@ pub fn run(
     opts: &BenchOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BenchReport, berth_core::config::ConfigError> {
-    let host = PluginHost::default();
-    let frameworks = opts.config.build_frameworks_with(&opts.registry, &host)?;
+    // Plugins' writes (DRA claims) go to memory, and the controllers a
+    // cluster runs answer them, as in `berth simulate`.
+    let writer = std::sync::Arc::new(crate::writer::MemoryWriter::default());
+    let host = PluginHost::new(std::sync::Arc::new(berth_core::framework::NoEvents)).with_writer(writer.clone());
+    writer.attach(host.clone());
+    let result = run_with(w, nodes, pods, opts, &host, &writer, &mut progress);
+    writer.detach();
+    result
+}
+
+/// Loads objects of kinds plugins read into their stores and the writer.
+fn load_objects(host: &PluginHost, writer: &crate::writer::MemoryWriter, objects: &[serde_json::Value]) {
+    for o in objects {
+        let api_version = o["apiVersion"].as_str().unwrap_or_default();
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if let Some(k) = host.kind_of(api_version, kind) {
+            // A profile without the plugin that reads a kind ignores it.
+            if host.apply_object(&k, o).is_ok() {
+                writer.load(&k, o);
+            }
+        }
+    }
+}
+
+/// The claims the resourceclaim controller makes for `pods` (from templates among `objects`).
+fn claims_for(pods: &mut [Pod], objects: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let tagged: Vec<(String, serde_json::Value)> = objects.iter().map(|o| (String::new(), o.clone())).collect();
+    crate::claims::claims_from_templates(pods, &tagged).into_iter().map(|(_, c)| c).collect()
+}
+
+fn run_with(
+    w: Workload,
+    nodes: usize,
+    pods: usize,
+    opts: &BenchOptions,
+    host: &PluginHost,
+    writer: &std::sync::Arc<crate::writer::MemoryWriter>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<BenchReport, berth_core::config::ConfigError> {
+    let frameworks = opts.config.build_frameworks_with(&opts.registry, host)?;
     let engine = Engine::new(
         frameworks,
         EngineConfig {
@@ -235,12 +317,16 @@ pub fn run(
     for i in 0..nodes {
         driver.engine_mut().add_node(bench_node(i), 0);
     }
+    let dra_objects = if w.is_dra() { dra::objects(w, nodes, (dra_init(w, nodes) + pods).div_ceil(5)) } else { Vec::new() };
+    load_objects(host, writer, &dra_objects);
     // Initial pods: bound ones straight into the cache, others scheduled unmeasured.
-    for p in init_pods(w, nodes) {
+    let mut init = init_pods(w, nodes);
+    load_objects(host, writer, &claims_for(&mut init, &dra_objects));
+    for p in init {
         driver.engine_mut().add_pod(p, 0);
     }
     let mut clock = Clock::new();
-    drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {});
+    drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {}, writer);
     let groups = anti_affinity_groups(nodes, pods);
     if matches!(w, Workload::GangScheduling | Workload::GangMixed) {
         // The PodGroups exist before their pods, as the Job controller makes them.
@@ -253,12 +339,16 @@ pub fn run(
             let _ = host.apply_object(&kind, &group);
         }
     }
-    for i in 0..pods {
-        driver.engine_mut().add_pod(measured_pod(w, i, groups), clock.now());
+    let mut measured: Vec<Pod> = (0..pods).map(|i| measured_pod(w, i, groups, nodes)).collect();
+    // The controller makes the claims as the pods are created; that is not
+    // the scheduler's time.
+    load_objects(host, writer, &claims_for(&mut measured, &dra_objects));
+    for p in measured {
+        driver.engine_mut().add_pod(p, clock.now());
     }
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
-    let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, &mut progress);
+    let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, progress, writer);
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     Ok(BenchReport {
@@ -266,6 +356,7 @@ pub fn run(
         nodes,
         pods,
         scheduled,
+        placeable: w.placeable(nodes, pods),
         seconds: secs,
         // Pods decided (bound, or found unplaceable) per second.
         pods_per_second: if secs > 0.0 { pods as f64 / secs } else { 0.0 },
@@ -297,7 +388,14 @@ impl Clock {
 }
 
 /// Schedules until the queue has nothing active; returns how many were bound.
-fn drain(driver: &mut Driver, clock: &mut Clock, total: usize, lat: &mut Vec<f64>, progress: &mut dyn FnMut(usize, usize)) -> usize {
+fn drain(
+    driver: &mut Driver,
+    clock: &mut Clock,
+    total: usize,
+    lat: &mut Vec<f64>,
+    progress: &mut dyn FnMut(usize, usize),
+    writer: &crate::writer::MemoryWriter,
+) -> usize {
     let mut bound = 0;
     let mut attempts = 0usize;
     loop {
@@ -318,6 +416,10 @@ fn drain(driver: &mut Driver, clock: &mut Clock, total: usize, lat: &mut Vec<f64
                 bound += 1;
             }
         });
+        // What plugins wrote reaches the queue as a watch would deliver it.
+        for (kind, key, action) in writer.take_changes() {
+            driver.engine_mut().object_changed(kind, key, action, now);
+        }
         lat.push(t0.elapsed().as_secs_f64() * 1e6);
         if attempts % 256 == 0 {
             progress(bound.min(total), total);
@@ -329,7 +431,7 @@ fn drain(driver: &mut Driver, clock: &mut Clock, total: usize, lat: &mut Vec<f64
 
 /// For tests: pod info of a measured pod.
 pub fn sample_pod(w: Workload, i: usize) -> PodInfo {
-    PodInfo::new(measured_pod(w, i, 2))
+    PodInfo::new(measured_pod(w, i, 2, 100))
 }
 
 /// Manifests of scheduler_perf's SchedulingBasic shape (4 CPU / 32Gi / 110-pod
@@ -366,7 +468,7 @@ mod tests {
         let r = run(Workload::GangScheduling, 20, 4 * GANG_SIZE, &opts, |_, _| {}).unwrap();
         assert_eq!(r.scheduled, 4 * GANG_SIZE);
         let r = run(Workload::GangMixed, 20, 4 * GANG_SIZE + 10, &opts, |_, _| {}).unwrap();
-        assert_eq!(Workload::GangMixed.placeable(4 * GANG_SIZE + 10), 2 * GANG_SIZE + 10);
+        assert_eq!(Workload::GangMixed.placeable(20, 4 * GANG_SIZE + 10), 2 * GANG_SIZE + 10);
         assert_eq!(r.scheduled, 2 * GANG_SIZE + 10);
     }
 }

@@ -213,6 +213,16 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, con
         if let Some(b) = bar {
             b.finish_and_clear();
         }
+        // A run that bound fewer pods than fit did not do the work it timed.
+        if r.scheduled < r.placeable {
+            bail!(
+                "{}: bound {} of the {} pods that fit on {} nodes; the figure would not be comparable",
+                r.workload,
+                r.scheduled,
+                r.placeable,
+                r.nodes
+            );
+        }
         if matches!(format, OutputFormat::Table) {
             println!(
                 "{:<27} nodes={:<6} pods={:<6} scheduled={:<6} {:>10.0} pods/s  p50={:>8.1}µs p90={:>8.1}µs p99={:>8.1}µs",

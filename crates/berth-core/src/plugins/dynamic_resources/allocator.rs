@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
+
 use super::capacity::{self, Consumed};
 use super::inventory::{DevId, Inventory, PDevice, PSlice, PoolId};
 use super::objects::*;
@@ -36,17 +38,17 @@ use crate::plugins::volume::objects::{WireNodeSelector, WireNodeSelectorTerm, Wi
 #[derive(Clone, Debug, Default)]
 pub struct AllocatedState {
     /// Devices allocated whole (admin access does not count).
-    pub devices: HashMap<DevId, u32>,
+    pub devices: FxHashMap<DevId, u32>,
     /// Devices with at least one share allocated (consumable capacity).
-    pub shared: HashMap<DevId, u32>,
+    pub shared: FxHashMap<DevId, u32>,
     /// Capacity consumed of shared devices.
-    pub capacity: HashMap<DevId, Consumed>,
+    pub capacity: FxHashMap<DevId, Consumed>,
     /// The claim (`namespace/name`) each whole device is allocated to, for
     /// explanations.
-    pub owners: HashMap<DevId, Arc<str>>,
+    pub owners: FxHashMap<DevId, Arc<str>>,
 }
 
-fn bump(map: &mut HashMap<DevId, u32>, id: DevId, add: bool) {
+fn bump(map: &mut FxHashMap<DevId, u32>, id: DevId, add: bool) {
     if add {
         *map.entry(id).or_default() += 1;
     } else if let Some(n) = map.get_mut(&id) {
@@ -131,6 +133,24 @@ pub struct Allocation {
     pub result: AllocationResult,
 }
 
+/// The devices found on one node for every claim, before they are written
+/// out as allocation results ([`Allocator::results`]): Filter finds them on
+/// every feasible node, and only the chosen node's become results.
+#[derive(Clone)]
+pub struct Found {
+    node: String,
+    picks: Vec<Vec<Picked>>,
+    selected_sub: FxHashMap<(usize, usize), usize>,
+}
+
+impl Found {
+    /// The requests (`request` or `request/subrequest`) that got devices,
+    /// per claim, in claim order.
+    pub fn requests(&self) -> Vec<Vec<String>> {
+        self.picks.iter().map(|ps| ps.iter().map(Picked::request_name).collect()).collect()
+    }
+}
+
 /// A request or subrequest, as the search sees it.
 struct Req<'a> {
     name: &'a str,
@@ -210,18 +230,9 @@ struct RequestData<'a> {
     capacity: Option<BTreeMap<String, Qty>>,
 }
 
-impl RequestData<'_> {
-    fn request_name(&self) -> String {
-        match self.parent {
-            Some(p) => format!("{}/{}", p.name, self.req.name),
-            None => self.req.name.to_string(),
-        }
-    }
-}
-
 /// One device picked.
 #[derive(Clone)]
-struct Picked {
+pub(crate) struct Picked {
     request: String,
     parent: Option<String>,
     slice: Arc<PSlice>,
@@ -230,6 +241,15 @@ struct Picked {
     consumed: Consumed,
     admin_access: Option<bool>,
     key: ReqKey,
+}
+
+impl Picked {
+    fn request_name(&self) -> String {
+        match &self.parent {
+            Some(parent) => format!("{parent}/{}", self.request),
+            None => self.request.clone(),
+        }
+    }
 }
 
 enum Constraint {
@@ -336,14 +356,14 @@ struct Search<'a> {
     a: &'a Allocator,
     node_name: &'a str,
     labels: &'a Labels,
-    pools: Vec<Pool>,
-    data: HashMap<ReqKey, RequestData<'a>>,
+    pools: Arc<Vec<Pool>>,
+    data: FxHashMap<ReqKey, RequestData<'a>>,
     /// Per request with subrequests: the subrequest chosen.
-    selected_sub: HashMap<(usize, usize), usize>,
+    selected_sub: FxHashMap<(usize, usize), usize>,
     constraints: Vec<Vec<Constraint>>,
-    matches: HashMap<(DevId, ReqKey), bool>,
-    allocating: HashMap<DevId, Vec<usize>>,
-    allocating_capacity: HashMap<DevId, Consumed>,
+    matches: FxHashMap<(DevId, ReqKey), bool>,
+    allocating: FxHashMap<DevId, Vec<usize>>,
+    allocating_capacity: FxHashMap<DevId, Consumed>,
     consumed_counters: HashMap<PoolId, CounterSets>,
     results: Vec<Vec<Picked>>,
     steps: u64,
@@ -399,29 +419,37 @@ impl Allocator {
     /// `Ok(Some(..))` one allocation per claim, in order; `Ok(None)` they
     /// cannot all be allocated there.
     pub fn allocate(&self, node_name: &str, labels: &Labels) -> Result<Option<Vec<Allocation>>, AllocError> {
-        self.run(node_name, labels, None)
+        match self.find(node_name, labels, None)? {
+            Some(found) => Ok(Some(self.results(&found)?.into_iter().map(|result| Allocation { result }).collect())),
+            None => Ok(None),
+        }
     }
 
     /// As [`allocate`](Allocator::allocate), giving up with
     /// [`AllocError::Timeout`] at `deadline` (`filterTimeout`).
     pub fn allocate_until(&self, node_name: &str, labels: &Labels, deadline: Instant) -> Result<Option<Vec<Allocation>>, AllocError> {
-        self.run(node_name, labels, Some(deadline))
+        match self.find(node_name, labels, Some(deadline))? {
+            Some(found) => Ok(Some(self.results(&found)?.into_iter().map(|result| Allocation { result }).collect())),
+            None => Ok(None),
+        }
     }
 
-    fn run(&self, node_name: &str, labels: &Labels, deadline: Option<Instant>) -> Result<Option<Vec<Allocation>>, AllocError> {
-        let pools = pools::gather(&self.inventory, node_name, labels);
+    /// The search alone: the devices each claim would get on the node, or
+    /// `None`. [`results`](Allocator::results) writes them out.
+    pub fn find(&self, node_name: &str, labels: &Labels, deadline: Option<Instant>) -> Result<Option<Found>, AllocError> {
+        let pools = pools::for_node(&self.inventory, node_name, labels);
         let mut s = Search {
             deadline,
             a: self,
             node_name,
             labels,
             pools,
-            data: HashMap::new(),
-            selected_sub: HashMap::new(),
+            data: FxHashMap::default(),
+            selected_sub: FxHashMap::default(),
             constraints: Vec::new(),
-            matches: HashMap::new(),
-            allocating: HashMap::new(),
-            allocating_capacity: HashMap::new(),
+            matches: FxHashMap::default(),
+            allocating: FxHashMap::default(),
+            allocating_capacity: FxHashMap::default(),
             consumed_counters: HashMap::new(),
             results: vec![Vec::new(); self.claims.len()],
             steps: 0,
@@ -438,11 +466,17 @@ impl Allocator {
                 return Ok(None);
             }
         }
-        let mut out = Vec::with_capacity(self.claims.len());
-        for (ci, claim) in self.claims.iter().enumerate() {
-            out.push(Allocation { result: s.result_for(ci, claim)? });
-        }
-        Ok(Some(out))
+        Ok(Some(Found {
+            node: node_name.to_string(),
+            picks: std::mem::take(&mut s.results),
+            selected_sub: std::mem::take(&mut s.selected_sub),
+        }))
+    }
+
+    /// The allocation results of what [`find`](Allocator::find) found, one
+    /// per claim, as upstream writes them.
+    pub fn results(&self, found: &Found) -> Result<Vec<AllocationResult>, AllocError> {
+        self.claims.iter().enumerate().map(|(ci, claim)| self.result_for(found, ci, claim)).collect()
     }
 }
 
@@ -466,9 +500,9 @@ impl Allocator {
     /// they cannot be met together. Not upstream's: its message stays
     /// `cannot allocate all claims`.
     pub fn diagnose(&self, node_name: &str, labels: &Labels) -> String {
-        let pools = pools::gather(&self.inventory, node_name, labels);
+        let pools = pools::for_node(&self.inventory, node_name, labels);
         let mut notes = Vec::new();
-        for p in &pools {
+        for p in pools.iter() {
             if p.incomplete {
                 notes.push(format!("pool {} is incomplete (slices of its generation missing)", p.id));
             } else if let Some(r) = &p.invalid {
@@ -487,7 +521,8 @@ impl Allocator {
                 let mut met = false;
                 for req in &alternatives {
                     let f = self.funnel(&key, req, &usable, node_name, labels);
-                    let need = if req.is_all() { f.selected.max(1) } else { usize::try_from(req.count.max(0)).unwrap_or(usize::MAX) };
+                    let count = if req.count == 0 { 1 } else { req.count };
+                    let need = if req.is_all() { f.selected.max(1) } else { usize::try_from(count.max(0)).unwrap_or(usize::MAX) };
                     if f.usable >= need && !(req.is_all() && f.usable < f.selected) {
                         met = true;
                         break;
@@ -753,7 +788,10 @@ impl<'a> Search<'a> {
         let mut data = RequestData { req, parent, class: Some(class), num_devices: 0, all_devices: Vec::new(), capacity };
         match data.req.mode {
             "" | "ExactCount" => {
-                data.num_devices = usize::try_from(data.req.count.max(0)).unwrap_or(usize::MAX);
+                // The API server defaults an unset count to one (manifests
+                // read by simulate are not defaulted); validation refuses 0.
+                let count = if data.req.count == 0 { 1 } else { data.req.count };
+                data.num_devices = usize::try_from(count.max(0)).unwrap_or(usize::MAX);
             }
             "All" => {
                 let pools: Vec<(PoolId, bool, bool, Vec<Arc<PSlice>>)> =
@@ -834,11 +872,19 @@ impl<'a> Search<'a> {
         let id = || self.a.inventory.name_of(dev.id);
         for (i, sel) in selectors.iter().enumerate() {
             let Some(cel) = &sel.cel else { continue };
-            let compiled = crate::cel::compile(&cel.expression).map_err(|e| match class {
-                Some(c) => fatal(format!("class {}: selector #{i}: CEL compile error: {e}", c.metadata.name)),
-                None => fatal(format!("claim {}: selector #{i}: CEL compile error: {e}", self.claim_ref(ci))),
-            })?;
-            match compiled.evaluate(dev.cel_input()) {
+            let verdict = match dev.cached_verdict(&cel.expression) {
+                Some(v) => v,
+                None => {
+                    let compiled = crate::cel::compile(&cel.expression).map_err(|e| match class {
+                        Some(c) => fatal(format!("class {}: selector #{i}: CEL compile error: {e}", c.metadata.name)),
+                        None => fatal(format!("claim {}: selector #{i}: CEL compile error: {e}", self.claim_ref(ci))),
+                    })?;
+                    let v = compiled.evaluate(dev.cel_input()).map_err(|e| e.to_string());
+                    dev.keep_verdict(&cel.expression, v.clone());
+                    v
+                }
+            };
+            match verdict {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
                 Err(e) => {
@@ -1179,40 +1225,53 @@ impl<'a> Search<'a> {
             }
         }
     }
+}
+
+impl Allocator {
+    /// The request (or subrequest) of claim `ci` a pick of `found` served.
+    fn req_of<'c>(claim: &'c ResourceClaim, ri: usize, si: usize) -> Option<Req<'c>> {
+        let request = claim.spec.devices.requests.get(ri)?;
+        match &request.exactly {
+            Some(e) => Some(Req::exact(request, e)),
+            None => request.first_available.get(si).map(Req::sub),
+        }
+    }
 
     /// The allocation result of claim `ci`, as upstream builds it.
-    fn result_for(&self, ci: usize, claim: &ResourceClaim) -> Result<AllocationResult, AllocError> {
+    fn result_for(&self, found: &Found, ci: usize, claim: &ResourceClaim) -> Result<AllocationResult, AllocError> {
         let mut out = AllocationResult::default();
-        for p in &self.results[ci] {
+        for p in &found.picks[ci] {
             let dev = &p.slice.devices[p.device];
             let name = |x: &Arc<str>| x.to_string();
+            let tolerations = Self::req_of(claim, p.key.1, p.key.2).map(|r| r.tolerations.to_vec()).unwrap_or_default();
             out.devices.results.push(DeviceResult {
-                request: match &p.parent {
-                    Some(parent) => format!("{parent}/{}", p.request),
-                    None => p.request.clone(),
-                },
+                request: p.request_name(),
                 driver: name(&p.slice.pool.driver),
                 pool: name(&p.slice.pool.pool),
                 device: dev.name.clone(),
                 admin_access: p.admin_access,
-                tolerations: self.data[&p.key].req.tolerations.to_vec(),
+                tolerations,
                 binding_conditions: dev.binding_conditions.clone(),
                 binding_failure_conditions: dev.binding_failure_conditions.clone(),
                 share_id: p.share_id.clone(),
                 consumed_capacity: p.consumed.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
             });
         }
+        // The request (or chosen subrequest) of each request index: its
+        // full name, class, and whether it is a subrequest.
+        let selected = |ri: usize| -> Option<(String, Option<Arc<DeviceClass>>, bool)> {
+            let request = claim.spec.devices.requests.get(ri)?;
+            let si = found.selected_sub.get(&(ci, ri)).copied().unwrap_or(0);
+            let req = Self::req_of(claim, ri, si)?;
+            let sub = request.exactly.is_none();
+            let full = if sub { format!("{}/{}", request.name, req.name) } else { req.name.to_string() };
+            Some((full, self.classes.get(req.class_name).cloned(), sub))
+        };
         // Configuration: each class's once (listing every request of that
         // class), then the claim's.
         let mut class_ranges: HashMap<String, (usize, usize)> = HashMap::new();
-        let selected = |ri: usize| -> Option<&RequestData<'a>> {
-            let si = self.selected_sub.get(&(ci, ri)).copied().unwrap_or(0);
-            self.data.get(&(ci, ri, si))
-        };
         for ri in 0..claim.spec.devices.requests.len() {
-            let Some(data) = selected(ri) else { continue };
-            let Some(class) = &data.class else { continue };
-            let req_name = data.request_name();
+            let Some((req_name, Some(class), _)) = selected(ri) else { continue };
             if let Some(&(s, e)) = class_ranges.get(&class.metadata.name) {
                 for i in s..e {
                     out.devices.config[i].requests.push(req_name.clone());
@@ -1240,11 +1299,8 @@ impl<'a> Search<'a> {
                     out.devices.config.push(entry.clone());
                     break;
                 }
-                let Some(data) = selected(ri) else { continue };
-                if data.parent.is_none() {
-                    continue;
-                }
-                if config.requests.contains(&data.request_name()) {
+                let Some((full, _, true)) = selected(ri) else { continue };
+                if config.requests.contains(&full) {
                     out.devices.config.push(entry.clone());
                     break;
                 }
@@ -1256,22 +1312,23 @@ impl<'a> Search<'a> {
                 continue;
             }
             let all = claim.spec.devices.requests.iter().enumerate().all(|(ri, request)| {
-                c.requests.contains(&request.name)
-                    || selected(ri).is_some_and(|d| d.parent.is_some() && c.requests.contains(&d.request_name()))
+                c.requests.contains(&request.name) || selected(ri).is_some_and(|(full, _, sub)| sub && c.requests.contains(&full))
             });
             if all {
                 c.requests.clear();
             }
         }
-        out.node_selector =
-            self.node_selector(ci).map_err(|e| fatal(format!("create NodeSelector for claim {}: {e}", claim.metadata.name)))?;
+        out.node_selector = node_selector(&found.picks[ci], &found.node)
+            .map_err(|e| fatal(format!("create NodeSelector for claim {}: {e}", claim.metadata.name)))?;
         Ok(out)
     }
+}
 
-    /// Upstream's `createNodeSelector`.
-    fn node_selector(&self, ci: usize) -> Result<Option<WireNodeSelector>, String> {
+/// Upstream's `createNodeSelector`, for the devices picked for one claim on `node`.
+fn node_selector(picks: &[Picked], node: &str) -> Result<Option<WireNodeSelector>, String> {
+    {
         let mut term = WireNodeSelectorTerm::default();
-        for p in &self.results[ci] {
+        for p in picks {
             let dev = &p.slice.devices[p.device];
             let scope = if p.slice.per_device_node_selection { &dev.scope } else { &p.slice.scope };
             if scope.node_name.is_some() || dev.binds_to_node {
@@ -1281,7 +1338,7 @@ impl<'a> Search<'a> {
                         match_fields: vec![WireRequirement {
                             key: "metadata.name".into(),
                             operator: "In".into(),
-                            values: vec![self.node_name.to_string()],
+                            values: vec![node.to_string()],
                         }],
                     }],
                 }));

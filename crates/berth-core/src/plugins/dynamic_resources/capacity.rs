@@ -42,6 +42,12 @@ pub fn fits(
             return Ok(false);
         }
     }
+    // The common case, a device used whole: it consumes exactly its
+    // capacity, which always fits and breaks no policy it does not have.
+    if requests.is_none() && allocated.is_none() && allocating.is_none() && capacity.values().all(|c| !c.has_policy && c.value.sign() >= 0)
+    {
+        return Ok(true);
+    }
     let mut consumed = BTreeMap::new();
     for (name, cap) in capacity {
         let c = consumed_amount(requests.and_then(|r| r.get(name)), cap).map_err(|e| format!("capacity {name:?}: {e}"))?;

@@ -106,6 +106,10 @@ pub struct PDevice {
     pub uses_compatibility_groups: bool,
     /// The CEL `device` variable, built on first use.
     cel: OnceLock<DeviceInput>,
+    /// Selector results already computed for this device, by expression:
+    /// a selector's verdict on a device never changes, and every node and
+    /// pod asks again.
+    verdicts: std::sync::RwLock<Vec<(Arc<str>, Result<bool, String>)>>,
     driver: Arc<str>,
 }
 
@@ -121,6 +125,22 @@ impl PDevice {
             };
             DeviceInput::new(&self.driver, self.allow_multiple.unwrap_or(false), &attributes, &capacity)
         })
+    }
+
+    /// The verdict of the selector `expression` on this device, if already
+    /// computed: `Ok(matches)`, or the evaluation's error. A selector's
+    /// verdict on a device never changes, and every node and pod asks again.
+    pub fn cached_verdict(&self, expression: &str) -> Option<Result<bool, String>> {
+        self.verdicts.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(e, _)| &**e == expression).map(|(_, v)| v.clone())
+    }
+
+    /// Keeps a verdict for [`cached_verdict`](PDevice::cached_verdict).
+    pub fn keep_verdict(&self, expression: &str, verdict: Result<bool, String>) {
+        let mut w = self.verdicts.write().unwrap_or_else(|e| e.into_inner());
+        // A handful of selectors per device: a class's and a request's.
+        if w.len() < 16 && !w.iter().any(|(e, _)| &**e == expression) {
+            w.push((Arc::from(expression), verdict));
+        }
     }
 
     fn raw_capacity(&self, name: &str) -> Option<crate::model::Quantity> {
@@ -203,6 +223,11 @@ pub struct Inventory {
     pub ids: HashMap<(Arc<str>, Arc<str>, String), DevId>,
     /// The names behind each number.
     pub names: Vec<(Arc<str>, Arc<str>, String)>,
+    /// Some slice or device selects nodes by label (so a node's pools
+    /// depend on its labels, not only its name).
+    pub selects_by_label: bool,
+    /// The pools of each node, as [`pools::for_node`](super::pools::for_node) found them.
+    pub pools: std::sync::RwLock<HashMap<String, (Option<Labels>, Arc<Vec<super::pools::Pool>>)>>,
 }
 
 fn parse_qty(field: &str, s: &str) -> Result<Qty, String> {
@@ -286,6 +311,7 @@ impl Inventory {
                     allow_multiple: d.allow_multiple_allocations,
                     uses_compatibility_groups: d.consumes_counters.iter().any(|c| !c.compatibility_groups.is_empty()),
                     cel: OnceLock::new(),
+                    verdicts: Default::default(),
                     driver: driver.clone(),
                 });
             }
@@ -326,6 +352,7 @@ impl Inventory {
                 shared_counters,
                 invalid_counters,
             };
+            inv.selects_by_label |= slice.scope.node_selector.is_some() || slice.devices.iter().any(|d| d.scope.node_selector.is_some());
             let index = inv.slices.len();
             match slice.scope.node_name.as_deref().filter(|n| !n.is_empty()) {
                 Some(n) => inv.on_node.entry(n.to_string()).or_default().push(index),

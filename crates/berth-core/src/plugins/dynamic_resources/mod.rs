@@ -109,11 +109,28 @@ struct State {
     /// Some claim needs an allocation (by the allocator, or one in flight).
     allocating: bool,
     allocator: Option<Arc<Allocator>>,
-    /// Filter's allocations, per node: one per claim without an allocation, in order.
-    node_allocations: Arc<Mutex<HashMap<String, Vec<AllocationResult>>>>,
+    /// What Filter found, per node: the allocator's devices (written out
+    /// as results only for the node Reserve gets), then allocations in flight.
+    node_allocations: Arc<Mutex<HashMap<String, NodeAllocation>>>,
+    /// How many nodes Filter explained in detail (see `DIAGNOSED_NODES`).
+    diagnosed: Arc<std::sync::atomic::AtomicUsize>,
     /// Claims found not available on some node (PostFilter may deallocate them).
     unavailable: Arc<Mutex<BTreeSet<usize>>>,
 }
+
+/// What Filter found on one node.
+#[derive(Clone)]
+struct NodeAllocation {
+    /// The allocator's devices for the claims it allocates.
+    found: Option<Arc<allocator::Found>>,
+    /// Allocations in flight that the pod shares (a group member's).
+    pending: Vec<AllocationResult>,
+}
+
+/// Nodes per attempt whose rejection says in detail why (`--explain`,
+/// `kubectl berth why` show a sample; the count of every rejection stays
+/// exact): the detail costs a second look at the node's devices.
+const DIAGNOSED_NODES: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -385,22 +402,23 @@ fn state_of(state: &CycleState) -> Option<&State> {
 }
 
 /// Upstream's `computeScore`: for each claim, each allocated subrequest of
-/// a `firstAvailable` request scores `8 - its position`.
-fn compute_score(claims: &[Arc<ResourceClaim>], allocations: &[AllocationResult]) -> Result<i64, String> {
+/// a `firstAvailable` request scores `8 - its position`. `allocated` holds,
+/// per claim without an allocation, the requests that got devices.
+fn compute_score(claims: &[Arc<ResourceClaim>], allocated: &[Vec<String>]) -> Result<i64, String> {
     let mut score = 0;
     let mut next = 0;
     for claim in claims {
-        let alloc = match &claim.status.allocation {
-            Some(a) => a,
+        let requests: Vec<&str> = match &claim.status.allocation {
+            Some(a) => a.devices.results.iter().map(|r| r.request.as_str()).collect(),
             None => {
-                let Some(a) = allocations.get(next) else {
-                    return Err(format!("number of allocations {} is smaller than number of claims needing allocation", allocations.len()));
+                let Some(a) = allocated.get(next) else {
+                    return Err(format!("number of allocations {} is smaller than number of claims needing allocation", allocated.len()));
                 };
                 next += 1;
-                a
+                a.iter().map(String::as_str).collect()
             }
         };
-        let subs: BTreeSet<&str> = alloc.devices.results.iter().map(|r| r.request.as_str()).filter(|r| r.split('/').count() == 2).collect();
+        let subs: BTreeSet<&str> = requests.into_iter().filter(|r| r.split('/').count() == 2).collect();
         for req in &claim.spec.devices.requests {
             if req.exactly.is_some() {
                 continue;
@@ -550,41 +568,36 @@ impl Plugin for DynamicResources {
                 }
             }
         }
-        let mut allocations = Vec::new();
+        let mut found = None;
         if s.allocating {
-            let mut pending = Vec::new();
-            for (i, claim) in s.claims.iter().enumerate() {
-                if claim.status.allocation.is_some() {
-                    continue;
-                }
-                if let Some(a) = &s.info[i].allocation {
-                    pending.push(a.clone());
-                }
-            }
             if let Some(allocator) = &s.allocator {
-                let run = match self.filter_timeout {
-                    Some(t) => allocator.allocate_until(name, labels, Instant::now() + t),
-                    None => allocator.allocate(name, labels),
-                };
-                match run {
+                let deadline = self.filter_timeout.map(|t| Instant::now() + t);
+                match allocator.find(name, labels, deadline) {
                     Err(AllocError::Timeout) => return Status::error(format!("node {name}: timed out trying to allocate devices")),
                     Err(AllocError::Node(msg)) => return Status::unresolvable(msg),
                     Err(AllocError::Fatal(msg)) => return Status::error(msg),
                     Ok(None) => {
-                        return Status::unresolvable("cannot allocate all claims").with_detail(allocator.diagnose(name, labels));
+                        let status = Status::unresolvable("cannot allocate all claims");
+                        if s.diagnosed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < DIAGNOSED_NODES {
+                            return status.with_detail(allocator.diagnose(name, labels));
+                        }
+                        return status;
                     }
-                    Ok(Some(found)) => allocations.extend(found.into_iter().map(|a| a.result)),
+                    Ok(Some(f)) => found = Some(Arc::new(f)),
                 }
             }
-            // Claims the allocator allocated come first, then those in flight.
-            allocations.extend(pending);
         }
         if !unavailable.is_empty() {
             lock(&s.unavailable).extend(unavailable);
             return Status::unresolvable("resourceclaim not available on the node");
         }
         if s.allocating {
-            lock(&s.node_allocations).insert(name.clone(), allocations);
+            // Claims the allocator allocates come first, then those in flight.
+            let pending = (0..s.claims.len())
+                .filter(|&i| s.claims[i].status.allocation.is_none())
+                .filter_map(|i| s.info[i].allocation.clone())
+                .collect();
+            lock(&s.node_allocations).insert(name.clone(), NodeAllocation { found, pending });
         }
         Status::success()
     }
@@ -620,7 +633,9 @@ impl Plugin for DynamicResources {
         let Some(s) = state_of(state) else { return (0, Status::success()) };
         let allocations = lock(&s.node_allocations);
         let Some(a) = allocations.get(&node.node.name) else { return (0, Status::success()) };
-        match compute_score(&s.claims, a) {
+        let mut requests = a.found.as_ref().map(|f| f.requests()).unwrap_or_default();
+        requests.extend(a.pending.iter().map(|p| p.devices.results.iter().map(|r| r.request.clone()).collect()));
+        match compute_score(&s.claims, &requests) {
             Ok(score) => (score, Status::success()),
             Err(e) => (0, Status::error(e)),
         }
@@ -637,9 +652,17 @@ impl Plugin for DynamicResources {
         if !s.allocating {
             return Status::success();
         }
-        let Some(allocations) = lock(&s.node_allocations).get(node).cloned() else {
+        let Some(on_node) = lock(&s.node_allocations).get(node).cloned() else {
             return Status::error("claim allocation not found for node");
         };
+        let mut allocations = match (&on_node.found, &s.allocator) {
+            (Some(found), Some(allocator)) => match allocator.results(found) {
+                Ok(r) => r,
+                Err(e) => return Status::error(e.to_string()),
+            },
+            _ => Vec::new(),
+        };
+        allocations.extend(on_node.pending);
         let unallocated: Vec<usize> = (0..s.claims.len()).filter(|&i| s.claims[i].status.allocation.is_none()).collect();
         if allocations.len() != unallocated.len() {
             return Status::error(format!(

@@ -49,6 +49,21 @@ fn add_slice(pools: &mut BTreeMap<PoolId, Vec<Arc<PSlice>>>, slice: &Arc<PSlice>
     }
 }
 
+/// The pools with devices for the node `node_name` (with `labels`), kept in
+/// the inventory: they change only with the slices (which rebuild the
+/// inventory) and, where a slice selects nodes by label, the node's labels.
+pub fn for_node(inv: &Inventory, node_name: &str, labels: &Labels) -> Arc<Vec<Pool>> {
+    let label_key = if inv.selects_by_label { Some(labels) } else { None };
+    if let Some((l, pools)) = inv.pools.read().unwrap_or_else(|e| e.into_inner()).get(node_name) {
+        if l.as_ref() == label_key {
+            return pools.clone();
+        }
+    }
+    let pools = Arc::new(gather(inv, node_name, labels));
+    inv.pools.write().unwrap_or_else(|e| e.into_inner()).insert(node_name.to_string(), (label_key.cloned(), pools.clone()));
+    pools
+}
+
 /// The pools with devices for the node `node_name` (with `labels`).
 pub fn gather(inv: &Inventory, node_name: &str, labels: &Labels) -> Vec<Pool> {
     let mut by_pool: BTreeMap<PoolId, Vec<Arc<PSlice>>> = BTreeMap::new();
