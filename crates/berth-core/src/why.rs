@@ -275,7 +275,9 @@ impl Why {
 /// Rejected nodes grouped by (plugin, reason), most nodes first; nodes
 /// ruled out as a whole (PreFilter) count as one group over the rest.
 fn group(snapshot: &Snapshot, st: &NodeToStatus) -> Vec<Rejection> {
-    let mut groups: BTreeMap<(String, String, Option<String>), (usize, Vec<String>)> = BTreeMap::new();
+    // (plugin, reason, detail) -> (nodes, some of their names)
+    type Key = (String, String, Option<String>);
+    let mut groups: BTreeMap<Key, (usize, Vec<String>)> = BTreeMap::new();
     let mut add = |s: &Status, node: Option<&str>, n: usize| {
         for reason in &s.reasons {
             let g = groups.entry((s.plugin.to_string(), reason.to_string(), s.detail.as_deref().map(str::to_string))).or_default();

@@ -109,9 +109,16 @@ pub struct PDevice {
     /// Selector results already computed for this device, by expression:
     /// a selector's verdict on a device never changes, and every node and
     /// pod asks again.
-    verdicts: std::sync::RwLock<Vec<(Arc<str>, Result<bool, String>)>>,
+    verdicts: std::sync::RwLock<Vec<Verdict>>,
     driver: Arc<str>,
 }
+
+/// A selector's verdict on one device, by expression.
+type Verdict = (Arc<str>, Result<bool, String>);
+
+/// The pools a node sees, with the labels they were computed for (`None`
+/// when no slice selects by label).
+pub type NodePools = (Option<Labels>, Arc<Vec<super::pools::Pool>>);
 
 impl PDevice {
     /// The CEL input of this device.
@@ -227,7 +234,7 @@ pub struct Inventory {
     /// depend on its labels, not only its name).
     pub selects_by_label: bool,
     /// The pools of each node, as [`pools::for_node`](super::pools::for_node) found them.
-    pub pools: std::sync::RwLock<HashMap<String, (Option<Labels>, Arc<Vec<super::pools::Pool>>)>>,
+    pub pools: std::sync::RwLock<HashMap<String, NodePools>>,
 }
 
 fn parse_qty(field: &str, s: &str) -> Result<Qty, String> {
