@@ -181,6 +181,16 @@ fn hint_claim_change(tracker: &Tracker, pod: &Pod, event: &EventObject) -> Queue
     if change.deleted {
         return if change.freed { QueueingHint::Queue } else { QueueingHint::Skip };
     }
+    // Most events are about other pods' claims: settle those by name alone
+    // (the answer is Skip however the pod's own claims stand), without
+    // looking the pod's claims up. Every pending pod is asked on every
+    // claim event.
+    let named = !change.freed
+        && key.namespace == pod.namespace
+        && pod.resource_claims.iter().any(|c| matches!(claim_name(pod, c), Ok(Some((n, _))) if n == key.name));
+    if !change.freed && !named {
+        return QueueingHint::Skip;
+    }
     let uses = match pod_claims(tracker, pod) {
         Ok(claims) => claims.iter().any(|c| c.metadata.namespace == key.namespace && c.metadata.name == key.name),
         Err(_) => return QueueingHint::Skip,
@@ -433,6 +443,24 @@ fn compute_score(claims: &[Arc<ResourceClaim>], allocated: &[Vec<String>]) -> Re
     Ok(score)
 }
 
+/// The devices allocated to `pod`'s resource claims, by the pod's claim
+/// name, read through the handle's writer (the API server in `berth run`,
+/// the manifests' objects in `berth simulate`): what a plugin of the binding
+/// cycle (PreBind after DynamicResources', Bind, PostBind) reads to learn
+/// which devices its pod got. A claim not allocated (yet) has no devices;
+/// a pod claim that needs no claim is left out.
+pub fn allocated_devices(handle: &Handle, pod: &Pod) -> Result<Vec<(String, Vec<DeviceResult>)>, String> {
+    let writer = handle.writer().ok_or("this runtime cannot read ResourceClaims")?;
+    let mut out = Vec::new();
+    for c in &pod.resource_claims {
+        let Some((name, _)) = claim_name(pod, c)? else { continue };
+        let claim = writer.get(&CLAIMS, &pod.namespace, &name).map_err(|e| e.to_string())?;
+        let claim: ResourceClaim = serde_json::from_value(claim).map_err(|e| format!("resourceclaim {}/{name}: {e}", pod.namespace))?;
+        out.push((c.name.clone(), claim.status.allocation.map(|a| a.devices.results).unwrap_or_default()));
+    }
+    Ok(out)
+}
+
 #[crate::plugin]
 impl Plugin for DynamicResources {
     fn name(&self) -> &'static str {
@@ -629,6 +657,15 @@ impl Plugin for DynamicResources {
         (None, Status::code_only(Code::Unschedulable))
     }
 
+    /// Not upstream's (it has no PreScore): a pod without claims scores 0
+    /// on every node, so its Score is skipped rather than called per node.
+    fn pre_score(&self, state: &mut CycleState, _pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snapshot: &Snapshot) -> Status {
+        match state_of(state) {
+            Some(s) if s.allocating || s.claims.iter().any(|c| c.status.allocation.is_some()) => Status::success(),
+            _ => Status::skip(),
+        }
+    }
+
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
         let Some(s) = state_of(state) else { return (0, Status::success()) };
         let allocations = lock(&s.node_allocations);
@@ -672,6 +709,11 @@ impl Plugin for DynamicResources {
                 unallocated.len()
             ));
         }
+        // What Filter found on the other nodes, and the allocator with its
+        // view of the allocated devices, have served: a pod waiting to bind
+        // must not keep them (thousands of pods wait when the API is slow).
+        lock(&s.node_allocations).clear();
+        s.allocator = None;
         // Allocations are the allocator's (in claim order), then those in flight.
         let (fresh, shared): (Vec<usize>, Vec<usize>) = unallocated.iter().partition(|&&i| s.info[i].allocation.is_none());
         let order: Vec<usize> = fresh.into_iter().chain(shared).collect();
