@@ -75,6 +75,16 @@ pub mod prelude {
     pub use berth_core::plugin;
 }
 
+/// Dynamic resource allocation: the `resource.k8s.io/v1` objects as the
+/// built-in DynamicResources plugin reads them, and what a plugin of your
+/// own needs to learn which devices a pod got.
+pub mod dra {
+    pub use berth_core::plugins::dynamic_resources::allocated_devices;
+    pub use berth_core::plugins::dynamic_resources::objects::{
+        AllocationResult, DeviceClass, DeviceResult, ResourceClaim, ResourceSlice, CLAIMS, CLAIM_TEMPLATES, CLASSES, SLICES,
+    };
+}
+
 /// Running the simulator from code: tests of a plugin can schedule a
 /// cluster described by manifests and look at where each pod went.
 pub mod sim {

@@ -4,8 +4,10 @@
 //!   custom resource (PreFilter), and pods stamped on admission (PreBind).
 //! - [`stamped_binder`]: binds pods itself, marking who bound them (Bind).
 //! - [`batch`]: pods of a batch wait for each other at Permit, then bind together.
+//! - [`device_report`]: an event names the devices a bound pod's claims got (PostBind).
 
 pub mod batch;
+pub mod device_report;
 pub mod node_pool;
 pub mod stamped_binder;
 pub mod team_quota;
@@ -17,4 +19,5 @@ pub fn app() -> berth::cli::App {
         .with_plugin(team_quota::NAME, team_quota::TeamQuota::new)
         .with_plugin(stamped_binder::NAME, stamped_binder::StampedBinder::new)
         .with_plugin(batch::NAME, batch::Batch::new)
+        .with_plugin(device_report::NAME, device_report::DeviceReport::new)
 }

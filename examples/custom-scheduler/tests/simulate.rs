@@ -63,3 +63,58 @@ fn the_binary_has_berths_commands() {
     assert!(stderr.contains("plugin \"NodePool\"") && stderr.contains("unknown field \"defaultPol\""), "{stderr}");
     assert_eq!(stderr.matches("unknown field").count(), 1, "the reason once, not repeated by the error chain: {stderr}");
 }
+
+/// DeviceReport names the devices a bound pod's claims got.
+#[test]
+fn device_report_names_the_devices_of_a_bound_pod() {
+    let cluster = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+status: {allocatable: {cpu: "8", memory: 32Gi, pods: "110"}}
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu.example.com}
+spec:
+  selectors: [{cel: {expression: 'device.driver == "gpu.example.com"'}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {name: n1-gpus}
+spec:
+  driver: gpu.example.com
+  nodeName: n1
+  pool: {name: n1, generation: 1, resourceSliceCount: 1}
+  devices: [{name: gpu-0}, {name: gpu-1}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: two-gpus}
+spec:
+  spec:
+    devices:
+      requests: [{name: gpus, exactly: {deviceClassName: gpu.example.com, allocationMode: ExactCount, count: 2}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer}
+spec:
+  schedulerName: custom-scheduler
+  containers: [{name: c, image: train, resources: {claims: [{name: gpu}]}}]
+  resourceClaims: [{name: gpu, resourceClaimTemplateName: two-gpus}]
+"#;
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: custom-scheduler
+  plugins:
+    multiPoint:
+      enabled: [{name: DeviceReport}]
+";
+    let r = berth::sim::run(cluster, config, custom_scheduler::app().registry()).unwrap();
+    let trainer = r.pods.iter().find(|p| p.name == "trainer").unwrap();
+    assert_eq!(trainer.node.as_deref(), Some("n1"), "{}", trainer.message);
+    let report = trainer.events.iter().find(|e| e.reason == "DevicesAllocated").expect("a DevicesAllocated event");
+    assert_eq!(report.note, "gpu: gpu.example.com/n1/gpu-0, gpu.example.com/n1/gpu-1");
+}

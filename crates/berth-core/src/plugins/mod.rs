@@ -21,7 +21,6 @@ pub mod pod_topology_spread;
 pub mod queue_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
-pub mod unmodelled;
 pub mod volume;
 
 use std::sync::Arc;

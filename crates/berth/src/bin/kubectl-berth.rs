@@ -178,7 +178,13 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
         .context(w.config.as_ref().map_or("default configuration".into(), |p| p.display().to_string()))?;
     let (client, default_ns) = client(cli).await?;
     let ns = w.namespace.clone().unwrap_or(default_ns);
-    let mut live = snapshot::read(&client, &host.object_kinds()).await.context("reading the cluster")?;
+    // With DRA, the templates too: simulate makes the claims of the pods
+    // that name one, as the cluster's resourceclaim controller would.
+    let mut kinds = host.object_kinds();
+    if kinds.contains(&berth::dra::CLAIMS) {
+        kinds.push(berth::dra::CLAIM_TEMPLATES);
+    }
+    let mut live = snapshot::read(&client, &kinds).await.context("reading the cluster")?;
     for (key, e) in &live.uncounted {
         eprintln!("warning: {key} is on a node, but not even its requests can be read ({e}): not counted");
     }

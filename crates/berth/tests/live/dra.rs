@@ -367,3 +367,42 @@ spec:
     rules.delete(&format!("{}-maintenance", ns.name), &Default::default()).await.unwrap();
     ns.bound("blocked").await;
 }
+
+/// `kubectl berth what-if` with devices: the cluster's slices, classes,
+/// claims and templates are read; a new pod's claim is made from its
+/// template (as the resourceclaim controller would) and allocated in
+/// memory; the cluster is not touched.
+#[tokio::test]
+async fn what_if_places_new_pods_with_claims_on_the_devices_left() {
+    shared_scheduler();
+    let ns = Ns::new("drawhatif").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 2);
+    ns.gpu_pod("running").await;
+    ns.bound("running").await;
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  schedulerName: berth\n  nodeSelector: {{berth-test: {ns}}}\n  containers: [{{name: c, image: i, resources: {{claims: [{{name: gpu}}]}}}}]\n  resourceClaims: [{{name: gpu, resourceClaimTemplateName: one-gpu}}]\n",
+            ns = ns.name
+        )
+    };
+    let manifests = write_temp(&format!("{}-new.yaml", ns.name), &format!("{}---\n{}", pod("first"), pod("second")));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-berth"))
+        .arg("--kubeconfig")
+        .arg(&env().kubeconfig)
+        .args(["what-if", "-o", "json", "-n", &ns.name, "-f", manifests.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |name: &str| v["pods"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    // One GPU is taken by "running": one new pod gets the other, one waits.
+    let (first, second) = (of("first"), of("second"));
+    let placed: Vec<&Value> = [&first, &second].into_iter().filter(|p| p["node"] == json!(node)).collect();
+    assert_eq!(placed.len(), 1, "{first:?} {second:?}");
+    let waiting = if first["node"].is_null() { &first } else { &second };
+    assert!(waiting["message"].as_str().unwrap().contains("1 cannot allocate all claims"), "{waiting:?}");
+    // Nothing changed in the cluster.
+    assert!(ns.pods().get_opt("first").await.unwrap().is_none());
+    assert_eq!(ns.claims().list(&ListParams::default()).await.unwrap().items.len(), 1, "only the running pod's claim");
+}
