@@ -27,8 +27,20 @@ use serde_json::{json, Value};
 
 mod plot;
 
-const WORKLOADS: [&str; 8] =
-    ["SchedulingBasic", "PodAntiAffinity", "TopologySpreading", "NodeAffinity", "Preemption", "Mixed", "GangScheduling", "GangMixed"];
+const WORKLOADS: [&str; 12] = [
+    "SchedulingBasic",
+    "PodAntiAffinity",
+    "TopologySpreading",
+    "NodeAffinity",
+    "Preemption",
+    "Mixed",
+    "GangScheduling",
+    "GangMixed",
+    "SchedulingWithResourceClaimTemplate",
+    "SchedulingWithResourceClaim",
+    "Partitionable",
+    "FirstAvailable",
+];
 /// Pods per native PodGroup (gang, minCount = size) in the gang workloads.
 const GANG_SIZE: usize = 50;
 const SCHEDULER_NAME: &str = "bench";
@@ -189,6 +201,16 @@ fn pod_spec(workload: &str, i: usize) -> Value {
             spec["priorityClassName"] = json!("bench-high");
             spec["containers"][0]["resources"]["requests"] = json!({"cpu": "1", "memory": "1Gi"});
         }
+        "SchedulingWithResourceClaimTemplate" | "Partitionable" | "FirstAvailable" => {
+            // scheduler_perf's pod-with-claim-template.yaml.
+            spec["resourceClaims"] = json!([{"name": "resource", "resourceClaimTemplateName": "test-claim-template"}]);
+            spec["containers"][0]["resources"]["claims"] = json!([{"name": "resource"}]);
+        }
+        "SchedulingWithResourceClaim" => {
+            // pod-with-claim-ref.yaml: five pods share each claim.
+            spec["resourceClaims"] = json!([{"name": "resource", "resourceClaimName": format!("test-claim-{}", i / 5)}]);
+            spec["containers"][0]["resources"]["claims"] = json!([{"name": "resource"}]);
+        }
         "GangScheduling" | "GangMixed" => {
             // scheduler_perf's gang pods: 100m / 100Mi. In GangMixed each odd
             // gang's first member asks for more than a node has.
@@ -202,10 +224,144 @@ fn pod_spec(workload: &str, i: usize) -> Value {
     json!({"metadata": {"name": format!("p-{i:06}"), "labels": labels}, "spec": spec})
 }
 
+/// Whether a workload's pods claim devices (DRA).
+fn is_dra(workload: &str) -> bool {
+    matches!(workload, "SchedulingWithResourceClaimTemplate" | "SchedulingWithResourceClaim" | "Partitionable" | "FirstAvailable")
+}
+
+/// A short name for a workload, for namespaces (at most 63 characters).
+fn short(workload: &str) -> String {
+    match workload {
+        "SchedulingWithResourceClaimTemplate" => "dra-template".into(),
+        "SchedulingWithResourceClaim" => "dra-shared".into(),
+        "Partitionable" => "dra-partitionable".into(),
+        "FirstAvailable" => "dra-firstavailable".into(),
+        w => w.to_lowercase(),
+    }
+}
+
+fn resource_api(kind: &str, plural: &str) -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "resource.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "resource.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// The devices, class and claims of a DRA workload, as scheduler_perf's
+/// templates make them (test/integration/scheduler_perf/dra/templates), for
+/// a driver of the run's own (`<ns>.dra.bench`): runs do not share devices
+/// a previous run's claims may still hold. Returns the objects to delete after.
+async fn dra_setup(
+    c: &kube::Client,
+    ns: &str,
+    workload: &str,
+    nodes: usize,
+    pods: usize,
+) -> Result<Vec<(kube::core::ApiResource, String)>> {
+    let driver = format!("{ns}.dra.bench");
+    let mut cleanup = Vec::new();
+    let class_api: Api<kube::core::DynamicObject> = Api::all_with(c.clone(), &resource_api("DeviceClass", "deviceclasses"));
+    let class = |name: &str, driver: &str| -> kube::core::DynamicObject {
+        from_json(json!({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": name},
+            "spec": {"selectors": [{"cel": {"expression": format!("device.driver == \"{driver}\"")}}]}}))
+    };
+    for (name, d) in [(format!("{ns}-test-class"), driver.clone()), (format!("{ns}-no-devices"), "no-such-driver.dra.bench".to_string())] {
+        let _ = class_api.delete(&name, &Default::default()).await;
+        class_api
+            .create(&PostParams::default(), &class(&name, &d))
+            .await
+            .context("creating a DeviceClass (does the API server serve resource.k8s.io/v1?)")?;
+        cleanup.push((resource_api("DeviceClass", "deviceclasses"), name));
+    }
+    let slices: Api<kube::core::DynamicObject> = Api::all_with(c.clone(), &resource_api("ResourceSlice", "resourceslices"));
+    let names = Arc::new(Mutex::new(Vec::new()));
+    for_each_concurrent(nodes, 32, |i| {
+        let (slices, driver, names) = (slices.clone(), driver.clone(), names.clone());
+        let ns = ns.to_string();
+        let workload = workload.to_string();
+        async move {
+            let node = format!("bench-node-{i:05}");
+            let pool = json!({"name": format!("{ns}-{i}"), "generation": 1, "resourceSliceCount": if workload == "Partitionable" { 2 } else { 1 }});
+            let mut objects = Vec::new();
+            if workload == "Partitionable" {
+                // resourceslice-partitionable-{countersets,devices}.yaml.
+                let ones = |names: &[&str]| -> Value { names.iter().map(|n| (n.to_string(), json!({"value": "1"}))).collect::<serde_json::Map<_, _>>().into() };
+                objects.push(json!({"metadata": {"name": format!("{ns}-counters-{i}")}, "spec": {"driver": driver, "nodeName": node, "pool": pool,
+                    "sharedCounters": [{"name": "counter-set", "counters": ones(&["counter1", "counter2", "counter3", "counter4"])}]}}));
+                objects.push(json!({"metadata": {"name": format!("{ns}-devices-{i}")}, "spec": {"driver": driver, "nodeName": node, "pool": pool,
+                    "devices": [
+                        {"name": "device-1", "consumesCounters": [{"counterSet": "counter-set", "counters": ones(&["counter1", "counter2"])}]},
+                        {"name": "device-2", "consumesCounters": [{"counterSet": "counter-set", "counters": ones(&["counter3", "counter4"])}]}]}}));
+            } else {
+                // resourceslice-basic-devices.yaml (two devices for shared claims).
+                let count = if workload == "SchedulingWithResourceClaim" { 2 } else { 10 };
+                let devices: Vec<Value> = (0..count).map(|d| json!({"name": format!("basic-device-{d}"), "attributes": {
+                    "driverVersion": {"version": "1.2.3"}, "model": {"string": "B60"}, "type": {"string": "gpu"},
+                    "resource.kubernetes.io/pciRoot": {"string": format!("pci0000:0{}", d % 2)}},
+                    "capacity": {"memory": {"value": "24480Mi"}, "millicores": {"value": "1k"}}})).collect();
+                objects.push(json!({"metadata": {"name": format!("{ns}-{i}")}, "spec": {"driver": driver, "nodeName": node, "pool": pool, "devices": devices}}));
+            }
+            for mut o in objects {
+                o["apiVersion"] = json!("resource.k8s.io/v1");
+                o["kind"] = json!("ResourceSlice");
+                let name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                slices.create(&PostParams::default(), &from_json(o)).await?;
+                names.lock().unwrap().push(name);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    for name in names.lock().unwrap().drain(..) {
+        cleanup.push((resource_api("ResourceSlice", "resourceslices"), name));
+    }
+    let class = format!("{ns}-test-class");
+    match workload {
+        "SchedulingWithResourceClaim" => {
+            let claims: Api<kube::core::DynamicObject> =
+                Api::namespaced_with(c.clone(), ns, &resource_api("ResourceClaim", "resourceclaims"));
+            for_each_concurrent(pods.div_ceil(5), 32, |k| {
+                let (claims, class) = (claims.clone(), class.clone());
+                async move {
+                    let o = json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": format!("test-claim-{k}")},
+                        "spec": {"devices": {"requests": [{"name": "req-0", "exactly": {"deviceClassName": class}}]}}});
+                    claims.create(&PostParams::default(), &from_json(o)).await?;
+                    Ok(())
+                }
+            })
+            .await?;
+        }
+        _ => {
+            let request = match workload {
+                "Partitionable" => {
+                    json!({"name": "req-0", "exactly": {"deviceClassName": class, "allocationMode": "ExactCount", "count": 2}})
+                }
+                "FirstAvailable" => json!({"name": "req-0", "firstAvailable": [
+                    {"name": "sub-0", "deviceClassName": format!("{ns}-no-devices")}, {"name": "sub-1", "deviceClassName": class}]}),
+                _ => json!({"name": "req-0", "exactly": {"deviceClassName": class}}),
+            };
+            let templates: Api<kube::core::DynamicObject> =
+                Api::namespaced_with(c.clone(), ns, &resource_api("ResourceClaimTemplate", "resourceclaimtemplates"));
+            let o = json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate", "metadata": {"name": "test-claim-template"},
+                "spec": {"spec": {"devices": {"requests": [request]}}}});
+            templates.create(&PostParams::default(), &from_json(o)).await?;
+        }
+    }
+    Ok(cleanup)
+}
+
 /// How many of `pods` measured pods a correct scheduler binds.
-fn placeable(workload: &str, pods: usize) -> usize {
+fn placeable(workload: &str, nodes: usize, pods: usize) -> usize {
     match workload {
         "GangMixed" => (0..pods).filter(|i| (i / GANG_SIZE) % 2 == 0).count(),
+        // Two partitionable devices per node, two per claim.
+        "Partitionable" => pods.min(nodes),
+        // Ten devices per node (two for shared claims, each shared by five pods).
+        "SchedulingWithResourceClaimTemplate" | "FirstAvailable" => pods.min(nodes * 10),
+        "SchedulingWithResourceClaim" => pods.min(nodes * 10),
         _ => pods,
     }
 }
@@ -583,10 +739,11 @@ async fn one_run(
     limits: &str,
     bar: &ProgressBar,
 ) -> Result<RunResult> {
-    let ns = format!("bench-{}-{scheduler}-{limits}", workload.to_lowercase());
+    let ns = format!("bench-{}-{scheduler}-{limits}", short(workload));
     let pods = empty_namespace(c, &ns).await?;
     init_pods(c, &ns, workload, args.nodes, args.pods).await?;
-    let expected = placeable(workload, args.pods);
+    let dra_objects = if is_dra(workload) { dra_setup(c, &ns, workload, args.nodes, args.pods).await? } else { Vec::new() };
+    let expected = placeable(workload, args.nodes, args.pods);
     let unlimited = limits == "unlimited";
     std::fs::create_dir_all(&args.out)?;
     let config = args.out.join(format!("config-{limits}.yaml"));
@@ -692,6 +849,9 @@ async fn one_run(
     };
     // Clean up for the next run: delete now, without grace (KWOK's pods have no kubelet).
     pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &ListParams::default()).await?;
+    for (ar, name) in dra_objects {
+        let _ = Api::<kube::core::DynamicObject>::all_with(c.clone(), &ar).delete(&name, &Default::default()).await;
+    }
     Ok(RunResult {
         workload: workload.into(),
         scheduler: scheduler.into(),
@@ -819,10 +979,16 @@ async fn main() -> Result<()> {
             let up = Command::new(repo().join("testenv/up"))
                 .env("BERTH_TESTENV_DIR", repo().join("target/testenv-bench"))
                 .env("BERTH_TESTENV_OWNER_PID", std::process::id().to_string())
-                // No controller manager: nothing in the workloads needs it, and
-                // its informers would share the two cores with the schedulers
-                // measured (the figures before issue 13 ran without it).
-                .env("BERTH_TESTENV_CONTROLLERS", "")
+                // No controller manager, but for DRA workloads its
+                // resourceclaim controller (claims from pods' templates, as
+                // scheduler_perf runs it): its informers share the two cores
+                // with the schedulers measured (the figures before issue 13
+                // ran without it). With any controller, PodGroups get a
+                // finalizer only podgroup-protection removes.
+                .env(
+                    "BERTH_TESTENV_CONTROLLERS",
+                    if workloads.iter().any(|w| is_dra(w)) { "resourceclaim-controller,podgroup-protection-controller" } else { "" },
+                )
                 .stderr(Stdio::inherit())
                 .output()?;
             if !up.status.success() {
