@@ -24,10 +24,15 @@ pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 /// Interned-enough resource name: cheap to clone, compared by content.
 pub type ResourceName = Arc<str>;
 
-/// Whether `name` is counted as a scalar (extended, hugepages, attachable
-/// volume) resource rather than one of cpu/memory/ephemeral-storage/pods.
+/// Whether `name` is counted as a scalar (extended, hugepages, prefixed
+/// native such as `deviceclass.resource.kubernetes.io/gpu`, attachable
+/// volume) resource rather than one of cpu/memory/ephemeral-storage/pods
+/// (upstream's `IsScalarResourceName`).
 pub fn is_scalar_resource_name(name: &str) -> bool {
-    is_extended_resource_name(name) || name.starts_with("hugepages-") || name.starts_with("attachable-volumes-")
+    is_extended_resource_name(name)
+        || name.starts_with("hugepages-")
+        || name.contains("kubernetes.io/")
+        || name.starts_with("attachable-volumes-")
 }
 
 /// Extended resources: fully qualified names outside the `kubernetes.io/` domain
@@ -171,7 +176,9 @@ mod tests {
         assert!(is_scalar_resource_name("hugepages-2Mi"));
         assert!(is_scalar_resource_name("attachable-volumes-aws-ebs"));
         assert!(!is_scalar_resource_name("cpu"));
-        assert!(!is_scalar_resource_name("kubernetes.io/foo"));
+        // Upstream's IsPrefixedNativeResource: any name containing `kubernetes.io/`.
+        assert!(is_scalar_resource_name("kubernetes.io/foo"));
+        assert!(is_scalar_resource_name("deviceclass.resource.kubernetes.io/gpu"));
         assert!(!is_scalar_resource_name("requests.example.com/foo"));
     }
 
