@@ -381,6 +381,17 @@ impl CycleRunner {
                 found => ((to_find - found) * pos / found * 5 / 4).max(64),
             };
         }
+        // What the rejecting plugins say beyond their reasons, for a sample.
+        let explainers: smallvec::SmallVec<[&Arc<dyn Plugin>; 2]> = fwk.filter.iter().filter(|p| p.has_rejection_detail()).collect();
+        if !explainers.is_empty() {
+            let st = &mut diagnosis.node_to_status;
+            for (idx, s) in st.statuses.iter().take(DETAILED_REJECTIONS) {
+                let Some(p) = explainers.iter().find(|p| p.name() == s.plugin) else { continue };
+                if let Some(d) = p.rejection_detail(state, pod, &nodes[*idx], s) {
+                    st.details.push((*idx, Arc::new(d)));
+                }
+            }
+        }
         for (idx, v, with) in built {
             self.with_nominated.put(idx, v, with);
         }
@@ -480,6 +491,7 @@ mod tests {
                 (2, Status::unresolvable("node(s) had untolerated taint(s)")),
             ],
             absent: None,
+            details: Vec::new(),
         };
         assert_eq!(
             fit_error_message(3, &statuses, "", "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."),
@@ -492,6 +504,7 @@ mod tests {
         let multi = NodeToStatus {
             statuses: vec![(0, Status::with_reasons(Code::Unschedulable, vec!["Insufficient cpu".into(), "Insufficient memory".into()]))],
             absent: Some(Status::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]")),
+            details: Vec::new(),
         };
         assert_eq!(
             fit_error_message(3, &multi, "", ""),

@@ -278,9 +278,9 @@ fn group(snapshot: &Snapshot, st: &NodeToStatus) -> Vec<Rejection> {
     // (plugin, reason, detail) -> (nodes, some of their names)
     type Key = (String, String, Option<String>);
     let mut groups: BTreeMap<Key, (usize, Vec<String>)> = BTreeMap::new();
-    let mut add = |s: &Status, node: Option<&str>, n: usize| {
+    let mut add = |s: &Status, node: Option<&str>, detail: Option<&String>, n: usize| {
         for reason in &s.reasons {
-            let g = groups.entry((s.plugin.to_string(), reason.to_string(), s.detail.as_deref().map(str::to_string))).or_default();
+            let g = groups.entry((s.plugin.to_string(), reason.to_string(), detail.cloned())).or_default();
             g.0 += n;
             if let Some(node) = node.filter(|_| g.1.len() < NODES_PER_REASON) {
                 g.1.push(node.to_string());
@@ -288,11 +288,12 @@ fn group(snapshot: &Snapshot, st: &NodeToStatus) -> Vec<Rejection> {
         }
     };
     for (idx, s) in &st.statuses {
-        add(s, snapshot.nodes().get(*idx).map(|n| n.name()), 1);
+        let detail = st.details.iter().find(|(i, _)| i == idx).map(|(_, d)| &**d);
+        add(s, snapshot.nodes().get(*idx).map(|n| n.name()), detail, 1);
     }
     if let Some(abs) = &st.absent {
         let listed = st.statuses.len();
-        add(abs, None, snapshot.num_nodes().saturating_sub(listed));
+        add(abs, None, None, snapshot.num_nodes().saturating_sub(listed));
     }
     let mut out: Vec<Rejection> =
         groups.into_iter().map(|((plugin, reason, detail), (count, nodes))| Rejection { plugin, reason, detail, count, nodes }).collect();

@@ -265,6 +265,46 @@ impl ObjectWriter for ApiWriter {
         self.patch(kind, namespace, name, patch, false)
     }
 
+    fn create(&self, kind: &ObjectKind, namespace: &str, object: &serde_json::Value) -> Result<serde_json::Value, WriteError> {
+        let ar = api_resource(kind);
+        let c = self.client.client.clone();
+        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let name = object.pointer("/metadata/name").or(object.pointer("/metadata/generateName")).and_then(|n| n.as_str()).unwrap_or("");
+        let key = || WriteError::key(kind, namespace, name);
+        let failed = |message: String| WriteError::Failed { kind: kind.to_string(), key: key(), message };
+        let mut object = object.clone();
+        object["apiVersion"] = json!(kind.api_version());
+        object["kind"] = json!(kind.kind);
+        let object: DynamicObject = serde_json::from_value(object).map_err(|e| failed(e.to_string()))?;
+        let created = self.runtime.block_on(async {
+            self.client.throttle().await;
+            api.create(&PostParams::default(), &object).await
+        });
+        match created {
+            Ok(o) => serde_json::to_value(o).map_err(|e| failed(e.to_string())),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                Err(WriteError::Conflict { kind: kind.to_string(), key: key(), message: e.message })
+            }
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
+    fn delete(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<(), WriteError> {
+        let ar = api_resource(kind);
+        let c = self.client.client.clone();
+        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let deleted = self.runtime.block_on(async {
+            self.client.throttle().await;
+            api.delete(name, &DeleteParams::default()).await
+        });
+        let key = || WriteError::key(kind, namespace, name);
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(WriteError::NotFound { kind: kind.to_string(), key: key() }),
+            Err(e) => Err(WriteError::Failed { kind: kind.to_string(), key: key(), message: e.to_string() }),
+        }
+    }
+
     fn merge_patch_status(
         &self,
         kind: &ObjectKind,

@@ -33,6 +33,8 @@ const POINTS: &[(&str, u32)] = &[
     // Not an extension point of the configuration: groups (`pod_group`).
     ("pod_group", 1 << 18),
     ("pod_group_result", 1 << 18),
+    // Not a point: more than a Filter rejection's reasons, for `why`.
+    ("rejection_detail", 1 << 19),
 ];
 
 const GENERATED: &str = "__extension_points";

@@ -23,7 +23,7 @@ const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// The name the API server would give for `generate_name`, with a suffix
 /// drawn from `seed` rather than at random, so a simulation repeats.
-fn generated(generate_name: &str, seed: &str) -> String {
+pub(crate) fn generated(generate_name: &str, seed: &str) -> String {
     // FNV-1a: stable across runs and platforms.
     let mut h: u64 = 0xcbf29ce484222325;
     for b in seed.bytes() {

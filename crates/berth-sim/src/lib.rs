@@ -230,16 +230,17 @@ fn scores_of(m: &ScoreMatrix, pos: usize) -> Vec<PluginScore> {
 
 fn add_rejections(snap: &berth_core::cache::Snapshot, st: &NodeToStatus, out: &mut HashMap<usize, NodeVerdict>) {
     for (idx, s) in &st.statuses {
-        out.insert(*idx, rejected(snap.nodes()[*idx].name(), s));
+        let detail = st.details.iter().find(|(i, _)| i == idx).map(|(_, d)| d.as_str());
+        out.insert(*idx, rejected(snap.nodes()[*idx].name(), s, detail));
     }
 }
 
-fn rejected(node: &str, s: &Status) -> NodeVerdict {
+fn rejected(node: &str, s: &Status, detail: Option<&str>) -> NodeVerdict {
     NodeVerdict {
         node: node.to_string(),
         filter: "rejected".into(),
         plugin: Some(s.plugin.to_string()).filter(|p| !p.is_empty()),
-        reason: Some(match &s.detail {
+        reason: Some(match detail {
             Some(d) => format!("{} ({d})", s.message()),
             None => s.message(),
         }),
@@ -263,7 +264,7 @@ fn explain_failure(engine: &Engine, st: &NodeToStatus) -> Explanation {
     add_rejections(snap, st, &mut verdicts);
     if let Some(abs) = &st.absent {
         for (idx, n) in snap.nodes().iter().enumerate() {
-            verdicts.entry(idx).or_insert_with(|| rejected(n.name(), abs));
+            verdicts.entry(idx).or_insert_with(|| rejected(n.name(), abs, None));
         }
     }
     let evaluated = verdicts.len();

@@ -43,6 +43,10 @@ struct PodCase {
     /// Pinned to this node (`N0`, ...).
     #[serde(default)]
     node: Option<String>,
+    /// No claim: this many of the extended resource `NS.example.com/gpu`
+    /// in the container's requests (backed by DRA, GA in 1.37).
+    #[serde(default)]
+    extended: Option<u32>,
 }
 
 /// The kube-scheduler of the test environment, with a profile of its own.
@@ -142,16 +146,24 @@ async fn play(case: &Case, scheduler: &str) -> Outcome {
     };
     let mut pods = Vec::new();
     for p in &case.pods {
-        let claim = match (&p.template, &p.claim) {
-            (Some(t), None) => json!({"name": "dev", "resourceClaimTemplateName": t}),
-            (None, Some(c)) => json!({"name": "dev", "resourceClaimName": c}),
-            _ => panic!("pod {}: one of template or claim", p.name),
+        let claim = match (&p.template, &p.claim, p.extended) {
+            (Some(t), None, None) => Some(json!({"name": "dev", "resourceClaimTemplateName": t})),
+            (None, Some(c), None) => Some(json!({"name": "dev", "resourceClaimName": c})),
+            (None, None, Some(_)) => None,
+            _ => panic!("pod {}: one of template, claim or extended", p.name),
         };
-        let mut extra = json!({
-            "resourceClaims": [claim],
-            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "dev"}]}}],
-        });
+        let mut extra = match (claim, p.extended) {
+            (Some(claim), _) => json!({
+                "resourceClaims": [claim],
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "dev"}]}}],
+            }),
+            (None, n) => {
+                let (resource, n) = (format!("{}.example.com/gpu", ns.name), n.unwrap_or(0).to_string());
+                json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", resource.clone(): n}, "limits": {resource: n}}}]})
+            }
+        };
         if let Some(n) = &p.node {
             let i: usize = n.trim_start_matches('N').parse().unwrap();
             extra["nodeSelector"] = json!({"berth-test": ns.name, "kubernetes.io/hostname": nodes[i]});
@@ -171,10 +183,11 @@ async fn play(case: &Case, scheduler: &str) -> Outcome {
     let mut claims = Vec::new();
     for p in &case.pods {
         let pod: Pod = ns.pods().get(&p.name).await.unwrap();
+        let extended = pod.status.as_ref().and_then(|s| s.extended_resource_claim_status.as_ref()).map(|e| e.resource_claim_name.clone());
         let name = match (&p.claim, pod.status.and_then(|s| s.resource_claim_statuses).and_then(|s| s.into_iter().next())) {
             (Some(c), _) => Some(c.clone()),
             (None, Some(s)) => s.resource_claim_name,
-            _ => None,
+            _ => extended,
         };
         let Some(name) = name else { continue };
         let Ok(claim) = claims_api.get(&name).await else { continue };

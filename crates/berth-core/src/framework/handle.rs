@@ -411,6 +411,30 @@ pub trait ObjectWriter: Send + Sync {
         })
     }
 
+    /// Creates `object` (the whole object; a `metadata.generateName` is
+    /// honoured as the API server honours it) in `namespace` and returns it
+    /// as written, with its name, UID and resource version. The default says
+    /// the runtime cannot create objects.
+    fn create(&self, kind: &ObjectKind, namespace: &str, object: &serde_json::Value) -> Result<serde_json::Value, WriteError> {
+        let name = object.pointer("/metadata/name").or(object.pointer("/metadata/generateName")).and_then(|n| n.as_str()).unwrap_or("");
+        Err(WriteError::Failed {
+            kind: kind.to_string(),
+            key: WriteError::key(kind, namespace, name),
+            message: "this runtime cannot create objects".into(),
+        })
+    }
+
+    /// Deletes the object `namespace/name` of `kind`;
+    /// [`WriteError::NotFound`] when it is gone already. The default says the
+    /// runtime cannot delete objects.
+    fn delete(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<(), WriteError> {
+        Err(WriteError::Failed {
+            kind: kind.to_string(),
+            key: WriteError::key(kind, namespace, name),
+            message: "this runtime cannot delete objects".into(),
+        })
+    }
+
     /// As [`merge_patch`](ObjectWriter::merge_patch), through the object's
     /// `status` subresource (kinds that have one ignore status changes made
     /// any other way). The default patches the object itself, which is

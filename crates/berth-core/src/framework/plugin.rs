@@ -131,6 +131,10 @@ pub struct NodeScore {
     pub score: i64,
 }
 
+/// How many rejected nodes per attempt the framework asks for
+/// [`Plugin::rejection_detail`] (the count of each rejection stays exact).
+pub const DETAILED_REJECTIONS: usize = 32;
+
 /// Per-node verdicts of one failed attempt.
 #[derive(Clone, Debug, Default)]
 pub struct NodeToStatus {
@@ -138,6 +142,10 @@ pub struct NodeToStatus {
     pub statuses: Vec<(usize, Status)>,
     /// Status of every node not listed (e.g. ruled out by a PreFilterResult).
     pub absent: Option<Status>,
+    /// Snapshot index -> what the rejecting plugin says beyond its reasons
+    /// ([`Plugin::rejection_detail`]), for some of the rejected nodes: for a
+    /// person asking why, never part of the FailedScheduling message.
+    pub details: Vec<(usize, std::sync::Arc<String>)>,
 }
 
 impl NodeToStatus {
@@ -307,6 +315,8 @@ const PRE_FILTER_EXTENSIONS: u32 = 1 << 16;
 const NORMALIZE_SCORE: u32 = 1 << 17;
 /// Bit of `pod_group` (and `pod_group_result`).
 const POD_GROUP: u32 = 1 << 18;
+/// `rejection_detail` defined.
+const REJECTION_DETAIL: u32 = 1 << 19;
 
 impl ExtensionPoints {
     /// Whether the set holds `point`.
@@ -480,6 +490,19 @@ pub trait Plugin: Send + Sync + 'static {
         false
     }
 
+    /// More than a Filter rejection's reasons say, for a person asking why
+    /// (`--explain`, `kubectl berth why`), asked after Filter for a sample
+    /// of the nodes this plugin rejected in the attempt (at most
+    /// [`DETAILED_REJECTIONS`]): `state` is the attempt's, `status` what
+    /// Filter returned for `node`. Upstream's FailedScheduling messages keep
+    /// only the reasons, so a plugin may explain here what its reasons
+    /// cannot (DynamicResources says which claim fell short and how far the
+    /// node's devices got). The default has nothing to add.
+    fn rejection_detail(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, status: &Status) -> Option<String> {
+        let _ = (state, pod, node, status);
+        None
+    }
+
     /// **PostFilter**: called when no node passed Filter. Preemption lives
     /// here: return the node to nominate and the pods to evict. `statuses`
     /// holds each node's Filter verdict. Return `Unschedulable` when you
@@ -605,6 +628,11 @@ impl dyn Plugin {
     /// Whether the plugin groups pods (`pod_group`).
     pub fn has_pod_group(&self) -> bool {
         self.__extension_points() & POD_GROUP != 0
+    }
+
+    /// Whether the plugin explains its Filter rejections (`rejection_detail`).
+    pub fn has_rejection_detail(&self) -> bool {
+        self.__extension_points() & REJECTION_DETAIL != 0
     }
 
     /// Whether Score results go through `normalize_score`.

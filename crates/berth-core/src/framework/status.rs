@@ -59,10 +59,6 @@ pub struct Status {
     pub reasons: Reasons,
     /// The plugin that produced a failure; empty on success.
     pub plugin: &'static str,
-    /// More than the reasons say, for a person asking why (`--explain`,
-    /// `kubectl berth why`): never part of the FailedScheduling message,
-    /// whose reasons must stay upstream's. `None` on most statuses.
-    pub detail: Option<std::sync::Arc<str>>,
 }
 
 /// By hand, for the common shapes: statuses kept across cycles are copied
@@ -75,7 +71,7 @@ impl Clone for Status {
             [Cow::Borrowed(r)] => smallvec::smallvec![Cow::Borrowed(*r)],
             _ => self.reasons.clone(),
         };
-        Status { code: self.code, reasons, plugin: self.plugin, detail: self.detail.clone() }
+        Status { code: self.code, reasons, plugin: self.plugin }
     }
 }
 
@@ -88,17 +84,17 @@ impl Default for Status {
 impl Status {
     /// Success, with no reasons.
     pub const fn success() -> Status {
-        Status { code: Code::Success, reasons: SmallVec::new_const(), plugin: "", detail: None }
+        Status { code: Code::Success, reasons: SmallVec::new_const(), plugin: "" }
     }
 
     /// A status with `code` and one reason.
     pub fn new(code: Code, reason: impl Into<Reason>) -> Status {
-        Status { code, reasons: smallvec![reason.into()], plugin: "", detail: None }
+        Status { code, reasons: smallvec![reason.into()], plugin: "" }
     }
 
     /// A status with several reasons (NodeResourcesFit gives one per insufficient resource).
     pub fn with_reasons(code: Code, reasons: impl Into<Reasons>) -> Status {
-        Status { code, reasons: reasons.into(), plugin: "", detail: None }
+        Status { code, reasons: reasons.into(), plugin: "" }
     }
 
     /// `Unschedulable`: rejected now, but preemption may make room.
@@ -120,25 +116,18 @@ impl Status {
 
     /// `Skip`: the plugin has nothing to do for this pod (PreFilter, PreScore, PreBind, Bind).
     pub fn skip() -> Status {
-        Status { code: Code::Skip, reasons: Reasons::new(), plugin: "", detail: None }
+        Status { code: Code::Skip, reasons: Reasons::new(), plugin: "" }
     }
 
     /// A status with `code` and no reasons, e.g. `Wait` from Permit.
     pub fn code_only(code: Code) -> Status {
-        Status { code, reasons: Reasons::new(), plugin: "", detail: None }
+        Status { code, reasons: Reasons::new(), plugin: "" }
     }
 
     /// Names the plugin that produced this status. The framework sets it on the failures it
     /// reports, so plugins need not.
     pub fn with_plugin(mut self, plugin: &'static str) -> Status {
         self.plugin = plugin;
-        self
-    }
-
-    /// Adds what a person asking why should know beyond the reasons (see
-    /// [`detail`](Status::detail)).
-    pub fn with_detail(mut self, detail: impl Into<std::sync::Arc<str>>) -> Status {
-        self.detail = Some(detail.into());
         self
     }
 

@@ -7,6 +7,11 @@ use super::*;
 
 /// The ResourceClaim API (`resource.k8s.io/v1`, GA in Kubernetes 1.34).
 fn resource(kind: &str, plural: &str) -> kube::core::ApiResource {
+    resource_kind(kind, plural)
+}
+
+/// The same, under a name that does not clash with a test's local `resource`.
+fn resource_kind(kind: &str, plural: &str) -> kube::core::ApiResource {
     kube::core::ApiResource {
         group: "resource.k8s.io".into(),
         version: "v1".into(),
@@ -405,4 +410,87 @@ async fn what_if_places_new_pods_with_claims_on_the_devices_left() {
     // Nothing changed in the cluster.
     assert!(ns.pods().get_opt("first").await.unwrap().is_none());
     assert_eq!(ns.claims().list(&ListParams::default()).await.unwrap().items.len(), 1, "only the running pod's claim");
+}
+
+/// Extended resources backed by DRA (GA in Kubernetes 1.37): a pod asking
+/// for `<ns>.example.com/gpu: 2` on a node whose allocatable lacks it gets
+/// two devices of the class that names the resource, through a claim Berth
+/// creates for it, owned by the pod and named in its status. On API servers
+/// before 1.37 (the field is alpha there, off) the class does not back the
+/// resource, and the pod stays pending: `Insufficient`.
+#[tokio::test]
+async fn a_pod_asking_for_an_extended_resource_gets_devices_of_the_class_that_backs_it() {
+    shared_scheduler();
+    let ns = Ns::new("draext").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    let resource = format!("{}.example.com/gpu", ns.name);
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {{name: NS-ext}}
+spec:
+  extendedResourceName: {resource}
+  selectors:
+  - cel: {{expression: 'device.driver == \"NS.gpu.example.com\"'}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {node}-gpus}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {node}
+  pool: {{name: {node}, generation: 1, resourceSliceCount: 1}}
+  devices: [{{name: gpu-0}}, {{name: gpu-1}}, {{name: gpu-2}}]
+"
+    ));
+    let classes: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &resource_kind("DeviceClass", "deviceclasses"));
+    let class = classes.get(&format!("{}-ext", ns.name)).await.unwrap();
+    let backed = class.data.pointer("/spec/extendedResourceName").is_some();
+    let gpu_pod = |name: &'static str, count: u32| {
+        let resources =
+            json!({"requests": {"cpu": "100m", resource.clone(): count.to_string()}, "limits": {resource.clone(): count.to_string()}});
+        let extra = json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": resources}]});
+        let ns = &ns;
+        async move { ns.pod(name, "berth", "100m", extra).await }
+    };
+    gpu_pod("two", 2).await;
+    if !backed {
+        eprintln!("this API server drops DeviceClass.spec.extendedResourceName (DRAExtendedResource is off before 1.37): the resource is not backed, the pod waits");
+        let note = ns.failed_note("two").await;
+        assert!(note.contains(&format!("Insufficient {resource}")), "{note}");
+        return;
+    }
+    ns.bound("two").await;
+    let pod = ns.pods().get("two").await.unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let status = serde_json::to_value(pod.status.unwrap()).unwrap();
+    let claim_name = status
+        .pointer("/extendedResourceClaimStatus/resourceClaimName")
+        .and_then(|n| n.as_str())
+        .expect("the pod names its claim")
+        .to_string();
+    assert!(claim_name.starts_with("two-extended-resources-"), "{claim_name}");
+    assert_eq!(
+        status.pointer("/extendedResourceClaimStatus/requestMappings"),
+        Some(&json!([{"containerName": "c", "resourceName": resource, "requestName": "container-0-request-1"}]))
+    );
+    let claim = ns.claims().get(&claim_name).await.unwrap();
+    assert_eq!(
+        claim.metadata.annotations.as_ref().and_then(|a| a.get("resource.kubernetes.io/extended-resource-claim")).map(String::as_str),
+        Some("true")
+    );
+    let owner = &claim.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Pod", uid.as_str(), Some(true)));
+    assert_eq!(claim.data.pointer("/status/reservedFor/0/uid").and_then(|u| u.as_str()), Some(uid.as_str()));
+    assert_eq!(allocated(&claim).len(), 2, "{claim:?}");
+
+    // One device is left: a pod asking for two waits, with upstream's message.
+    gpu_pod("two-more", 2).await;
+    let note = ns.failed_note("two-more").await;
+    assert!(note.contains("1 cannot allocate all claims"), "{note}");
+    assert_eq!(ns.node_of("two-more").await, None);
+    // The first pod ends: the resourceclaim controller deletes the claim
+    // made for it, and the waiting pod gets two devices.
+    ns.pods().delete("two", &Default::default()).await.unwrap();
+    ns.bound("two-more").await;
 }

@@ -288,7 +288,8 @@ impl Plugin for DefaultPreemption {
         }
         let all = snap.num_nodes();
         let potential = statuses.indexes_with_code(all, Code::Unschedulable);
-        let mut node_statuses = NodeToStatus { statuses: Vec::new(), absent: Some(Status::unresolvable(MSG_NOT_HELPFUL)) };
+        let mut node_statuses =
+            NodeToStatus { statuses: Vec::new(), absent: Some(Status::unresolvable(MSG_NOT_HELPFUL)), details: Vec::new() };
         let no_candidates = |ns: &NodeToStatus| {
             let msg = fit_error_message(all, ns, "", "");
             (

@@ -22,19 +22,23 @@
 //!   pod in `status.reservedFor`, then waits for devices' binding
 //!   conditions, at most `bindingTimeout`.
 //!
-//! Not modelled, and so refused with a reason rather than guessed: extended
-//! resources backed by DRA (a pod asking for a DeviceClass's
-//! `extendedResourceName` stays pending, saying so).
+//! - **Extended resources backed by DRA** ([`extended`]): a pod asking for
+//!   `example.com/gpu: 2`, where a DeviceClass names that resource, gets two
+//!   devices of the class on a node whose allocatable lacks the resource;
+//!   NodeResourcesFit leaves such requests to this plugin. PreBind creates
+//!   the claim (owned by the pod) and records it in the pod's
+//!   `status.extendedResourceClaimStatus`.
 
 pub mod allocator;
 pub mod capacity;
+pub mod extended;
 pub mod inventory;
 pub mod objects;
 pub mod pools;
 pub mod qty;
 pub mod tracker;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::allocator::{AllocError, Allocator};
+use self::extended::{Delegated, RequestMapping, Resolver, DELEGATED_KEY, IN_MEMORY_NAME};
 use self::objects::*;
 use self::tracker::Tracker;
 use crate::cache::{NodeInfo, Snapshot};
@@ -50,6 +55,8 @@ use crate::model::{NodeSelector, Pod};
 
 /// The plugin's name.
 pub const NAME: &str = "DynamicResources";
+/// Filter's reason when a node's devices cannot satisfy the pod's claims.
+const CANNOT_ALLOCATE: &str = "cannot allocate all claims";
 const STATE_KEY: &str = "DynamicResources";
 
 /// `DynamicResourcesArgs`.
@@ -87,6 +94,8 @@ pub struct DynamicResources {
     filter_timeout: Option<Duration>,
     binding_timeout: Duration,
     handle: Handle,
+    /// The extended resource names the classes back, for the classes' store generation.
+    resolver: Mutex<Option<(u64, Arc<Resolver>)>>,
 }
 
 /// Per claim of the pod, what PreFilter found (upstream's `informationForClaim`).
@@ -112,10 +121,98 @@ struct State {
     /// What Filter found, per node: the allocator's devices (written out
     /// as results only for the node Reserve gets), then allocations in flight.
     node_allocations: Arc<Mutex<HashMap<String, NodeAllocation>>>,
-    /// How many nodes Filter explained in detail (see `DIAGNOSED_NODES`).
-    diagnosed: Arc<std::sync::atomic::AtomicUsize>,
     /// Claims found not available on some node (PostFilter may deallocate them).
     unavailable: Arc<Mutex<BTreeSet<usize>>>,
+    /// The pod's extended resources backed by DRA; their claim is the last
+    /// of `claims`.
+    ext: Option<Arc<Extended>>,
+    /// Reserve: the containers' mappings to the extended-resource claim's
+    /// requests on the chosen node (written to the pod's status in PreBind).
+    ext_mappings: Vec<RequestMapping>,
+}
+
+/// A pod's non-zero requests of extended resources, and the classes' resolver.
+type ExtendedRequests = (Vec<(String, i64)>, Arc<Resolver>);
+
+/// A pod's extended resources backed by DRA, for one attempt.
+struct Extended {
+    /// The pod's requests of such resources, by name, non-zero.
+    scalars: Vec<(String, i64)>,
+    resolver: Arc<Resolver>,
+    /// The UID the claim has while it exists only here (in-flight
+    /// allocations are kept by UID).
+    temp_uid: String,
+    /// The claims the allocator allocates besides this one.
+    user_claims: Vec<Arc<ResourceClaim>>,
+    /// What an allocator starts from: devices, those allocated, classes.
+    inventory: Arc<inventory::Inventory>,
+    allocated: Arc<allocator::AllocatedState>,
+    classes: HashMap<String, Arc<DeviceClass>>,
+    /// Per set of resources a node needs from DRA (nodes differ in what
+    /// their allocatable has): the node's variant of the claim, the
+    /// containers' mappings, and an allocator for the user claims and it.
+    variants: Mutex<HashMap<Vec<String>, Arc<Variant>>>,
+}
+
+impl State {
+    /// The extended-resource claim `node` needs (upstream's
+    /// `filterExtendedResources`): what its allocatable lacks, DRA must
+    /// provide; `Err` is Filter's verdict when the node cannot do either.
+    fn extended_variant(&self, pod: &PodInfo, node: &NodeInfo) -> Result<Option<Arc<Variant>>, Status> {
+        let Some(x) = &self.ext else { return Ok(None) };
+        let claim = self.claims.last().expect("the extended-resource claim is last");
+        if !claim.spec.devices.requests.is_empty() {
+            return Err(Status::unresolvable("cannot schedule extended resource claim"));
+        }
+        let alloc = node.allocatable();
+        let mut needed = BTreeMap::new();
+        for (r, q) in &x.scalars {
+            let have = alloc.scalar.binary_search_by(|(n, _)| (**n).cmp(r.as_str())).ok().map(|i| alloc.scalar[i].1);
+            if x.resolver.class(r).is_some() && have.unwrap_or(0) == 0 {
+                needed.insert(r.clone(), *q);
+            } else if have.is_none() {
+                return Err(Status::unresolvable("cannot fit resource"));
+            }
+        }
+        if needed.is_empty() || claim.status.allocation.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(x.variant(&pod.pod, claim, needed)))
+    }
+
+    /// The allocator for a node: the variant's, else the one for the user claims.
+    fn allocator_for(&self, variant: &Option<Arc<Variant>>) -> Option<Arc<Allocator>> {
+        variant.as_ref().map(|v| v.allocator.clone()).or_else(|| self.allocator.clone())
+    }
+}
+
+impl Extended {
+    /// The claim, mappings and allocator for a node that needs `needed`
+    /// from DRA; `base` is the claim as PreFilter made it.
+    fn variant(&self, pod: &Pod, base: &ResourceClaim, needed: BTreeMap<String, i64>) -> Arc<Variant> {
+        let key: Vec<String> = needed.keys().cloned().collect();
+        let mut variants = lock(&self.variants);
+        if let Some(v) = variants.get(&key) {
+            return v.clone();
+        }
+        let (requests, mappings) = extended::requests_and_mappings(pod, &needed, &self.resolver);
+        let mut claim = base.clone();
+        claim.spec.devices.requests = requests;
+        let claim = Arc::new(claim);
+        let mut claims = self.user_claims.clone();
+        claims.push(claim.clone());
+        let allocator = Arc::new(Allocator::new(self.inventory.clone(), self.allocated.clone(), self.classes.clone(), claims));
+        let v = Arc::new(Variant { claim, mappings, allocator });
+        variants.insert(key, v.clone());
+        v
+    }
+}
+
+/// The extended-resource claim as one kind of node needs it.
+struct Variant {
+    claim: Arc<ResourceClaim>,
+    mappings: Vec<RequestMapping>,
+    allocator: Arc<Allocator>,
 }
 
 /// What Filter found on one node.
@@ -123,14 +220,13 @@ struct State {
 struct NodeAllocation {
     /// The allocator's devices for the claims it allocates.
     found: Option<Arc<allocator::Found>>,
+    /// The allocator that found them.
+    allocator: Option<Arc<Allocator>>,
+    /// The extended-resource claim this node needs, if it needs one.
+    ext: Option<Arc<Variant>>,
     /// Allocations in flight that the pod shares (a group member's).
     pending: Vec<AllocationResult>,
 }
-
-/// Nodes per attempt whose rejection says in detail why (`--explain`,
-/// `kubectl berth why` show a sample; the count of every rejection stays
-/// exact): the detail costs a second look at the node's devices.
-const DIAGNOSED_NODES: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -221,7 +317,142 @@ impl DynamicResources {
             filter_timeout: Some(filter_timeout.unwrap_or(FILTER_TIMEOUT_DEFAULT)).filter(|d| !d.is_zero()),
             binding_timeout: binding_timeout.unwrap_or(BINDING_TIMEOUT_DEFAULT),
             handle: handle.clone(),
+            resolver: Mutex::new(None),
         })
+    }
+
+    /// Which class backs which extended resource, now.
+    fn resolver(&self) -> Arc<Resolver> {
+        let generation = self.classes.generation();
+        let mut cached = lock(&self.resolver);
+        match &*cached {
+            Some((g, r)) if *g == generation => r.clone(),
+            _ => {
+                let r = Arc::new(Resolver::new(&self.classes.list()));
+                *cached = Some((generation, r.clone()));
+                r
+            }
+        }
+    }
+
+    /// The pod's non-zero requests of extended resources, when a class
+    /// backs at least one of them (upstream's `preFilterExtendedResources`).
+    fn extended_requests(&self, pod: &PodInfo) -> Option<ExtendedRequests> {
+        let scalars: Vec<(String, i64)> = pod
+            .requests
+            .scalar
+            .iter()
+            .filter(|(n, q)| *q != 0 && extended::is_dra_extended_resource_name(n))
+            .map(|(n, q)| (n.to_string(), *q))
+            .collect();
+        if scalars.is_empty() {
+            return None;
+        }
+        let resolver = self.resolver();
+        scalars.iter().any(|(n, _)| resolver.class(n).is_some()).then_some((scalars, resolver))
+    }
+
+    /// The claim made for the pod's extended resources in an earlier
+    /// attempt, or the one to make, in memory only until PreBind.
+    fn extended_claim(&self, pod: &Pod) -> Arc<ResourceClaim> {
+        let made = self.tracker.list().into_iter().find(|c| {
+            c.metadata.annotations.get(ANN_EXTENDED_RESOURCE_CLAIM).is_some_and(|v| v == "true")
+                && c.metadata.owner_references.iter().any(|o| o.name == pod.name && o.controller == Some(true) && o.uid == pod.uid)
+        });
+        if let Some(c) = made {
+            return c;
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut claim = ResourceClaim::default();
+        claim.metadata.namespace = pod.namespace.clone();
+        claim.metadata.name = IN_MEMORY_NAME.to_string();
+        claim.metadata.uid = format!("{}/extended-resources/{}", pod.uid, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        claim.metadata.annotations.insert(ANN_EXTENDED_RESOURCE_CLAIM.to_string(), "true".to_string());
+        claim.metadata.owner_references.push(crate::plugins::volume::objects::OwnerRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            controller: Some(true),
+        });
+        Arc::new(claim)
+    }
+
+    /// Upstream's `deleteClaim`: the finalizer removed, then the claim deleted.
+    fn delete_claim(&self, claim: &ResourceClaim) -> Result<(), String> {
+        let writer = self.writer()?;
+        let (ns, name) = (&claim.metadata.namespace, &claim.metadata.name);
+        let mut current = Arc::new(claim.clone());
+        for attempt in 0..5 {
+            if attempt > 0 {
+                current = self.reread(&current).map_err(|e| format!("get resourceclaim {ns}/{name}: {e}"))?;
+            }
+            if !current.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+                break;
+            }
+            let rest: Vec<&String> = current.metadata.finalizers.iter().filter(|f| *f != FINALIZER).collect();
+            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version, "finalizers": rest}});
+            match writer.merge_patch(&CLAIMS, ns, name, &patch) {
+                Ok(_) => break,
+                Err(WriteError::Conflict { .. }) if attempt < 4 => continue,
+                Err(WriteError::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(format!("update resourceclaim {ns}/{name}: {e}")),
+            }
+        }
+        match writer.delete(&CLAIMS, ns, name) {
+            Ok(()) | Err(WriteError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// PreBind for the extended-resource claim: created (owned by the pod),
+    /// allocated and reserved, then named in the pod's status.
+    fn bind_extended_claim(&self, s: &mut State, pod: &Pod, allocation: &AllocationResult) -> Result<(), String> {
+        let writer = self.writer()?.clone();
+        let i = s.claims.len() - 1;
+        let claim = s.claims[i].clone();
+        let requests: Vec<serde_json::Value> = claim
+            .spec
+            .devices
+            .requests
+            .iter()
+            .map(|r| {
+                let e = r.exactly.clone().unwrap_or_default();
+                json!({"name": r.name, "exactly": {"deviceClassName": e.device_class_name, "allocationMode": e.allocation_mode, "count": e.count}})
+            })
+            .collect();
+        let object = json!({
+            "metadata": {
+                "generateName": format!("{}-extended-resources-", pod.name),
+                "namespace": pod.namespace,
+                "annotations": {ANN_EXTENDED_RESOURCE_CLAIM: "true"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid, "controller": true}],
+            },
+            "spec": {"devices": {"requests": requests}},
+        });
+        let created = writer
+            .create(&CLAIMS, &pod.namespace, &object)
+            .map_err(|e| format!("create claim for extended resources {}/: {e}", pod.namespace))?;
+        let created: ResourceClaim =
+            serde_json::from_value(created).map_err(|e| format!("create claim for extended resources {}/: {e}", pod.namespace))?;
+        let created = Arc::new(created);
+        // From here Unreserve deletes it.
+        s.claims[i] = created.clone();
+        s.claims[i] = self.bind_claim(&created, Some(allocation), pod)?;
+        if s.ext_mappings.is_empty() {
+            return Err(format!(
+                "nil or empty request mappings, no update of pod {}/{} ExtendedResourceClaimStatus",
+                pod.namespace, pod.name
+            ));
+        }
+        let patch = json!({"status": {"extendedResourceClaimStatus": {
+            "requestMappings": s.ext_mappings,
+            "resourceClaimName": s.claims[i].metadata.name,
+        }}});
+        writer
+            .merge_patch_status(&PODS, &pod.namespace, &pod.name, &patch)
+            .map_err(|e| format!("update pod {}/{} ExtendedResourceClaimStatus: {e}", pod.namespace, pod.name))?;
+        Ok(())
     }
 
     fn class_map(&self) -> HashMap<String, Arc<DeviceClass>> {
@@ -448,7 +679,9 @@ fn compute_score(claims: &[Arc<ResourceClaim>], allocated: &[Vec<String>]) -> Re
 /// the manifests' objects in `berth simulate`): what a plugin of the binding
 /// cycle (PreBind after DynamicResources', Bind, PostBind) reads to learn
 /// which devices its pod got. A claim not allocated (yet) has no devices;
-/// a pod claim that needs no claim is left out.
+/// a pod claim that needs no claim is left out, and so is the claim made
+/// for extended resources backed by DRA (it is named in the pod's
+/// `status.extendedResourceClaimStatus` once PreBind wrote it).
 pub fn allocated_devices(handle: &Handle, pod: &Pod) -> Result<Vec<(String, Vec<DeviceResult>)>, String> {
     let writer = handle.writer().ok_or("this runtime cannot read ResourceClaims")?;
     let mut out = Vec::new();
@@ -500,21 +733,34 @@ impl Plugin for DynamicResources {
         }
     }
 
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
-        let pod = &pod.pod;
-        if pod.resource_claims.is_empty() {
+    fn pre_filter(&self, state: &mut CycleState, pod_info: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
+        let pod = &pod_info.pod;
+        let ext_requests = self.extended_requests(pod_info);
+        if pod.resource_claims.is_empty() && ext_requests.is_none() {
             return (None, Status::skip());
         }
-        let claims = match pod_claims(&self.tracker, pod) {
+        let mut claims = match pod_claims(&self.tracker, pod) {
             Ok(c) => c,
             Err(reason) => return (None, Status::unresolvable(reason)),
         };
-        if claims.is_empty() {
+        if claims.is_empty() && ext_requests.is_none() {
             return (None, Status::skip());
         }
+        // The claim for extended resources comes last.
+        let ext_claim = ext_requests.as_ref().map(|_| self.extended_claim(pod));
+        let ext_index = ext_claim.as_ref().map(|_| claims.len());
+        claims.extend(ext_claim.clone());
         let group = self.handle.pod_group_of(&pod.key());
         let mut s = State { info: vec![ClaimInfo::default(); claims.len()], ..State::default() };
         for (i, claim) in claims.iter().enumerate() {
+            if Some(i) == ext_index {
+                // Allocated per node, for what the node lacks; one made in
+                // an earlier attempt is refused by Filter and deleted.
+                if claim.status.allocation.is_none() && claim.spec.devices.requests.is_empty() {
+                    s.allocating = true;
+                }
+                continue;
+            }
             // Upstream's `CanBeReserved` is always true in 1.37: a claim is
             // shared by up to 256 pods, which the API server enforces.
             if let Some(alloc) = &claim.status.allocation {
@@ -567,19 +813,42 @@ impl Plugin for DynamicResources {
             }
             s.to_allocate.push(i);
         }
-        if s.allocating {
+        if s.allocating || ext_requests.is_some() {
             let (inventory, allocated) = self.inventory();
+            let classes = self.class_map();
             let to_allocate: Vec<Arc<ResourceClaim>> = s.to_allocate.iter().map(|&i| claims[i].clone()).collect();
-            s.allocator = Some(Arc::new(Allocator::new(inventory, allocated, self.class_map(), to_allocate)));
+            if !to_allocate.is_empty() {
+                s.allocator = Some(Arc::new(Allocator::new(inventory.clone(), allocated.clone(), classes.clone(), to_allocate.clone())));
+            }
+            if let (Some((scalars, resolver)), Some(claim)) = (ext_requests, &ext_claim) {
+                let delegated = scalars.iter().filter(|(n, _)| resolver.class(n).is_some()).map(|(n, _)| n.clone()).collect();
+                state.write(DELEGATED_KEY, Delegated(delegated));
+                s.ext = Some(Arc::new(Extended {
+                    scalars,
+                    resolver,
+                    temp_uid: claim.metadata.uid.clone(),
+                    user_claims: to_allocate,
+                    inventory,
+                    allocated,
+                    classes,
+                    variants: Mutex::default(),
+                }));
+            }
         }
         s.claims = claims;
         state.write(STATE_KEY, s);
         (None, Status::success())
     }
 
-    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = state_of(state) else { return Status::success() };
         let (name, labels) = (&node.node.name, &node.node.labels);
+        // Extended resources first (upstream's `filterExtendedResources`):
+        // what the node's allocatable lacks, DRA must provide.
+        let variant = match s.extended_variant(pod, node) {
+            Ok(v) => v,
+            Err(status) => return status,
+        };
         let mut unavailable = Vec::new();
         for (i, claim) in s.claims.iter().enumerate() {
             if let Some(sel) = &s.info[i].available_on {
@@ -597,20 +866,15 @@ impl Plugin for DynamicResources {
             }
         }
         let mut found = None;
+        let allocator = s.allocator_for(&variant);
         if s.allocating {
-            if let Some(allocator) = &s.allocator {
+            if let Some(allocator) = &allocator {
                 let deadline = self.filter_timeout.map(|t| Instant::now() + t);
                 match allocator.find(name, labels, deadline) {
                     Err(AllocError::Timeout) => return Status::error(format!("node {name}: timed out trying to allocate devices")),
                     Err(AllocError::Node(msg)) => return Status::unresolvable(msg),
                     Err(AllocError::Fatal(msg)) => return Status::error(msg),
-                    Ok(None) => {
-                        let status = Status::unresolvable("cannot allocate all claims");
-                        if s.diagnosed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < DIAGNOSED_NODES {
-                            return status.with_detail(allocator.diagnose(name, labels));
-                        }
-                        return status;
-                    }
+                    Ok(None) => return Status::unresolvable(CANNOT_ALLOCATE),
                     Ok(Some(f)) => found = Some(Arc::new(f)),
                 }
             }
@@ -625,9 +889,22 @@ impl Plugin for DynamicResources {
                 .filter(|&i| s.claims[i].status.allocation.is_none())
                 .filter_map(|i| s.info[i].allocation.clone())
                 .collect();
-            lock(&s.node_allocations).insert(name.clone(), NodeAllocation { found, pending });
+            let allocator = found.as_ref().and(allocator);
+            lock(&s.node_allocations).insert(name.clone(), NodeAllocation { found, allocator, ext: variant, pending });
         }
         Status::success()
+    }
+
+    /// Why the node's devices fell short: which claim's request, and how far
+    /// the node's devices got (a second look at them, for a sample of nodes).
+    fn rejection_detail(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, status: &Status) -> Option<String> {
+        if !status.reasons.iter().any(|r| r == CANNOT_ALLOCATE) {
+            return None;
+        }
+        let s = state_of(state)?;
+        let variant = s.extended_variant(pod, node).ok()?;
+        let allocator = s.allocator_for(&variant)?;
+        Some(allocator.diagnose(&node.node.name, &node.node.labels))
     }
 
     fn post_filter(
@@ -638,8 +915,12 @@ impl Plugin for DynamicResources {
         _statuses: &NodeToStatus,
     ) -> (Option<PostFilterResult>, Status) {
         let Some(s) = state_of(state) else { return (None, Status::code_only(Code::Unschedulable)) };
+        let ext_index = s.ext.as_ref().map(|_| s.claims.len() - 1);
         let unavailable: Vec<usize> = lock(&s.unavailable).iter().copied().collect();
         for i in unavailable {
+            if Some(i) == ext_index {
+                continue;
+            }
             let claim = &s.claims[i];
             let reserved = &claim.status.reserved_for;
             if reserved.is_empty() || (reserved.len() == 1 && reserved[0].uid == pod.pod.uid) {
@@ -653,6 +934,14 @@ impl Plugin for DynamicResources {
                     Err(e) => (None, Status::error(e.to_string())),
                 };
             }
+        }
+        // A claim for extended resources made in an earlier attempt: deleted,
+        // so the next attempt starts afresh.
+        if let Some(claim) = ext_index.map(|i| &s.claims[i]).filter(|c| c.metadata.name != IN_MEMORY_NAME) {
+            return match self.delete_claim(claim) {
+                Ok(()) => (None, Status::unschedulable("deletion of ResourceClaim completed")),
+                Err(e) => (None, Status::error(e)),
+            };
         }
         (None, Status::code_only(Code::Unschedulable))
     }
@@ -672,7 +961,8 @@ impl Plugin for DynamicResources {
         let Some(a) = allocations.get(&node.node.name) else { return (0, Status::success()) };
         let mut requests = a.found.as_ref().map(|f| f.requests()).unwrap_or_default();
         requests.extend(a.pending.iter().map(|p| p.devices.results.iter().map(|r| r.request.clone()).collect()));
-        match compute_score(&s.claims, &requests) {
+        let user_claims = &s.claims[..s.claims.len() - usize::from(s.ext.is_some())];
+        match compute_score(user_claims, &requests) {
             Ok(score) => (score, Status::success()),
             Err(e) => (0, Status::error(e)),
         }
@@ -684,15 +974,15 @@ impl Plugin for DynamicResources {
     }
 
     fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
-        let group = self.handle.pod_group_of(&pod.pod.key());
         let Some(s) = state.read_mut::<State>(STATE_KEY) else { return Status::success() };
         if !s.allocating {
             return Status::success();
         }
+        let group = self.handle.pod_group_of(&pod.pod.key());
         let Some(on_node) = lock(&s.node_allocations).get(node).cloned() else {
             return Status::error("claim allocation not found for node");
         };
-        let mut allocations = match (&on_node.found, &s.allocator) {
+        let mut allocations = match (&on_node.found, &on_node.allocator) {
             (Some(found), Some(allocator)) => match allocator.results(found) {
                 Ok(r) => r,
                 Err(e) => return Status::error(e.to_string()),
@@ -700,7 +990,11 @@ impl Plugin for DynamicResources {
             _ => Vec::new(),
         };
         allocations.extend(on_node.pending);
-        let unallocated: Vec<usize> = (0..s.claims.len()).filter(|&i| s.claims[i].status.allocation.is_none()).collect();
+        // The extended-resource claim counts only where the node needs it.
+        let ext_index = s.ext.as_ref().map(|_| s.claims.len() - 1);
+        let unallocated: Vec<usize> = (0..s.claims.len())
+            .filter(|&i| s.claims[i].status.allocation.is_none() && (Some(i) != ext_index || on_node.ext.is_some()))
+            .collect();
         if allocations.len() != unallocated.len() {
             return Status::error(format!(
                 "internal error, have {} allocations, {} claims to allocate, want {} claims",
@@ -714,10 +1008,18 @@ impl Plugin for DynamicResources {
         // must not keep them (thousands of pods wait when the API is slow).
         lock(&s.node_allocations).clear();
         s.allocator = None;
+        if let Some(x) = &s.ext {
+            lock(&x.variants).clear();
+        }
         // Allocations are the allocator's (in claim order), then those in flight.
         let (fresh, shared): (Vec<usize>, Vec<usize>) = unallocated.iter().partition(|&&i| s.info[i].allocation.is_none());
         let order: Vec<usize> = fresh.into_iter().chain(shared).collect();
         for (allocation, i) in allocations.into_iter().zip(order) {
+            if let (true, Some(v)) = (Some(i) == ext_index, &on_node.ext) {
+                // The node's variant of the claim, with its requests.
+                s.claims[i] = v.claim.clone();
+                s.ext_mappings = v.mappings.clone();
+            }
             let mut claim = (*s.claims[i]).clone();
             if !claim.metadata.finalizers.iter().any(|f| f == FINALIZER) {
                 claim.metadata.finalizers.push(FINALIZER.to_string());
@@ -731,7 +1033,19 @@ impl Plugin for DynamicResources {
 
     fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, _node: &str) {
         let Some(s) = state.read_mut::<State>(STATE_KEY) else { return };
-        for claim in &s.claims {
+        let ext_index = s.ext.as_ref().map(|_| s.claims.len() - 1);
+        for (i, claim) in s.claims.iter().enumerate() {
+            if let (true, Some(x)) = (Some(i) == ext_index, &s.ext) {
+                if self.tracker.remove_pending(&x.temp_uid, false) {
+                    self.tracker.restore(&claim.metadata.namespace, &claim.metadata.name);
+                }
+                // Written to the API server already: deleted, so that no
+                // claim holds devices for a pod that is not there.
+                if claim.metadata.name != IN_MEMORY_NAME {
+                    let _ = self.delete_claim(claim);
+                }
+                continue;
+            }
             if self.tracker.remove_pending(&claim.metadata.uid, false) {
                 self.tracker.restore(&claim.metadata.namespace, &claim.metadata.name);
             }
@@ -751,8 +1065,18 @@ impl Plugin for DynamicResources {
     fn pre_bind(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
         let Some(s) = state.read_mut::<State>(STATE_KEY) else { return Status::skip() };
         let mut written_uids = Vec::new();
+        let ext_index = s.ext.as_ref().map(|_| s.claims.len() - 1);
         for i in 0..s.claims.len() {
             let claim = s.claims[i].clone();
+            if Some(i) == ext_index {
+                if let (true, Some(a), Some(x)) = (claim.metadata.name == IN_MEMORY_NAME, s.info[i].allocation.clone(), s.ext.clone()) {
+                    if let Err(e) = self.bind_extended_claim(s, &pod.pod, &a) {
+                        return Status::error(e);
+                    }
+                    written_uids.push(x.temp_uid.clone());
+                }
+                continue;
+            }
             if claim.is_reserved_for(&pod.pod.uid) {
                 continue;
             }
@@ -772,7 +1096,7 @@ impl Plugin for DynamicResources {
         for uid in &written_uids {
             self.tracker.remove_pending(uid, true);
         }
-        let claims = s.claims.clone();
+        let claims: Vec<Arc<ResourceClaim>> = s.claims.iter().filter(|c| c.metadata.name != IN_MEMORY_NAME).cloned().collect();
         let needs_wait = claims
             .iter()
             .any(|c| c.status.allocation.as_ref().is_some_and(|a| a.devices.results.iter().any(|r| !r.binding_conditions.is_empty())));

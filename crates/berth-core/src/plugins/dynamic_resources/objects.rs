@@ -25,6 +25,10 @@ pub const CLASSES: ObjectKind = ObjectKind::cluster("resource.k8s.io", "v1", "De
 /// `resource.k8s.io/v1 DeviceTaintRule` (GA in Kubernetes 1.37; absent from older API servers).
 pub const TAINT_RULES: ObjectKind = ObjectKind::cluster("resource.k8s.io", "v1", "DeviceTaintRule", "devicetaintrules");
 
+/// `v1 Pod`, for the one pod write DynamicResources makes through the
+/// handle's writer: `status.extendedResourceClaimStatus`.
+pub const PODS: ObjectKind = ObjectKind::namespaced("", "v1", "Pod", "pods");
+
 /// The finalizer the scheduler puts on a claim it allocates
 /// (`resource.kubernetes.io/delete-protection`): the claim is not deleted
 /// while its devices are allocated.

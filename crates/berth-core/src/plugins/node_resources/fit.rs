@@ -12,6 +12,9 @@ use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::resource::is_extended_resource_name;
 use crate::model::Resource;
+use crate::model::{Container, Pod};
+use crate::plugins::dynamic_resources::extended::{is_dra_extended_resource_name, Delegated, DELEGATED_KEY};
+use crate::plugins::dynamic_resources::objects::CLASSES;
 
 pub const NAME: &str = "NodeResourcesFit";
 const PRE_FILTER_KEY: &str = "PreFilterNodeResourcesFit";
@@ -226,7 +229,17 @@ pub fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
 
 /// The reasons the node cannot take the request: `Too many pods`,
 /// `Insufficient <resource>`, in upstream's order.
-pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet<String>, ignored_groups: &HashSet<String>) -> Reasons {
+///
+/// `delegated` are the pod's extended resources a DeviceClass backs (what
+/// DynamicResources' PreFilter found): on a node whose allocatable has none
+/// of such a resource, DynamicResources allocates devices for it instead.
+pub fn insufficient_resources(
+    req: &Resource,
+    node: &NodeInfo,
+    ignored: &HashSet<String>,
+    ignored_groups: &HashSet<String>,
+    delegated: &[String],
+) -> Reasons {
     let mut out = Reasons::new();
     let alloc = node.allocatable();
     if node.pods.len() as i64 + 1 > alloc.allowed_pod_number {
@@ -254,6 +267,9 @@ pub fn insufficient_resources(req: &Resource, node: &NodeInfo, ignored: &HashSet
             if ignored.contains(&**name) || ignored_groups.contains(group) {
                 continue;
             }
+        }
+        if alloc.scalar(name) <= 0 && delegated.iter().any(|d| **d == **name) {
+            continue;
         }
         if *q > alloc.scalar(name).saturating_sub(used.scalar(name)) {
             out.push(format!("Insufficient {name}").into());
@@ -283,6 +299,22 @@ impl Plugin for Fit {
                 "NodeChange",
             )),
             ClusterEventWithHint::new(ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_SCALE_DOWN, "PodScaleDown")),
+            // A DeviceClass that starts backing an extended resource turns
+            // `Insufficient example.com/gpu` into a request DynamicResources
+            // may allocate (upstream's `isSchedulableAfterDeviceClassEvent`,
+            // which also skips updates that keep the class's name: Berth
+            // queues pods asking for such resources on every class event).
+            ClusterEventWithHint::with_hint(
+                ClusterEvent::new(EventResource::Object(CLASSES), action::ADD | action::UPDATE, "DeviceClassChange"),
+                |pod: &Pod, _: &EventObject| {
+                    let asks = |c: &Container| c.requests.scalar.iter().any(|(n, q)| *q != 0 && is_dra_extended_resource_name(n));
+                    if pod.containers.iter().chain(&pod.init_containers).any(asks) {
+                        QueueingHint::Queue
+                    } else {
+                        QueueingHint::Skip
+                    }
+                },
+            ),
         ]
     }
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, _snap: &Snapshot) -> (Option<PreFilterResult>, Status) {
@@ -291,7 +323,12 @@ impl Plugin for Fit {
     }
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let req = state.read::<Resource>(PRE_FILTER_KEY).unwrap_or(&pod.requests);
-        let reasons = insufficient_resources(req, node, &self.ignored_resources, &self.ignored_groups);
+        // Only extended resources are ever delegated: most pods ask for none.
+        let delegated = match req.scalar.is_empty() {
+            true => &[][..],
+            false => state.read::<Delegated>(DELEGATED_KEY).map_or(&[][..], |d| &d.0[..]),
+        };
+        let reasons = insufficient_resources(req, node, &self.ignored_resources, &self.ignored_groups, delegated);
         if reasons.is_empty() {
             Status::success()
         } else {

@@ -53,6 +53,8 @@ pub struct Meta {
     pub owner_references: Vec<OwnerRef>,
     /// Finalizers: what must happen before the object may go.
     pub finalizers: Vec<String>,
+    /// When the object was created (RFC 3339), as the API server set it.
+    pub creation_timestamp: Option<String>,
 }
 
 impl Meta {
