@@ -18,7 +18,7 @@ use berth_convert::manifests::Cluster;
 use berth_core::config::KubeSchedulerConfiguration;
 use berth_core::driver::{Driver, Effect, Unobserved};
 use berth_core::engine::{Engine, EngineConfig};
-use berth_core::framework::{Binder, Code, CollectEvents, NodeToStatus, PluginHost, PodInfo, Registry, ScoreMatrix, Status};
+use berth_core::framework::{Binder, Code, CollectEvents, NodeToStatus, ObjectError, PluginHost, PodInfo, Registry, ScoreMatrix, Status};
 use berth_core::model::Pod;
 use berth_core::plugins::dynamic_resources::objects::CLAIM_TEMPLATES;
 use berth_core::queue::QueueConfig;
@@ -347,6 +347,11 @@ fn run(
                 // none in `default`, and give each a UID (a volume's claimRef
                 // names its claim's).
                 let mut object = object.clone();
+                if !object["metadata"].is_object() {
+                    let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    let source = ObjectError::Decode { kind: k.to_string(), key: name, message: "metadata: expected an object".into() };
+                    return Err(SimError::Object { file: file.clone(), source });
+                }
                 let meta = &mut object["metadata"];
                 if k.namespaced && meta["namespace"].as_str().is_none_or(str::is_empty) {
                     meta["namespace"] = serde_json::json!("default");

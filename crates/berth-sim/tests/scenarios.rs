@@ -159,3 +159,15 @@ fn deterministic_with_seed() {
     };
     assert_eq!(run(7), run(7));
 }
+
+/// An object of a kind a plugin reads whose `metadata` is not an object
+/// (found by mutating the scenario manifests) is refused with an error naming
+/// the file and the field, never a panic.
+#[test]
+fn an_object_whose_metadata_is_not_an_object_is_refused() {
+    let text = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {allocatable: {cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n---\n\
+                apiVersion: scheduling.k8s.io/v1beta1\nkind: PodGroup\nmetadata: a-string\nspec: {schedulingPolicy: {gang: {minCount: 2}}}\n";
+    let c = berth_convert::manifests::load(&[("groups.yaml".into(), text.into())]).unwrap();
+    let err = simulate(c, &SimOptions::default()).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("groups.yaml") && err.contains("metadata: expected an object"), "{err}");
+}
