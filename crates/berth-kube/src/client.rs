@@ -92,6 +92,11 @@ impl ApiClient {
     }
 }
 
+/// After this long without a frame on a connection, ping it (client-go's `ReadIdleTimeout`).
+pub const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A ping unanswered this long drops the connection (client-go's `PingTimeout`).
+pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// kube-rs's default stack speaks HTTP/1.1 only, so concurrent bindings and
 /// events each open a TLS connection of their own, and the handshakes cost
 /// the API server more than the requests. Like client-go, negotiate HTTP/2
@@ -103,8 +108,18 @@ fn http2_client(config: kube::Config) -> Result<kube::Client> {
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_all_versions().wrap_connector(http);
+    // client-go's HTTP/2 health check: a ping after 30 s without a frame,
+    // and the connection dropped (its requests and watches failing, to be
+    // made again on a new one) when the ping gets no answer in 15 s. Without
+    // it a connection that goes silent without closing (a load balancer's
+    // fail-over, a lost NAT entry) holds every watch until TCP gives up.
     let inner: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(HTTP2_PING_INTERVAL)
+            .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build(https);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer().context("credentials")?)

@@ -2,9 +2,13 @@
 //! rules: a lease held by someone else is free once its record has not
 //! changed for `leaseDuration` (measured on our own clock, from when we saw
 //! it change); the leader renews every `retryPeriod` and gives up when it
-//! could not renew for `renewDeadline`.
+//! could not renew for `renewDeadline`, however the API server answers: a
+//! renewal that gets no answer is abandoned at the deadline (client-go bounds
+//! its renewal by the same context).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -63,18 +67,24 @@ impl LeaderElector {
     }
 
     /// Renews until renewal fails for `renewDeadline`; then returns (the
-    /// caller must stop scheduling at once).
+    /// caller must stop scheduling at once). A renewal still unanswered at
+    /// the deadline (a connection that went silent) counts as failed.
     pub async fn keep(&mut self) {
         let mut last_renew = Instant::now();
         loop {
             tokio::time::sleep(self.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renew = Instant::now(),
-                Ok(false) => {
+            let deadline = last_renew + self.renew_deadline;
+            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renew = Instant::now(),
+                Ok(Ok(false)) => {
                     warn!(lease = %self.name, "lease taken by another scheduler");
                     return;
                 }
-                Err(e) => warn!(error = %e, "failed to renew the leader lease"),
+                Ok(Err(e)) => warn!(error = %e, "failed to renew the leader lease"),
+                Err(_) => {
+                    warn!(lease = %self.name, "the lease renewal got no answer within renewDeadline");
+                    return;
+                }
             }
             if last_renew.elapsed() >= self.renew_deadline {
                 warn!(lease = %self.name, "could not renew the leader lease within renewDeadline");
@@ -143,5 +153,47 @@ impl LeaderElector {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API server that accepts connections and never answers (a
+    /// black-holed connection): the leader gives up at `renewDeadline`
+    /// rather than waiting on the renewal for as long as TCP does.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_gets_no_answer_ends_leadership_at_the_renew_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        // No client-side timeouts: only the elector's own bound may end the wait.
+        config.read_timeout = None;
+        config.write_timeout = None;
+        config.connect_timeout = None;
+        let client = kube::Client::try_from(config).unwrap();
+        let mut elector = LeaderElector::new(
+            client,
+            "default",
+            "berth",
+            "me".into(),
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+        );
+        let started = Instant::now();
+        // Paused time: the wait is on the virtual clock, which advances only
+        // when every task is idle. Without the bound, `keep` never returns
+        // and the outer deadline (an hour) ends the test as a failure.
+        let kept = tokio::time::timeout(Duration::from_secs(3600), elector.keep()).await;
+        assert!(kept.is_ok(), "keep() still waiting on a renewal after an hour");
+        assert!(started.elapsed() <= Duration::from_secs(10), "gave up after {:?}, beyond renewDeadline", started.elapsed());
     }
 }

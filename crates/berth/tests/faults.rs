@@ -2,7 +2,8 @@
 //! things break: Berth killed mid-burst, the API server killed and started
 //! again, a partition long enough that etcd compacts past Berth's watches
 //! (410 Gone, re-list), the leader killed, a node deleted while pods bind to
-//! it, a pod deleted while it waits at Permit.
+//! it, a pod deleted while it waits at Permit, the connection to the API
+//! server going silent without closing (black-holed).
 //!
 //! Each case has a control plane of its own, and they run one at a time.
 //! Berth runs as deployed: under deploy/rbac.yaml's service account, and
@@ -102,12 +103,44 @@ impl Drop for Supervised {
 }
 
 /// A TCP proxy between Berth and the API server that can cut every
-/// connection and refuse new ones (a network partition) until healed.
+/// connection and refuse new ones (a network partition) until healed, or
+/// black-hole the connections open now: they stay open and forward nothing
+/// either way, while new connections pass (a load balancer's fail-over, a
+/// lost NAT entry, a half-open connection to a host that died).
 struct Partition {
     port: u16,
     cut: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
+    /// Connections numbered below this forward nothing.
+    holed_below: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Forwards between the two sockets until either closes, or forever
+/// nothing once the connection (number `id`) is black-holed.
+async fn pump(id: u64, mut down: tokio::net::TcpStream, mut up: tokio::net::TcpStream, holed_below: Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
+    loop {
+        let (from_down, n) = tokio::select! {
+            r = down.read(&mut a) => (true, r),
+            r = up.read(&mut b) => (false, r),
+        };
+        let n = match n {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if id < holed_below.load(Ordering::SeqCst) {
+            // Keep both sockets open, answer nothing, ever.
+            let _held = (down, up);
+            std::future::pending::<()>().await;
+            return;
+        }
+        let written = if from_down { up.write_all(&a[..n]).await } else { down.write_all(&b[..n]).await };
+        if written.is_err() {
+            return;
+        }
+    }
 }
 
 impl Partition {
@@ -116,22 +149,33 @@ impl Partition {
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (c, k) = (cut.clone(), conns.clone());
+        let holed_below = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, k, h) = (cut.clone(), conns.clone(), holed_below.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
+            let mut next = 0u64;
+            while let Ok((down, _)) = listener.accept().await {
                 if c.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is refused
                 }
-                let upstream = upstream.clone();
+                let (upstream, id, h) = (upstream.clone(), next, h.clone());
+                next += 1;
                 let task = tokio::spawn(async move {
-                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    if let Ok(up) = tokio::net::TcpStream::connect(upstream).await {
+                        pump(id, down, up, h).await;
                     }
                 });
                 k.lock().unwrap().push(task);
             }
         });
-        Partition { port, cut, conns, accept }
+        Partition { port, cut, conns, accept, holed_below }
+    }
+
+    /// Every connection open now goes silent (see the type); new ones pass.
+    fn black_hole(&self) {
+        // Numbers are given in accept order: every connection accepted so
+        // far has a number below the count of tasks started.
+        let started = self.conns.lock().unwrap().len() as u64;
+        self.holed_below.store(started, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -303,6 +347,41 @@ async fn nodes(ns: &Ns, prefix: &str, count: usize, cpu: &str) {
     for i in 0..count {
         ns.node(&format!("{prefix}{i}"), cpu, json!({}), json!([])).await;
     }
+}
+
+/// The connection Berth talks to the API server over goes silent without
+/// closing (black-holed), while new connections pass: HTTP/2 pings find it
+/// dead, Berth's watches and calls move to a new connection, and a pod
+/// created after the fault is bound. Without the pings, the watches wait on
+/// the dead connection for as long as TCP does (about 15 minutes).
+#[tokio::test]
+async fn a_black_holed_connection_is_dropped_and_pods_created_after_it_are_bound() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::start("faults-blackhole");
+    let admin = cluster.client().await;
+    let ns = Ns::on(admin.clone(), "blackhole").await;
+    nodes(&ns, "n", 2, "2").await;
+    let api_port = std::fs::read_to_string(cluster.dir.as_ref().unwrap().join("port")).unwrap();
+    let proxy = Partition::new(format!("127.0.0.1:{}", api_port.trim())).await;
+    let identity = cluster.deployed_identity("faults-blackhole-direct.kubeconfig");
+    let through = cluster.kubeconfig_with("faults-blackhole.kubeconfig", |kc| {
+        let direct: Value = serde_yaml::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
+        kc["users"] = direct["users"].clone();
+        kc["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", proxy.port));
+    });
+    let cfg = config("faults-blackhole", &ns.name, None, "");
+    let berth = Supervised::start(Path::new(berth_bin()), &through, &cfg, "faults-blackhole");
+    ns.pod("before", &ns.name, "100m", json!({})).await;
+    all_bound(&ns, 1).await;
+
+    proxy.black_hole();
+    let holed = Instant::now();
+    ns.pod("after", &ns.name, "100m", json!({})).await;
+    all_bound(&ns, 2).await;
+    let bound_after = holed.elapsed();
+    let t = assert_sound(&ns, 2).await;
+    assert_eq!(berth.exits(), 0, "Berth recovered without a restart");
+    result("black-holed-connection", &[t.figures(), vec![("bound_after_s", secs(bound_after))]].concat());
 }
 
 fn result(case: &str, fields: &[(&str, String)]) {
