@@ -87,10 +87,21 @@ impl ApiClient {
         };
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(300));
-        let client = http2_client(config)?;
+        let client = http2_client(config, REQUEST_DEADLINE)
+            .with_context(|| path.map_or("kubeconfig".to_string(), |p| format!("kubeconfig {}", p.display())))?;
         Ok(ApiClient { client, limiter: limiter(qps, burst), event_limiter: limiter(qps, burst) })
     }
 }
+
+/// How long a call waits for its answer to begin: a little over the API
+/// server's own limit for non-watch requests (`--request-timeout`, 60 s), so
+/// the server's answer (even its timeout) always comes first when it can.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(70);
+
+/// A call whose answer did not begin within the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the API server did not answer within {0:?} (request deadline)")]
+pub struct NoAnswer(pub Duration);
 
 /// After this long without a frame on a connection, ping it (client-go's `ReadIdleTimeout`).
 pub const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -101,8 +112,15 @@ pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// events each open a TLS connection of their own, and the handshakes cost
 /// the API server more than the requests. Like client-go, negotiate HTTP/2
 /// (ALPN) and multiplex every request and watch over one connection.
-fn http2_client(config: kube::Config) -> Result<kube::Client> {
+fn http2_client(config: kube::Config, deadline: Duration) -> Result<kube::Client> {
     use kube::client::ConfigExt;
+    // Berth's connector speaks to the API server directly; a proxy it did
+    // not use would be a silent surprise, so one named is refused.
+    if let Some(proxy) = &config.proxy_url {
+        anyhow::bail!(
+            "kubeconfig: clusters[].cluster.proxy-url {proxy}: Berth does not connect through proxies; remove proxy-url or reach the API server directly"
+        );
+    }
     let tls = config.rustls_client_config().context("TLS configuration")?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
@@ -124,6 +142,15 @@ fn http2_client(config: kube::Config) -> Result<kube::Client> {
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer().context("credentials")?)
         .layer(config.extra_headers_layer().context("headers")?)
+        // Every call gets its answer's head within the deadline, or fails (a
+        // watch's head comes at once; its events are bounded by the pings
+        // and the server's timeoutSeconds).
+        .map_future(move |answer| async move {
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(r) => r,
+                Err(_) => Err(Box::new(NoAnswer(deadline)) as Box<dyn std::error::Error + Send + Sync>),
+            }
+        })
         .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         .service(inner);
     Ok(kube::Client::new(service, config.default_namespace))
@@ -140,6 +167,39 @@ fn limiter(qps: f32, burst: i32) -> Option<Arc<Bucket>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_kubeconfig_proxy_is_refused_by_name_not_ignored() {
+        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        config.proxy_url = Some("http://proxy.example:3128".parse().unwrap());
+        let err = http2_client(config, REQUEST_DEADLINE).err().expect("a proxy must be refused").to_string();
+        assert!(err.contains("proxy-url http://proxy.example:3128/") && err.contains("does not connect through proxies"), "{err}");
+        assert!(http2_client(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()), REQUEST_DEADLINE).is_ok());
+    }
+
+    /// An API server that accepts the connection and never answers: the
+    /// call fails at the deadline instead of waiting for as long as TCP does.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_api_server_never_answers_fails_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        config.connect_timeout = None;
+        config.read_timeout = None;
+        let client = http2_client(config, REQUEST_DEADLINE).unwrap();
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+        // Paused time: without the deadline the call never ends and the
+        // outer wait (an hour of virtual time) fails the test.
+        let got = tokio::time::timeout(Duration::from_secs(3600), nodes.get("n")).await.expect("the call ended");
+        let err = got.expect_err("nothing answered").to_string();
+        assert!(err.contains("request deadline"), "{err}");
+    }
 
     #[test]
     fn limiter_follows_qps_and_burst() {
