@@ -240,9 +240,7 @@ pub struct ApiWriter {
 
 impl ObjectWriter for ApiWriter {
     fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<serde_json::Value, WriteError> {
-        let ar = api_resource(kind);
-        let c = self.client.client.clone();
-        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let api = self.api(kind, namespace);
         let read = self.runtime.block_on(async {
             self.client.throttle().await;
             api.get(name).await
@@ -266,9 +264,7 @@ impl ObjectWriter for ApiWriter {
     }
 
     fn create(&self, kind: &ObjectKind, namespace: &str, object: &serde_json::Value) -> Result<serde_json::Value, WriteError> {
-        let ar = api_resource(kind);
-        let c = self.client.client.clone();
-        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let api = self.api(kind, namespace);
         let name = object.pointer("/metadata/name").or(object.pointer("/metadata/generateName")).and_then(|n| n.as_str()).unwrap_or("");
         let key = || WriteError::key(kind, namespace, name);
         let failed = |message: String| WriteError::Failed { kind: kind.to_string(), key: key(), message };
@@ -290,9 +286,7 @@ impl ObjectWriter for ApiWriter {
     }
 
     fn delete(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<(), WriteError> {
-        let ar = api_resource(kind);
-        let c = self.client.client.clone();
-        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let api = self.api(kind, namespace);
         let deleted = self.runtime.block_on(async {
             self.client.throttle().await;
             api.delete(name, &DeleteParams::default()).await
@@ -317,6 +311,16 @@ impl ObjectWriter for ApiWriter {
 }
 
 impl ApiWriter {
+    /// The dynamic API of `kind` (in `namespace` when namespaced).
+    fn api(&self, kind: &ObjectKind, namespace: &str) -> Api<DynamicObject> {
+        let (ar, c) = (api_resource(kind), self.client.client.clone());
+        if kind.namespaced {
+            Api::namespaced_with(c, namespace, &ar)
+        } else {
+            Api::all_with(c, &ar)
+        }
+    }
+
     fn patch(
         &self,
         kind: &ObjectKind,
@@ -325,9 +329,7 @@ impl ApiWriter {
         patch: &serde_json::Value,
         status: bool,
     ) -> Result<serde_json::Value, WriteError> {
-        let ar = api_resource(kind);
-        let c = self.client.client.clone();
-        let api: Api<DynamicObject> = if kind.namespaced { Api::namespaced_with(c, namespace, &ar) } else { Api::all_with(c, &ar) };
+        let api = self.api(kind, namespace);
         let written = self.runtime.block_on(async {
             self.client.throttle().await;
             let (pp, p) = (PatchParams::default(), Patch::Merge(patch));

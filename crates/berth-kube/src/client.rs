@@ -164,6 +164,26 @@ fn limiter(qps: f32, burst: i32) -> Option<Arc<Bucket>> {
     Some(Arc::new(Bucket::new(period, burst.max(1) as u32)))
 }
 
+/// For tests: an API server that accepts every connection and never
+/// answers (a black-holed one), and a client configuration for it with no
+/// client-side timeouts, so only the bound under test can end a wait.
+#[cfg(test)]
+pub(crate) async fn silent_api_server() -> kube::Config {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    config.read_timeout = None;
+    config.write_timeout = None;
+    config.connect_timeout = None;
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,18 +201,7 @@ mod tests {
     /// call fails at the deadline instead of waiting for as long as TCP does.
     #[tokio::test(start_paused = true)]
     async fn a_call_the_api_server_never_answers_fails_at_the_deadline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                held.push(conn);
-            }
-        });
-        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-        config.connect_timeout = None;
-        config.read_timeout = None;
-        let client = http2_client(config, REQUEST_DEADLINE).unwrap();
+        let client = http2_client(silent_api_server().await, REQUEST_DEADLINE).unwrap();
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
         // Paused time: without the deadline the call never ends and the
         // outer wait (an hour of virtual time) fails the test.

@@ -165,20 +165,7 @@ mod tests {
     /// rather than waiting on the renewal for as long as TCP does.
     #[tokio::test(start_paused = true)]
     async fn a_renewal_that_gets_no_answer_ends_leadership_at_the_renew_deadline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                held.push(conn);
-            }
-        });
-        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-        // No client-side timeouts: only the elector's own bound may end the wait.
-        config.read_timeout = None;
-        config.write_timeout = None;
-        config.connect_timeout = None;
-        let client = kube::Client::try_from(config).unwrap();
+        let client = kube::Client::try_from(crate::client::silent_api_server().await).unwrap();
         let mut elector = LeaderElector::new(
             client,
             "default",

@@ -126,17 +126,8 @@ async fn play(case: &Case, scheduler: &str) -> Outcome {
         objects = objects.replace(&format!("N{i}"), n);
     }
     kubectl(&["apply", "-n", &ns.name, "-f", "-"], Some(&objects));
-    let claims_api: Api<kube::core::DynamicObject> = Api::namespaced_with(
-        ns.c.clone(),
-        &ns.name,
-        &kube::core::ApiResource {
-            group: "resource.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "resource.k8s.io/v1".into(),
-            kind: "ResourceClaim".into(),
-            plural: "resourceclaims".into(),
-        },
-    );
+    let claims_api: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(ns.c.clone(), &ns.name, &dra_resource("ResourceClaim", "resourceclaims"));
     let unname = |s: &str| {
         let mut s = s.replace(&ns.name, "NS");
         for (i, n) in nodes.iter().enumerate() {

@@ -170,6 +170,20 @@ impl Partition {
         Partition { port, cut, conns, accept, holed_below }
     }
 
+    /// A proxy in front of `cluster`'s API server, and the kubeconfig
+    /// (`<name>.kubeconfig`, Berth's deployed identity) that goes through it.
+    async fn in_front_of(cluster: &Cluster, name: &str) -> (Partition, PathBuf) {
+        let api_port = std::fs::read_to_string(cluster.dir.as_ref().unwrap().join("port")).unwrap();
+        let proxy = Partition::new(format!("127.0.0.1:{}", api_port.trim())).await;
+        let identity = cluster.deployed_identity(&format!("{name}-direct.kubeconfig"));
+        let through = cluster.kubeconfig_with(&format!("{name}.kubeconfig"), |kc| {
+            let direct: Value = serde_yaml::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
+            kc["users"] = direct["users"].clone();
+            kc["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", proxy.port));
+        });
+        (proxy, through)
+    }
+
     /// Every connection open now goes silent (see the type); new ones pass.
     fn black_hole(&self) {
         // Numbers are given in accept order: every connection accepted so
@@ -361,14 +375,7 @@ async fn a_black_holed_connection_is_dropped_and_pods_created_after_it_are_bound
     let admin = cluster.client().await;
     let ns = Ns::on(admin.clone(), "blackhole").await;
     nodes(&ns, "n", 2, "2").await;
-    let api_port = std::fs::read_to_string(cluster.dir.as_ref().unwrap().join("port")).unwrap();
-    let proxy = Partition::new(format!("127.0.0.1:{}", api_port.trim())).await;
-    let identity = cluster.deployed_identity("faults-blackhole-direct.kubeconfig");
-    let through = cluster.kubeconfig_with("faults-blackhole.kubeconfig", |kc| {
-        let direct: Value = serde_yaml::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
-        kc["users"] = direct["users"].clone();
-        kc["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", proxy.port));
-    });
+    let (proxy, through) = Partition::in_front_of(&cluster, "faults-blackhole").await;
     let cfg = config("faults-blackhole", &ns.name, None, "");
     let berth = Supervised::start(Path::new(berth_bin()), &through, &cfg, "faults-blackhole");
     ns.pod("before", &ns.name, "100m", json!({})).await;
@@ -489,14 +496,7 @@ async fn watches_expire_during_a_partition_and_berth_relists() {
     let admin = cluster.client().await;
     let ns = Ns::on(admin.clone(), "relist").await;
     nodes(&ns, "n", 4, "1").await;
-    let api_port = std::fs::read_to_string(cluster.dir.as_ref().unwrap().join("port")).unwrap();
-    let partition = Partition::new(format!("127.0.0.1:{}", api_port.trim())).await;
-    let identity = cluster.deployed_identity("faults-relist-direct.kubeconfig");
-    let through = cluster.kubeconfig_with("faults-relist.kubeconfig", |kc| {
-        let direct: Value = serde_yaml::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
-        kc["users"] = direct["users"].clone();
-        kc["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", partition.port));
-    });
+    let (partition, through) = Partition::in_front_of(&cluster, "faults-relist").await;
     let cfg = config("faults-relist", &ns.name, None, "");
     let berth = Supervised::start(Path::new(berth_bin()), &through, &cfg, "faults-relist");
     // 8 pods of 500m fill the 4 nodes; 5 more wait.

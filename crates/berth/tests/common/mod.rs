@@ -366,3 +366,14 @@ pub fn custom_scheduler_bin() -> PathBuf {
     );
     bin
 }
+
+/// A kind of the DRA API (`resource.k8s.io/v1`, GA in Kubernetes 1.34), for dynamic clients.
+pub fn dra_resource(kind: &str, plural: &str) -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "resource.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "resource.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}

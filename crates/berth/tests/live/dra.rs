@@ -5,25 +5,9 @@
 
 use super::*;
 
-/// The ResourceClaim API (`resource.k8s.io/v1`, GA in Kubernetes 1.34).
-fn resource(kind: &str, plural: &str) -> kube::core::ApiResource {
-    resource_kind(kind, plural)
-}
-
-/// The same, under a name that does not clash with a test's local `resource`.
-fn resource_kind(kind: &str, plural: &str) -> kube::core::ApiResource {
-    kube::core::ApiResource {
-        group: "resource.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "resource.k8s.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 impl Ns {
     fn claims(&self) -> Api<kube::core::DynamicObject> {
-        Api::namespaced_with(self.c.clone(), &self.name, &resource("ResourceClaim", "resourceclaims"))
+        Api::namespaced_with(self.c.clone(), &self.name, &dra_resource("ResourceClaim", "resourceclaims"))
     }
 
     /// A DeviceClass `<ns>-gpu`, and a slice of `count` GPUs on `node`
@@ -343,7 +327,7 @@ async fn a_device_taint_rule_keeps_its_devices_from_claims_that_do_not_tolerate_
     let ns = Ns::new("drataint").await;
     let node = ns.node("n", "8", json!({}), json!([])).await;
     ns.gpus(&node, 1);
-    let rules: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &resource("DeviceTaintRule", "devicetaintrules"));
+    let rules: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &dra_resource("DeviceTaintRule", "devicetaintrules"));
     let served = match rules.list(&ListParams::default().limit(1)).await {
         Ok(_) => true,
         Err(kube::Error::Api(e)) if e.code == 404 => false,
@@ -424,6 +408,7 @@ async fn a_pod_asking_for_an_extended_resource_gets_devices_of_the_class_that_ba
     let ns = Ns::new("draext").await;
     let node = ns.node("n", "8", json!({}), json!([])).await;
     let resource = format!("{}.example.com/gpu", ns.name);
+    ns.gpus(&node, 3);
     ns.apply(&format!(
         "apiVersion: resource.k8s.io/v1
 kind: DeviceClass
@@ -432,18 +417,9 @@ spec:
   extendedResourceName: {resource}
   selectors:
   - cel: {{expression: 'device.driver == \"NS.gpu.example.com\"'}}
----
-apiVersion: resource.k8s.io/v1
-kind: ResourceSlice
-metadata: {{name: {node}-gpus}}
-spec:
-  driver: NS.gpu.example.com
-  nodeName: {node}
-  pool: {{name: {node}, generation: 1, resourceSliceCount: 1}}
-  devices: [{{name: gpu-0}}, {{name: gpu-1}}, {{name: gpu-2}}]
 "
     ));
-    let classes: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &resource_kind("DeviceClass", "deviceclasses"));
+    let classes: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &dra_resource("DeviceClass", "deviceclasses"));
     let class = classes.get(&format!("{}-ext", ns.name)).await.unwrap();
     let backed = class.data.pointer("/spec/extendedResourceName").is_some();
     let gpu_pod = |name: &'static str, count: u32| {
