@@ -14,6 +14,10 @@ ensure_tools
 # crates and its own are compiled again.
 example=examples/custom-scheduler/Cargo.toml
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# A clean build without incremental state is several gigabytes smaller, and CI
+# builds once: the disk of a CI machine filled up with it before.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h "$PWD" >&2
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
     cargo fmt --manifest-path "$example" -- --check
