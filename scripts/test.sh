@@ -33,9 +33,13 @@ fi
 # One test environment for the run (the live tests reuse it), stopped at exit.
 export BERTH_TESTENV_DIR="$PWD/target/testenv-test"
 log=$(mktemp)
+# Tests that cannot run where they are (an API the server lacks) write here
+# (crates/berth/tests/common: skip); the summary counts them as skipped.
+skips=$(mktemp)
+export BERTH_TEST_SKIP_LOG="$skips"
 guide_dir=
 compat_dir="$PWD/target/testenv-compat"
-trap 'rm -f "$log"; [[ -n "$guide_dir" ]] && rm -rf "$guide_dir"; testenv/down >/dev/null 2>&1 || true; BERTH_TESTENV_DIR="$compat_dir" testenv/down >/dev/null 2>&1 || true' EXIT
+trap 'rm -f "$log" "$skips"; [[ -n "$guide_dir" ]] && rm -rf "$guide_dir"; testenv/down >/dev/null 2>&1 || true; BERTH_TESTENV_DIR="$compat_dir" testenv/down >/dev/null 2>&1 || true' EXIT
 start=$SECONDS
 BERTH_TEST_KUBECONFIG="$(testenv/up | tail -n 1)"
 export BERTH_TEST_KUBECONFIG
@@ -44,7 +48,9 @@ set +e
 # The example's own tests first: they also build the binary the live tests run.
 cargo test --manifest-path "$example" --locked --no-fail-fast 2>&1 | tee "$log"
 example_status=${PIPESTATUS[0]}
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
+# Against the newest API server every API a test needs is served: a test
+# that finds one missing fails instead of skipping.
+BERTH_TEST_REQUIRE=api cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] && status=$example_status
 # The live tests again, against the oldest API server Berth supports
@@ -72,7 +78,12 @@ else
     [[ $status -eq 0 ]] && status=1
 fi
 set -e
-# One closing line for the whole run (cargo prints one per test binary).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# One closing line for the whole run (cargo prints one per test binary); a
+# test that skipped itself returned early and cargo counted it as passed.
+if [[ -s "$skips" ]]; then
+    echo "skipped tests:"
+    sed 's/^/  /' "$skips"
+fi
+awk -v k="$(wc -l <"$skips")" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p - k, f, s + k }' "$log"
 exit "$status"

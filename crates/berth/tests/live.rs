@@ -158,7 +158,7 @@ async fn pods_berth_cannot_read_stay_pending_with_a_reason_and_still_count_on_th
     match ns.try_pod("old", "berth", "1500m", json!({"nodeName": node, "tolerations": gt})).await {
         Err(kube::Error::Api(e)) if e.code == 422 => {
             // Older API servers refuse the operator: Berth never meets such pods there.
-            eprintln!("skipped: this API server refuses toleration operator Gt ({})", e.message);
+            skip(Lack::Api, &format!("this API server refuses toleration operator Gt ({})", e.message));
             return;
         }
         r => r.map(drop).unwrap(),
@@ -764,7 +764,7 @@ impl Ns {
         match api.list(&ListParams::default()).await {
             Ok(_) => Some(api),
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                eprintln!("scheduling.k8s.io/v1beta1 PodGroups are not served here: skipping");
+                skip(Lack::Api, "scheduling.k8s.io/v1beta1 PodGroups are not served here");
                 None
             }
             Err(e) => panic!("{e}"),
@@ -1016,7 +1016,7 @@ async fn service_account_kubeconfig(c: &kube::Client, namespace: &str, sa: &str)
 #[tokio::test]
 async fn kubectl_berth_why_answers_through_the_api_server_for_a_granted_user_only() {
     let Some(ip) = host_ip() else {
-        eprintln!("no non-loopback address to serve on: skipping");
+        skip(Lack::Host, "no non-loopback address for the API server to reach Berth on");
         return;
     };
     let port = free_port();

@@ -137,6 +137,37 @@ impl Cluster {
     }
 }
 
+/// What a test needs and the place it runs lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lack {
+    /// An API (a kind, a field value) the API server does not serve: expected
+    /// on the oldest release CI tests, never on the newest.
+    Api,
+    /// Something of the machine (a non-loopback address).
+    Host,
+}
+
+/// Records that the calling test cannot run here, and why; the test returns
+/// right after. CI's summary (scripts/test.sh) counts the test as skipped,
+/// not passed, and lists the reason. Where `BERTH_TEST_REQUIRE` names the
+/// lack (`api`, `host`, comma-separated), CI expects the test to run, and a
+/// skip is a failure.
+pub fn skip(lack: Lack, reason: &str) {
+    let test = std::thread::current().name().unwrap_or("<unnamed test>").to_string();
+    let kind = match lack {
+        Lack::Api => "api",
+        Lack::Host => "host",
+    };
+    let required = std::env::var("BERTH_TEST_REQUIRE").unwrap_or_default();
+    assert!(!required.split(',').any(|r| r.trim() == kind), "{test} cannot run here ({reason}), and this run requires it to");
+    eprintln!("skipped: {test}: {reason}");
+    if let Some(path) = std::env::var_os("BERTH_TEST_SKIP_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("open BERTH_TEST_SKIP_LOG");
+        writeln!(f, "{test}: {reason}").expect("write BERTH_TEST_SKIP_LOG");
+    }
+}
+
 /// The test environment most live tests share: started once for this test
 /// binary, or the one `BERTH_TEST_KUBECONFIG` names.
 pub fn env() -> &'static Cluster {

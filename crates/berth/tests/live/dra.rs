@@ -334,9 +334,10 @@ async fn a_device_taint_rule_keeps_its_devices_from_claims_that_do_not_tolerate_
         Err(e) => panic!("{e}"),
     };
     if !served {
-        eprintln!("DeviceTaintRules are not served by this API server (before 1.37): claims are scheduled without them");
+        // Claims are scheduled without them there; the rule itself is untested.
         ns.gpu_pod("untainted").await;
         ns.bound("untainted").await;
+        skip(Lack::Api, "DeviceTaintRules are not served by this API server (before 1.37)");
         return;
     }
     ns.apply(&format!(
