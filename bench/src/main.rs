@@ -871,6 +871,16 @@ async fn one_run(
     })
 }
 
+/// Fails naming every run that did not do all its work: its figures are
+/// written (for a look at what went wrong) but compare nothing.
+fn incomplete(runs: impl Iterator<Item = String>) -> Result<()> {
+    let runs: Vec<String> = runs.collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    bail!("{} run(s) did not do all their work:\n  {}", runs.len(), runs.join("\n  "))
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 && a.is_finite() && b.is_finite() {
         format!("{:.2}", a / b)
@@ -911,7 +921,10 @@ fn markdown(results: &[RunResult]) -> String {
         seen.push(key);
         let (b, k, raw) =
             (find(&r.workload, &r.limits, "berth"), find(&r.workload, &r.limits, "kube-scheduler"), find(&r.workload, &r.limits, "raw"));
-        let Some(b) = b else { continue };
+        // A run that stalled or over-committed a node has no figure to compare.
+        let complete = |r: &&RunResult| r.all_bound && r.overcommitted_nodes == 0;
+        let Some(b) = b.filter(complete) else { continue };
+        let (k, raw) = (k.filter(complete), raw.filter(complete));
         let nan = f64::NAN;
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
@@ -1031,7 +1044,11 @@ async fn main() -> Result<()> {
                 r.cpu_seconds_per_minute_waiting
             );
         }
-        return Ok(());
+        return incomplete(
+            out.iter()
+                .filter(|r| r.attempted < r.pods)
+                .map(|r| format!("backlog / {}: {} of {} pods marked unschedulable", r.scheduler, r.attempted, r.pods)),
+        );
     }
     let total = (workloads.len() * schedulers.len() * limits.len()) as u64;
     let bar = ProgressBar::new(total);
@@ -1068,5 +1085,10 @@ async fn main() -> Result<()> {
     let md = write_report(&results, &args.out)?;
     println!("{md}");
     eprintln!("results in {}", args.out.display());
-    Ok(())
+    incomplete(results.iter().filter(|r| !r.all_bound || r.overcommitted_nodes > 0).map(|r| {
+        format!(
+            "{} / {} / {}: bound {} of {}, {} node(s) over-committed",
+            r.workload, r.scheduler, r.limits, r.bound, r.pods, r.overcommitted_nodes
+        )
+    }))
 }

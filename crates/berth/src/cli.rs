@@ -213,14 +213,16 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, con
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        // A run that bound fewer pods than fit did not do the work it timed.
-        if r.scheduled < r.placeable {
+        // A run that bound fewer pods than fit did not do the work it timed;
+        // one that bound more broke the workload's rules (or its count).
+        if r.scheduled != r.placeable {
             bail!(
-                "{}: bound {} of the {} pods that fit on {} nodes; the figure would not be comparable",
+                "{}: bound {} of {} pods on {} nodes, where the workload expects {} bound (too few nodes for the pods, or a fault); the figure would not be comparable",
                 r.workload,
                 r.scheduled,
-                r.placeable,
-                r.nodes
+                r.pods,
+                r.nodes,
+                r.placeable
             );
         }
         if matches!(format, OutputFormat::Table) {

@@ -124,6 +124,15 @@ fn bench_runs_small() {
     assert_eq!(v[0]["scheduled"], 100);
     let out = berth(&["bench", "--workload", "nope"]);
     assert_eq!(out.status.code(), Some(2));
+    // One node holds far fewer than 200 pods: a run that binds fewer than
+    // the workload's pods did not do the work it would time, and fails saying so.
+    let out = berth(&["bench", "--workload", "SchedulingBasic", "--nodes", "1", "--pods", "200"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an incomplete run must fail");
+    assert!(
+        err.contains("SchedulingBasic: bound ") && err.contains(" of 200 pods on 1 nodes, where the workload expects 200 bound"),
+        "{err}"
+    );
 }
 
 /// The chart's ClusterRole and deploy/rbac.yaml grant the same: one list of
