@@ -52,7 +52,13 @@ impl Bucket {
 /// one for events, so events never slow bindings down.
 #[derive(Clone)]
 pub struct ApiClient {
+    /// Berth's own calls; each waits for [`ApiClient::throttle`] first.
     pub client: kube::Client,
+    /// The client plugins get (`berth::live::client`): the same connection,
+    /// deadline and QPS bucket as Berth's own calls, with the wait for a
+    /// token inside the client, since plugin code cannot be trusted to
+    /// call `throttle`.
+    pub plugin_client: kube::Client,
     limiter: Option<Arc<Bucket>>,
     event_limiter: Option<Arc<Bucket>>,
 }
@@ -87,9 +93,10 @@ impl ApiClient {
         };
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(300));
-        let client = http2_client(config, REQUEST_DEADLINE)
+        let own = limiter(qps, burst);
+        let [client, plugin_client] = http2_clients(config, REQUEST_DEADLINE, own.clone())
             .with_context(|| path.map_or("kubeconfig".to_string(), |p| format!("kubeconfig {}", p.display())))?;
-        Ok(ApiClient { client, limiter: limiter(qps, burst), event_limiter: limiter(qps, burst) })
+        Ok(ApiClient { client, plugin_client, limiter: own, event_limiter: limiter(qps, burst) })
     }
 }
 
@@ -112,7 +119,10 @@ pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// events each open a TLS connection of their own, and the handshakes cost
 /// the API server more than the requests. Like client-go, negotiate HTTP/2
 /// (ALPN) and multiplex every request and watch over one connection.
-fn http2_client(config: kube::Config, deadline: Duration) -> Result<kube::Client> {
+///
+/// Two clients over that one connection: the first leaves QPS limiting to
+/// its caller, the second waits for a token of `limiter` before each call.
+fn http2_clients(config: kube::Config, deadline: Duration, limiter: Option<Arc<Bucket>>) -> Result<[kube::Client; 2]> {
     use kube::client::ConfigExt;
     // Berth's connector speaks to the API server directly; a proxy it did
     // not use would be a silent surprise, so one named is refused.
@@ -138,22 +148,44 @@ fn http2_client(config: kube::Config, deadline: Duration) -> Result<kube::Client
             .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
             .http2_keep_alive_while_idle(true)
             .build(https);
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer().context("credentials")?)
-        .layer(config.extra_headers_layer().context("headers")?)
-        // Every call gets its answer's head within the deadline, or fails (a
-        // watch's head comes at once; its events are bounded by the pings
-        // and the server's timeoutSeconds).
-        .map_future(move |answer| async move {
-            match tokio::time::timeout(deadline, answer).await {
-                Ok(r) => r,
-                Err(_) => Err(Box::new(NoAnswer(deadline)) as Box<dyn std::error::Error + Send + Sync>),
-            }
-        })
-        .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        .service(inner);
-    Ok(kube::Client::new(service, config.default_namespace))
+    let stack = |throttle: Option<Arc<Bucket>>| -> Result<kube::Client> {
+        let service = tower::ServiceBuilder::new()
+            // Outermost: the wait for a token is not part of the deadline.
+            .option_layer(throttle.map(throttle_layer))
+            .layer(config.base_uri_layer())
+            .option_layer(config.auth_layer().context("credentials")?)
+            .layer(config.extra_headers_layer().context("headers")?)
+            // Every call gets its answer's head within the deadline, or fails (a
+            // watch's head comes at once; its events are bounded by the pings
+            // and the server's timeoutSeconds).
+            .map_future(move |answer| async move {
+                match tokio::time::timeout(deadline, answer).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Box::new(NoAnswer(deadline)) as BoxError),
+                }
+            })
+            .map_err(|e: hyper_util::client::legacy::Error| Box::new(e) as BoxError)
+            // A clone shares the connection pool.
+            .service(inner.clone());
+        Ok(kube::Client::new(service, config.default_namespace.clone()))
+    };
+    Ok([stack(None)?, stack(limiter)?])
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request, once its token is there.
+type Throttled<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BoxError>> + Send>>;
+
+/// A layer that waits for a token of `bucket` before each call.
+fn throttle_layer<T: Send + 'static>(bucket: Arc<Bucket>) -> tower::filter::AsyncFilterLayer<impl Fn(T) -> Throttled<T> + Clone> {
+    tower::filter::AsyncFilterLayer::new(move |request: T| {
+        let bucket = bucket.clone();
+        Box::pin(async move {
+            bucket.acquire().await;
+            Ok(request)
+        }) as Throttled<T>
+    })
 }
 
 fn limiter(qps: f32, burst: i32) -> Option<Arc<Bucket>> {
@@ -192,22 +224,44 @@ mod tests {
     async fn a_kubeconfig_proxy_is_refused_by_name_not_ignored() {
         let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
         config.proxy_url = Some("http://proxy.example:3128".parse().unwrap());
-        let err = http2_client(config, REQUEST_DEADLINE).err().expect("a proxy must be refused").to_string();
+        let err = http2_clients(config, REQUEST_DEADLINE, None).err().expect("a proxy must be refused").to_string();
         assert!(err.contains("proxy-url http://proxy.example:3128/") && err.contains("does not connect through proxies"), "{err}");
-        assert!(http2_client(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()), REQUEST_DEADLINE).is_ok());
+        assert!(http2_clients(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()), REQUEST_DEADLINE, None).is_ok());
     }
 
     /// An API server that accepts the connection and never answers: the
     /// call fails at the deadline instead of waiting for as long as TCP does.
     #[tokio::test(start_paused = true)]
     async fn a_call_the_api_server_never_answers_fails_at_the_deadline() {
-        let client = http2_client(silent_api_server().await, REQUEST_DEADLINE).unwrap();
+        let [client, _] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, None).unwrap();
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
         // Paused time: without the deadline the call never ends and the
         // outer wait (an hour of virtual time) fails the test.
         let got = tokio::time::timeout(Duration::from_secs(3600), nodes.get("n")).await.expect("the call ended");
         let err = got.expect_err("nothing answered").to_string();
         assert!(err.contains("request deadline"), "{err}");
+    }
+
+    /// The plugins' client takes a token of Berth's bucket for each call (the
+    /// call ends at the deadline: nothing answers); Berth's own client leaves
+    /// that to its caller.
+    #[tokio::test(start_paused = true)]
+    async fn the_plugin_client_takes_a_token_of_berths_bucket_for_each_call() {
+        // One token, refilled every thousand seconds.
+        let bucket = limiter(0.001, 1).unwrap();
+        let [own, plugins] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, Some(bucket.clone())).unwrap();
+        let call = |c: kube::Client| async move {
+            let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(c);
+            tokio::time::timeout(Duration::from_secs(3600), nodes.get("n")).await.expect("the call ended").expect_err("nothing answers");
+        };
+        call(own).await;
+        let now = Instant::now();
+        assert_eq!(bucket.reserve(now), now, "Berth's own client took no token: its caller throttles");
+        // That reservation emptied the bucket: the plugins' call waits a
+        // thousand seconds for the next token, then the deadline.
+        let start = Instant::now();
+        call(plugins).await;
+        assert!(Instant::now() - start >= Duration::from_secs(1000) + REQUEST_DEADLINE, "the plugin's call waited for no token");
     }
 
     #[test]

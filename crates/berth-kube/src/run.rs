@@ -631,6 +631,11 @@ impl Backoff {
         if matches!(e, watcher::Error::WatchError(s) if s.code == 410) {
             return;
         }
+        self.pause().await;
+    }
+
+    /// Sleeps the pause, and doubles the next one.
+    async fn pause(&mut self) {
         // Up to a quarter more, so that many watchers do not retry in step.
         let jitter =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) as u64 % (self.next.as_millis() as u64 / 4 + 1);
@@ -888,7 +893,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::channel::<Input>();
     let host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
-        .with_service(client.client.clone())
+        .with_service(client.plugin_client.clone())
         .with_service(tokio::runtime::Handle::current())
         .with_service({
             let rt = tokio::runtime::Handle::current();
@@ -919,9 +924,6 @@ impl Prepared {
         } else {
             None
         };
-        // Fail early, with a clear message, when the API server is not there.
-        client.client.apiserver_version().await.context("contacting the API server")?;
-
         let health = Arc::new(Health::default());
         let why: Arc<std::sync::Mutex<berth_core::why::WhyStore>> = Arc::default();
         let router = http::router(health.clone(), metrics.clone(), why.clone());
@@ -945,6 +947,16 @@ impl Prepared {
                     error!(error = %e, "HTTP server stopped");
                 }
             });
+        }
+
+        // Wait for the API server, as kube-scheduler does: an outage at
+        // start-up (or its authorization not loaded yet) must not turn into a
+        // crash loop, whose restarts a kubelet spaces out for minutes. The
+        // health endpoints answer meanwhile.
+        let mut backoff = Backoff::default();
+        while let Err(e) = client.client.apiserver_version().await {
+            warn!(error = %e, retry_in = ?backoff.next, "the API server does not answer yet; retrying");
+            backoff.pause().await;
         }
 
         let (initial, max) = cfg.backoff_ms();

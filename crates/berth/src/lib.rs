@@ -115,8 +115,10 @@ pub mod live {
     pub use kube;
 
     /// The scheduler's API client (`berth run` only). It authenticates as
-    /// the scheduler; Berth's QPS limit applies to Berth's own calls, not to
-    /// the ones you make with it.
+    /// the scheduler and shares Berth's connection: each call waits for a
+    /// token of the same QPS/burst bucket as Berth's own calls
+    /// (`clientConnection.qps` and `burst`), and fails when the API server's
+    /// answer does not begin within 70 s.
     pub fn client(handle: &Handle) -> Option<kube::Client> {
         handle.get::<kube::Client>().cloned()
     }
