@@ -3,7 +3,9 @@
 //! again, a partition long enough that etcd compacts past Berth's watches
 //! (410 Gone, re-list), the leader killed, a node deleted while pods bind to
 //! it, a pod deleted while it waits at Permit, the connection to the API
-//! server going silent without closing (black-holed).
+//! server going silent without closing (black-holed), the leader's alone
+//! black-holed while the standby's is not, an API server outage longer than
+//! renewDeadline, and an API server whose every answer comes 2 s late.
 //!
 //! Each case has a control plane of its own, and they run one at a time.
 //! Berth runs as deployed: under deploy/rbac.yaml's service account, and
@@ -47,20 +49,37 @@ struct Supervised {
 
 impl Supervised {
     fn start(bin: &Path, kubeconfig: &Path, config: &Path, name: &str) -> Supervised {
-        use std::os::unix::process::CommandExt;
         let http_port = free_port();
+        let mut argv: Vec<std::ffi::OsString> = vec![bin.into(), "run".into(), "--kubeconfig".into(), kubeconfig.into()];
+        argv.extend(["--config".into(), config.into(), "--secure-port".into(), "0".into()]);
+        argv.extend(["--http-address".into(), format!("127.0.0.1:{http_port}").into()]);
+        Supervised::spawn(&argv, http_port, name)
+    }
+
+    /// Upstream kube-scheduler (testenv's build) as `scheduler`'s only
+    /// profile, leader election off, talking to the API server with `kubeconfig`.
+    fn start_kube_scheduler(kubeconfig: &Path, scheduler: &str, name: &str) -> Supervised {
+        let config = write_temp(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection: {{kubeconfig: {}}}\nleaderElection: {{leaderElect: false}}\nprofiles: [{{schedulerName: {scheduler}}}]\n",
+                kubeconfig.display()
+            ),
+        );
+        let argv: Vec<std::ffi::OsString> =
+            vec![controlplane().into(), "kube-scheduler".into(), "--config".into(), config.into(), "--secure-port".into(), "0".into()];
+        Supervised::spawn(&argv, 0, name)
+    }
+
+    fn spawn(argv: &[std::ffi::OsString], http_port: u16, name: &str) -> Supervised {
+        use std::os::unix::process::CommandExt;
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live").join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let shell = Command::new("sh")
             .arg("-c")
             .arg(r#"while :; do "$@"; echo "supervisor: exited with status $?"; sleep 1; done"#)
             .arg("sh")
-            .arg(bin)
-            .args(["run", "--kubeconfig"])
-            .arg(kubeconfig)
-            .arg("--config")
-            .arg(config)
-            .args(["--secure-port", "0", "--http-address", &format!("127.0.0.1:{http_port}")])
+            .args(argv)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -116,10 +135,53 @@ struct Partition {
     holed_below: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// How long the proxy holds each answer of the API server (see [`pump`]).
+struct Latency(Duration);
+
 /// Forwards between the two sockets until either closes, or forever
-/// nothing once the connection (number `id`) is black-holed.
-async fn pump(id: u64, mut down: tokio::net::TcpStream, mut up: tokio::net::TcpStream, holed_below: Arc<std::sync::atomic::AtomicU64>) {
+/// nothing once the connection (number `id`) is black-holed. What the API
+/// server sends reaches the client `delay` late (latency, not a slower
+/// line: later bytes are not held up behind earlier ones' wait).
+async fn pump(
+    id: u64,
+    down: tokio::net::TcpStream,
+    up: tokio::net::TcpStream,
+    holed_below: Arc<std::sync::atomic::AtomicU64>,
+    delay: Duration,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut down, mut up) = if delay.is_zero() {
+        (down, up)
+    } else {
+        let (mut down_read, mut down_write) = down.into_split();
+        let (mut up_read, mut up_write) = up.into_split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let answers = async move {
+            let mut b = [0u8; 16384];
+            while let Ok(n @ 1..) = up_read.read(&mut b).await {
+                if tx.send((tokio::time::Instant::now() + delay, b[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        };
+        let delivered = async move {
+            while let Some((at, bytes)) = rx.recv().await {
+                tokio::time::sleep_until(at).await;
+                if down_write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let requests = async move {
+            let _ = tokio::io::copy(&mut down_read, &mut up_write).await;
+        };
+        // Either direction closing ends the connection.
+        tokio::select! {
+            _ = async { tokio::join!(answers, delivered) } => {}
+            _ = requests => {}
+        }
+        return;
+    };
     let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
     loop {
         let (from_down, n) = tokio::select! {
@@ -131,10 +193,12 @@ async fn pump(id: u64, mut down: tokio::net::TcpStream, mut up: tokio::net::TcpS
             Ok(n) => n,
         };
         if id < holed_below.load(Ordering::SeqCst) {
-            // Keep both sockets open, answer nothing, ever.
-            let _held = (down, up);
-            std::future::pending::<()>().await;
-            return;
+            // Keep both sockets open and forward nothing until the hole is
+            // closed; then what was held goes on its way, late, as TCP
+            // delivers what it retransmits once a path comes back.
+            while id < holed_below.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         let written = if from_down { up.write_all(&a[..n]).await } else { down.write_all(&b[..n]).await };
         if written.is_err() {
@@ -144,7 +208,7 @@ async fn pump(id: u64, mut down: tokio::net::TcpStream, mut up: tokio::net::TcpS
 }
 
 impl Partition {
-    async fn new(upstream: String) -> Partition {
+    async fn new(upstream: String, Latency(delay): Latency) -> Partition {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -161,7 +225,7 @@ impl Partition {
                 next += 1;
                 let task = tokio::spawn(async move {
                     if let Ok(up) = tokio::net::TcpStream::connect(upstream).await {
-                        pump(id, down, up, h).await;
+                        pump(id, down, up, h, delay).await;
                     }
                 });
                 k.lock().unwrap().push(task);
@@ -172,9 +236,9 @@ impl Partition {
 
     /// A proxy in front of `cluster`'s API server, and the kubeconfig
     /// (`<name>.kubeconfig`, Berth's deployed identity) that goes through it.
-    async fn in_front_of(cluster: &Cluster, name: &str) -> (Partition, PathBuf) {
+    async fn in_front_of(cluster: &Cluster, name: &str, latency: Latency) -> (Partition, PathBuf) {
         let api_port = std::fs::read_to_string(cluster.dir.as_ref().unwrap().join("port")).unwrap();
-        let proxy = Partition::new(format!("127.0.0.1:{}", api_port.trim())).await;
+        let proxy = Partition::new(format!("127.0.0.1:{}", api_port.trim()), latency).await;
         let identity = cluster.deployed_identity(&format!("{name}-direct.kubeconfig"));
         let through = cluster.kubeconfig_with(&format!("{name}.kubeconfig"), |kc| {
             let direct: Value = serde_yaml::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
@@ -190,6 +254,11 @@ impl Partition {
         // far has a number below the count of tasks started.
         let started = self.conns.lock().unwrap().len() as u64;
         self.holed_below.store(started, Ordering::SeqCst);
+    }
+
+    /// The black-holed connections forward again, what they held first.
+    fn restore(&self) {
+        self.holed_below.store(0, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -370,14 +439,33 @@ async fn nodes(ns: &Ns, prefix: &str, count: usize, cpu: &str) {
 /// the dead connection for as long as TCP does (about 15 minutes).
 #[tokio::test]
 async fn a_black_holed_connection_is_dropped_and_pods_created_after_it_are_bound() {
+    black_holed_connection(false).await;
+}
+
+/// kube-scheduler 1.37.2 on the same fault, for comparison (its client-go
+/// has the same health check: the figure should be about the same).
+#[tokio::test]
+async fn kube_scheduler_on_a_black_holed_connection() {
+    black_holed_connection(true).await;
+}
+
+async fn black_holed_connection(upstream: bool) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start("faults-blackhole");
+    let name = if upstream { "faults-blackhole-kube" } else { "faults-blackhole" };
+    let cluster = Cluster::start(name);
     let admin = cluster.client().await;
-    let ns = Ns::on(admin.clone(), "blackhole").await;
+    let ns = Ns::on(admin.clone(), if upstream { "blackholek" } else { "blackhole" }).await;
     nodes(&ns, "n", 2, "2").await;
-    let (proxy, through) = Partition::in_front_of(&cluster, "faults-blackhole").await;
-    let cfg = config("faults-blackhole", &ns.name, None, "");
-    let berth = Supervised::start(Path::new(berth_bin()), &through, &cfg, "faults-blackhole");
+    let (proxy, through) = Partition::in_front_of(&cluster, name, Latency(Duration::ZERO)).await;
+    let scheduler = if upstream {
+        // Upstream's own RBAC (system:kube-scheduler) is not Berth's: admin's credentials.
+        let admin_through = cluster.kubeconfig_with(&format!("{name}-admin.kubeconfig"), |kc| {
+            kc["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", proxy.port));
+        });
+        Supervised::start_kube_scheduler(&admin_through, &ns.name, name)
+    } else {
+        Supervised::start(Path::new(berth_bin()), &through, &config(name, &ns.name, None, ""), name)
+    };
     ns.pod("before", &ns.name, "100m", json!({})).await;
     all_bound(&ns, 1).await;
 
@@ -387,8 +475,9 @@ async fn a_black_holed_connection_is_dropped_and_pods_created_after_it_are_bound
     all_bound(&ns, 2).await;
     let bound_after = holed.elapsed();
     let t = assert_sound(&ns, 2).await;
-    assert_eq!(berth.exits(), 0, "Berth recovered without a restart");
-    result("black-holed-connection", &[t.figures(), vec![("bound_after_s", secs(bound_after))]].concat());
+    assert_eq!(scheduler.exits(), 0, "the scheduler recovered without a restart");
+    let case = if upstream { "black-holed-connection-kube-scheduler" } else { "black-holed-connection" };
+    result(case, &[t.figures(), vec![("bound_after_s", secs(bound_after))]].concat());
 }
 
 fn result(case: &str, fields: &[(&str, String)]) {
@@ -432,6 +521,8 @@ struct Burst {
     cluster: Cluster,
     ns: Ns,
     replicas: Vec<Supervised>,
+    /// Each replica's proxy to the API server, when the case asked for them.
+    proxies: Vec<Partition>,
     /// The leader's identity, when the burst began.
     leader: String,
     creating: tokio::task::JoinHandle<()>,
@@ -439,16 +530,35 @@ struct Burst {
 
 impl Burst {
     async fn start(name: &str, replicas: usize, lease: (&str, &str, &str)) -> Burst {
+        Burst::start_with(name, replicas, lease, None).await
+    }
+
+    /// The same, each replica talking to the API server through a proxy of
+    /// its own (`latency`: see [`Partition`]) when `proxied`.
+    async fn start_with(name: &str, replicas: usize, lease: (&str, &str, &str), proxied: Option<Duration>) -> Burst {
         let cluster = Cluster::start(name);
         let ns = Ns::on(cluster.client().await, name.trim_start_matches("faults-")).await;
         nodes(&ns, "n", 10, "2").await;
-        let identity = cluster.deployed_identity(&format!("{name}.kubeconfig"));
         let cfg = config(name, &ns.name, Some(lease), "");
-        let replicas = (0..replicas).map(|i| Supervised::start(Path::new(berth_bin()), &identity, &cfg, &format!("{name}-{i}"))).collect();
+        let mut proxies = Vec::new();
+        let mut started = Vec::new();
+        for i in 0..replicas {
+            let replica = format!("{name}-{i}");
+            let kubeconfig = match proxied {
+                Some(latency) => {
+                    let (proxy, through) = Partition::in_front_of(&cluster, &replica, Latency(latency)).await;
+                    proxies.push(proxy);
+                    through
+                }
+                None => cluster.deployed_identity(&format!("{replica}.kubeconfig")),
+            };
+            started.push(Supervised::start(Path::new(berth_bin()), &kubeconfig, &cfg, &replica));
+        }
+        let replicas = started;
         let leader = wait_up_to(RECOVERY, "a leader", || async { Burst::holder(&ns, name).await.and_then(|l| l.holder_identity) }).await;
         let creating = burst(&ns, &ns.name, "p", BURST, "100m");
         wait_up_to(RECOVERY, "50 pods bound before the fault", || async { (count_bound(&ns).await >= 50).then_some(()) }).await;
-        Burst { cluster, ns, replicas, leader, creating }
+        Burst { cluster, ns, replicas, proxies, leader, creating }
     }
 
     /// The case's Lease, once held.
@@ -487,6 +597,63 @@ async fn the_api_server_killed_during_a_burst_and_started_again() {
     assert_eq!(berth.exits(), 0, "a 5 s outage is shorter than renewDeadline: Berth keeps its lease");
 }
 
+/// An API server outage longer than `renewDeadline`: the leader cannot renew,
+/// stops scheduling and exits by the time `renewDeadline` has passed (as
+/// kube-scheduler does), its Deployment (here the supervisor) starts it
+/// again, the new process waits for the API server (it does not exit: a
+/// kubelet would space such restarts out for minutes), takes the lease once
+/// the API server is back, and binds the rest, each pod once.
+#[tokio::test]
+async fn an_api_server_outage_longer_than_renew_deadline_makes_the_leader_exit_and_come_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (renew_s, retry_s) = (3.0, 1.0);
+    let Burst { cluster, ns, replicas, creating, .. } = Burst::start("faults-outage", 1, ("5s", "3s", "1s")).await;
+    let berth = &replicas[0];
+    cluster.component("kill", "kube-apiserver");
+    let killed = Instant::now();
+    // The last renewal was at most a retry before the kill; the renewals
+    // after it fail, and the leader gives up once renewDeadline has passed
+    // since the last one that succeeded (a second for the process to exit).
+    let limit = Duration::from_secs_f64(renew_s + retry_s + 1.0);
+    wait_up_to(limit, "the leader to exit after renewDeadline", || async { (berth.exits() >= 1).then_some(()) }).await;
+    let exited = killed.elapsed();
+    // The outage outlasts the lease (5 s) too: 10 s in all.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed())).await;
+    cluster.component("start", "kube-apiserver");
+    let back = Instant::now();
+    creating.await.unwrap();
+    // The process started again waits for the API server instead of exiting.
+    assert_eq!(berth.exits(), 1, "only the lost lease stopped Berth");
+    after_the_fault(
+        &ns,
+        "apiserver-outage-over-renew-deadline",
+        back,
+        &[
+            ("outage_s", "10".into()),
+            ("renew_deadline_s", "3".into()),
+            ("exited_after_s", secs(exited)),
+            ("berth_exits", berth.exits().to_string()),
+        ],
+    )
+    .await;
+}
+
+/// A slow API server: every answer reaches Berth 2 s late (its requests,
+/// the lease renewals included, go through at once). Berth keeps its lease
+/// (renewDeadline 10 s), binds every pod that fits, once, and none is lost.
+#[tokio::test]
+async fn a_slow_api_server_answering_everything_2s_late() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let latency = Duration::from_secs(2);
+    let started = Instant::now();
+    let Burst { ns, replicas, creating, proxies, .. } = Burst::start_with("faults-slow", 1, ("15s", "10s", "2s"), Some(latency)).await;
+    assert_eq!(proxies.len(), 1);
+    let berth = &replicas[0];
+    creating.await.unwrap();
+    after_the_fault(&ns, "slow-apiserver-2s", started, &[("latency_s", "2".into()), ("berth_exits", berth.exits().to_string())]).await;
+    assert_eq!(berth.exits(), 0, "2 s answers are well within renewDeadline: Berth keeps its lease");
+}
+
 #[tokio::test]
 async fn watches_expire_during_a_partition_and_berth_relists() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -496,7 +663,7 @@ async fn watches_expire_during_a_partition_and_berth_relists() {
     let admin = cluster.client().await;
     let ns = Ns::on(admin.clone(), "relist").await;
     nodes(&ns, "n", 4, "1").await;
-    let (partition, through) = Partition::in_front_of(&cluster, "faults-relist").await;
+    let (partition, through) = Partition::in_front_of(&cluster, "faults-relist", Latency(Duration::ZERO)).await;
     let cfg = config("faults-relist", &ns.name, None, "");
     let berth = Supervised::start(Path::new(berth_bin()), &through, &cfg, "faults-relist");
     // 8 pods of 500m fill the 4 nodes; 5 more wait.
@@ -612,6 +779,53 @@ async fn the_leader_killed_during_a_burst_and_the_standby_takes_over_within_the_
         "leader-kill-9",
         killed,
         &[("lease_s", "6".into()), ("takeover_after_last_renew_s", secs(gap)), ("takeover_after_kill_s", secs(took_over))],
+    )
+    .await;
+}
+
+/// The leader's connection to the API server goes silent (black-holed) in
+/// the middle of a burst while the standby's does not: the leader's renewal
+/// gets no answer, it stops scheduling and exits once renewDeadline has
+/// passed since its last renewal, and the standby takes the lease. Then the
+/// old connection comes back and delivers, late, what the old leader sent
+/// into it (bindings, its renewal): no pod is bound twice, no node is
+/// over-committed, and every pod that fits is bound.
+#[tokio::test]
+async fn a_leader_whose_connection_is_black_holed_gives_way_to_the_standby() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (lease_s, renew_s, retry_s) = (6.0, 4.0, 1.0);
+    let Burst { ns, replicas, leader: first, creating, proxies, .. } =
+        Burst::start_with("faults-leaderhole", 2, ("6s", "4s", "1s"), Some(Duration::ZERO)).await;
+    let lease = || Burst::holder(&ns, "faults-leaderhole");
+    let old = replicas
+        .iter()
+        .position(|r| r.scheduler_pid().is_some_and(|pid| first.ends_with(&format!("{:04x}", pid & 0xffff))))
+        .expect("the lease holder is one of ours");
+    let last_renew = lease().await.unwrap().renew_time.unwrap().0;
+    proxies[old].black_hole();
+    let holed = Instant::now();
+    // Its last renewal was at most a retry before the fault.
+    let limit = Duration::from_secs_f64(renew_s + retry_s + 1.0);
+    wait_up_to(limit, "the black-holed leader to exit at renewDeadline", || async { (replicas[old].exits() >= 1).then_some(()) }).await;
+    let exited = holed.elapsed();
+    let second = wait_up_to(RECOVERY, "the standby to take over", || async {
+        lease().await.filter(|l| l.holder_identity.as_deref() != Some(first.as_str()))
+    })
+    .await;
+    let acquired = second.acquire_time.unwrap().0;
+    let gap = Duration::from_millis((acquired.as_millisecond() - last_renew.as_millisecond()).max(0) as u64);
+    assert!(gap.as_secs_f64() <= lease_s + 2.0 * retry_s + 1.0, "took over {gap:?} after the last renewal");
+    proxies[old].restore();
+    creating.await.unwrap();
+    after_the_fault(
+        &ns,
+        "leader-black-holed",
+        holed,
+        &[
+            ("leader_exited_after_s", secs(exited)),
+            ("takeover_after_last_renew_s", secs(gap)),
+            ("old_leader_exits", replicas[old].exits().to_string()),
+        ],
     )
     .await;
 }
