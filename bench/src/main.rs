@@ -102,6 +102,14 @@ struct RunResult {
     overcommitted_nodes: usize,
 }
 
+impl RunResult {
+    /// Whether the run did all its work: every measured pod bound and no
+    /// node over-committed. An incomplete run's figures compare nothing.
+    fn complete(&self) -> bool {
+        self.all_bound && self.overcommitted_nodes == 0
+    }
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
 }
@@ -921,10 +929,8 @@ fn markdown(results: &[RunResult]) -> String {
         seen.push(key);
         let (b, k, raw) =
             (find(&r.workload, &r.limits, "berth"), find(&r.workload, &r.limits, "kube-scheduler"), find(&r.workload, &r.limits, "raw"));
-        // A run that stalled or over-committed a node has no figure to compare.
-        let complete = |r: &&RunResult| r.all_bound && r.overcommitted_nodes == 0;
-        let Some(b) = b.filter(complete) else { continue };
-        let (k, raw) = (k.filter(complete), raw.filter(complete));
+        let Some(b) = b.filter(|r| r.complete()) else { continue };
+        let (k, raw) = (k.filter(|r| r.complete()), raw.filter(|r| r.complete()));
         let nan = f64::NAN;
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
@@ -1085,7 +1091,7 @@ async fn main() -> Result<()> {
     let md = write_report(&results, &args.out)?;
     println!("{md}");
     eprintln!("results in {}", args.out.display());
-    incomplete(results.iter().filter(|r| !r.all_bound || r.overcommitted_nodes > 0).map(|r| {
+    incomplete(results.iter().filter(|r| !r.complete()).map(|r| {
         format!(
             "{} / {} / {}: bound {} of {}, {} node(s) over-committed",
             r.workload, r.scheduler, r.limits, r.bound, r.pods, r.overcommitted_nodes

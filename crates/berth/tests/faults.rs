@@ -144,44 +144,15 @@ struct Latency(Duration);
 /// line: later bytes are not held up behind earlier ones' wait).
 async fn pump(
     id: u64,
-    down: tokio::net::TcpStream,
-    up: tokio::net::TcpStream,
+    mut down: tokio::net::TcpStream,
+    mut up: tokio::net::TcpStream,
     holed_below: Arc<std::sync::atomic::AtomicU64>,
     delay: Duration,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut down, mut up) = if delay.is_zero() {
-        (down, up)
-    } else {
-        let (mut down_read, mut down_write) = down.into_split();
-        let (mut up_read, mut up_write) = up.into_split();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-        let answers = async move {
-            let mut b = [0u8; 16384];
-            while let Ok(n @ 1..) = up_read.read(&mut b).await {
-                if tx.send((tokio::time::Instant::now() + delay, b[..n].to_vec())).is_err() {
-                    return;
-                }
-            }
-        };
-        let delivered = async move {
-            while let Some((at, bytes)) = rx.recv().await {
-                tokio::time::sleep_until(at).await;
-                if down_write.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-        };
-        let requests = async move {
-            let _ = tokio::io::copy(&mut down_read, &mut up_write).await;
-        };
-        // Either direction closing ends the connection.
-        tokio::select! {
-            _ = async { tokio::join!(answers, delivered) } => {}
-            _ = requests => {}
-        }
-        return;
-    };
+    if !delay.is_zero() {
+        return pump_late(down, up, delay).await;
+    }
     let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
     loop {
         let (from_down, n) = tokio::select! {
@@ -204,6 +175,39 @@ async fn pump(
         if written.is_err() {
             return;
         }
+    }
+}
+
+/// [`pump`] with latency: what the API server sends is written to the client
+/// `delay` after it was read, each chunk on its own clock.
+async fn pump_late(down: tokio::net::TcpStream, up: tokio::net::TcpStream, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut down_read, mut down_write) = down.into_split();
+    let (mut up_read, mut up_write) = up.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let answers = async move {
+        let mut b = [0u8; 16384];
+        while let Ok(n @ 1..) = up_read.read(&mut b).await {
+            if tx.send((tokio::time::Instant::now() + delay, b[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    let delivered = async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if down_write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    let requests = async move {
+        let _ = tokio::io::copy(&mut down_read, &mut up_write).await;
+    };
+    // Either direction closing ends the connection.
+    tokio::select! {
+        _ = async { tokio::join!(answers, delivered) } => {}
+        _ = requests => {}
     }
 }
 
@@ -561,6 +565,38 @@ impl Burst {
         Burst { cluster, ns, replicas, proxies, leader, creating }
     }
 
+    /// Which of `replicas` holds the lease as `identity` (a replica's
+    /// identity ends with its pid).
+    fn replica_holding(replicas: &[Supervised], identity: &str) -> usize {
+        replicas
+            .iter()
+            .position(|r| r.scheduler_pid().is_some_and(|pid| identity.ends_with(&format!("{:04x}", pid & 0xffff))))
+            .expect("the lease holder is one of ours")
+    }
+
+    /// Waits for a holder of lease `name` other than `first`, and returns
+    /// how long after `last_renew` (first's last renewal) it took the lease.
+    /// The standby may notice the last renewal a retry late and tries again
+    /// each retry: it must take the lease within leaseDuration + 2
+    /// retryPeriods (+ 1 s of slack) of it.
+    async fn standby_takes_over(
+        ns: &Ns,
+        name: &str,
+        first: &str,
+        last_renew: k8s_openapi::jiff::Timestamp,
+        lease_s: f64,
+        retry_s: f64,
+    ) -> Duration {
+        let second = wait_up_to(RECOVERY, "the standby to take over", || async {
+            Burst::holder(ns, name).await.filter(|l| l.holder_identity.as_deref() != Some(first))
+        })
+        .await;
+        let acquired = second.acquire_time.unwrap().0;
+        let gap = Duration::from_millis((acquired.as_millisecond() - last_renew.as_millisecond()).max(0) as u64);
+        assert!(gap.as_secs_f64() <= lease_s + 2.0 * retry_s + 1.0, "took over {gap:?} after the last renewal");
+        gap
+    }
+
     /// The case's Lease, once held.
     async fn holder(ns: &Ns, name: &str) -> Option<k8s_openapi::api::coordination::v1::LeaseSpec> {
         let spec = Api::<Lease>::namespaced(ns.c.clone(), "berth-system").get_opt(name).await.ok().flatten()?.spec?;
@@ -755,24 +791,11 @@ async fn the_leader_killed_during_a_burst_and_the_standby_takes_over_within_the_
     let _one = ONE_AT_A_TIME.lock().await;
     let (lease_s, retry_s) = (6.0, 1.0);
     let Burst { ns, replicas, leader: first, creating, .. } = Burst::start("faults-leader", 2, ("6s", "4s", "1s")).await;
-    let lease = || Burst::holder(&ns, "faults-leader");
-    let leader = replicas
-        .iter()
-        .find(|r| r.scheduler_pid().is_some_and(|pid| first.ends_with(&format!("{:04x}", pid & 0xffff))))
-        .expect("the lease holder is one of ours");
-    leader.kill_scheduler();
+    replicas[Burst::replica_holding(&replicas, &first)].kill_scheduler();
     let killed = Instant::now();
-    let last_renew = lease().await.unwrap().renew_time.unwrap().0;
-    let second = wait_up_to(RECOVERY, "the standby to take over", || async {
-        lease().await.filter(|l| l.holder_identity.as_deref() != Some(first.as_str()))
-    })
-    .await;
+    let last_renew = Burst::holder(&ns, "faults-leader").await.unwrap().renew_time.unwrap().0;
+    let gap = Burst::standby_takes_over(&ns, "faults-leader", &first, last_renew, lease_s, retry_s).await;
     let took_over = killed.elapsed();
-    let acquired = second.acquire_time.unwrap().0;
-    let gap = Duration::from_millis((acquired.as_millisecond() - last_renew.as_millisecond()).max(0) as u64);
-    // The standby may notice the last renewal a retry late and tries again
-    // each retry: the lease is taken within leaseDuration + 2 retryPeriods of it.
-    assert!(gap.as_secs_f64() <= lease_s + 2.0 * retry_s + 1.0, "took over {gap:?} after the last renewal");
     creating.await.unwrap();
     after_the_fault(
         &ns,
@@ -796,25 +819,15 @@ async fn a_leader_whose_connection_is_black_holed_gives_way_to_the_standby() {
     let (lease_s, renew_s, retry_s) = (6.0, 4.0, 1.0);
     let Burst { ns, replicas, leader: first, creating, proxies, .. } =
         Burst::start_with("faults-leaderhole", 2, ("6s", "4s", "1s"), Some(Duration::ZERO)).await;
-    let lease = || Burst::holder(&ns, "faults-leaderhole");
-    let old = replicas
-        .iter()
-        .position(|r| r.scheduler_pid().is_some_and(|pid| first.ends_with(&format!("{:04x}", pid & 0xffff))))
-        .expect("the lease holder is one of ours");
-    let last_renew = lease().await.unwrap().renew_time.unwrap().0;
+    let old = Burst::replica_holding(&replicas, &first);
+    let last_renew = Burst::holder(&ns, "faults-leaderhole").await.unwrap().renew_time.unwrap().0;
     proxies[old].black_hole();
     let holed = Instant::now();
     // Its last renewal was at most a retry before the fault.
     let limit = Duration::from_secs_f64(renew_s + retry_s + 1.0);
     wait_up_to(limit, "the black-holed leader to exit at renewDeadline", || async { (replicas[old].exits() >= 1).then_some(()) }).await;
     let exited = holed.elapsed();
-    let second = wait_up_to(RECOVERY, "the standby to take over", || async {
-        lease().await.filter(|l| l.holder_identity.as_deref() != Some(first.as_str()))
-    })
-    .await;
-    let acquired = second.acquire_time.unwrap().0;
-    let gap = Duration::from_millis((acquired.as_millisecond() - last_renew.as_millisecond()).max(0) as u64);
-    assert!(gap.as_secs_f64() <= lease_s + 2.0 * retry_s + 1.0, "took over {gap:?} after the last renewal");
+    let gap = Burst::standby_takes_over(&ns, "faults-leaderhole", &first, last_renew, lease_s, retry_s).await;
     proxies[old].restore();
     creating.await.unwrap();
     after_the_fault(
