@@ -188,11 +188,16 @@ fn throttle_layer<T: Send + 'static>(bucket: Arc<Bucket>) -> tower::filter::Asyn
     })
 }
 
+/// The longest wait between two tokens of a bucket.
+const LONGEST_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn limiter(qps: f32, burst: i32) -> Option<Arc<Bucket>> {
     if qps <= 0.0 || !qps.is_finite() {
         return None;
     }
-    let period = Duration::from_secs_f64(1.0 / qps as f64).max(Duration::from_nanos(1));
+    // A qps so small that a token would take longer than a year gives one a
+    // year: the same in practice, and no overflow in the bucket's arithmetic.
+    let period = Duration::try_from_secs_f64(1.0 / qps as f64).unwrap_or(LONGEST_PERIOD).clamp(Duration::from_nanos(1), LONGEST_PERIOD);
     Some(Arc::new(Bucket::new(period, burst.max(1) as u32)))
 }
 
@@ -262,6 +267,20 @@ mod tests {
         let start = Instant::now();
         call(plugins).await;
         assert!(Instant::now() - start >= Duration::from_secs(1000) + REQUEST_DEADLINE, "the plugin's call waited for no token");
+    }
+
+    #[test]
+    fn a_tiny_qps_or_a_huge_burst_is_a_slow_bucket_not_a_panic() {
+        for (qps, burst) in [(f32::MIN_POSITIVE, i32::MAX), (1e-30, 1), (f32::MAX, i32::MAX), (1e-9, -5)] {
+            let bucket = limiter(qps, burst).expect("a positive qps limits");
+            let now = Instant::now();
+            // The first token is free, whatever the rate.
+            assert_eq!(bucket.reserve(now), now, "qps {qps} burst {burst}");
+            for _ in 0..3 {
+                assert!(bucket.reserve(now) >= now);
+            }
+        }
+        assert!(limiter(f32::NAN, 1).is_none() && limiter(f32::INFINITY, 1).is_none(), "not a rate: unlimited");
     }
 
     #[test]

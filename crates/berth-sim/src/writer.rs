@@ -198,6 +198,12 @@ impl MemoryWriter {
 }
 
 impl ObjectWriter for MemoryWriter {
+    /// The controllers this writer plays answer inside the write, and
+    /// nothing else runs meanwhile.
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<Value, WriteError> {
         self.lock()
             .by_key

@@ -41,5 +41,12 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
         return Err(format!("invalid duration {s:?}: missing unit"));
     }
+    // Go's durations are int64 nanoseconds: about 292 years at most.
+    if total > MAX_SECONDS {
+        return Err(format!("invalid duration {s:?}: longer than {MAX_SECONDS} s, the longest Go allows"));
+    }
     Ok(std::time::Duration::from_secs_f64(total))
 }
+
+/// The longest duration Go can hold (`math.MaxInt64` nanoseconds), in seconds.
+const MAX_SECONDS: f64 = i64::MAX as f64 / 1e9;

@@ -344,6 +344,9 @@ impl KubeSchedulerConfiguration {
                 self.pod_max_backoff_seconds
             ));
         }
+        if !self.client_connection.qps.is_finite() {
+            return bad(format!("clientConnection.qps: Invalid value: {}: must be a finite number", self.client_connection.qps));
+        }
         if self.client_connection.qps < 0.0 || self.client_connection.burst < 0 {
             return bad("clientConnection: qps and burst must not be negative".into());
         }
@@ -390,7 +393,7 @@ impl KubeSchedulerConfiguration {
     }
 
     pub fn backoff_ms(&self) -> (i64, i64) {
-        (self.pod_initial_backoff_seconds * 1000, self.pod_max_backoff_seconds * 1000)
+        (self.pod_initial_backoff_seconds.saturating_mul(1000), self.pod_max_backoff_seconds.saturating_mul(1000))
     }
 }
 

@@ -141,6 +141,27 @@ fn durations() {
     assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
     assert!(parse_duration("5").is_err());
     assert!(parse_duration("").is_err());
+    // Longer than Go's int64 nanoseconds: an error, not a panic in Duration.
+    let huge = parse_duration("99999999999999999h").unwrap_err();
+    assert!(huge.contains("longest Go allows"), "{huge}");
+    assert!(parse_duration(&format!("{}s", "9".repeat(400))).is_err());
+    assert_eq!(parse_duration("2562047h").unwrap().as_secs(), 2562047 * 3600, "within Go's range");
+}
+
+#[test]
+fn a_qps_that_is_not_a_number_is_refused_and_a_huge_backoff_saturates() {
+    // JSON cannot hold these; a configuration built in code can.
+    for qps in [f32::NAN, f32::INFINITY] {
+        let mut c = KubeSchedulerConfiguration::default();
+        c.client_connection.qps = qps;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("clientConnection.qps") && e.contains("finite"), "{e}");
+    }
+    let c = KubeSchedulerConfiguration::from_yaml_value(
+        serde_json::json!({"podInitialBackoffSeconds": i64::MAX, "podMaxBackoffSeconds": i64::MAX}),
+    )
+    .unwrap();
+    assert_eq!(c.backoff_ms(), (i64::MAX, i64::MAX));
 }
 
 /// Kubernetes 1.37's new points: podGroupPostFilter decides whether a gang

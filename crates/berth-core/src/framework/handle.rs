@@ -32,6 +32,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -435,6 +436,16 @@ pub trait ObjectWriter: Send + Sync {
         })
     }
 
+    /// Whether the cluster's controllers have answered each write by the
+    /// time it returns, with nothing else changing the objects meanwhile
+    /// (the simulator): then what a plugin sees after its writes is all it
+    /// will ever see, and a wait for a controller's answer
+    /// ([`Handle::wait_until`]) ends at its first look. The default (a real
+    /// cluster) says no.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
+
     /// As [`merge_patch`](ObjectWriter::merge_patch), through the object's
     /// `status` subresource (kinds that have one ignore status changes made
     /// any other way). The default patches the object itself, which is
@@ -749,6 +760,28 @@ impl Handle {
         &self.shared.observer
     }
 
+    /// Waits, blocking (for a binding cycle's PreBind), until `ready` says
+    /// yes (`Ok(true)`), says why not to wait any longer (`Err`), or
+    /// `timeout` has passed (`Ok(false)`), looking every `every`. Where the
+    /// runtime's controllers answer every write at once
+    /// ([`ObjectWriter::answers_at_once`]: the simulator), nothing would
+    /// change while waiting, so the first look decides. A timeout too long
+    /// for the clock waits without end.
+    pub fn wait_until<E>(&self, timeout: Duration, every: Duration, mut ready: impl FnMut() -> Result<bool, E>) -> Result<bool, E> {
+        let deadline = Instant::now().checked_add(timeout);
+        let once = self.writer().is_some_and(|w| w.answers_at_once());
+        loop {
+            if ready()? {
+                return Ok(true);
+            }
+            let left = deadline.map_or(every, |d| d.saturating_duration_since(Instant::now()));
+            if once || left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(every.min(left));
+        }
+    }
+
     /// Writes to objects: the API server in `berth run`, the in-memory
     /// cluster in `berth simulate`. `None` where nothing can be written
     /// (`berth bench`, and handles built for tests).
@@ -825,5 +858,49 @@ mod tests {
         assert_eq!((got[0].reporting_controller.as_str(), got[0].regarding.name.as_str()), ("berth", "p"));
         assert_eq!(h.get::<Token>().map(|t| t.0), Some("secret"));
         assert!(h.get::<String>().is_none());
+    }
+
+    /// A writer that writes nothing, answering at once or not.
+    struct Idle(bool);
+    impl ObjectWriter for Idle {
+        fn merge_patch(
+            &self,
+            kind: &ObjectKind,
+            namespace: &str,
+            name: &str,
+            _: &serde_json::Value,
+        ) -> Result<serde_json::Value, WriteError> {
+            Err(WriteError::NotFound { kind: kind.to_string(), key: WriteError::key(kind, namespace, name) })
+        }
+        fn answers_at_once(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_wait_ends_at_the_first_look_where_controllers_answer_at_once() {
+        let h = PluginHost::default().with_writer(Arc::new(Idle(true))).handle("p");
+        let mut looks = 0;
+        // Were it to wait, a timeout this long (beyond what the clock can
+        // add) would never end: the test would hang, not fail.
+        let got: Result<bool, ()> = h.wait_until(Duration::MAX, Duration::from_secs(3600), || {
+            looks += 1;
+            Ok(false)
+        });
+        assert_eq!((got, looks), (Ok(false), 1));
+        assert_eq!(h.wait_until(Duration::MAX, Duration::from_secs(3600), || Err::<bool, _>("gone")), Err("gone"));
+    }
+
+    #[test]
+    fn a_wait_looks_again_until_ready_or_timed_out() {
+        let h = PluginHost::default().with_writer(Arc::new(Idle(false))).handle("p");
+        let mut looks = 0;
+        let got: Result<bool, ()> = h.wait_until(Duration::from_secs(3600), Duration::from_millis(1), || {
+            looks += 1;
+            Ok(looks == 3)
+        });
+        assert_eq!((got, looks), (Ok(true), 3));
+        let got: Result<bool, ()> = h.wait_until(Duration::ZERO, Duration::from_millis(1), || Ok(false));
+        assert_eq!(got, Ok(false), "a zero timeout looks once");
     }
 }

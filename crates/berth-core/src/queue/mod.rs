@@ -19,7 +19,7 @@ pub use heap::Heap;
 pub use nominator::Nominator;
 
 fn trunc_sec(ms: i64) -> i64 {
-    ms.div_euclid(1000) * 1000
+    ms - ms.rem_euclid(1000)
 }
 
 /// Upstream defaults.
@@ -316,7 +316,7 @@ impl SchedulingQueue {
     /// When the pod's backoff ends, truncated to the whole second (upstream
     /// 1.33+ with SchedulerPopFromBackoffQ, the default).
     fn backoff_expiry(&self, q: &QueuedPodInfo) -> i64 {
-        trunc_sec(q.timestamp + self.backoff_duration(q.attempts))
+        trunc_sec(q.timestamp.saturating_add(self.backoff_duration(q.attempts)))
     }
 
     /// Upstream `isPodBackingoff`: still backing off until the first whole
@@ -327,7 +327,7 @@ impl SchedulingQueue {
 
     /// Earliest time a backoff pod becomes active (for a virtual clock).
     pub fn next_backoff_expiry(&self) -> Option<i64> {
-        self.backoff.iter().map(|q| self.backoff_expiry(q) + 1000).min()
+        self.backoff.iter().map(|q| self.backoff_expiry(q).saturating_add(1000)).min()
     }
 
     /// Earliest time an unschedulable pod would be retried by the timeout flush.

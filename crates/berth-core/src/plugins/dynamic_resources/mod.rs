@@ -629,8 +629,9 @@ impl DynamicResources {
         if !alloc.devices.results.iter().any(|r| !r.binding_conditions.is_empty()) {
             return false;
         }
-        let deadline = ts + jiff::SignedDuration::try_from(self.binding_timeout).unwrap_or(jiff::SignedDuration::MAX);
-        deadline < jiff::Timestamp::now()
+        // A timeout beyond the calendar's end never passes.
+        let timeout = jiff::SignedDuration::try_from(self.binding_timeout).unwrap_or(jiff::SignedDuration::MAX);
+        ts.checked_add(timeout).is_ok_and(|deadline| deadline < jiff::Timestamp::now())
     }
 }
 
@@ -869,7 +870,8 @@ impl Plugin for DynamicResources {
         let allocator = s.allocator_for(&variant);
         if s.allocating {
             if let Some(allocator) = &allocator {
-                let deadline = self.filter_timeout.map(|t| Instant::now() + t);
+                // A timeout too long for the clock is none.
+                let deadline = self.filter_timeout.and_then(|t| Instant::now().checked_add(t));
                 match allocator.find(name, labels, deadline) {
                     Err(AllocError::Timeout) => return Status::error(format!("node {name}: timed out trying to allocate devices")),
                     Err(AllocError::Node(msg)) => return Status::unresolvable(msg),
@@ -1110,31 +1112,29 @@ impl Plugin for DynamicResources {
             "Scheduling",
             format!("waiting for binding conditions for device on node {node}"),
         );
-        let deadline = Instant::now() + self.binding_timeout;
-        loop {
+        let ready = self.handle.wait_until(self.binding_timeout, Duration::from_secs(1), || {
             let mut ready = true;
             for c in &claims {
                 let Some(now) = self.tracker.get(&c.metadata.namespace, &c.metadata.name) else {
-                    return Status::error(format!("could not find ResourceClaim \"{}/{}\"", c.metadata.namespace, c.metadata.name));
+                    return Err(Status::error(format!("could not find ResourceClaim \"{}/{}\"", c.metadata.namespace, c.metadata.name)));
                 };
                 match Self::ready_for_binding(&now) {
-                    Err(e) => return Status::error(e),
+                    Err(e) => return Err(Status::error(e)),
                     Ok(true) => {}
                     Ok(false) => {
                         if self.binding_timed_out(&now) {
-                            return Status::error(format!("device binding timeout: claim={}", now.metadata.name));
+                            return Err(Status::error(format!("device binding timeout: claim={}", now.metadata.name)));
                         }
                         ready = false;
                     }
                 }
             }
-            if ready {
-                return Status::success();
-            }
-            if Instant::now() >= deadline {
-                return Status::error("device binding timeout: context deadline exceeded");
-            }
-            std::thread::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())));
+            Ok(ready)
+        });
+        match ready {
+            Ok(true) => Status::success(),
+            Ok(false) => Status::error("device binding timeout: context deadline exceeded"),
+            Err(status) => status,
         }
     }
 }

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -483,16 +483,13 @@ impl VolumeBinding {
         };
         let labels = self.node_labels(node).ok_or_else(|| format!("failed to get node {node:?}"))?;
         let written = self.write(&**writer, chosen, node)?;
-        let deadline = Instant::now() + self.bind_timeout;
-        loop {
-            if self.check(chosen, &written, node, &labels).map_err(|e| format!("binding volumes: {e}"))? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err("binding volumes: context deadline exceeded".into());
-            }
-            // The PV controller answers through the watch; poll the stores.
-            std::thread::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())));
+        // The PV controller answers through the watch; look at the stores.
+        let bound = self.handle.wait_until(self.bind_timeout, Duration::from_millis(50), || {
+            self.check(chosen, &written, node, &labels).map_err(|e| format!("binding volumes: {e}"))
+        })?;
+        if !bound {
+            return Err("binding volumes: context deadline exceeded".into());
         }
+        Ok(())
     }
 }
