@@ -59,6 +59,10 @@ pub trait DriverObserver: Send + Sync {
     /// The cache's sizes, reported with the queue's (`scheduler_cache_size`):
     /// nodes, pods (bound or assumed) and assumed pods.
     fn cache(&self, nodes: usize, pods: usize, assumed: usize) {}
+    /// A cache operation failed where none should have (see
+    /// [`CacheIncident`](crate::engine::CacheIncident)); reported after the
+    /// step in which it happened, whether or not the observer is active.
+    fn cache_error(&self, incident: &crate::engine::CacheIncident) {}
     /// Whether to report at all: counting the queue costs a pass over the
     /// unschedulable pods, worth it only if someone reads the counts.
     fn is_active(&self) -> bool {
@@ -260,11 +264,15 @@ impl Driver {
         Some(effects)
     }
 
-    /// Reports the queue's sizes, at most once a second of the engine's
+    /// Reports the cache incidents of the step, and the queue's sizes, at
+    /// most once a second of the engine's
     /// clock: counting walks every pending pod, and with a large backlog
     /// doing it on every step (a node's heartbeat is one) cost more than
     /// anything else while idle. Metrics are scraped every 15 s or more.
     fn report_queue(&mut self, now_ms: i64) {
+        for incident in self.engine.take_cache_incidents() {
+            self.observer.cache_error(&incident);
+        }
         if self.observer.is_active() && self.queue_reported_ms.is_none_or(|t| now_ms - t >= QUEUE_REPORT_EVERY_MS || now_ms < t) {
             self.queue_reported_ms = Some(now_ms);
             self.observer.queue(&self.engine.queue.counts());

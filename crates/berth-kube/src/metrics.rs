@@ -67,6 +67,13 @@ pub struct ResourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    /// The cache operation that failed, and what the engine was doing:
+    /// `add_pod (bound pod added)`, `remove_pod (pod deleted)`, ...
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     /// `nodes`, `pods` or `assumed_pods`.
     pub r#type: String,
@@ -99,6 +106,9 @@ pub struct Metrics {
     /// Berth's own: complete lists of a watched resource (the first, then
     /// one per re-list).
     pub watch_lists: Family<ResourceLabel, Counter>,
+    /// Berth's own: cache operations that failed where none should (each
+    /// also logged as an error).
+    pub cache_errors: Family<OperationLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -194,7 +204,14 @@ impl Metrics {
             "Complete lists of a watched resource: one when watching starts, then one per re-list, after a watch expired (410 Gone) or could not resume",
             watch_lists.clone(),
         );
+        let cache_errors = Family::<OperationLabel, Counter>::default();
+        registry.register(
+            "berth_cache_errors",
+            "Cache operations that failed where none should have (the events fed to the scheduler disagree with its cache), by operation; each is also logged",
+            cache_errors.clone(),
+        );
         Metrics {
+            cache_errors,
             watch_lists,
             podgroup_attempts,
             events_dropped,
@@ -285,6 +302,11 @@ impl DriverObserver for Metrics {
         }
     }
 
+    fn cache_error(&self, incident: &berth_core::engine::CacheIncident) {
+        tracing::error!(operation = incident.operation, error = %incident.error, "scheduler cache operation failed");
+        self.cache_errors.get_or_create(&OperationLabel { operation: incident.operation }).inc();
+    }
+
     fn group_attempt(&self, result: berth_core::engine::GroupAttempt) {
         self.podgroup_attempts.get_or_create(&GroupResultLabel { result: result.as_str() }).inc();
     }
@@ -309,6 +331,10 @@ mod tests {
         m.group_attempt(berth_core::engine::GroupAttempt::WaitingOnPreemption);
         m.cache(5, 40, 3);
         m.watch_lists.get_or_create(&ResourceLabel { resource: "pods".into() }).inc();
+        m.cache_error(&berth_core::engine::CacheIncident {
+            operation: "add_pod (bound pod added)",
+            error: berth_core::cache::CacheError::PodExists("default/p".into()),
+        });
         let text = m.render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
@@ -327,6 +353,7 @@ mod tests {
             r#"scheduler_cache_size{type="pods"} 40"#,
             r#"scheduler_cache_size{type="assumed_pods"} 3"#,
             r#"berth_watch_lists_total{resource="pods"} 1"#,
+            r#"berth_cache_errors_total{operation="add_pod (bound pod added)"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
         ] {

@@ -132,6 +132,15 @@ pub struct Summary {
     pub preemptions: usize,
     pub evicted: usize,
     pub scheduling_attempts: usize,
+    /// Cache operations that failed where none should have (a bug: the
+    /// engine was fed events that disagree with its state); shown only when
+    /// there were some.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a pod group (a gang) ended: placed whole, or why not.
@@ -517,6 +526,7 @@ fn run(
         }
     }
     summary.scheduling_attempts = driver.engine().attempts() as usize;
+    summary.cache_errors = driver.engine().cache_errors();
     let engine = driver.engine();
 
     // Events plugins recorded, with the pods they are about.

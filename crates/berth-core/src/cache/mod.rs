@@ -16,7 +16,7 @@ const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
 /// Why the cache refused a pod change. Each variant holds the pod's `namespace/name`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CacheError {
     /// The pod is already known (for `add_pod`: known as bound, not only assumed).
     #[error("pod {0} is already in the cache")]

@@ -56,7 +56,8 @@ impl Engine {
         self.eviction_done(victim, now_ms);
         if let Some(e) = self.evicting.remove(victim) {
             if self.cache.pod_info(victim).is_some() {
-                let _ = self.cache.update_pod(e.observed);
+                let r = self.cache.update_pod(e.observed);
+                self.noted("update_pod (eviction refused)", r);
             }
         }
     }

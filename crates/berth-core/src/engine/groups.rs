@@ -401,7 +401,8 @@ impl Engine {
         }
         let candidates: Vec<&Arc<PodInfo>> = units.iter().flatten().collect();
         for v in &candidates {
-            let _ = self.cache.remove_pod(&v.pod);
+            let r = self.cache.remove_pod(&v.pod);
+            self.noted("remove_pod (group preemption dry run)", r);
         }
         let proposal = self.place_members(fwk, members);
         let placed = proposal.len();
@@ -418,8 +419,18 @@ impl Engine {
             let target: std::collections::BTreeSet<&str> = proposal.iter().map(|(_, n)| n.as_str()).collect();
             let near_target = |u: &&Unit| u.iter().any(|v| v.pod.node_name.as_deref().is_some_and(|n| target.contains(n)));
             let (near, far): (Vec<&Unit>, Vec<&Unit>) = units.iter().partition(near_target);
-            let add = |e: &mut Engine, u: &[Arc<PodInfo>]| u.iter().for_each(|v| drop(e.cache.add_pod(v.pod.clone())));
-            let remove = |e: &mut Engine, u: &[Arc<PodInfo>]| u.iter().for_each(|v| drop(e.cache.remove_pod(&v.pod)));
+            let add = |e: &mut Engine, u: &[Arc<PodInfo>]| {
+                for v in u {
+                    let r = e.cache.add_pod(v.pod.clone());
+                    e.noted("add_pod (group preemption dry run)", r);
+                }
+            };
+            let remove = |e: &mut Engine, u: &[Arc<PodInfo>]| {
+                for v in u {
+                    let r = e.cache.remove_pod(&v.pod);
+                    e.noted("remove_pod (group preemption dry run)", r);
+                }
+            };
             far.iter().for_each(|u| add(self, u));
             let one_by_one: Vec<&Unit> = if self.placements_hold(fwk, members, &proposal) {
                 near
@@ -439,11 +450,13 @@ impl Engine {
         };
         // Back as it was: members not assumed, every candidate present.
         for (key, _) in &proposal {
-            let _ = self.cache.forget_pod(key);
+            let r = self.cache.forget_pod(key);
+            self.noted("forget_pod (group preemption dry run)", r);
         }
         for v in &candidates {
             if self.cache.pod_info(&v.key()).is_none() {
-                let _ = self.cache.add_pod(v.pod.clone());
+                let r = self.cache.add_pod(v.pod.clone());
+                self.noted("add_pod (group preemption dry run)", r);
             }
         }
         result
@@ -508,13 +521,15 @@ impl Engine {
         let mut ok = true;
         for (key, node) in proposal {
             let Some(m) = members.iter().find(|m| &m.key() == key) else { continue };
-            let _ = self.cache.forget_pod(key);
+            let r = self.cache.forget_pod(key);
+            self.noted("forget_pod (group placement check)", r);
             self.refresh_snapshot(fwk);
             let mut state = CycleState::new();
             let (_, s, _) = fwk.run_pre_filter(&mut state, m, &self.snapshot);
             let fits =
                 (s.is_success() || s.is_skip()) && self.snapshot.get(node).is_some_and(|ni| fwk.run_filter(&state, m, ni).is_success());
-            let _ = self.cache.assume_pod(Arc::new(m.on_node(node)), node);
+            let r = self.cache.assume_pod(Arc::new(m.on_node(node)), node);
+            self.noted("assume_pod (group placement check)", r);
             if !fits {
                 ok = false;
                 break;

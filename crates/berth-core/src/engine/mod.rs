@@ -17,7 +17,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cache::{Cache, Snapshot};
+use crate::cache::{Cache, CacheError, Snapshot};
 use crate::framework::*;
 use crate::model::{Node, Pod, PodDisruptionBudget};
 use crate::queue::{QueueConfig, SchedulingQueue};
@@ -77,7 +77,27 @@ pub struct Engine {
     group_plugins: Vec<Vec<Arc<dyn Plugin>>>,
     /// How each group's last cycle ended, by group key.
     group_results: HashMap<String, GroupResult>,
+    /// Cache operations that failed where none should, not yet reported.
+    cache_incidents: Vec<CacheIncident>,
+    /// How many such failures there have been in all.
+    cache_errors: u64,
 }
+
+/// A cache operation that failed where the engine expected none to (the
+/// same pod added twice, a pod removed that was not there): a sign that the
+/// events fed to the engine disagree with its state. The engine goes on as
+/// upstream's does, and the driver reports each to its observer
+/// (logged and counted live).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheIncident {
+    /// What the engine was doing: the cache operation and where.
+    pub operation: &'static str,
+    /// What the cache said.
+    pub error: CacheError,
+}
+
+/// Incidents kept for the driver at most; beyond, only counted.
+const MAX_CACHE_INCIDENTS: usize = 1024;
 
 /// A duration as Go's `%v` prints whole seconds or milliseconds.
 fn go_duration(ms: i64) -> String {
@@ -138,7 +158,30 @@ impl Engine {
             preempting: HashMap::new(),
             adopt_all_pods: cfg.adopt_all_pods,
             attempts: 0,
+            cache_incidents: Vec::new(),
+            cache_errors: 0,
         }
+    }
+
+    /// Keeps a failed cache operation for the driver to report.
+    pub(crate) fn noted(&mut self, operation: &'static str, result: Result<(), CacheError>) {
+        if let Err(error) = result {
+            self.cache_errors += 1;
+            if self.cache_incidents.len() < MAX_CACHE_INCIDENTS {
+                self.cache_incidents.push(CacheIncident { operation, error });
+            }
+        }
+    }
+
+    /// The cache operations that failed since the last call (at most
+    /// 1024 are kept between calls; [`Engine::cache_errors`] counts all).
+    pub fn take_cache_incidents(&mut self) -> Vec<CacheIncident> {
+        std::mem::take(&mut self.cache_incidents)
+    }
+
+    /// How many cache operations have failed where none should, in all.
+    pub fn cache_errors(&self) -> u64 {
+        self.cache_errors
     }
 
     /// The profile that schedules pods with this schedulerName.
@@ -280,7 +323,8 @@ impl Engine {
             let key = pod.key();
             self.queue.delete(&key);
             self.track_group(&pod, true);
-            let _ = self.cache.add_pod(pod.clone());
+            let r = self.cache.add_pod(pod.clone());
+            self.noted("add_pod (bound pod added)", r);
             self.queue.on_event(
                 ClusterEvent::new(EventResource::AssignedPod, action::ADD, "AssignedPodAdd"),
                 EventObject::Pod { old: None, new: Some(pod) },
@@ -327,7 +371,8 @@ impl Engine {
             self.queue.delete(&key);
             if was_known && !self.cache.is_assumed(&key) {
                 self.track_group(&pod, true);
-                let _ = self.cache.update_pod(pod.clone());
+                let r = self.cache.update_pod(pod.clone());
+                self.noted("update_pod (bound pod updated)", r);
                 let mut bits = action::UPDATE_POD_OTHER;
                 if let Some(o) = old {
                     if o.labels != pod.labels {
@@ -373,7 +418,8 @@ impl Engine {
         }
         let assigned = self.cache.pod_info(&key).cloned();
         if let Some(pi) = assigned {
-            let _ = self.cache.remove_pod(&pi.pod);
+            let r = self.cache.remove_pod(&pi.pod);
+            self.noted("remove_pod (pod deleted)", r);
             self.queue.on_event(
                 ClusterEvent::new(EventResource::AssignedPod, action::DELETE, "AssignedPodDelete"),
                 EventObject::Pod { old: Some(pi.pod.clone()), new: None },

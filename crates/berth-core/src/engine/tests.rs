@@ -584,3 +584,32 @@ mod disruption {
         }
     }
 }
+
+#[test]
+fn a_cache_operation_that_fails_is_counted_and_the_driver_reports_it_once() {
+    use crate::driver::{Driver, DriverObserver};
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<CacheIncident>>);
+    impl DriverObserver for Seen {
+        fn cache_error(&self, incident: &CacheIncident) {
+            self.0.lock().unwrap().push(incident.clone());
+        }
+    }
+    let mut e = engine(1);
+    let bound = make_pod("b").uid("ub").req(100, 0).node("n1").obj();
+    e.add_pod(bound.clone(), 0);
+    assert_eq!(e.cache_errors(), 0);
+    // Events that disagree with the cache (the same bound pod added twice):
+    // counted and kept for the driver, and the engine goes on.
+    e.add_pod(bound.clone(), 0);
+    assert_eq!(e.cache_errors(), 1);
+    let seen = Arc::new(Seen::default());
+    let mut d = Driver::new(e, seen.clone());
+    assert!(d.step(0).is_none(), "nothing to schedule");
+    d.step(1);
+    let got = seen.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "reported once: {got:?}");
+    assert_eq!(got[0].operation, "add_pod (bound pod added)");
+    assert_eq!(got[0].error, crate::cache::CacheError::PodExists(bound.key()));
+    assert_eq!(d.engine().cache_errors(), 1);
+}
