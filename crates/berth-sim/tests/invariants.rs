@@ -3,6 +3,11 @@
 //! hold upstream's invariants: every pending pod reported exactly once, no
 //! node over-committed, hard constraints of every placed pod satisfied, and
 //! preemption only ever evicting lower-priority pods.
+//!
+//! The oracle is not Berth: the generator writes down, in plain terms, what
+//! it asked of each node and pod (a taint, a zone, which zones a pod
+//! accepts, whose company it refuses), and the checks compare placements
+//! with that record, never calling Berth's own matchers.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,21 +34,55 @@ impl Rng {
     }
 }
 
-fn cluster(seed: u64) -> Cluster {
+/// What the generator asked of a node, in plain terms.
+#[derive(Default)]
+struct NodeIntent {
+    zone: String,
+    /// Tainted `dedicated=x:NoSchedule`.
+    dedicated: bool,
+    cordoned: bool,
+}
+
+/// What the generator asked of a pod, in plain terms.
+#[derive(Default)]
+struct PodIntent {
+    app: String,
+    /// Tolerates `dedicated=x:NoSchedule`.
+    tolerates_dedicated: bool,
+    /// Required node affinity: the zones it accepts (`None`: any).
+    zones: Option<Vec<&'static str>>,
+    /// Required anti-affinity on `kubernetes.io/hostname` to pods of its own app.
+    alone_per_node: bool,
+}
+
+#[derive(Default)]
+struct Intent {
+    nodes: HashMap<String, NodeIntent>,
+    pods: HashMap<String, PodIntent>,
+}
+
+fn cluster(seed: u64) -> (Cluster, Intent) {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut c = Cluster::default();
+    let mut intent = Intent::default();
     let nodes = 3 + r.below(12) as usize;
     for i in 0..nodes {
-        let mut n = make_node(&format!("n{i}"))
+        let name = format!("n{i}");
+        let zone = format!("z{}", r.below(3));
+        let mut n = make_node(&name)
             .capacity(1000 * (1 + r.below(4) as i64), (1 + r.below(8) as i64) << 30, 4 + r.below(20) as i64)
-            .label("topology.kubernetes.io/zone", &format!("z{}", r.below(3)));
+            .label("topology.kubernetes.io/zone", &zone);
+        let mut ni = NodeIntent { zone, ..Default::default() };
         if r.chance(20) {
             n = n.taint("dedicated", "x", TaintEffect::NoSchedule);
+            ni.dedicated = true;
         }
         if r.chance(10) {
             n = n.unschedulable();
+            ni.cordoned = true;
         }
         c.nodes.push(n.obj());
+        intent.nodes.insert(name, ni);
     }
     let pods = 5 + r.below(40) as usize;
     for i in 0..pods {
@@ -53,14 +92,18 @@ fn cluster(seed: u64) -> Cluster {
             .priority(r.below(3) as i32 * 10)
             .creation(i as i64)
             .req(50 * (1 + r.below(20) as i64), (r.below(4) as i64) << 29);
+        let mut pi = PodIntent { app: app.clone(), ..Default::default() };
         if r.chance(15) {
             p = p.tolerate("dedicated", "x", TaintEffect::NoSchedule);
+            pi.tolerates_dedicated = true;
         }
         if r.chance(15) {
             p = p.node_affinity_in("topology.kubernetes.io/zone", &["z0", "z1"]);
+            pi.zones = Some(vec!["z0", "z1"]);
         }
         if r.chance(15) {
             p = p.pod_anti_affinity("app", &app, "kubernetes.io/hostname");
+            pi.alone_per_node = true;
         }
         if r.chance(15) {
             p = p.spread(
@@ -77,13 +120,15 @@ fn cluster(seed: u64) -> Cluster {
             // Already running somewhere (may even over-commit: the API allows it).
             p = p.node(&format!("n{}", r.below(nodes as u64)));
         }
-        c.pods.push(p.obj());
+        let p = p.obj();
+        intent.pods.insert(p.key(), pi);
+        c.pods.push(p);
     }
-    c
+    (c, intent)
 }
 
 fn check(seed: u64) -> Result<(), String> {
-    let c = cluster(seed);
+    let (c, intent) = cluster(seed);
     let nodes: HashMap<String, Node> = c.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
     let all_pods: HashMap<String, Pod> = c.pods.iter().map(|p| (p.key(), p.clone())).collect();
     let pending: Vec<String> = c.pods.iter().filter(|p| p.node_name.is_none()).map(|p| p.key()).collect();
@@ -144,33 +189,32 @@ fn check(seed: u64) -> Result<(), String> {
         }
     }
 
-    // Hard constraints of each pod the scheduler placed.
+    // Hard constraints of each pod the scheduler placed, against what the
+    // generator asked for.
     for r in &result.pods {
         let Some(n) = &r.node else { continue };
         let key = format!("{}/{}", r.namespace, r.name);
-        let pod = &all_pods[&key];
-        let node = &nodes[n];
-        if node.unschedulable {
+        let (want, node) = (&intent.pods[&key], &intent.nodes[n]);
+        if node.cordoned {
             return Err(format!("{key} placed on cordoned {n}"));
         }
-        for t in &node.taints {
-            if t.effect == TaintEffect::NoSchedule && !pod.tolerations.iter().any(|tol| tol.tolerates(t)) {
-                return Err(format!("{key} placed on {n} despite taint"));
+        if node.dedicated && !want.tolerates_dedicated {
+            return Err(format!("{key} placed on {n} despite its taint"));
+        }
+        if let Some(zones) = &want.zones {
+            if !zones.contains(&node.zone.as_str()) {
+                return Err(format!("{key} placed on {n} in zone {}, outside its node affinity {zones:?}", node.zone));
             }
         }
-        if let Some(req) = pod.affinity.node_affinity.as_ref().and_then(|a| a.required.as_ref()) {
-            if !req.matches(n, &node.labels) {
-                return Err(format!("{key} placed on {n} outside its node affinity"));
+        if want.alone_per_node {
+            let clash = placed.iter().any(|(p, pn)| pn == n && p.key() != key && intent.pods[&p.key()].app == want.app);
+            if clash {
+                return Err(format!("{key} shares {n} with a pod of app {} its anti-affinity excludes", want.app));
             }
         }
-        if let Some(anti) = &pod.affinity.pod_anti_affinity {
-            for t in &anti.required {
-                let clash = placed.iter().any(|(p, pn)| pn == n && p.key() != key && t.label_selector.matches(&p.labels));
-                if clash && t.topology_key == "kubernetes.io/hostname" {
-                    return Err(format!("{key} shares {n} with a pod its anti-affinity excludes"));
-                }
-            }
-        }
+    }
+    if result.summary.cache_errors != 0 {
+        return Err(format!("{} cache operations failed", result.summary.cache_errors));
     }
     Ok(())
 }
