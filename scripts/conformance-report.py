@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Writes CONFORMANCE.md (to stdout) from scripts/conformance.sh's JUnit
-reports: target/conformance/<scheduler>/junit.xml for berth and
-kube-scheduler, then target/conformance/rerun-<n>/<scheduler>/junit.xml in
-order, a rerun's outcome replacing the earlier one for the tests it ran. Each test upstream's suite ran is listed with its outcome
-under both schedulers; a test that passes with kube-scheduler and not with
-Berth is listed first, with the failure's first line."""
+reports: target/conformance/<run>/junit.xml for the first run of each of
+berth, kube-scheduler and none (no scheduler at all), and
+target/conformance/<run>/rerun-<n>/junit.xml for the reruns of the tests a
+scheduler failed. First runs and reruns are shown in separate columns, so a
+rerun never hides a first-run failure.
+
+    conformance-report.py [DIR]               # the report, to stdout
+    conformance-report.py --failed JUNIT      # the failed tests of one report, as a
+                                              # ginkgo focus regular expression (empty if none)
+"""
 
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 SCHEDULERS = ["berth", "kube-scheduler"]
+NONE = "none"
+TITLE = {"berth": "Berth", "kube-scheduler": "kube-scheduler", NONE: "no scheduler"}
 
 
 def short(name):
@@ -23,7 +30,7 @@ def short(name):
 
 
 def outcomes(path):
-    """name -> (outcome, first line of the failure)"""
+    """name -> (outcome, first line of the failure), or None when there is no report"""
     result = {}
     if not path.exists():
         return None
@@ -45,6 +52,13 @@ def outcomes(path):
     return result
 
 
+def focus(names):
+    """A Go regular expression matching exactly these tests' names (as ginkgo's --focus)."""
+    special = set("\\.+*?()|[]{}^$")
+    escaped = ["".join("\\" + c if c in special else c for c in n) for n in sorted(names)]
+    return "|".join(escaped)
+
+
 # Why Berth fails tests that kube-scheduler passes, where the cause is known
 # and is work still to do: (a substring of the test's name, the reason).
 KNOWN_GAPS = []
@@ -60,80 +74,138 @@ def release(run_dir):
     return f.read_text().strip() if f.exists() else "unknown"
 
 
-def reruns(out):
-    dirs = [d for d in Path(out).glob("rerun-*") if d.is_dir()]
+def reruns(run_dir):
+    dirs = [d for d in run_dir.glob("rerun-*") if d.is_dir()]
     return sorted(dirs, key=lambda d: int(d.name.split("-")[1]))
 
 
-def main(out):
-    runs = {s: outcomes(Path(out) / s / "junit.xml") for s in SCHEDULERS}
-    version = {s: release(Path(out) / s) for s in SCHEDULERS}
-    rerun_tests = {s: set() for s in SCHEDULERS}
-    for d in reruns(out):
-        for s in SCHEDULERS:
-            later = outcomes(d / s / "junit.xml")
-            if later is None:
+class Run:
+    """One scheduler's first run and the reruns of its failures."""
+
+    def __init__(self, run_dir):
+        self.first = outcomes(run_dir / "junit.xml")
+        self.version = release(run_dir)
+        # name -> outcome of each rerun of that test, in order
+        self.reruns = {}
+        self.rerun_count = 0
+        for d in reruns(run_dir):
+            later = outcomes(d / "junit.xml")
+            if later is None or self.first is None:
                 continue
-            if runs[s] is not None and release(d / s) != version[s]:
-                # A rerun on another release does not amend this one's results.
-                continue
-            version[s] = release(d / s)
-            if runs[s] is None:
-                runs[s] = {}
+            self.rerun_count += 1
             for name, outcome in later.items():
-                if outcome[0] != "skipped":
-                    runs[s][name] = outcome
-                    rerun_tests[s].add(name)
-    print("# Upstream's scheduling e2e tests: Berth and kube-scheduler\n")
+                # A rerun's focus may match a test that had passed; only failures are rerun.
+                if outcome[0] != "skipped" and self.first.get(name, ("",))[0] != "passed":
+                    self.reruns.setdefault(name, []).append(outcome)
+
+    def final(self, name):
+        """The outcome after the reruns: passed if the first run or any rerun passed."""
+        first = (self.first or {}).get(name, ("not run", ""))
+        if first[0] == "passed":
+            return first
+        later = self.reruns.get(name, [])
+        return next((o for o in later if o[0] == "passed"), later[-1] if later else first)
+
+    def first_cell(self, name):
+        return (self.first or {}).get(name, ("not run", ""))[0]
+
+    def rerun_cell(self, name):
+        later = self.reruns.get(name)
+        if not later:
+            return "-"
+        return ", ".join(o[0] for o in later)
+
+    def counts(self, names, pick):
+        values = [pick(n) for n in names]
+        passed = sum(1 for v in values if v == "passed")
+        failed = sum(1 for v in values if v == "failed")
+        return passed, failed
+
+
+def main(out):
+    out = Path(out)
+    runs = {s: Run(out / s) for s in SCHEDULERS + [NONE]}
+    present = [s for s in runs if runs[s].first is not None]
+    print("# Upstream's scheduling e2e tests: Berth, kube-scheduler, and no scheduler\n")
     print("Generated by `scripts/conformance.sh` (do not edit): upstream's `e2e.test`, built from")
     print("the pinned `k8s.io/kubernetes` module, run with `--ginkgo.focus='\\[sig-scheduling\\]'")
     print("--ginkgo.skip='Disruptive|Flaky'` against the test environment (kube-apiserver,")
-    print("kube-controller-manager, etcd, four KWOK nodes in two zones), once with each scheduler")
-    print("as the cluster's only one.\n")
-    releases = sorted({v for s, v in version.items() if runs[s] is not None})
+    print("kube-controller-manager, etcd, four KWOK nodes in two zones): once with each scheduler")
+    print("as the cluster's only one, and once with no scheduler at all. Each scheduler's failed")
+    print("tests are then run again, the same number of times for both; the first run and the")
+    print("reruns are separate columns, so a rerun never hides a first-run failure.\n")
+    releases = sorted({runs[s].version for s in present})
     print(f"Kubernetes release (control plane and e2e.test): {', '.join(releases) or 'none'}.\n")
-    if any(rerun_tests.values()):
-        print("Some tests were run again after the full runs (`CONFORMANCE_RERUN=1`); each")
-        print("test's latest outcome is shown. Run again:\n")
-        for s in SCHEDULERS:
-            if rerun_tests[s]:
-                print(f"- with {s}: " + "; ".join(sorted(rerun_tests[s])) + ".")
-        print()
-    missing = [s for s, r in runs.items() if r is None]
+    missing = [TITLE[s] for s in runs if s not in present]
     if missing:
         print(f"Not run in this report: {', '.join(missing)}.\n")
-    names = sorted(set().union(*[r.keys() for r in runs.values() if r]))
-    berth = runs.get("berth") or {}
-    kube = runs.get("kube-scheduler") or {}
-    for s, r in runs.items():
-        if r:
-            passed = sum(1 for o, _ in r.values() if o == "passed")
-            failed = sum(1 for o, _ in r.values() if o == "failed")
-            print(f"- **{s}**: {passed} passed, {failed} failed, {len(r) - passed - failed} skipped.")
-    regressions = [n for n in names if kube.get(n, ("",))[0] == "passed" and berth.get(n, ("",))[0] != "passed"]
+    names = sorted(set().union(*[runs[s].first.keys() for s in present]))
+    for s in SCHEDULERS:
+        r = runs[s]
+        if r.first is None:
+            continue
+        p1, f1 = r.counts(names, r.first_cell)
+        pf, ff = r.counts(names, lambda n: r.final(n)[0])
+        print(
+            f"- **{TITLE[s]}**: first run {p1} passed, {f1} failed; "
+            f"after {r.rerun_count} rerun(s) of the failures: {pf} passed, {ff} failed."
+        )
+    none = runs[NONE]
+    proves_nothing = []
+    if none.first is not None:
+        proves_nothing = [n for n in names if none.first_cell(n) == "passed"]
+        p, f = none.counts(names, none.first_cell)
+        print(f"- **no scheduler**: {p} passed, {f} failed.")
     print()
-    if kube and berth:
-        if regressions:
-            print("## Passing with kube-scheduler, not with Berth\n")
-            for n in regressions:
+    if proves_nothing:
+        print(f"{len(proves_nothing)} of the {len(names)} tests pass with no scheduler in the cluster: they")
+        print("test the API server or the controllers, and prove nothing about a scheduler. They are")
+        print("marked *(no scheduler needed)* below.\n")
+    berth, kube = runs["berth"], runs["kube-scheduler"]
+    if berth.first is not None and kube.first is not None:
+        first_gaps = [n for n in names if kube.first_cell(n) == "passed" and berth.first_cell(n) != "passed"]
+        final_gaps = [n for n in names if kube.final(n)[0] == "passed" and berth.final(n)[0] != "passed"]
+        if final_gaps:
+            print("## Passing with kube-scheduler, not with Berth (after reruns)\n")
+            for n in final_gaps:
                 why = known_gap(n)
-                failure = berth.get(n, ("not run", ""))[1] or berth.get(n, ("not run",))[0]
+                failure = berth.final(n)[1] or berth.final(n)[0]
                 print(f"- {n}: {failure}" + (f" **Why:** {why}." if why else ""))
             print()
         else:
-            print("Every test that passes with kube-scheduler passes with Berth.\n")
+            print("After reruns, every test that passes with kube-scheduler passes with Berth.\n")
+        if first_gaps:
+            print("On the first run, these passed with kube-scheduler and not with Berth:\n")
+            for n in first_gaps:
+                print(f"- {n}: `{(berth.first or {}).get(n, ('', 'not run'))[1]}`")
+            print()
+        else:
+            print("On the first run too, every test that passed with kube-scheduler passed with Berth.\n")
     print("## Every test\n")
-    print("| test | Berth | kube-scheduler |")
-    print("|---|---|---|")
+    print("| test | Berth, first run | Berth, reruns | kube-scheduler, first run | kube-scheduler, reruns | no scheduler |")
+    print("|---|---|---|---|---|---|")
     for n in names:
-        row = [berth.get(n, ("not run", ""))[0], kube.get(n, ("not run", ""))[0]]
-        print(f"| {n.replace('|', '/')} | {row[0]} | {row[1]} |")
-    failures = [(n, berth[n][1]) for n in names if n in berth and berth[n][0] == "failed"]
-    if failures:
-        print("\n## Berth's failures, first line\n")
-        for n, m in failures:
-            print(f"- {n}: `{m}`")
+        label = n.replace("|", "/") + (" *(no scheduler needed)*" if n in proves_nothing else "")
+        cells = [
+            berth.first_cell(n),
+            berth.rerun_cell(n),
+            kube.first_cell(n),
+            kube.rerun_cell(n),
+            none.first_cell(n) if none.first is not None else "not run",
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    for s in SCHEDULERS:
+        r = runs[s]
+        failures = [(n, r.first[n][1]) for n in names if r.first and r.first.get(n, ("",))[0] == "failed"]
+        if failures:
+            print(f"\n## {TITLE[s]}'s first-run failures, first line\n")
+            for n, m in failures:
+                print(f"- {n}: `{m}`")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "target/conformance")
+    if len(sys.argv) == 3 and sys.argv[1] == "--failed":
+        found = outcomes(Path(sys.argv[2])) or {}
+        print(focus(n for n, (o, _) in found.items() if o == "failed"))
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "target/conformance")

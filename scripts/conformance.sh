@@ -1,35 +1,32 @@
 #!/usr/bin/env bash
-# Upstream's own scheduling end-to-end tests, against Berth and against
-# kube-scheduler: builds e2e.test from the pinned k8s.io/kubernetes module
-# (testenv/build e2e), then, for each scheduler, starts a fresh test
-# environment with KWOK nodes, runs the scheduler as the cluster's only one
-# (Berth with a profile named default-scheduler), runs
+# Upstream's own scheduling end-to-end tests, against Berth, against
+# kube-scheduler, and against no scheduler at all: builds e2e.test from the
+# pinned k8s.io/kubernetes module (testenv/build e2e), then, for each,
+# starts a fresh test environment with KWOK nodes, runs the scheduler as the
+# cluster's only one (Berth with a profile named default-scheduler; `none`
+# runs none), runs
 #   e2e.test --ginkgo.focus='\[sig-scheduling\]' --ginkgo.skip='Disruptive|Flaky'
-# and keeps its JUnit report. Finally writes the two pass lists side by side
-# into CONFORMANCE.md (scripts/conformance-report.py).
+# and keeps its JUnit report in target/conformance/<name>/. Then each
+# scheduler's failed tests are run again, in a fresh environment, up to
+# CONFORMANCE_RERUNS times (default 1; the same for both schedulers), into
+# target/conformance/<name>/rerun-<n>/. Finally writes first runs, reruns and
+# the no-scheduler run side by side into CONFORMANCE.md
+# (scripts/conformance-report.py).
 #
-#   scripts/conformance.sh                 # both schedulers (about an hour on 2 cores)
-#   scripts/conformance.sh berth           # one of them: berth | kube-scheduler
+#   scripts/conformance.sh                 # all three (hours on 2 cores: with no scheduler,
+#                                          # most tests wait out their 5-minute timeouts)
+#   scripts/conformance.sh berth           # some of them: berth | kube-scheduler | none
 #   E2E_FOCUS='validates basic preemption' scripts/conformance.sh berth   # narrower
-#
-# CONFORMANCE_RERUN=1 keeps the earlier reports and writes this run's to
-# target/conformance/rerun-<n>/; the report takes each test's latest outcome
-# and says which came from a rerun.
 #
 # Not part of CI: it does not fit its 90 minutes.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 base="$repo/target/conformance"
-out="$base"
-if [[ -n "${CONFORMANCE_RERUN:-}" ]]; then
-  n=1
-  while [[ -d "$base/rerun-$n" ]]; do n=$((n + 1)); done
-  out="$base/rerun-$n"
-fi
-mkdir -p "$out"
+mkdir -p "$base"
+reruns="${CONFORMANCE_RERUNS:-1}"
 schedulers=("$@")
-[[ ${#schedulers[@]} -eq 0 ]] && schedulers=(berth kube-scheduler)
+[[ ${#schedulers[@]} -eq 0 ]] && schedulers=(berth kube-scheduler none)
 
 bin="$(testenv/build e2e | tail -n 1)"
 cp="$bin/controlplane"
@@ -62,8 +59,8 @@ NODE
   done | "$cp" kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
 }
 
-run_suite() { # name
-  local name=$1 dir="$out/$1" sched
+run_suite() { # name dir focus
+  local name=$1 dir=$2 focus=$3 sched=
   rm -rf "$dir" && mkdir -p "$dir"
   basename "$(dirname "$bin")" >"$dir/kubernetes-version"
   export BERTH_TESTENV_DIR="$dir/env"
@@ -81,6 +78,7 @@ profiles:
 CONFIG
       target/release/berth run --kubeconfig "$kubeconfig" --config "$dir/config.yaml" --secure-port 0 >"$dir/scheduler.log" 2>&1 &
       ;;
+    none) ;;
     kube-scheduler)
       # The release's feature gates, as the API server has them (testenv/versions.sh).
       # shellcheck source=../testenv/versions.sh
@@ -89,9 +87,9 @@ CONFIG
         --authorization-kubeconfig "$kubeconfig" --leader-elect=false --secure-port 0 ${gates:+--feature-gates "$gates"} \
         >"$dir/scheduler.log" 2>&1 &
       ;;
-    *) echo "conformance: unknown scheduler $name (berth | kube-scheduler)" >&2; exit 2 ;;
+    *) echo "conformance: unknown scheduler $name (berth | kube-scheduler | none)" >&2; exit 2 ;;
   esac
-  sched=$!
+  [[ $name == none ]] || sched=$!
   echo "conformance: running [sig-scheduling] with $name (log: $dir/e2e.log)" >&2
   local start=$SECONDS
   # The suite's exit status is its failures, which the report lists.
@@ -100,13 +98,24 @@ CONFIG
     --ginkgo.junit-report "$dir/junit.xml" --ginkgo.timeout 3h --ginkgo.no-color --ginkgo.silence-skips \
     --minStartupPods 0 --e2e-verify-service-account=false --report-dir "$dir" >"$dir/e2e.log" 2>&1 || true
   echo "conformance: $name took $((SECONDS - start)) s" >&2
-  kill "$sched" 2>/dev/null || true
-  wait "$sched" 2>/dev/null || true
+  if [[ -n $sched ]]; then
+    kill "$sched" 2>/dev/null || true
+    wait "$sched" 2>/dev/null || true
+  fi
   testenv/down >/dev/null 2>&1 || true
 }
 
 for s in "${schedulers[@]}"; do
-  run_suite "$s"
+  run_suite "$s" "$base/$s" "$focus"
+  [[ $s == none ]] && continue
+  last="$base/$s"
+  for ((n = 1; n <= reruns; n++)); do
+    failed="$(python3 scripts/conformance-report.py --failed "$last/junit.xml")"
+    [[ -z $failed ]] && break
+    echo "conformance: rerun $n of $s's failures" >&2
+    run_suite "$s" "$base/$s/rerun-$n" "$failed"
+    last="$base/$s/rerun-$n"
+  done
 done
 python3 scripts/conformance-report.py "$base" >CONFORMANCE.md
 echo "conformance: wrote CONFORMANCE.md" >&2
