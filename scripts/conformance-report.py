@@ -9,6 +9,8 @@ rerun never hides a first-run failure.
     conformance-report.py [DIR]               # the report, to stdout
     conformance-report.py --failed JUNIT      # the failed tests of one report, as a
                                               # ginkgo focus regular expression (empty if none)
+    conformance-report.py --shard K N JUNIT   # the K-th of N shares of the tests a report
+                                              # lists (a dry run's), as a focus expression
 """
 
 import sys
@@ -85,6 +87,13 @@ class Run:
     def __init__(self, run_dir):
         self.first = outcomes(run_dir / "junit.xml")
         self.version = release(run_dir)
+        # A run split into shards (the no-scheduler run): their union.
+        shards = sorted(run_dir.glob("shard-*/junit.xml"))
+        if self.first is None and shards:
+            self.first = {}
+            for junit in shards:
+                self.first.update(outcomes(junit) or {})
+            self.version = release(shards[0].parent)
         # name -> outcome of each rerun of that test, in order
         self.reruns = {}
         self.rerun_count = 0
@@ -204,7 +213,12 @@ def main(out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--failed":
+    if len(sys.argv) == 5 and sys.argv[1] == "--shard":
+        k, n = int(sys.argv[2]), int(sys.argv[3])
+        # A dry run reports the tests it would run as passed, the others skipped.
+        names = sorted(n for n, (o, _) in (outcomes(Path(sys.argv[4])) or {}).items() if o == "passed")
+        print(focus(name for i, name in enumerate(names) if i % n == k))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--failed":
         found = outcomes(Path(sys.argv[2])) or {}
         print(focus(n for n, (o, _) in found.items() if o == "failed"))
     else:

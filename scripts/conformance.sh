@@ -13,8 +13,13 @@
 # the no-scheduler run side by side into CONFORMANCE.md
 # (scripts/conformance-report.py).
 #
-#   scripts/conformance.sh                 # all three (hours on 2 cores: with no scheduler,
-#                                          # most tests wait out their 5-minute timeouts)
+# With no scheduler most tests wait out their 5-minute timeouts, one after
+# the other: that run is split across CONFORMANCE_SHARDS (default 8) test
+# environments at once, each running a share of the tests (listed by a
+# ginkgo dry run) into target/conformance/none/shard-<k>/. It runs first,
+# alone, so that it does not load the machine under either scheduler.
+#
+#   scripts/conformance.sh                 # all three (about 1.5 hours on 2 cores)
 #   scripts/conformance.sh berth           # some of them: berth | kube-scheduler | none
 #   E2E_FOCUS='validates basic preemption' scripts/conformance.sh berth   # narrower
 #
@@ -26,7 +31,7 @@ base="$repo/target/conformance"
 mkdir -p "$base"
 reruns="${CONFORMANCE_RERUNS:-1}"
 schedulers=("$@")
-[[ ${#schedulers[@]} -eq 0 ]] && schedulers=(berth kube-scheduler none)
+[[ ${#schedulers[@]} -eq 0 ]] && schedulers=(none berth kube-scheduler)
 
 bin="$(testenv/build e2e | tail -n 1)"
 cp="$bin/controlplane"
@@ -105,9 +110,26 @@ CONFIG
   testenv/down >/dev/null 2>&1 || true
 }
 
+run_none() { # the no-scheduler run, in shards
+  local shards="${CONFORMANCE_SHARDS:-8}" k dir="$base/none"
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$bin/e2e.test" --ginkgo.dry-run --ginkgo.focus "$focus" --ginkgo.skip 'Disruptive|Flaky' \
+    --ginkgo.junit-report "$dir/tests.xml" --ginkgo.no-color --ginkgo.silence-skips >"$dir/dry-run.log" 2>&1 || true
+  for ((k = 0; k < shards; k++)); do
+    local share
+    share="$(python3 scripts/conformance-report.py --shard "$k" "$shards" "$dir/tests.xml")"
+    [[ -z $share ]] && continue
+    run_suite none "$dir/shard-$k" "$share" &
+  done
+  wait
+}
+
 for s in "${schedulers[@]}"; do
+  if [[ $s == none ]]; then
+    run_none
+    continue
+  fi
   run_suite "$s" "$base/$s" "$focus"
-  [[ $s == none ]] && continue
   last="$base/$s"
   for ((n = 1; n <= reruns; n++)); do
     failed="$(python3 scripts/conformance-report.py --failed "$last/junit.xml")"
