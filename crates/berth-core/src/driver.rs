@@ -125,6 +125,7 @@ impl Binding {
         let a = &self.assignment;
         let f = &a.framework;
         f.post_bind.is_empty()
+            && !f.extenders.iter().any(|e| e.is_binder())
             && f.bind.len() == 1
             && f.bind[0].name() == crate::plugins::default_binder::NAME
             && !f.pre_bind_has_work(&a.state, a.pod(), &a.node)

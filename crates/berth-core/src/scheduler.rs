@@ -152,6 +152,106 @@ pub struct ScheduleResult {
     pub scores: Option<ScoreMatrix>,
 }
 
+/// The name kube-scheduler gives extenders among the plugins that rejected
+/// a pod (`framework.ExtenderName`).
+pub const EXTENDER: &str = "Extender";
+
+/// Upstream `findNodesThatPassExtenders`: each interested extender in turn
+/// narrows the feasible nodes, its failures becoming the nodes' statuses. A
+/// failing extender fails the attempt unless it is ignorable (then skipped).
+fn find_nodes_that_pass_extenders(
+    fwk: &Framework,
+    pod: &Arc<PodInfo>,
+    snapshot: &Snapshot,
+    mut feasible: Vec<usize>,
+    diagnosis: &mut Diagnosis,
+) -> Result<Vec<usize>, ScheduleError> {
+    for e in &fwk.extenders {
+        if feasible.is_empty() {
+            break;
+        }
+        if !e.is_filter() || !e.is_interested(&pod.pod) {
+            continue;
+        }
+        let nodes: Vec<Arc<NodeInfo>> = feasible.iter().map(|&i| snapshot.nodes()[i].clone()).collect();
+        let answer = e.filter(&pod.pod, &nodes).and_then(|r| {
+            // Only nodes it was sent may pass (upstream trusts Node objects
+            // that come back, and scores them as empty nodes: not Berth).
+            let mut passed = Vec::with_capacity(r.nodes.len());
+            for name in &r.nodes {
+                let Some(i) = feasible.iter().copied().find(|&i| snapshot.nodes()[i].name() == name) else {
+                    return Err(crate::framework::ExtenderError::UnknownNode { extender: e.name().to_string(), node: name.clone() });
+                };
+                if !passed.contains(&i) {
+                    passed.push(i);
+                }
+            }
+            Ok((passed, r))
+        });
+        let (passed, r) = match answer {
+            Ok(a) => a,
+            Err(err) if e.is_ignorable() => {
+                fwk.handle.observer().extender_skipped(e.name(), "filter", &err);
+                continue;
+            }
+            Err(err) => return Err(ScheduleError::Internal(Status::error(err.to_string()))),
+        };
+        let mut set = |node: &str, status: Status| {
+            if let Some(i) = snapshot.index_of(node) {
+                let st = &mut diagnosis.node_to_status.statuses;
+                match st.iter_mut().find(|(j, _)| *j == i) {
+                    Some(slot) => slot.1 = status,
+                    None => st.push((i, status)),
+                }
+            }
+        };
+        for (node, msg) in &r.failed_and_unresolvable {
+            set(node, Status::unresolvable(msg.clone()));
+        }
+        for (node, msg) in &r.failed {
+            if !r.failed_and_unresolvable.contains_key(node) {
+                set(node, Status::unschedulable(msg.clone()));
+            }
+        }
+        feasible = passed;
+    }
+    Ok(feasible)
+}
+
+/// Upstream's extender half of `prioritizeNodes`: each interested
+/// prioritizer's scores, times its weight, times 10 (MaxNodeScore over
+/// MaxExtenderPriority), unclamped, added to the nodes' totals. A failing
+/// prioritizer gives no scores and fails nothing.
+fn add_extender_scores(fwk: &Framework, pod: &Arc<PodInfo>, nodes: &[Arc<NodeInfo>], matrix: &mut ScoreMatrix) {
+    const SCALE: i64 = crate::framework::MAX_NODE_SCORE / MAX_EXTENDER_PRIORITY;
+    let interested: Vec<&Arc<dyn crate::framework::Extender>> =
+        fwk.extenders.iter().filter(|e| e.is_prioritizer() && e.is_interested(&pod.pod)).collect();
+    // Upstream calls them at once; so does Berth, each on its own thread.
+    let answers: Vec<_> = interested.par_iter().map(|e| e.prioritize(&pod.pod, nodes)).collect();
+    for (e, answer) in interested.into_iter().zip(answers) {
+        let scores = match answer {
+            Ok(s) => s,
+            Err(err) => {
+                fwk.handle.observer().extender_skipped(e.name(), "prioritize", &err);
+                continue;
+            }
+        };
+        let mut row = vec![0i64; nodes.len()];
+        for (host, score) in scores {
+            let Some(i) = nodes.iter().position(|n| n.name() == host) else { continue };
+            let scaled = score.saturating_mul(e.weight()).saturating_mul(SCALE);
+            row[i] = row[i].saturating_add(scaled);
+        }
+        for (total, s) in matrix.totals.iter_mut().zip(&row) {
+            *total = total.saturating_add(*s);
+        }
+        matrix.extenders.push((e.name().to_string(), row));
+    }
+}
+
+/// Upstream's `extenderv1.MaxExtenderPriority`.
+const MAX_EXTENDER_PRIORITY: i64 = 10;
+
 /// State that persists across cycles: the start index rotation and the RNG.
 pub struct CycleRunner {
     pub next_start_node_index: usize,
@@ -254,9 +354,13 @@ impl CycleRunner {
             if let Some(idx) = snapshot.index_of(nn) {
                 let s = fwk.run_filter_with_nominated(state, pod, &snapshot.nodes()[idx], nominated);
                 if s.is_success() {
-                    return Ok((vec![idx], diagnosis));
-                }
-                if !s.is_rejected() {
+                    // The extenders have their say on it too; what they say
+                    // about it counts only if the full pass below rejects it.
+                    let passed = find_nodes_that_pass_extenders(fwk, pod, snapshot, vec![idx], &mut Diagnosis::default())?;
+                    if !passed.is_empty() {
+                        return Ok((passed, diagnosis));
+                    }
+                } else if !s.is_rejected() {
                     return Err(ScheduleError::Internal(s));
                 }
             }
@@ -271,6 +375,13 @@ impl CycleRunner {
             }
         };
         let feasible = self.find_nodes_that_pass_filters(fwk, state, pod, snapshot, &candidates, nominated, &mut diagnosis)?;
+        let before = feasible.len();
+        let feasible = find_nodes_that_pass_extenders(fwk, pod, snapshot, feasible, &mut diagnosis)?;
+        if feasible.len() != before {
+            // Extenders register for no event: a pod they rejected is
+            // retried on any (upstream's fake plugin name).
+            diagnosis.unschedulable_plugins.insert(EXTENDER);
+        }
         Ok((feasible, diagnosis))
     }
 
@@ -290,7 +401,10 @@ impl CycleRunner {
             return Ok(Vec::new());
         }
         let pct = fwk.percentage_of_nodes_to_score.unwrap_or(self.percentage_of_nodes_to_score);
-        let to_find = num_feasible_nodes_to_find(pct, n);
+        // With nothing to score and no extender to filter, the first node
+        // that fits is as good as any (upstream).
+        let scoring = fwk.has_score() || fwk.extenders.iter().any(|e| e.is_prioritizer());
+        let to_find = if scoring || fwk.extenders.iter().any(|e| e.is_filter()) { num_feasible_nodes_to_find(pct, n) } else { 1 };
         let start = self.next_start_node_index % n;
         let nodes = snapshot.nodes();
 
@@ -410,14 +524,16 @@ impl CycleRunner {
         nodes: &[Arc<NodeInfo>],
         snapshot: &Snapshot,
     ) -> Result<ScoreMatrix, ScheduleError> {
-        if !fwk.has_score() {
+        if !fwk.has_score() && fwk.extenders.is_empty() {
             return Ok(ScoreMatrix { totals: vec![0; nodes.len()], ..Default::default() });
         }
         let s = fwk.run_pre_score(state, pod, nodes, snapshot);
         if !s.is_success() {
             return Err(ScheduleError::Internal(s));
         }
-        fwk.run_score(state, pod, nodes).map_err(ScheduleError::Internal)
+        let mut matrix = fwk.run_score(state, pod, nodes).map_err(ScheduleError::Internal)?;
+        add_extender_scores(fwk, pod, nodes, &mut matrix);
+        Ok(matrix)
     }
 
     /// Highest total wins; ties are broken uniformly at random (reservoir sampling).

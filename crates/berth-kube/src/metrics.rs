@@ -275,6 +275,10 @@ impl Observer for Metrics {
     fn plugin_panicked(&self, plugin: &'static str, point: ExtensionPoint, message: &str) {
         tracing::error!(plugin, extension_point = point.label(), message, "plugin panicked; the pod's attempt failed");
     }
+
+    fn extender_skipped(&self, extender: &str, call: &'static str, error: &berth_core::framework::ExtenderError) {
+        tracing::warn!(extender, call, %error, "extender failed; going on without it");
+    }
 }
 
 /// The driver's measurements as kube-scheduler's metrics.

@@ -262,8 +262,9 @@ pub struct KubeSchedulerConfiguration {
     pub client_connection: ClientConnection,
     #[serde(default)]
     pub profiles: Vec<Profile>,
+    /// Scheduler extenders, in the order written (see [`extenders`]).
     #[serde(default)]
-    pub extenders: Vec<serde_json::Value>,
+    pub extenders: Vec<extenders::Extender>,
     #[serde(default)]
     pub delay_cache_until_active: bool,
     #[serde(default)]
@@ -368,9 +369,7 @@ impl KubeSchedulerConfiguration {
                 ));
             }
         }
-        if !self.extenders.is_empty() {
-            return bad("extenders: not supported by Berth".into());
-        }
+        extenders::validate(&self.extenders).map_err(ConfigError::Invalid)?;
         let mut names = HashSet::new();
         for (i, p) in self.profiles.iter().enumerate() {
             let name = p.scheduler_name.clone().unwrap_or_default();
@@ -398,6 +397,8 @@ impl KubeSchedulerConfiguration {
 }
 
 mod duration;
+pub mod extenders;
+pub use profiles::ExtenderConnector;
 mod profiles;
 #[cfg(test)]
 mod tests;

@@ -54,9 +54,28 @@ impl KubeSchedulerConfiguration {
     /// made once by its factory in `registry`, with the profile's args and
     /// a handle of `host`.
     pub fn build_frameworks_with(&self, registry: &Registry, host: &PluginHost) -> Result<Vec<Framework>, ConfigError> {
+        // Extenders, shared by every profile, reached the runtime's way.
+        let extenders: Vec<Arc<dyn crate::framework::Extender>> = if self.extenders.is_empty() {
+            Vec::new()
+        } else {
+            let Some(connect) = host.handle("").get::<ExtenderConnector>().cloned() else {
+                return Err(ConfigError::Invalid(
+                    "extenders: this runtime cannot call scheduler extenders over HTTP yet: remove `extenders` from the configuration".into(),
+                ));
+            };
+            let mut out = Vec::new();
+            for e in super::extenders::ordered(&self.extenders) {
+                let i = self.extenders.iter().position(|x| std::ptr::eq(x, e)).unwrap_or_default();
+                out.push((connect.0)(e).map_err(|why| ConfigError::Invalid(format!("extenders[{i}]: {why}")))?);
+            }
+            out
+        };
+        let ignored = super::extenders::ignored_by_scheduler(&self.extenders);
         let mut out = Vec::new();
         for (i, p) in self.profiles.iter().enumerate() {
-            out.push(build_profile(i, p, registry, host)?);
+            let mut fwk = build_profile(i, p, registry, host, &ignored)?;
+            fwk.extenders = extenders.clone();
+            out.push(fwk);
         }
         // Upstream requires one queue sort for all profiles.
         let sorts: HashSet<&str> = out.iter().filter_map(|f| f.queue_sort.as_ref().map(|q| q.name())).collect();
@@ -121,7 +140,23 @@ fn group_post_filter(custom: &Plugins, multi_point: &PluginSet) -> Result<bool, 
     Ok(named || (from_multi && !disabled(crate::plugins::default_preemption::NAME)))
 }
 
-fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHost) -> Result<Framework, ConfigError> {
+/// How a runtime reaches the extenders of the configuration: made into an
+/// [`Extender`](crate::framework::Extender) each (a service of the
+/// [`PluginHost`]; `berth run` and `berth simulate` call them over HTTP).
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct ExtenderConnector(
+    /// Makes one configured extender into something the core can call.
+    pub Arc<dyn Fn(&super::extenders::Extender) -> Result<Arc<dyn crate::framework::Extender>, String> + Send + Sync>,
+);
+
+fn build_profile(
+    index: usize,
+    p: &Profile,
+    registry: &Registry,
+    host: &PluginHost,
+    ignored_by_extenders: &[String],
+) -> Result<Framework, ConfigError> {
     let invalid = |m: String| ConfigError::Invalid(format!("profiles[{index}]: {m}"));
     let profile_name = p.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER_NAME);
     let handle = host.handle(profile_name);
@@ -134,8 +169,20 @@ fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHo
         *plugins.point_mut(ep) = merge_plugin_set(&PluginSet::default(), custom.point(ep));
     }
 
-    let args: BTreeMap<&str, &serde_json::Value> =
+    let mut args: BTreeMap<&str, &serde_json::Value> =
         p.plugin_config.iter().filter_map(|c| c.args.as_ref().map(|a| (c.name.as_str(), a))).collect();
+    // Resources extenders manage with ignoredByScheduler replace
+    // NodeResourcesFit's ignoredResources (upstream replaces, not merges).
+    let fit_args = (!ignored_by_extenders.is_empty()).then(|| {
+        let mut a = args.get(crate::plugins::node_resources::fit::NAME).map_or(serde_json::json!({}), |a| (*a).clone());
+        if let Some(m) = a.as_object_mut() {
+            m.insert("ignoredResources".into(), serde_json::json!(ignored_by_extenders));
+        }
+        a
+    });
+    if let Some(a) = &fit_args {
+        args.insert(crate::plugins::node_resources::fit::NAME, a);
+    }
     // Instantiate every plugin named anywhere, once.
     let mut instances: BTreeMap<String, Arc<dyn Plugin>> = BTreeMap::new();
     let mut needed: Vec<&str> = plugins.multi_point.enabled.iter().map(|r| r.name.as_str()).collect();
@@ -163,6 +210,9 @@ fn build_profile(index: usize, p: &Profile, registry: &Registry, host: &PluginHo
             )));
         }
         instances.insert(name.to_string(), inst);
+    }
+    if fit_args.is_some() && !instances.contains_key(crate::plugins::node_resources::fit::NAME) {
+        return Err(invalid("couldn't build extenders: can't find NodeResourcesFitArgs in plugin config".into()));
     }
     for pc in &p.plugin_config {
         if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() {

@@ -35,7 +35,10 @@ impl Assignment {
         if !s.is_success() {
             return s;
         }
-        let s = self.framework.run_bind(&mut self.state, &pod, &self.node, binder);
+        let s = match self.framework.run_extender_bind(&pod, &self.node) {
+            Some(s) => s,
+            None => self.framework.run_bind(&mut self.state, &pod, &self.node, binder),
+        };
         if s.is_skip() {
             return Status::error("no bind plugin handled the pod");
         }

@@ -140,6 +140,9 @@ impl Engine {
                 queue.register_events(p.name(), events);
             }
         }
+        // Pods extenders rejected are retried on any event (upstream's
+        // default enqueue extension for its fake plugin "Extender").
+        queue.register_events(crate::scheduler::EXTENDER, vec![ClusterEventWithHint::new(ClusterEvent::wildcard())]);
         let groups = profiles[0].handle.host().pod_groups().clone();
         let group_plugins = profiles.iter().map(|p| p.all_plugins().into_iter().filter(|p| p.has_pod_group()).collect()).collect();
         Engine {

@@ -317,6 +317,11 @@ pub trait Observer: Send + Sync {
     /// A plugin panicked; the pod's attempt failed with `message`.
     fn plugin_panicked(&self, plugin: &'static str, point: ExtensionPoint, message: &str) {}
 
+    /// An extender's `call` (`filter`, `prioritize`, `bind`, `preempt`)
+    /// failed and scheduling went on without it: it is ignorable, or (for
+    /// prioritize) its scores are simply left out, as upstream does.
+    fn extender_skipped(&self, extender: &str, call: &'static str, error: &super::ExtenderError) {}
+
     /// Whether plugin calls should be timed at all. Timing every plugin
     /// call on every node of a sampled attempt costs about a tenth of a
     /// cycle; an observer that drops durations says no.

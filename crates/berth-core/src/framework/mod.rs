@@ -3,6 +3,7 @@
 
 pub mod cycle_state;
 pub mod events;
+pub mod extender;
 pub mod group;
 pub mod handle;
 pub mod helper;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use cycle_state::CycleState;
 pub use events::{action, ClusterEvent, ClusterEventWithHint, EventObject, EventResource, QueueingHint};
+pub use extender::{Extender, ExtenderError, FilterResult, Victims};
 pub use group::{GroupCounts, GroupMembership, GroupResult, PodGroups};
 pub use handle::{
     Background, CollectEvents, EventRecord, EventSink, EventType, Handle, NoEvents, NoObserver, ObjectError, ObjectKey, ObjectKind,

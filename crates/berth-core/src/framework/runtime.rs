@@ -66,6 +66,9 @@ pub struct ScoreMatrix {
     pub per_plugin: Vec<Vec<i64>>,
     /// Each node's final score: the sum of its column. Indexed like the nodes handed to `run_score`.
     pub totals: Vec<i64>,
+    /// Each extender that scored: its name and its scaled score for each
+    /// node (included in `totals`).
+    pub extenders: Vec<(String, Vec<i64>)>,
 }
 
 /// A number no other `Framework` value has had, so that what is kept for
@@ -134,6 +137,9 @@ pub struct Framework {
     /// Whether a pod group that did not fit may preempt (DefaultPreemption
     /// at Kubernetes 1.37's podGroupPostFilter: workload-aware preemption).
     pub group_preemption: bool,
+    /// The scheduler's extenders (shared by every profile), in the order
+    /// every phase walks them: those that are not ignorable first.
+    pub extenders: Vec<Arc<dyn super::Extender>>,
 }
 
 /// The message of a panic payload (`panic!` with a string, or a formatted one).
@@ -711,6 +717,21 @@ impl Framework {
     /// runs and reports it).
     fn pre_bind_needed(&self, p: &dyn Plugin, state: &CycleState, pod: &PodInfo, node: &str) -> bool {
         catch_unwind(AssertUnwindSafe(|| !p.pre_bind_pre_flight(state, pod, node).is_skip())).unwrap_or(true)
+    }
+
+    /// Upstream `extendersBinding`: the first binder extender interested
+    /// in the pod binds it instead of the Bind plugins (`None`: none did).
+    /// Its error fails the binding, unless it is ignorable: then the next
+    /// one, or the Bind plugins, bind.
+    pub fn run_extender_bind(&self, pod: &PodInfo, node: &str) -> Option<Status> {
+        for e in self.extenders.iter().filter(|e| e.is_binder() && e.is_interested(&pod.pod)) {
+            match e.bind(&pod.pod, node) {
+                Ok(()) => return Some(Status::success()),
+                Err(err) if e.is_ignorable() => self.handle.observer().extender_skipped(e.name(), "bind", &err),
+                Err(err) => return Some(Status::error(err.to_string())),
+            }
+        }
+        None
     }
 
     /// Runs Bind plugins until one does not return Skip, and returns its status (a failure other

@@ -8,6 +8,7 @@
 //! The plugin only decides: the engine's caller deletes the victims and
 //! records the nomination.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 
 use crate::cache::NodeInfo;
 use crate::framework::*;
-use crate::model::{PodDisruptionBudget, PreemptionPolicy};
+use crate::model::{Pod, PodDisruptionBudget, PreemptionPolicy};
 use crate::scheduler::fit_error_message;
 
 pub const NAME: &str = "DefaultPreemption";
@@ -226,6 +227,55 @@ impl DefaultPreemption {
     }
 }
 
+/// Upstream `callExtenders`: each extender that takes part in preemption
+/// and is interested in the pod narrows the candidates in turn (the nodes
+/// it keeps, with the victims it names). An extender's error, or a node
+/// left without victims, fails preemption unless the extender is ignorable
+/// (then it is skipped, or the node dropped). Candidates keep their order.
+fn call_extenders(ctx: &PostFilterContext<'_>, pod: &Pod, candidates: Vec<Candidate>) -> Result<Vec<Candidate>, String> {
+    let extenders: Vec<_> = ctx.framework.extenders.iter().filter(|e| e.supports_preemption() && e.is_interested(pod)).collect();
+    if extenders.is_empty() {
+        return Ok(candidates);
+    }
+    let snap = ctx.snapshot;
+    let name = |c: &Candidate| snap.nodes()[c.node_index].name().to_string();
+    let mut map: BTreeMap<String, Victims> = candidates
+        .iter()
+        .map(|c| (name(c), Victims { pods: c.victims.clone(), num_pdb_violations: c.num_pdb_violations as i64 }))
+        .collect();
+    let lookup = |node: &str| snap.get(node).cloned();
+    for e in extenders {
+        let mut answer = match e.process_preemption(pod, &map, &lookup) {
+            Ok(a) => a,
+            Err(err) if e.is_ignorable() => {
+                ctx.framework.handle.observer().extender_skipped(e.name(), "preempt", &err);
+                continue;
+            }
+            Err(err) => return Err(err.to_string()),
+        };
+        let empty: Vec<String> = answer.iter().filter(|(_, v)| v.pods.is_empty()).map(|(n, _)| n.clone()).collect();
+        if let Some(node) = empty.first() {
+            if !e.is_ignorable() {
+                return Err(format!("expected at least one victim pod on node {node:?}"));
+            }
+            for n in &empty {
+                answer.remove(n);
+            }
+        }
+        map = answer;
+        if map.is_empty() {
+            break;
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .filter_map(|c| {
+            let v = map.remove(&name(&c))?;
+            Some(Candidate { node_index: c.node_index, victims: v.pods, num_pdb_violations: v.num_pdb_violations.max(0) as usize })
+        })
+        .collect())
+}
+
 /// Upstream `pickOneNodeForPreemption`, criteria in order; ties go to the first.
 pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
     if candidates.is_empty() {
@@ -380,8 +430,12 @@ impl Plugin for DefaultPreemption {
             node_statuses.statuses.sort_by_key(|(i, _)| *i);
             return no_candidates(&node_statuses);
         }
+        let candidates = match call_extenders(ctx, p, candidates) {
+            Ok(c) => c,
+            Err(e) => return (None, Status::error(format!("preemption: {e}"))),
+        };
         let Some(best) = pick_one(&candidates) else {
-            return (None, Status::unschedulable("no candidate node for preemption"));
+            return (None, Status::unschedulable("preemption: no candidate node for preemption"));
         };
         let c = &candidates[best];
         let node = snap.nodes()[c.node_index].name().to_string();

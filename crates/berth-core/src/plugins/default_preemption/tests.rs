@@ -176,3 +176,85 @@ fn victims_sort_most_important_first() {
     // Ties keep their order: the sort is stable (upstream sorts such short lists by insertion, also stable).
     assert_eq!(names, ["high", "early", "early-too", "late", "unstarted", "low"]);
 }
+
+/// Upstream TestCallExtenders and TestPreempt's extender cases: n1 and n2
+/// each need one victim; without extenders n1 is chosen (its victim is the
+/// least important).
+mod extenders {
+    use super::*;
+    use crate::framework::{Extender, ExtenderError, Victims};
+
+    type Answer = fn(&BTreeMap<String, Victims>) -> Result<BTreeMap<String, Victims>, ExtenderError>;
+
+    struct Narrow {
+        answer: Answer,
+        ignorable: bool,
+    }
+    impl Extender for Narrow {
+        fn name(&self) -> &str {
+            "http://narrow"
+        }
+        fn supports_preemption(&self) -> bool {
+            true
+        }
+        fn is_ignorable(&self) -> bool {
+            self.ignorable
+        }
+        fn process_preemption(
+            &self,
+            _: &Pod,
+            candidates: &BTreeMap<String, Victims>,
+            _: &dyn Fn(&str) -> Option<Arc<crate::cache::NodeInfo>>,
+        ) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+            (self.answer)(candidates)
+        }
+    }
+
+    fn run(extenders: Vec<(Answer, bool)>) -> (Option<String>, String) {
+        let snap = snapshot(
+            vec![node("n1"), node("n2")],
+            vec![make_pod("low").priority(1).req(800, 0).node("n1").obj(), make_pod("mid").priority(5).req(800, 0).node("n2").obj()],
+        );
+        let mut f = framework();
+        f.extenders =
+            extenders.into_iter().map(|(answer, ignorable)| Arc::new(Narrow { answer, ignorable }) as Arc<dyn Extender>).collect();
+        let mut runner = CycleRunner::new(0, 1);
+        let pi = Arc::new(PodInfo::new(make_pod("p").priority(10).req(600, 0).obj()));
+        let mut state = CycleState::new();
+        let Err(ScheduleError::Fit(mut fe)) = runner.schedule_pod(&f, &mut state, &pi, &snap, &NoNominations) else {
+            panic!("fits nowhere")
+        };
+        let r = runner.run_post_filter(&f, &state, &pi, &snap, &[], &NoNominations, &mut fe);
+        (r.and_then(|r| r.nominated_node).filter(|n| !n.is_empty()), fe.diagnosis.post_filter_msg)
+    }
+
+    fn only_n2(c: &BTreeMap<String, Victims>) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+        Ok(c.iter().filter(|(n, _)| *n == "n2").map(|(n, v)| (n.clone(), v.clone())).collect())
+    }
+    fn none(_: &BTreeMap<String, Victims>) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+        Ok(BTreeMap::new())
+    }
+    fn fails(_: &BTreeMap<String, Victims>) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+        Err(ExtenderError::Replied("preempt failed".into()))
+    }
+    fn no_victims(c: &BTreeMap<String, Victims>) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+        Ok(c.keys().map(|n| (n.clone(), Victims::default())).collect())
+    }
+
+    #[test]
+    fn extenders_narrow_preemptions_candidates() {
+        assert_eq!(run(vec![]).0.as_deref(), Some("n1"), "without extenders");
+        let (node, msg) = run(vec![(only_n2, false)]);
+        assert_eq!(node.as_deref(), Some("n2"), "an extender allows only n2, otherwise n1 would have been chosen");
+        assert_eq!(msg, "preemption: found a potential placement for pod on node n2, preempting 1 victims");
+        assert_eq!(run(vec![(none, false)]), (None, "preemption: no candidate node for preemption".into()), "no preemption allowed");
+        assert_eq!(run(vec![(fails, false)]), (None, "preemption: preempt failed".into()), "an error that is not ignorable");
+        assert_eq!(run(vec![(fails, true), (only_n2, false)]).0.as_deref(), Some("n2"), "an ignorable error is skipped");
+        assert_eq!(
+            run(vec![(no_victims, false)]),
+            (None, "preemption: expected at least one victim pod on node \"n1\"".into()),
+            "a node without victims"
+        );
+        assert_eq!(run(vec![(no_victims, true)]).1, "preemption: no candidate node for preemption", "ignorable: its nodes dropped");
+    }
+}
