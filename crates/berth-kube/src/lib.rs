@@ -9,6 +9,7 @@ pub mod api;
 pub mod calls;
 pub mod client;
 pub mod controller;
+pub mod extender;
 pub mod http;
 pub mod leader;
 pub mod metrics;

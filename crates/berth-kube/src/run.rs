@@ -901,6 +901,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
                 rt.spawn_blocking(work);
             }))
         })
+        .with_service(crate::extender::HttpExtender::connector())
         .with_writer(Arc::new(crate::api::ApiWriter { client: client.clone(), runtime: tokio::runtime::Handle::current() }))
         .with_observer(metrics.clone());
     let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;

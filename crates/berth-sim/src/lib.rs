@@ -40,6 +40,9 @@ pub struct SimOptions {
     /// The plugins the configuration may name: the built-in ones, and a
     /// custom scheduler's own.
     pub registry: Registry,
+    /// How to reach the configuration's extenders (`berth simulate` calls
+    /// them over HTTP); `None`: a configuration with extenders is refused.
+    pub extenders: Option<berth_core::config::ExtenderConnector>,
 }
 
 impl Default for SimOptions {
@@ -50,6 +53,7 @@ impl Default for SimOptions {
             config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
             memoize: true,
             registry: Registry::builtin(),
+            extenders: None,
         }
     }
 }
@@ -313,7 +317,10 @@ pub(crate) fn apply(driver: &mut Driver, effects: Vec<Effect>, now: i64, mut see
 pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimError> {
     let events = Arc::new(CollectEvents::default());
     let writer = Arc::new(writer::MemoryWriter::default());
-    let host = PluginHost::new(events.clone()).with_writer(writer.clone());
+    let mut host = PluginHost::new(events.clone()).with_writer(writer.clone());
+    if let Some(c) = &opts.extenders {
+        host = host.with_service(c.clone());
+    }
     writer.attach(host.clone());
     let result = run(cluster, opts, &host, &events, &writer);
     writer.detach();

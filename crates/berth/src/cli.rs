@@ -160,7 +160,14 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
     let inputs = read_inputs(files)?;
     let cluster = berth_convert::manifests::load(&inputs)?;
     let load_secs = start.elapsed().as_secs_f64();
-    let opts = SimOptions { seed, explain, config: cfg, memoize: true, registry: registry.clone() };
+    let opts = SimOptions {
+        seed,
+        explain,
+        config: cfg,
+        memoize: true,
+        registry: registry.clone(),
+        extenders: Some(berth_kube::extender::HttpExtender::connector()),
+    };
     let result = berth_sim::simulate(cluster, &opts).map_err(|e| match e {
         berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name(config)),
         other => anyhow::Error::new(other),

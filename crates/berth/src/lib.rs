@@ -98,7 +98,8 @@ pub mod sim {
     pub fn run(manifests: &str, config: &str, registry: &Registry) -> anyhow::Result<SimResult> {
         let cluster = berth_convert::manifests::load(&[("manifests".to_string(), manifests.to_string())])?;
         let config = crate::cli::parse_config(config)?;
-        Ok(berth_sim::simulate(cluster, &SimOptions { config, registry: registry.clone(), ..Default::default() })?)
+        let extenders = Some(berth_kube::extender::HttpExtender::connector());
+        Ok(berth_sim::simulate(cluster, &SimOptions { config, registry: registry.clone(), extenders, ..Default::default() })?)
     }
 }
 

@@ -147,3 +147,74 @@ fn the_chart_and_deploy_grant_berth_the_same_rules() {
     let role: serde_json::Value = serde_yaml::from_str(role).unwrap();
     assert_eq!(role["rules"], chart);
 }
+
+/// An extender (filter only) on a local port that keeps `node-b` for every
+/// pod; returns its URL and how many calls it got.
+fn keep_node_b() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut conn = conn;
+            loop {
+                let (mut line, mut length) = (String::new(), 0);
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    match h.split_once(':') {
+                        Some((k, v)) if k.eq_ignore_ascii_case("content-length") => length = v.trim().parse().unwrap(),
+                        _ if h.trim().is_empty() => break,
+                        _ => {}
+                    }
+                }
+                reader.read_exact(&mut vec![0; length]).unwrap();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = r#"{"NodeNames": ["node-b"], "FailedNodes": {"node-a": "the extender says no"}}"#;
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                if conn.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (url, calls)
+}
+
+#[test]
+fn simulate_calls_the_configured_extenders() {
+    let (url, calls) = keep_node_b();
+    let cluster = tmp(
+        "extender-cluster.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nstatus: {allocatable: {cpu: '8', memory: 8Gi, pods: '10'}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: node-b}\nstatus: {allocatable: {cpu: '1', memory: 1Gi, pods: '10'}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: c, image: i, resources: {requests: {cpu: 100m}}}]}\n",
+    );
+    let config = tmp(
+        "extender-config.yaml",
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nextenders:\n- {{urlPrefix: '{url}', filterVerb: filter, nodeCacheCapable: true}}\n"
+        ),
+    );
+    let out = berth(&["simulate", &cluster, "--config", &config, "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // node-a has more room and would win the scores: the extender decided.
+    assert_eq!(v["pods"][0]["node"], "node-b", "{v}");
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // An extender that is not there: the attempt fails with the call's error.
+    let gone = tmp(
+        "extender-gone.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nextenders:\n- {urlPrefix: 'http://127.0.0.1:9', filterVerb: filter}\n",
+    );
+    let out = berth(&["simulate", &cluster, "--config", &gone, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(v["pods"][0]["node"].is_null(), "{v}");
+    assert!(v["pods"][0]["message"].as_str().unwrap_or_default().contains("127.0.0.1:9/filter"), "{v}");
+}

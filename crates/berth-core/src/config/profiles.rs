@@ -60,7 +60,8 @@ impl KubeSchedulerConfiguration {
         } else {
             let Some(connect) = host.handle("").get::<ExtenderConnector>().cloned() else {
                 return Err(ConfigError::Invalid(
-                    "extenders: this runtime cannot call scheduler extenders over HTTP yet: remove `extenders` from the configuration".into(),
+                    "extenders: this runtime cannot call scheduler extenders over HTTP yet: remove `extenders` from the configuration"
+                        .into(),
                 ));
             };
             let mut out = Vec::new();
@@ -149,6 +150,12 @@ pub struct ExtenderConnector(
     /// Makes one configured extender into something the core can call.
     pub Arc<dyn Fn(&super::extenders::Extender) -> Result<Arc<dyn crate::framework::Extender>, String> + Send + Sync>,
 );
+
+impl std::fmt::Debug for ExtenderConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtenderConnector")
+    }
+}
 
 fn build_profile(
     index: usize,

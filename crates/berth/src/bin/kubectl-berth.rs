@@ -212,7 +212,8 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
     let mut cluster = raw.convert()?;
     cluster.pods.extend(live.pods);
     cluster.pods.extend(live.lenient.into_iter().map(|(p, _)| p));
-    let opts = SimOptions { config: cfg, registry, ..SimOptions::default() };
+    let opts =
+        SimOptions { config: cfg, registry, extenders: Some(berth_kube::extender::HttpExtender::connector()), ..SimOptions::default() };
     let start = std::time::Instant::now();
     let result = berth_sim::simulate(cluster, &opts)?;
     // A Deployment given with -f is not a pod to place: say so rather than answer without it.
