@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
 fn berth(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth")).args(args).output().expect("run berth")
 }
@@ -151,38 +153,11 @@ fn the_chart_and_deploy_grant_berth_the_same_rules() {
 /// An extender (filter only) on a local port that keeps `node-b` for every
 /// pod; returns its URL and how many calls it got.
 fn keep_node_b() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = calls.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut conn = conn;
-            loop {
-                let (mut line, mut length) = (String::new(), 0);
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    match h.split_once(':') {
-                        Some((k, v)) if k.eq_ignore_ascii_case("content-length") => length = v.trim().parse().unwrap(),
-                        _ if h.trim().is_empty() => break,
-                        _ => {}
-                    }
-                }
-                reader.read_exact(&mut vec![0; length]).unwrap();
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let body = r#"{"NodeNames": ["node-b"], "FailedNodes": {"node-a": "the extender says no"}}"#;
-                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-                if conn.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
+    let url = common::serve_json(move |_, _| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (200, r#"{"NodeNames": ["node-b"], "FailedNodes": {"node-a": "the extender says no"}}"#.into())
     });
     (url, calls)
 }

@@ -971,6 +971,64 @@ profiles:
     assert_eq!(ns.node_of("short-0").await, None);
 }
 
+/// A scheduler extender written here, configured as kube-scheduler's users
+/// configure theirs: it manages `example.com/widget` (no node has it, and
+/// NodeResourcesFit ignores it), keeps only nodes named `*-keep`, and binds
+/// the pods it manages itself. A pod without a widget never reaches it.
+#[tokio::test]
+async fn an_extender_filters_and_binds_the_pods_it_manages() {
+    let binds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = binds.clone();
+    let url = serve_json(move |path, body| match path {
+        "/filter" => {
+            let names: Vec<Value> = body["NodeNames"].as_array().cloned().unwrap_or_default();
+            let (keep, drop): (Vec<Value>, Vec<Value>) = names.into_iter().partition(|n| n.as_str().is_some_and(|n| n.ends_with("-keep")));
+            let failed: serde_json::Map<String, Value> =
+                drop.iter().filter_map(|n| Some((n.as_str()?.to_string(), json!("not a widget node")))).collect();
+            (200, json!({"NodeNames": keep, "FailedNodes": failed, "Error": ""}).to_string())
+        }
+        "/bind" => {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": body["PodName"], "namespace": body["PodNamespace"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": body["Node"]}});
+            kubectl(&["create", "-f", "-"], Some(&binding.to_string()));
+            (200, json!({"Error": ""}).to_string())
+        }
+        _ => (404, String::new()),
+    });
+    let config = write_temp(
+        "extender.yaml",
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection: {{leaderElect: false}}
+profiles:
+- schedulerName: berth-extended
+extenders:
+- urlPrefix: {url}
+  filterVerb: filter
+  bindVerb: bind
+  nodeCacheCapable: true
+  httpTimeout: 10s
+  managedResources: [{{name: example.com/widget, ignoredByScheduler: true}}]
+"
+        ),
+    );
+    let _berth = spawn_berth(&config, "extender.log");
+    let ns = Ns::new("extender").await;
+    let keep = ns.node("keep", "2", json!({}), json!([])).await;
+    ns.node("roomy", "16", json!({}), json!([])).await;
+    let widget = json!({"containers": [{"name": "c", "image": "i",
+        "resources": {"requests": {"cpu": "100m", "example.com/widget": "1"}, "limits": {"example.com/widget": "1"}}}]});
+    ns.pod("with-widget", "berth-extended", "100m", widget).await;
+    assert_eq!(ns.bound("with-widget").await, keep, "the extender kept only {keep}");
+    assert_eq!(binds.load(std::sync::atomic::Ordering::SeqCst), 1, "the extender bound it, not DefaultBinder");
+    ns.pod("plain", "berth-extended", "100m", json!({})).await;
+    ns.bound("plain").await;
+    assert_eq!(binds.load(std::sync::atomic::Ordering::SeqCst), 1, "a pod without a widget never reaches the extender");
+}
+
 // ---- kubectl berth ------------------------------------------------------------
 
 /// This machine's address on its first non-loopback interface: the API

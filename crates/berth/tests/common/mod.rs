@@ -408,3 +408,52 @@ pub fn dra_resource(kind: &str, plural: &str) -> kube::core::ApiResource {
         plural: plural.into(),
     }
 }
+
+/// A scheduler extender (or any JSON-over-HTTP/1.1 peer) on a local port:
+/// `answer` gets each request's path and JSON body and gives the status
+/// and the reply's body. Returns the server's URL.
+pub fn serve_json(answer: impl Fn(&str, &Value) -> (u16, String) + Send + Sync + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let answer = answer.clone();
+            // One thread per connection: a call may take a while (a bind).
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let (mut line, mut length) = (String::new(), 0);
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        match h.split_once(':') {
+                            Some((k, v)) if k.eq_ignore_ascii_case("content-length") => length = v.trim().parse().unwrap_or(0),
+                            _ if h.trim().is_empty() => break,
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let (code, reply) = answer(&path, &serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    let out =
+                        format!("HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}", reply.len());
+                    if conn.write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
