@@ -92,7 +92,10 @@ class Run:
         if self.first is None and shards:
             self.first = {}
             for junit in shards:
-                self.first.update(outcomes(junit) or {})
+                # A shard reports the tests outside its share as skipped.
+                for name, outcome in (outcomes(junit) or {}).items():
+                    if outcome[0] != "skipped" or name not in self.first:
+                        self.first[name] = outcome
             self.version = release(shards[0].parent)
         # name -> outcome of each rerun of that test, in order
         self.reruns = {}
