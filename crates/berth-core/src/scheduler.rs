@@ -3,7 +3,7 @@
 //! rotating start index) → Score → select (seeded random among ties); on
 //! failure, PostFilter (preemption) and the FailedScheduling message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -177,12 +177,14 @@ fn find_nodes_that_pass_extenders(
         let answer = e.filter(&pod.pod, &nodes).and_then(|r| {
             // Only nodes it was sent may pass (upstream trusts Node objects
             // that come back, and scores them as empty nodes: not Berth).
+            let sent: HashSet<usize> = feasible.iter().copied().collect();
+            let mut seen = HashSet::with_capacity(r.nodes.len());
             let mut passed = Vec::with_capacity(r.nodes.len());
             for name in &r.nodes {
-                let Some(i) = feasible.iter().copied().find(|&i| snapshot.nodes()[i].name() == name) else {
+                let Some(i) = snapshot.index_of(name).filter(|i| sent.contains(i)) else {
                     return Err(crate::framework::ExtenderError::UnknownNode { extender: e.name().to_string(), node: name.clone() });
                 };
-                if !passed.contains(&i) {
+                if seen.insert(i) {
                     passed.push(i);
                 }
             }
@@ -196,12 +198,17 @@ fn find_nodes_that_pass_extenders(
             }
             Err(err) => return Err(ScheduleError::Internal(Status::error(err.to_string()))),
         };
+        // Where each node's status is, to replace it (upstream's Set).
+        let st = &mut diagnosis.node_to_status.statuses;
+        let mut at: HashMap<usize, usize> = st.iter().enumerate().map(|(k, (i, _))| (*i, k)).collect();
         let mut set = |node: &str, status: Status| {
             if let Some(i) = snapshot.index_of(node) {
-                let st = &mut diagnosis.node_to_status.statuses;
-                match st.iter_mut().find(|(j, _)| *j == i) {
-                    Some(slot) => slot.1 = status,
-                    None => st.push((i, status)),
+                match at.get(&i) {
+                    Some(&k) => st[k].1 = status,
+                    None => {
+                        at.insert(i, st.len());
+                        st.push((i, status));
+                    }
                 }
             }
         };
@@ -226,8 +233,12 @@ fn add_extender_scores(fwk: &Framework, pod: &Arc<PodInfo>, nodes: &[Arc<NodeInf
     const SCALE: i64 = crate::framework::MAX_NODE_SCORE / MAX_EXTENDER_PRIORITY;
     let interested: Vec<&Arc<dyn crate::framework::Extender>> =
         fwk.extenders.iter().filter(|e| e.is_prioritizer() && e.is_interested(&pod.pod)).collect();
+    if interested.is_empty() {
+        return;
+    }
     // Upstream calls them at once; so does Berth, each on its own thread.
     let answers: Vec<_> = interested.par_iter().map(|e| e.prioritize(&pod.pod, nodes)).collect();
+    let position: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name(), i)).collect();
     for (e, answer) in interested.into_iter().zip(answers) {
         let scores = match answer {
             Ok(s) => s,
@@ -238,7 +249,7 @@ fn add_extender_scores(fwk: &Framework, pod: &Arc<PodInfo>, nodes: &[Arc<NodeInf
         };
         let mut row = vec![0i64; nodes.len()];
         for (host, score) in scores {
-            let Some(i) = nodes.iter().position(|n| n.name() == host) else { continue };
+            let Some(&i) = position.get(host.as_str()) else { continue };
             let scaled = score.saturating_mul(e.weight()).saturating_mul(SCALE);
             row[i] = row[i].saturating_add(scaled);
         }

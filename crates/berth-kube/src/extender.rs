@@ -194,24 +194,25 @@ impl Extender for HttpExtender {
         candidates: &BTreeMap<String, Victims>,
         nodes: &dyn Fn(&str) -> Option<Arc<NodeInfo>>,
     ) -> Result<BTreeMap<String, Victims>, ExtenderError> {
+        // Node-cache-capable extenders get the victims' UIDs (MetaVictims), the others whole pods.
+        let victim = |p: &Arc<berth_core::framework::PodInfo>| {
+            if self.config.node_cache_capable {
+                json!({"UID": p.pod.uid})
+            } else {
+                pod_json(&p.pod)
+            }
+        };
+        let by_node: Map<String, Value> = candidates
+            .iter()
+            .map(|(n, v)| {
+                let pods: Vec<Value> = v.pods.iter().map(victim).collect();
+                (n.clone(), json!({"Pods": pods, "NumPDBViolations": v.num_pdb_violations}))
+            })
+            .collect();
         let args = if self.config.node_cache_capable {
-            let meta: Map<String, Value> = candidates
-                .iter()
-                .map(|(n, v)| {
-                    let pods: Vec<Value> = v.pods.iter().map(|p| json!({"UID": p.pod.uid})).collect();
-                    (n.clone(), json!({"Pods": pods, "NumPDBViolations": v.num_pdb_violations}))
-                })
-                .collect();
-            json!({"Pod": pod_json(pod), "NodeNameToVictims": null, "NodeNameToMetaVictims": meta})
+            json!({"Pod": pod_json(pod), "NodeNameToVictims": null, "NodeNameToMetaVictims": by_node})
         } else {
-            let full: Map<String, Value> = candidates
-                .iter()
-                .map(|(n, v)| {
-                    let pods: Vec<Value> = v.pods.iter().map(|p| pod_json(&p.pod)).collect();
-                    (n.clone(), json!({"Pods": pods, "NumPDBViolations": v.num_pdb_violations}))
-                })
-                .collect();
-            json!({"Pod": pod_json(pod), "NodeNameToVictims": full, "NodeNameToMetaVictims": null})
+            json!({"Pod": pod_json(pod), "NodeNameToVictims": by_node, "NodeNameToMetaVictims": null})
         };
         let reply = self.send(&self.config.preempt_verb, &args)?;
         // Upstream reads the answer from NodeNameToMetaVictims whatever it sent.
@@ -326,12 +327,7 @@ fn tls(c: &Config) -> Result<ureq::tls::TlsConfig, SetupError> {
     }
     let mut b = ureq::tls::TlsConfig::builder().disable_verification(insecure);
     if let Some(ca) = ca {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&ca)
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let certs = certificates(&ca);
         if certs.is_empty() {
             return Err(SetupError::Pem { field: "caData/caFile", message: "no PEM certificate found".into() });
         }
@@ -342,12 +338,7 @@ fn tls(c: &Config) -> Result<ureq::tls::TlsConfig, SetupError> {
     match (cert, key) {
         (None, None) => {}
         (Some(cert), Some(key)) => {
-            let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&cert)
-                .filter_map(|i| match i {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let chain = certificates(&cert);
             let key =
                 ureq::tls::PrivateKey::from_pem(&key).map_err(|e| SetupError::Pem { field: "keyData/keyFile", message: e.to_string() })?;
             b = b.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
@@ -355,6 +346,16 @@ fn tls(c: &Config) -> Result<ureq::tls::TlsConfig, SetupError> {
         _ => return Err(SetupError::Unsupported("tlsConfig: a client certificate needs both a certificate and a key".into())),
     }
     Ok(b.build())
+}
+
+/// The certificates in PEM text (other PEM items are left out).
+fn certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 /// PEM bytes from a `*Data` field (base64, as Go encodes `[]byte`) or else
