@@ -472,8 +472,13 @@ impl CycleRunner {
         // scanning every node) is then checked in parallel.
         let mut chunk = to_find.max(64);
         let mut pos = 0;
+        let prepare = fwk.has_prepare_filter();
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
+            if prepare {
+                let chunk_nodes: Vec<&Arc<NodeInfo>> = (pos..end).map(|i| &nodes[candidates[(start + i) % n]]).collect();
+                fwk.run_prepare_filter(state, pod, &chunk_nodes);
+            }
             let results: Vec<Checked> = if end - pos >= PARALLEL_THRESHOLD {
                 (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
             } else {

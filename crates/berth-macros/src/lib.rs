@@ -35,6 +35,8 @@ const POINTS: &[(&str, u32)] = &[
     ("pod_group_result", 1 << 18),
     // Not a point: more than a Filter rejection's reasons, for `why`.
     ("rejection_detail", 1 << 19),
+    // Not a point: Filter's once-per-chunk preparation (`prepare_filter`).
+    ("prepare_filter", 1 << 20),
 ];
 
 const GENERATED: &str = "__extension_points";

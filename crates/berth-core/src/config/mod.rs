@@ -398,7 +398,7 @@ impl KubeSchedulerConfiguration {
 
 mod duration;
 pub mod extenders;
-pub use profiles::ExtenderConnector;
+pub use profiles::{ExtenderConnector, WasmLoader};
 mod profiles;
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,26 @@ impl std::fmt::Debug for ExtenderConnector {
     }
 }
 
+/// How a runtime loads a plugin whose `pluginConfig` args hold a `wasm`
+/// entry (a WebAssembly module): a service of the [`PluginHost`], which
+/// `berth run` and `berth simulate` provide. It gets the plugin's name, its
+/// whole args (the `wasm` entry and the guest's own) and the profile's
+/// handle.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct WasmLoader(
+    /// Loads one plugin.
+    pub  Arc<
+        dyn Fn(&str, &serde_json::Value, &crate::framework::Handle) -> Result<Arc<dyn Plugin>, crate::framework::PluginError> + Send + Sync,
+    >,
+);
+
+impl std::fmt::Debug for WasmLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WasmLoader")
+    }
+}
+
 fn build_profile(
     index: usize,
     p: &Profile,
@@ -200,8 +220,27 @@ fn build_profile(
         if instances.contains_key(name) {
             continue;
         }
-        let Some(factory) = registry.get(name) else {
-            return Err(invalid(format!("plugin {name:?} does not exist")));
+        let wasm = args.get(name).copied().filter(|a| a.get("wasm").is_some());
+        if wasm.is_some() && registry.get(name).is_some() {
+            return Err(invalid(format!(
+                "pluginConfig: plugin {name:?}: args.wasm names a WebAssembly module, but a plugin of that name is built in: give the module's plugin another name"
+            )));
+        }
+        let loaded;
+        let factory = match (registry.get(name), wasm) {
+            (Some(f), _) => f,
+            (None, Some(spec)) => {
+                let Some(loader) = host.handle("").get::<WasmLoader>().cloned() else {
+                    return Err(invalid(format!(
+                        "pluginConfig: plugin {name:?}: this runtime cannot load WebAssembly plugins (args.wasm)"
+                    )));
+                };
+                let (name, spec) = (name.to_string(), spec.clone());
+                loaded = std::sync::Arc::new(move |_: &PluginArgs<'_>, h: &crate::framework::Handle| (loader.0)(&name, &spec, h))
+                    as crate::framework::Factory;
+                &loaded
+            }
+            (None, None) => return Err(invalid(format!("plugin {name:?} does not exist"))),
         };
         let plugin_args = PluginArgs::new(name, args.get(name).copied());
         let inst = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&plugin_args, &handle))) {
@@ -222,7 +261,8 @@ fn build_profile(
         return Err(invalid("couldn't build extenders: can't find NodeResourcesFitArgs in plugin config".into()));
     }
     for pc in &p.plugin_config {
-        if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() {
+        let wasm = pc.args.as_ref().is_some_and(|a| a.get("wasm").is_some());
+        if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() && !wasm {
             return Err(invalid(format!("pluginConfig: plugin {:?} does not exist", pc.name)));
         }
     }

@@ -317,6 +317,8 @@ const NORMALIZE_SCORE: u32 = 1 << 17;
 const POD_GROUP: u32 = 1 << 18;
 /// `rejection_detail` defined.
 const REJECTION_DETAIL: u32 = 1 << 19;
+/// `prepare_filter` defined.
+const PREPARE_FILTER: u32 = 1 << 20;
 
 impl ExtensionPoints {
     /// Whether the set holds `point`.
@@ -332,6 +334,29 @@ impl ExtensionPoints {
     /// Whether the set is empty: the plugin takes part in nothing.
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
+    }
+
+    /// The set of `points`, for a plugin that implements
+    /// `__extension_points` by hand because its points are known only at
+    /// run time (a WebAssembly guest); `#[plugin]` does this for every
+    /// other plugin. With `Score`, the plugin's `normalize_score` runs too.
+    pub fn of(points: &[ExtensionPoint]) -> ExtensionPoints {
+        let mut bits = points.iter().fold(0, |b, p| b | p.bit());
+        if bits & ExtensionPoint::Score.bit() != 0 {
+            bits |= NORMALIZE_SCORE;
+        }
+        ExtensionPoints(bits)
+    }
+
+    /// The same set, with the plugin's `prepare_filter` called (it must
+    /// take part in Filter).
+    pub fn with_prepare_filter(self) -> ExtensionPoints {
+        ExtensionPoints(self.0 | PREPARE_FILTER)
+    }
+
+    /// The bits `__extension_points` returns for this set.
+    pub fn bits(self) -> u32 {
+        self.0
     }
 }
 
@@ -490,6 +515,19 @@ pub trait Plugin: Send + Sync + 'static {
         false
     }
 
+    /// **Filter, in bulk**: called once for each chunk of nodes the
+    /// framework is about to filter for `pod` (a few hundred to a few
+    /// thousand, on the scheduling thread), before `filter` runs for each
+    /// of them. A plugin whose per-call cost is high (a WebAssembly guest,
+    /// a remote service) computes the chunk's verdicts here, keeps them in
+    /// its slot of `state` (behind a lock: `state` is shared), and answers
+    /// `filter` from them. `filter` must still answer for a node that was
+    /// not prepared (preemption's dry runs, a node with nominated pods).
+    /// Define it only when that pays: most plugins should not.
+    fn prepare_filter(&self, state: &CycleState, pod: &PodInfo, nodes: &[&Arc<NodeInfo>]) {
+        let _ = (state, pod, nodes);
+    }
+
     /// More than a Filter rejection's reasons say, for a person asking why
     /// (`--explain`, `kubectl berth why`), asked after Filter for a sample
     /// of the nodes this plugin rejected in the attempt (at most
@@ -633,6 +671,11 @@ impl dyn Plugin {
     /// Whether the plugin explains its Filter rejections (`rejection_detail`).
     pub fn has_rejection_detail(&self) -> bool {
         self.__extension_points() & REJECTION_DETAIL != 0
+    }
+
+    /// Whether the framework calls `prepare_filter` before filtering a chunk of nodes.
+    pub fn has_prepare_filter(&self) -> bool {
+        self.__extension_points() & PREPARE_FILTER != 0
     }
 
     /// Whether Score results go through `normalize_score`.

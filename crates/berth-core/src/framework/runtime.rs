@@ -373,6 +373,25 @@ impl Framework {
         Status::success()
     }
 
+    /// Calls `prepare_filter` of the Filter plugins that define it and
+    /// were not skipped for `pod`, for a chunk of nodes about to be
+    /// filtered. A panic is reported and otherwise ignored: the plugin's
+    /// `filter` then answers node by node.
+    pub fn run_prepare_filter(&self, state: &CycleState, pod: &PodInfo, nodes: &[&Arc<NodeInfo>]) {
+        for (i, p) in self.filter.iter().enumerate() {
+            if p.has_prepare_filter() && !is_skipped(i, state.skip_filter_mask, &state.skip_filter, &**p) {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| p.prepare_filter(state, pod, nodes))) {
+                    let _ = self.panicked(p.name(), ExtensionPoint::Filter, payload);
+                }
+            }
+        }
+    }
+
+    /// Whether some Filter plugin defines `prepare_filter`.
+    pub fn has_prepare_filter(&self) -> bool {
+        self.filter.iter().any(|p| p.has_prepare_filter())
+    }
+
     /// Whether every Filter plugin that runs for this pod is node-local
     /// (`Plugin::filter_is_node_local`), so that a node's verdict for the
     /// pod holds for any pod with the same filter inputs.
