@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub secure: Option<SecureServing>,
     /// The plugins the configuration may name.
     pub registry: Registry,
+    /// How to load WebAssembly plugins; `None`: a configuration naming one is refused.
+    pub wasm: Option<berth_core::config::WasmLoader>,
 }
 
 /// Where and how the endpoints are served over HTTPS.
@@ -892,7 +894,7 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let client = ApiClient::connect(kubeconfig.as_deref(), cfg.client_connection.qps, cfg.client_connection.burst).await?;
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::channel::<Input>();
-    let host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
+    let mut host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
         .with_service(client.plugin_client.clone())
         .with_service(tokio::runtime::Handle::current())
         .with_service({
@@ -904,6 +906,9 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
         .with_service(crate::extender::HttpExtender::connector())
         .with_writer(Arc::new(crate::api::ApiWriter { client: client.clone(), runtime: tokio::runtime::Handle::current() }))
         .with_observer(metrics.clone());
+    if let Some(w) = opts.wasm {
+        host = host.with_service(w);
+    }
     let frameworks = cfg.build_frameworks_with(&opts.registry, &host).context("configuration")?;
     Ok(Prepared { cfg, client, host, frameworks, metrics, http_address: opts.http_address, secure: opts.secure, tx, rx })
 }

@@ -43,6 +43,9 @@ pub struct SimOptions {
     /// How to reach the configuration's extenders (`berth simulate` calls
     /// them over HTTP); `None`: a configuration with extenders is refused.
     pub extenders: Option<berth_core::config::ExtenderConnector>,
+    /// How to load WebAssembly plugins (`berth simulate` runs them in
+    /// wasmtime); `None`: a configuration naming one is refused.
+    pub wasm: Option<berth_core::config::WasmLoader>,
 }
 
 impl Default for SimOptions {
@@ -54,6 +57,7 @@ impl Default for SimOptions {
             memoize: true,
             registry: Registry::builtin(),
             extenders: None,
+            wasm: None,
         }
     }
 }
@@ -320,6 +324,9 @@ pub fn simulate(cluster: Cluster, opts: &SimOptions) -> Result<SimResult, SimErr
     let mut host = PluginHost::new(events.clone()).with_writer(writer.clone());
     if let Some(c) = &opts.extenders {
         host = host.with_service(c.clone());
+    }
+    if let Some(w) = &opts.wasm {
+        host = host.with_service(w.clone());
     }
     writer.attach(host.clone());
     let result = run(cluster, opts, &host, &events, &writer);

@@ -140,6 +140,14 @@ pub(crate) fn parse_config(text: &str) -> Result<KubeSchedulerConfiguration> {
 }
 
 /// How errors name the configuration: its file, or the defaults.
+/// The WebAssembly plugin loader of `berth run` and `berth simulate`:
+/// module paths are relative to the configuration file's directory (the
+/// working directory without one); `seed` seeds the guests' random numbers.
+pub fn wasm_loader(config: Option<&Path>, seed: u64) -> berth_core::config::WasmLoader {
+    let base = config.and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_default();
+    berth_wasm::loader(base, seed)
+}
+
 fn config_name(path: Option<&Path>) -> String {
     path.map(|p| p.display().to_string()).unwrap_or_else(|| "default configuration".into())
 }
@@ -167,6 +175,7 @@ fn simulate(files: &[PathBuf], config: Option<&Path>, seed: u64, format: OutputF
         memoize: true,
         registry: registry.clone(),
         extenders: Some(berth_kube::extender::HttpExtender::connector()),
+        wasm: Some(wasm_loader(config, seed)),
     };
     let result = berth_sim::simulate(cluster, &opts).map_err(|e| match e {
         berth_sim::SimError::Config(_) => anyhow::Error::new(e).context(config_name(config)),
@@ -285,6 +294,7 @@ struct Serving {
 
 /// `berth run`: configuration errors are refused before anything starts.
 fn run(config: Option<&Path>, kubeconfig: Option<PathBuf>, serving: Serving, log_format: LogFormat, registry: Registry) -> Result<()> {
+    let wasm = Some(wasm_loader(config, std::process::id() as u64));
     let config = load_config(config, berth_kube::run::default_config())?;
     let Serving { bind_address, secure_port, tls_cert_file, tls_private_key_file, authorization_always_allow_paths, http_address } =
         serving;
@@ -298,11 +308,13 @@ fn run(config: Option<&Path>, kubeconfig: Option<PathBuf>, serving: Serving, log
     });
     let threads = (config.parallelism.max(1) as usize).min(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    // Before the plugins: loading a WebAssembly plugin compiles it on
+    // rayon's global pool, which would otherwise start with its defaults.
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
     // Plugins are built here, once, with the live handle (client included).
     let prepared =
-        rt.block_on(berth_kube::run::prepare(berth_kube::run::RunOptions { config, kubeconfig, http_address, secure, registry }))?;
+        rt.block_on(berth_kube::run::prepare(berth_kube::run::RunOptions { config, kubeconfig, http_address, secure, registry, wasm }))?;
     init_logs(log_format);
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
     rt.block_on(prepared.run())
 }
 

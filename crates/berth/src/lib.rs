@@ -99,7 +99,9 @@ pub mod sim {
         let cluster = berth_convert::manifests::load(&[("manifests".to_string(), manifests.to_string())])?;
         let config = crate::cli::parse_config(config)?;
         let extenders = Some(berth_kube::extender::HttpExtender::connector());
-        Ok(berth_sim::simulate(cluster, &SimOptions { config, registry: registry.clone(), extenders, ..Default::default() })?)
+        // Module paths of WebAssembly plugins are relative to the working directory.
+        let wasm = Some(crate::cli::wasm_loader(None, 0));
+        Ok(berth_sim::simulate(cluster, &SimOptions { config, registry: registry.clone(), extenders, wasm, ..Default::default() })?)
     }
 }
 

@@ -162,6 +162,55 @@ fn keep_node_b() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     (url, calls)
 }
 
+/// The stock binary loads NodePool as a Rust guest and as a Go guest, from
+/// a path relative to the configuration file; a module that is not there
+/// is a configuration error naming the field and the file.
+#[test]
+fn simulate_loads_webassembly_guests_next_to_the_configuration() {
+    let guests = common::wasm_guests();
+    let dir = std::env::temp_dir().join(format!("berth-cli-wasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = dir.join("cluster.yaml");
+    std::fs::write(
+        &cluster,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: gold-1, labels: {example.berth.dev/pool: gold}}\nstatus: {allocatable: {cpu: '8', memory: 8Gi, pods: '10'}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: iron-1, labels: {example.berth.dev/pool: iron}}\nstatus: {allocatable: {cpu: '8', memory: 8Gi, pods: '10'}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: gold, namespace: default, annotations: {example.berth.dev/pool: gold}}\nspec: {containers: [{name: c, image: i}]}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: plain, namespace: default}\nspec: {containers: [{name: c, image: i}]}\n",
+    )
+    .unwrap();
+    for guest in ["node_pool_rs.wasm", "node_pool_go.wasm"] {
+        std::fs::copy(guests.join(guest), dir.join(guest)).unwrap();
+        let config = dir.join(format!("{guest}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n\
+                 - plugins: {{multiPoint: {{enabled: [{{name: NodePool}}]}}}}\n  \
+                 pluginConfig: [{{name: NodePool, args: {{defaultPool: iron, wasm: {{path: {guest}}}}}}}]\n"
+            ),
+        )
+        .unwrap();
+        let out = berth(&["simulate", cluster.to_str().unwrap(), "--config", config.to_str().unwrap(), "--output", "json"]);
+        assert!(out.status.success(), "{guest}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let node = |pod: &str| v["pods"].as_array().unwrap().iter().find(|p| p["name"] == pod).map(|p| p["node"].clone());
+        assert_eq!((node("gold"), node("plain")), (Some("gold-1".into()), Some("iron-1".into())), "{guest}: {v}");
+    }
+    let missing = dir.join("missing.yaml");
+    std::fs::write(
+        &missing,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n\
+         - plugins: {multiPoint: {enabled: [{name: NodePool}]}}\n  pluginConfig: [{name: NodePool, args: {wasm: {path: gone.wasm}}}]\n",
+    )
+    .unwrap();
+    let out = berth(&["simulate", cluster.to_str().unwrap(), "--config", missing.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plugin \"NodePool\": args.wasm.path: reading ") && stderr.contains("gone.wasm"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn simulate_calls_the_configured_extenders() {
     let (url, calls) = keep_node_b();

@@ -1029,6 +1029,53 @@ extenders:
     assert_eq!(binds.load(std::sync::atomic::Ordering::SeqCst), 1, "a pod without a widget never reaches the extender");
 }
 
+/// NodePool as WebAssembly guests, in Rust and in Go, loaded by the stock
+/// `berth run` from its configuration (one profile each): pods go to their
+/// pool, pods without one to the default pool, and a pod whose pool no node
+/// is in gets NodePool's message in its FailedScheduling event.
+#[tokio::test]
+async fn webassembly_guests_place_pods_in_their_pool() {
+    let dir = wasm_guests();
+    let profile = |name: &str, guest: &str| {
+        format!(
+            "- schedulerName: {name}
+  plugins: {{multiPoint: {{enabled: [{{name: NodePool}}]}}}}
+  pluginConfig:
+  - name: NodePool
+    args: {{defaultPool: iron, wasm: {{path: \"{}\"}}}}
+",
+            dir.join(guest).display()
+        )
+    };
+    let config = write_temp(
+        "wasm.yaml",
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection: {{leaderElect: false}}
+profiles:
+{}{}",
+            profile("berth-wasm-rs", "node_pool_rs.wasm"),
+            profile("berth-wasm-go", "node_pool_go.wasm")
+        ),
+    );
+    let _berth = spawn_berth(&config, "wasm.log");
+    let ns = Ns::new("wasm").await;
+    let gold = ns.node("gold", "4", json!({"example.berth.dev/pool": "gold"}), json!([])).await;
+    let iron = ns.node("iron", "4", json!({"example.berth.dev/pool": "iron"}), json!([])).await;
+    for (scheduler, lang) in [("berth-wasm-rs", "rs"), ("berth-wasm-go", "go")] {
+        let pool = |p: &str| json!({"annotations": {"example.berth.dev/pool": p}});
+        ns.pod(&format!("gold-{lang}"), scheduler, "100m", pool("gold")).await;
+        ns.pod(&format!("plain-{lang}"), scheduler, "100m", json!({})).await;
+        ns.pod(&format!("silver-{lang}"), scheduler, "100m", pool("silver")).await;
+        assert_eq!(ns.bound(&format!("gold-{lang}")).await, gold, "{scheduler}");
+        assert_eq!(ns.bound(&format!("plain-{lang}")).await, iron, "{scheduler}: the default pool");
+        let note = ns.event(&format!("silver-{lang}"), "FailedScheduling").await.note.unwrap_or_default();
+        assert!(note.contains("2 node(s) are not in pool silver"), "{scheduler}: {note}");
+        assert_eq!(ns.node_of(&format!("silver-{lang}")).await, None);
+    }
+}
+
 // ---- kubectl berth ------------------------------------------------------------
 
 /// This machine's address on its first non-loopback interface: the API

@@ -173,7 +173,8 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
     let cfg = berth::cli::load_config(w.config.as_deref(), KubeSchedulerConfiguration::default())?;
     let registry = Registry::builtin();
     // The kinds the configured plugins read, to read them from the cluster too.
-    let host = PluginHost::new(Arc::new(CollectEvents::default()));
+    let wasm = berth::cli::wasm_loader(w.config.as_deref(), 0);
+    let host = PluginHost::new(Arc::new(CollectEvents::default())).with_service(wasm.clone());
     cfg.build_frameworks_with(&registry, &host)
         .context(w.config.as_ref().map_or("default configuration".into(), |p| p.display().to_string()))?;
     let (client, default_ns) = client(cli).await?;
@@ -212,8 +213,13 @@ async fn what_if(cli: &Cli, w: &WhatIf) -> Result<()> {
     let mut cluster = raw.convert()?;
     cluster.pods.extend(live.pods);
     cluster.pods.extend(live.lenient.into_iter().map(|(p, _)| p));
-    let opts =
-        SimOptions { config: cfg, registry, extenders: Some(berth_kube::extender::HttpExtender::connector()), ..SimOptions::default() };
+    let opts = SimOptions {
+        config: cfg,
+        registry,
+        extenders: Some(berth_kube::extender::HttpExtender::connector()),
+        wasm: Some(wasm),
+        ..SimOptions::default()
+    };
     let start = std::time::Instant::now();
     let result = berth_sim::simulate(cluster, &opts)?;
     // A Deployment given with -f is not a pod to place: say so rather than answer without it.

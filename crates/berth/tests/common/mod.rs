@@ -457,3 +457,15 @@ pub fn serve_json(answer: impl Fn(&str, &Value) -> (u16, String) + Send + Sync +
     });
     url
 }
+
+/// The example WebAssembly guests (NodePool in Rust and Go, Chaos), built
+/// once per test binary by `scripts/build-wasm-guests.sh`: their directory.
+pub fn wasm_guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new(root.join("scripts/build-wasm-guests.sh")).output().expect("running the guest build");
+        assert!(out.status.success(), "building the guests: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}

@@ -1,0 +1,3 @@
+module berth.dev/guest
+
+go 1.24
