@@ -19,4 +19,15 @@ ensure_tools() {
         echo "Go is needed to build the test environment (kube-apiserver, etcd, KWOK): https://go.dev/dl" >&2
         return 1
     fi
+    # WebAssembly guests: Rust's wasm32 target, and Go 1.24+ (//go:wasmexport).
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        echo "adding the wasm32-unknown-unknown target (rustup)..." >&2
+        rustup target add wasm32-unknown-unknown >&2
+    fi
+    local gov
+    gov=$(go env GOVERSION | sed -E 's/^go([0-9]+)\.([0-9]+).*/\1 \2/')
+    if ! awk -v v="$gov" 'BEGIN { split(v, a, " "); exit !(a[1] > 1 || a[2] >= 24) }'; then
+        echo "Go 1.24 or newer is needed for the WebAssembly guests (found $(go env GOVERSION))" >&2
+        return 1
+    fi
 }

@@ -18,15 +18,23 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # builds once: the disk of a CI machine filled up with it before.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h "$PWD" >&2
+# The example WebAssembly guests in Rust: crates of their own, built for wasm32.
+guests=(examples/wasm/node-pool-rs/Cargo.toml examples/wasm/chaos-rs/Cargo.toml)
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
     cargo fmt --manifest-path "$example" -- --check
+    for g in "${guests[@]}"; do cargo fmt --manifest-path "$g" -- --check; done
+    gofmt_out=$(gofmt -l sdk/go examples/wasm/node-pool-go)
+    [[ -z "$gofmt_out" ]] || { echo "gofmt: not formatted: $gofmt_out" >&2; exit 1; }
 else
     echo "rustfmt not installed; skipping the format check" >&2
 fi
 if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
     cargo clippy --manifest-path "$example" --all-targets --locked -- -D warnings
+    for g in "${guests[@]}"; do
+        cargo clippy --manifest-path "$g" --locked --target wasm32-unknown-unknown --target-dir target/wasm-guests/cargo -- -D warnings
+    done
 else
     echo "clippy not installed; skipping lints" >&2
 fi
@@ -67,6 +75,23 @@ else
 fi
 BERTH_TESTENV_DIR="$compat_dir" testenv/down >/dev/null 2>&1 || true
 [[ $status -eq 0 ]] && status=$compat_status
+# The Go SDK of WebAssembly guests and the Go NodePool: vet (natively and
+# for wasip1) and their unit tests, counted like cargo's.
+go_log=$(mktemp)
+for d in sdk/go examples/wasm/node-pool-go; do
+    (cd "$d" && go vet ./... && GOOS=wasip1 GOARCH=wasm go vet ./... && go test -count=1 -v ./...) >>"$go_log" 2>&1
+    echo "go: $d: exit $?" >>"$go_log"
+done
+go_passed=$(grep -c -- '^--- PASS' "$go_log" || true)
+go_failed=$(grep -c -- '^--- FAIL' "$go_log" || true)
+if grep -q ': exit [1-9]' "$go_log"; then
+    cat "$go_log"
+    echo "test result: FAILED. $go_passed passed; $((go_failed > 0 ? go_failed : 1)) failed; 0 ignored (Go SDK)" | tee -a "$log"
+    [[ $status -eq 0 ]] && status=1
+else
+    echo "test result: ok. $go_passed passed; 0 failed; 0 ignored (Go SDK)" | tee -a "$log"
+fi
+rm -f "$go_log"
 # The plugin guide, followed as a reader would: a new crate, a plugin, its
 # test, simulate, and `run` on a test environment of its own.
 # Outside the repository, as a reader's crate would be.
