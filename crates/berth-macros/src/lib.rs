@@ -41,6 +41,10 @@ const POINTS: &[(&str, u32)] = &[
 
 const GENERATED: &str = "__extension_points";
 
+/// Set in every generated list: tells a plugin without the attribute (whose
+/// list is the trait's default, 0) from one that defines no point.
+const MARKED: u32 = 1 << 31;
+
 /// Derives the extension points of a plugin from the methods its
 /// `impl Plugin for ...` block defines. See the crate documentation.
 #[proc_macro_attribute]
@@ -53,7 +57,7 @@ pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
     if block.trait_.is_none() {
         return syn::Error::new_spanned(&block.self_ty, "#[plugin] goes on `impl Plugin for YourType { ... }`").to_compile_error().into();
     }
-    let mut bits: u32 = 0;
+    let mut bits: u32 = MARKED;
     for item in &block.items {
         if let ImplItem::Fn(f) = item {
             let name = f.sig.ident.to_string();

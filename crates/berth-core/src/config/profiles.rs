@@ -141,6 +141,19 @@ fn group_post_filter(custom: &Plugins, multi_point: &PluginSet) -> Result<bool, 
     Ok(named || (from_multi && !disabled(crate::plugins::default_preemption::NAME)))
 }
 
+/// `; did you mean "X"?` with the registered name closest to a misspelt
+/// one, when one is close (as clap suggests subcommands); else nothing.
+fn did_you_mean(name: &str, registry: &Registry) -> String {
+    let best = registry
+        .names()
+        .map(|n| (strsim::damerau_levenshtein(&name.to_ascii_lowercase(), &n.to_ascii_lowercase()), n))
+        .min_by_key(|(d, n)| (*d, *n));
+    match best {
+        Some((d, n)) if d <= (name.len() / 3).max(2) => format!("; did you mean {n:?}?"),
+        _ => String::new(),
+    }
+}
+
 /// How a runtime reaches the extenders of the configuration: made into an
 /// [`Extender`](crate::framework::Extender) each (a service of the
 /// [`PluginHost`]; `berth run` and `berth simulate` call them over HTTP).
@@ -240,9 +253,10 @@ fn build_profile(
                     as crate::framework::Factory;
                 &loaded
             }
-            (None, None) => return Err(invalid(format!("plugin {name:?} does not exist"))),
+            (None, None) => return Err(invalid(format!("plugin {name:?} does not exist{}", did_you_mean(name, registry)))),
         };
-        let plugin_args = PluginArgs::new(name, args.get(name).copied());
+        let read = std::cell::Cell::new(false);
+        let plugin_args = PluginArgs::new(name, args.get(name).copied()).tracked(&read);
         let inst = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(&plugin_args, &handle))) {
             Ok(r) => r.map_err(|error| ConfigError::Plugin { profile: index, plugin: name.to_string(), error })?,
             Err(_) => return Err(invalid(format!("plugin {name:?}: its factory panicked"))),
@@ -250,9 +264,23 @@ fn build_profile(
         if inst.name() != name {
             return Err(invalid(format!("plugin registered as {name:?} calls itself {:?}: the two names must be the same", inst.name())));
         }
+        // Args a plugin's factory never looked at would be ignored silently:
+        // a plugin of the user's (built-in ones keep upstream's leniency) and
+        // not a WebAssembly guest (which decodes its own, strictly).
+        let given = args.get(name).is_some_and(|a| a.as_object().is_some_and(|o| o.keys().any(|k| k != "apiVersion" && k != "kind")));
+        if given && !read.get() && wasm.is_none() && !Registry::builtin().names().any(|n| n == name) {
+            return Err(invalid(format!(
+                "pluginConfig: plugin {name:?} takes no args (its factory never reads them), but the configuration gives it some: remove them, or decode them in the factory with PluginArgs::decode"
+            )));
+        }
+        if !inst.has_generated_points() {
+            return Err(invalid(format!(
+                "plugin {name:?}: its `impl Plugin` block lacks #[berth::plugin], which registers the plugin at the extension points whose methods it defines"
+            )));
+        }
         if inst.extension_points().is_empty() && !crate::plugins::volume::NAMES.contains(&name) {
             return Err(invalid(format!(
-                "plugin {name:?} implements no extension point: put #[berth::plugin] on its `impl Plugin` block and define the methods of the points it takes part in"
+                "plugin {name:?} implements no extension point: define the methods of the points it takes part in (filter, score, ...)"
             )));
         }
         instances.insert(name.to_string(), inst);
@@ -263,7 +291,7 @@ fn build_profile(
     for pc in &p.plugin_config {
         let wasm = pc.args.as_ref().is_some_and(|a| a.get("wasm").is_some());
         if !instances.contains_key(&pc.name) && registry.get(&pc.name).is_none() && !wasm {
-            return Err(invalid(format!("pluginConfig: plugin {:?} does not exist", pc.name)));
+            return Err(invalid(format!("pluginConfig: plugin {:?} does not exist{}", pc.name, did_you_mean(&pc.name, registry))));
         }
     }
 

@@ -184,3 +184,80 @@ fn pod_group_post_filter_and_placement_points() {
     let err = build(serde_json::json!({"placementScore": {"enabled": [{"name": "PodGroupPodsCount"}]}})).err().unwrap();
     assert!(err.to_string().contains("plugins.placementScore: plugin \"PodGroupPodsCount\": Berth does not implement"), "{err}");
 }
+
+/// What a newcomer to the plugin API runs into, said plainly: a missing
+/// `#[plugin]`, args a factory never reads, a misspelt name.
+mod newcomer {
+    use super::*;
+    use crate::framework::{Handle, Plugin, PluginArgs, PluginHost, Registry};
+
+    struct Bare;
+    // No #[plugin]: the trait's default list (0).
+    impl Plugin for Bare {
+        fn name(&self) -> &'static str {
+            "Bare"
+        }
+    }
+
+    struct Empty;
+    #[crate::plugin]
+    impl Plugin for Empty {
+        fn name(&self) -> &'static str {
+            "Empty"
+        }
+    }
+
+    struct Lax;
+    #[crate::plugin]
+    impl Plugin for Lax {
+        fn name(&self) -> &'static str {
+            "Lax"
+        }
+        fn filter(
+            &self,
+            _: &crate::framework::CycleState,
+            _: &crate::framework::PodInfo,
+            _: &crate::cache::NodeInfo,
+        ) -> crate::framework::Status {
+            crate::framework::Status::success()
+        }
+    }
+
+    fn build(plugin: &str, args: Option<serde_json::Value>) -> Result<(), String> {
+        let mut r = Registry::builtin();
+        r.register("Bare", |_: &PluginArgs, _: &Handle| Ok(Bare)).unwrap();
+        r.register("Empty", |_: &PluginArgs, _: &Handle| Ok(Empty)).unwrap();
+        r.register("Lax", |_: &PluginArgs, _: &Handle| Ok(Lax)).unwrap();
+        let mut profile = serde_json::json!({"plugins": {"multiPoint": {"enabled": [{"name": plugin}]}}});
+        if let Some(a) = args {
+            profile["pluginConfig"] = serde_json::json!([{"name": plugin, "args": a}]);
+        }
+        let c = cfg(serde_json::json!({"profiles": [profile]})).map_err(|e| e.to_string())?;
+        c.build_frameworks_with(&r, &PluginHost::default()).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_plugin_without_the_attribute_is_told_to_add_it() {
+        let e = build("Bare", None).unwrap_err();
+        assert!(e.contains("plugin \"Bare\": its `impl Plugin` block lacks #[berth::plugin]"), "{e}");
+        let e = build("Empty", None).unwrap_err();
+        assert!(e.contains("plugin \"Empty\" implements no extension point: define the methods"), "{e}");
+    }
+
+    #[test]
+    fn args_a_factory_never_reads_are_refused() {
+        let e = build("Lax", Some(serde_json::json!({"limit": 3}))).unwrap_err();
+        assert!(e.contains("pluginConfig: plugin \"Lax\" takes no args (its factory never reads them)"), "{e}");
+        // The type fields alone are not args; nor are no args.
+        build("Lax", Some(serde_json::json!({"apiVersion": "x/v1", "kind": "LaxArgs"}))).unwrap();
+        build("Lax", None).unwrap();
+    }
+
+    #[test]
+    fn a_misspelt_plugin_name_gets_a_suggestion() {
+        let e = build("NodeAfinity", None).unwrap_err();
+        assert!(e.contains("plugin \"NodeAfinity\" does not exist; did you mean \"NodeAffinity\"?"), "{e}");
+        let e = build("Completely", None).unwrap_err();
+        assert!(e.ends_with("plugin \"Completely\" does not exist"), "no far-fetched guess: {e}");
+    }
+}

@@ -44,7 +44,8 @@ use crate::model::Pod;
 /// A Kubernetes object kind a plugin reads, with what it takes to watch it.
 ///
 /// ```
-/// use berth_core::framework::ObjectKind;
+/// # use berth_core as berth;
+/// use berth::framework::ObjectKind;
 /// const POD_GROUP: ObjectKind = ObjectKind::namespaced("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups");
 /// assert_eq!(POD_GROUP.api_version(), "scheduling.x-k8s.io/v1alpha1");
 /// ```

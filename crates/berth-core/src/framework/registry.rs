@@ -20,17 +20,31 @@ use super::plugin::Plugin;
 pub struct PluginArgs<'a> {
     plugin: &'a str,
     value: Option<&'a serde_json::Value>,
+    /// Set when the factory reads the args (`decode`, `raw`): args a factory
+    /// never reads are refused rather than silently ignored.
+    read: Option<&'a std::cell::Cell<bool>>,
 }
 
 impl<'a> PluginArgs<'a> {
     /// Args for `plugin`; `None` when the configuration gives none.
     pub fn new(plugin: &'a str, value: Option<&'a serde_json::Value>) -> PluginArgs<'a> {
-        PluginArgs { plugin, value }
+        PluginArgs { plugin, value, read: None }
     }
 
     /// No args at all (tests, plugins without configuration).
     pub fn none(plugin: &'a str) -> PluginArgs<'a> {
-        PluginArgs { plugin, value: None }
+        PluginArgs { plugin, value: None, read: None }
+    }
+
+    /// The same args, noting in `read` whether the factory reads them.
+    pub(crate) fn tracked(self, read: &'a std::cell::Cell<bool>) -> PluginArgs<'a> {
+        PluginArgs { read: Some(read), ..self }
+    }
+
+    fn mark_read(&self) {
+        if let Some(r) = self.read {
+            r.set(true);
+        }
     }
 
     /// The plugin these args are for.
@@ -40,6 +54,7 @@ impl<'a> PluginArgs<'a> {
 
     /// The raw value, if any (`apiVersion` and `kind` included).
     pub fn raw(&self) -> Option<&'a serde_json::Value> {
+        self.mark_read();
         self.value
     }
 
@@ -48,6 +63,7 @@ impl<'a> PluginArgs<'a> {
     /// error naming it (a typo in a scheduler configuration must stop the
     /// scheduler, not be ignored). `apiVersion` and `kind` are allowed.
     pub fn decode<T: DeserializeOwned + Default>(&self) -> Result<T, PluginError> {
+        self.mark_read();
         let Some(v) = self.value else { return Ok(T::default()) };
         if v.is_null() {
             return Ok(T::default());
@@ -134,9 +150,10 @@ impl Registry {
     /// returns the plugin, whose [`Plugin::name`] must be `name`.
     ///
     /// ```
-    /// # use berth_core::framework::{Registry, Plugin, PluginArgs, Handle, PluginError};
+    /// # use berth_core as berth;
+    /// use berth::framework::{Handle, Plugin, PluginArgs, Registry};
     /// struct Noop;
-    /// #[berth_core::plugin]
+    /// #[berth::plugin]
     /// impl Plugin for Noop {
     ///     fn name(&self) -> &'static str { "Noop" }
     /// }
