@@ -44,6 +44,11 @@ pub enum Workload {
     /// DRA: a prioritized list whose first alternative matches no device
     /// (FirstAvailable).
     DraFirstAvailable,
+    /// SchedulingBasic's nodes in two pools (`example.berth.dev/pool`: gold,
+    /// iron) with a cost annotation, and pods half of which ask for gold:
+    /// for the example NodePool plugin, native or as a WebAssembly guest
+    /// (`--config` enables it). Not in `all`.
+    NodePool,
 }
 
 /// Pods per gang in the gang workloads.
@@ -81,6 +86,7 @@ impl Workload {
             Workload::DraSharedClaim => "SchedulingWithResourceClaim",
             Workload::DraPartitionable => "Partitionable",
             Workload::DraFirstAvailable => "FirstAvailable",
+            Workload::NodePool => "NodePool",
         }
     }
 
@@ -101,8 +107,11 @@ impl Workload {
         }
     }
 
+    /// Workloads run only when named: they need a plugin the configuration enables.
+    pub const NAMED_ONLY: [Workload; 1] = [Workload::NodePool];
+
     pub fn parse(s: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.name().eq_ignore_ascii_case(s))
+        Workload::ALL.into_iter().chain(Workload::NAMED_ONLY).find(|w| w.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -113,6 +122,19 @@ pub fn bench_node(i: usize) -> Node {
         .label(ZONE, &format!("zone-{}", i % 3))
         .label("node-group", &format!("group-{}", i % 10))
         .obj()
+}
+
+/// The pool label and annotation of the NodePool workload.
+const POOL: &str = "example.berth.dev/pool";
+
+/// A node of `w`: scheduler_perf's, with a pool and a cost in NodePool.
+fn workload_node(w: Workload, i: usize) -> Node {
+    let mut n = bench_node(i);
+    if w == Workload::NodePool {
+        n.labels.insert(POOL.into(), if i % 2 == 0 { "gold" } else { "iron" }.into());
+        n.annotations.insert("example.berth.dev/cost".into(), (i % 10).to_string());
+    }
+    n
 }
 
 /// scheduler_perf's pod-default.yaml: 100m CPU, 500Mi.
@@ -143,6 +165,13 @@ fn measured_pod(w: Workload, i: usize, groups: usize, nodes: usize) -> Pod {
     match w {
         w if w.is_dra() => dra::pod(w, &name, dra_init(w, nodes) + i, ms),
         Workload::SchedulingBasic => basic_pod(&name, ms),
+        Workload::NodePool => {
+            let mut p = basic_pod(&name, ms);
+            if i % 2 == 0 {
+                p.annotations.insert(POOL.into(), "gold".into());
+            }
+            p
+        }
         Workload::PodAntiAffinity => {
             let color = format!("color-{}", i % groups);
             make_pod(&name)
@@ -243,6 +272,8 @@ pub struct BenchOptions {
     pub registry: Registry,
     /// Seed for tie-breaking.
     pub seed: u64,
+    /// How to load WebAssembly plugins the configuration names.
+    pub wasm: Option<berth_core::config::WasmLoader>,
 }
 
 impl Default for BenchOptions {
@@ -251,6 +282,7 @@ impl Default for BenchOptions {
             config: KubeSchedulerConfiguration::from_yaml_value(serde_json::json!({})).expect("default config"),
             registry: Registry::builtin(),
             seed: 0,
+            wasm: None,
         }
     }
 }
@@ -267,7 +299,10 @@ pub fn run(
     // Plugins' writes (DRA claims) go to memory, and the controllers a
     // cluster runs answer them, as in `berth simulate`.
     let writer = std::sync::Arc::new(crate::writer::MemoryWriter::default());
-    let host = PluginHost::new(std::sync::Arc::new(berth_core::framework::NoEvents)).with_writer(writer.clone());
+    let mut host = PluginHost::new(std::sync::Arc::new(berth_core::framework::NoEvents)).with_writer(writer.clone());
+    if let Some(w) = &opts.wasm {
+        host = host.with_service(w.clone());
+    }
     writer.attach(host.clone());
     let result = run_with(w, nodes, pods, opts, &host, &writer, &mut progress);
     writer.detach();
@@ -315,7 +350,7 @@ fn run_with(
     );
     let mut driver = Driver::new(engine, std::sync::Arc::new(Unobserved)).with_events(false);
     for i in 0..nodes {
-        driver.engine_mut().add_node(bench_node(i), 0);
+        driver.engine_mut().add_node(workload_node(w, i), 0);
     }
     let dra_objects = if w.is_dra() { dra::objects(w, nodes, (dra_init(w, nodes) + pods).div_ceil(5)) } else { Vec::new() };
     load_objects(host, writer, &dra_objects);

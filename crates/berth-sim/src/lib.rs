@@ -183,6 +183,14 @@ pub struct SimResult {
     /// with how many objects of each: the CLI warns about them.
     #[serde(skip)]
     pub skipped: BTreeMap<String, usize>,
+    /// Pending pods whose schedulerName no profile has, by that name: the
+    /// simulator places them with the first profile, where `berth run`
+    /// would leave them to another scheduler. The CLI warns about them.
+    #[serde(skip)]
+    pub adopted: BTreeMap<String, usize>,
+    /// The first profile's schedulerName, which placed the adopted pods.
+    #[serde(skip)]
+    pub first_profile: String,
 }
 
 impl SimResult {
@@ -195,6 +203,12 @@ impl SimResult {
                     "warning: skipped {n} object(s) of kind {kind}: simulate reads Node, Pod, PriorityClass, PodDisruptionBudget, Namespace and the kinds plugins declare"
                 )
             })
+            .chain(self.adopted.iter().map(|(name, n)| {
+                format!(
+                    "warning: {n} pod(s) name schedulerName {name:?}, which no profile of the configuration has: simulate placed them with the profile {:?}, where `berth run` would leave them to another scheduler",
+                    self.first_profile
+                )
+            }))
             .collect()
     }
 }
@@ -343,6 +357,11 @@ fn run(
 ) -> Result<SimResult, SimError> {
     let cfg = &opts.config;
     let frameworks = cfg.build_frameworks_with(&opts.registry, host)?;
+    let profiles: Vec<String> = frameworks.iter().map(|f| f.profile_name.to_string()).collect();
+    let mut adopted: BTreeMap<String, usize> = BTreeMap::new();
+    for p in cluster.pods.iter().filter(|p| p.node_name.is_none() && !profiles.contains(&p.scheduler_name)) {
+        *adopted.entry(p.scheduler_name.clone()).or_default() += 1;
+    }
     let (initial, max) = cfg.backoff_ms();
     let mut engine = Engine::new(
         frameworks,
@@ -585,7 +604,8 @@ fn run(
         }
     }
     let groups = group_outcomes(engine, &group_of, &pods);
-    Ok(SimResult { pods, groups, summary, skipped })
+    let first_profile = profiles.into_iter().next().unwrap_or_default();
+    Ok(SimResult { pods, groups, summary, skipped, adopted, first_profile })
 }
 
 /// Each group's outcome, from its members' results.

@@ -199,7 +199,10 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, con
     } else {
         match Workload::parse(workload) {
             Some(w) => vec![w],
-            None => bail!("unknown workload {workload:?}; one of: all, {}", Workload::ALL.map(|w| w.name()).join(", ")),
+            None => bail!(
+                "unknown workload {workload:?}; one of: all, {}",
+                Workload::ALL.iter().chain(&Workload::NAMED_ONLY).map(|w| w.name()).collect::<Vec<_>>().join(", ")
+            ),
         }
     };
     if nodes == 0 {
@@ -438,7 +441,8 @@ fn execute(cli: Cli, registry: Registry) -> ExitCode {
         Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None } => {
             let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default());
             cfg.and_then(|cfg| {
-                let opts = BenchOptions { config: cfg, registry: registry.clone(), seed: *seed };
+                let wasm = Some(wasm_loader(config.as_deref(), *seed));
+                let opts = BenchOptions { config: cfg, registry: registry.clone(), seed: *seed, wasm };
                 run_bench(workload, *nodes, *pods, &opts, config.as_deref(), *output)
             })
         }
@@ -454,7 +458,12 @@ fn execute(cli: Cli, registry: Registry) -> ExitCode {
 /// as kube-scheduler).
 fn fail(e: anyhow::Error) -> ExitCode {
     let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    eprintln!("berth: error: {}", msg.join(": "));
+    // The binary's own name: a custom scheduler's errors say its name, not Berth's.
+    let bin = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "berth".into());
+    eprintln!("{bin}: error: {}", msg.join(": "));
     if msg.first().is_some_and(|m| m == "leader election lost") {
         ExitCode::from(1)
     } else {

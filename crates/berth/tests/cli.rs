@@ -242,3 +242,23 @@ fn simulate_calls_the_configured_extenders() {
     assert!(v["pods"][0]["node"].is_null(), "{v}");
     assert!(v["pods"][0]["message"].as_str().unwrap_or_default().contains("127.0.0.1:9/filter"), "{v}");
 }
+
+/// A pod naming a scheduler no profile has is placed by the first profile in
+/// `simulate` (which has no other scheduler to leave it to), and simulate
+/// says so: a plugin of the user's profile did not run for it.
+#[test]
+fn simulate_warns_about_pods_no_profile_schedules() {
+    let cluster = tmp(
+        "adopted.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {allocatable: {cpu: '8', memory: 8Gi, pods: '10'}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: mine, namespace: default}\nspec: {containers: [{name: c, image: i}]}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: theirs, namespace: default}\nspec: {schedulerName: other-scheduler, containers: [{name: c, image: i}]}\n",
+    );
+    let out = berth(&["simulate", &cluster]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "warning: 1 pod(s) name schedulerName \"other-scheduler\", which no profile of the configuration has: simulate placed them with the profile \"default-scheduler\", where `berth run` would leave them to another scheduler"
+    );
+}
