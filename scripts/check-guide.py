@@ -4,7 +4,9 @@
 Fenced blocks are taken in order:
   ```sh                  commands, run in one bash session (cd, exports and
                          background jobs carry over), stopping at the first error
-  ```text                output the sh block just before must contain, line by line
+  ```text                output the sh block just before prints: its lines, in order and
+                         next to each other, are whole lines of that output (leading and
+                         trailing spaces aside); `…` in a line stands for anything (a time)
   ```<lang> file=PATH    a file to write, relative to the current directory
 Other blocks are ignored. The session starts in a fresh directory (argument
 --workdir) with BERTH set to the repository; a test environment the guide
@@ -67,18 +69,44 @@ def script(guide_blocks, logdir):
             lines.append(body)
             lines.append(f"exec 1>&3 2>&4; cat {out}")
         elif lang == "text" and step > 0:
-            out = shlex.quote(os.path.join(logdir, f"step{step}.out"))
-            for want in body.splitlines():
-                if want.strip():
-                    lines.append(
-                        f"grep -qF -- {shlex.quote(want.strip())} {out} || "
-                        f"{{ echo {shlex.quote(f'guide: step {step} output lacks: {want.strip()}')}; exit 1; }}"
-                    )
+            out = os.path.join(logdir, f"step{step}.out")
+            want = os.path.join(logdir, f"step{step}.want")
+            with open(want, "w") as f:
+                f.write(body)
+            lines.append(
+                f"python3 {shlex.quote(os.path.abspath(__file__))} --match {shlex.quote(want)} {shlex.quote(out)} || "
+                f"{{ echo {shlex.quote(f'guide: step {step} does not print what the guide shows')}; exit 1; }}"
+            )
     lines.append("echo 'guide: every step worked'")
     return "\n".join(lines) + "\n"
 
 
+def matches(want_lines, out_lines):
+    """Whether the wanted lines are consecutive whole lines of the output."""
+    pats = [re.compile(".*".join(re.escape(part) for part in w.strip().split("…"))) for w in want_lines]
+    got = [o.strip() for o in out_lines]
+    return any(all(p.fullmatch(got[i + k]) for k, p in enumerate(pats)) for i in range(len(got) - len(pats) + 1))
+
+
+def match_main(want_file, out_file):
+    want = open(want_file).read().splitlines()
+    while want and not want[0].strip():
+        want.pop(0)
+    while want and not want[-1].strip():
+        want.pop()
+    out = open(out_file).read().splitlines()
+    if matches(want, out):
+        return 0
+    print("the guide shows:")
+    print("\n".join("  " + w for w in want))
+    print("the command printed:")
+    print("\n".join("  " + o for o in out))
+    return 1
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--match":
+        sys.exit(match_main(sys.argv[2], sys.argv[3]))
     ap = argparse.ArgumentParser()
     ap.add_argument("guide")
     ap.add_argument("--workdir")
