@@ -425,30 +425,40 @@ fn score_all<T: Score>(p: &T, pod: &Pod, nodes: &[&Node], out: &mut Vec<i64>) ->
     status
 }
 
+/// The [`Points`] of a plugin type: the point traits it implements.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __points {
+    ($plugin:ty) => {{
+        #[allow(unused_imports)]
+        use $crate::{
+            HasFilter, HasPermit, HasPreBind, HasPreFilter, HasReserve, HasScore, NoFilter, NoPermit, NoPreBind, NoPreFilter, NoReserve,
+            NoScore,
+        };
+        let probe = $crate::Probe::<$plugin>(::core::marker::PhantomData);
+        // The borrows pick the impl: `&probe` finds the point trait's method
+        // when the type implements it, the fallback's otherwise.
+        #[allow(clippy::needless_borrow)]
+        let points = $crate::Points {
+            pre_filter: (&probe).pre_filter_fn(),
+            filter: (&probe).filter_fn(),
+            score: (&probe).score_fn(),
+            reserve: (&probe).reserve_fn(),
+            permit: (&probe).permit_fn(),
+            pre_bind: (&probe).pre_bind_fn(),
+        };
+        points
+    }};
+}
+
 /// Exports the WebAssembly entry points of a plugin type: the points it
 /// takes part in are the point traits it implements. Once per module.
 #[macro_export]
 macro_rules! export {
     ($plugin:ty) => {
-        #[allow(unused_imports)]
         const _: () = {
-            use $crate::{
-                HasFilter, HasPermit, HasPreBind, HasPreFilter, HasReserve, HasScore, NoFilter, NoPermit, NoPreBind, NoPreFilter,
-                NoReserve, NoScore,
-            };
-            // The borrows pick the impl: `&probe` finds the point trait's
-            // method when the type implements it, the fallback's otherwise.
-            #[allow(clippy::needless_borrow)]
             fn points() -> $crate::Points<$plugin> {
-                let probe = $crate::Probe::<$plugin>(::core::marker::PhantomData);
-                $crate::Points {
-                    pre_filter: (&probe).pre_filter_fn(),
-                    filter: (&probe).filter_fn(),
-                    score: (&probe).score_fn(),
-                    reserve: (&probe).reserve_fn(),
-                    permit: (&probe).permit_fn(),
-                    pre_bind: (&probe).pre_bind_fn(),
-                }
+                $crate::__points!($plugin)
             }
             #[no_mangle]
             extern "C" fn berth_abi_version() -> u32 {

@@ -45,18 +45,8 @@ impl Score for Pool {
     }
 }
 
-// The borrows pick the trait impl (autoref specialization), as in `export!`.
-#[allow(clippy::needless_borrow)]
 fn runtime() -> Runtime<Pool> {
-    let probe = Probe::<Pool>(PhantomData);
-    Runtime::new(Points {
-        pre_filter: (&probe).pre_filter_fn(),
-        filter: (&probe).filter_fn(),
-        score: (&probe).score_fn(),
-        reserve: (&probe).reserve_fn(),
-        permit: (&probe).permit_fn(),
-        pre_bind: (&probe).pre_bind_fn(),
-    })
+    Runtime::new(crate::__points!(Pool))
 }
 
 fn head(cycle: u64, slots: &[u32]) -> Vec<u8> {

@@ -252,7 +252,7 @@ impl Guest {
     }
 
     fn ticks(&self) -> u64 {
-        (self.limits.timeout.as_nanos() / TICK.as_nanos()) as u64 + 1
+        ticks(&self.limits)
     }
 
     /// Starts the first instance, for the loader: init's output.
@@ -292,9 +292,14 @@ impl Guest {
     }
 }
 
+/// Epoch ticks for one call's deadline.
+fn ticks(limits: &Limits) -> u64 {
+    (limits.timeout.as_nanos() / TICK.as_nanos()) as u64 + 1
+}
+
 /// One call: input into the guest's buffer, `berth_call`, output copied out.
 pub fn call_live(live: &mut Live, limits: &Limits, op: u32, input: &[u8]) -> Result<Vec<u8>, CallError> {
-    let ticks = (limits.timeout.as_nanos() / TICK.as_nanos()) as u64 + 1;
+    let ticks = ticks(limits);
     let len = u32::try_from(input.len()).map_err(|_| CallError::Malformed("an input over 4 GiB".into()))?;
     live.store.set_epoch_deadline(ticks);
     let ptr = live.buffer.call(&mut live.store, len).map_err(|e| classify(&mut live.store, limits, e))?;
