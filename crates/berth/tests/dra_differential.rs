@@ -11,14 +11,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
-
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,32 +48,7 @@ struct PodCase {
 
 /// The kube-scheduler of the test environment, with a profile of its own.
 fn kube_scheduler() -> Proc {
-    let versions = repo().join("testenv/versions.sh");
-    let gates = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(". {} && echo \"$KUBE_FEATURE_GATES\"", versions.display()))
-        .output()
-        .unwrap();
-    let gates = String::from_utf8_lossy(&gates.stdout).trim().to_string();
-    let config = write_temp(
-        "kube-ref.yaml",
-        &format!(
-            "apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-clientConnection: {{kubeconfig: {}}}
-leaderElection: {{leaderElect: false}}
-profiles: [{{schedulerName: kube-ref}}]
-",
-            env().kubeconfig.display()
-        ),
-    );
-    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("live/kube-ref.log")).unwrap();
-    let mut cmd = std::process::Command::new(controlplane());
-    cmd.args(["kube-scheduler", "--config"]).arg(&config).args(["--secure-port", "0"]);
-    if !gates.is_empty() {
-        cmd.args(["--feature-gates", &gates]);
-    }
-    Proc(cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start kube-scheduler"))
+    spawn_kube_scheduler("kube-ref", "profiles: [{schedulerName: kube-ref}]\n")
 }
 
 fn berth() -> Proc {
@@ -229,6 +201,4 @@ async fn berth_decides_as_kube_scheduler_does() {
     }
     assert!(ran > 0, "no case ran");
     assert!(failures.is_empty(), "{} of {ran} cases differ:\n{}", failures.len(), failures.join("\n"));
-    let _ = Duration::ZERO;
-    let _: Option<Value> = None;
 }

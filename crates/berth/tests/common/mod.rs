@@ -386,6 +386,34 @@ pub fn spawn_run(kubeconfig: &Path, bin: &Path, config: &Path, log: &str, servin
     )
 }
 
+/// The control plane's own kube-scheduler (the release Berth follows, with
+/// the test environment's feature gates) on the shared test environment:
+/// its configuration is `config` (profiles, extenders, ...) after the
+/// connection and leader election lines; it logs to `<target tmp>/live/<name>.log`.
+pub fn spawn_kube_scheduler(name: &str, config: &str) -> Proc {
+    let versions = repo().join("testenv/versions.sh");
+    let gates = Command::new("bash").arg("-c").arg(format!(". {} && echo \"$KUBE_FEATURE_GATES\"", versions.display())).output().unwrap();
+    let gates = String::from_utf8_lossy(&gates.stdout).trim().to_string();
+    let config = write_temp(
+        &format!("{name}.yaml"),
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection: {{kubeconfig: {}}}
+leaderElection: {{leaderElect: false}}
+{config}",
+            env().kubeconfig.display()
+        ),
+    );
+    let log = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("live/{name}.log"))).unwrap();
+    let mut cmd = Command::new(controlplane());
+    cmd.args(["kube-scheduler", "--config"]).arg(&config).args(["--secure-port", "0"]);
+    if !gates.is_empty() {
+        cmd.args(["--feature-gates", &gates]);
+    }
+    Proc(cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start kube-scheduler"))
+}
+
 /// The example custom scheduler (`examples/custom-scheduler`), a crate of
 /// its own: scripts/test.sh builds it into this target directory first.
 pub fn custom_scheduler_bin() -> PathBuf {
@@ -413,8 +441,13 @@ pub fn dra_resource(kind: &str, plural: &str) -> kube::core::ApiResource {
 /// `answer` gets each request's path and JSON body and gives the status
 /// and the reply's body. Returns the server's URL.
 pub fn serve_json(answer: impl Fn(&str, &Value) -> (u16, String) + Send + Sync + 'static) -> String {
+    serve_json_at(0, answer)
+}
+
+/// As [`serve_json`], on 127.0.0.1:`port` (0: any free port).
+pub fn serve_json_at(port: u16, answer: impl Fn(&str, &Value) -> (u16, String) + Send + Sync + 'static) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
