@@ -92,6 +92,16 @@ else
     echo "test result: ok. $go_passed passed; 0 failed; 0 ignored (Go SDK)" | tee -a "$log"
 fi
 rm -f "$go_log"
+# The alerts of deploy/monitoring: valid rules, and each fires when it
+# should and not before (their unit tests), by the real promtool.
+if promtool=$(testenv/build-prometheus promtool | tail -n 1) \
+    && "$promtool" check rules deploy/monitoring/berth.rules.yaml \
+    && (cd deploy/monitoring && "$promtool" test rules berth.rules.test.yaml); then
+    echo "test result: ok. 2 passed; 0 failed; 0 ignored (promtool: alerts)" | tee -a "$log"
+else
+    echo "test result: FAILED. 0 passed; 2 failed; 0 ignored (promtool: alerts)" | tee -a "$log"
+    [[ $status -eq 0 ]] && status=1
+fi
 # The plugin guide, followed as a reader would: a new crate, a plugin, its
 # test, simulate, and `run` on a test environment of its own.
 # Outside the repository, as a reader's crate would be.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::metrics::RequestLabels;
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::time::Instant;
@@ -81,7 +82,9 @@ impl ApiClient {
     /// Connects with the kubeconfig at `path`, or, without one, the usual
     /// inference: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster
     /// service account. `qps` of 0 means no client-side limit.
-    pub async fn connect(path: Option<&Path>, qps: f32, burst: i32) -> Result<ApiClient> {
+    /// Each request's outcome is counted in `requests` (client-go's
+    /// `rest_client_requests_total`).
+    pub async fn connect(path: Option<&Path>, qps: f32, burst: i32, requests: Requests) -> Result<ApiClient> {
         let mut config = match path {
             Some(p) => {
                 let kc = Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display()))?;
@@ -94,7 +97,7 @@ impl ApiClient {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(300));
         let own = limiter(qps, burst);
-        let [client, plugin_client] = http2_clients(config, REQUEST_DEADLINE, own.clone())
+        let [client, plugin_client] = http2_clients(config, REQUEST_DEADLINE, own.clone(), requests)
             .with_context(|| path.map_or("kubeconfig".to_string(), |p| format!("kubeconfig {}", p.display())))?;
         Ok(ApiClient { client, plugin_client, limiter: own, event_limiter: limiter(qps, burst) })
     }
@@ -122,7 +125,7 @@ pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 ///
 /// Two clients over that one connection: the first leaves QPS limiting to
 /// its caller, the second waits for a token of `limiter` before each call.
-fn http2_clients(config: kube::Config, deadline: Duration, limiter: Option<Arc<Bucket>>) -> Result<[kube::Client; 2]> {
+fn http2_clients(config: kube::Config, deadline: Duration, limiter: Option<Arc<Bucket>>, requests: Requests) -> Result<[kube::Client; 2]> {
     use kube::client::ConfigExt;
     // Berth's connector speaks to the API server directly; a proxy it did
     // not use would be a silent surprise, so one named is refused.
@@ -148,10 +151,13 @@ fn http2_clients(config: kube::Config, deadline: Duration, limiter: Option<Arc<B
             .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
             .http2_keep_alive_while_idle(true)
             .build(https);
+    let host: Arc<str> = config.cluster_url.authority().map_or("", |a| a.as_str()).into();
     let stack = |throttle: Option<Arc<Bucket>>| -> Result<kube::Client> {
         let service = tower::ServiceBuilder::new()
             // Outermost: the wait for a token is not part of the deadline.
             .option_layer(throttle.map(throttle_layer))
+            // Counted with their outcome, a deadline's included.
+            .layer_fn(|inner| Counted { inner, requests: requests.clone(), host: host.clone() })
             .layer(config.base_uri_layer())
             .option_layer(config.auth_layer().context("credentials")?)
             .layer(config.extra_headers_layer().context("headers")?)
@@ -176,6 +182,45 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request, once its token is there.
 type Throttled<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BoxError>> + Send>>;
+
+/// Where a client counts its requests by outcome, method and host.
+pub type Requests = prometheus_client::metrics::family::Family<RequestLabels, prometheus_client::metrics::counter::Counter>;
+
+/// A service that counts each call's outcome in `requests`.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    requests: Requests,
+    host: Arc<str>,
+}
+
+impl<S, B, R> tower::Service<hyper::Request<B>> for Counted<S>
+where
+    S: tower::Service<hyper::Request<B>, Response = hyper::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: hyper::Request<B>) -> Self::Future {
+        let method = request.method().as_str().to_string();
+        let (requests, host) = (self.requests.clone(), self.host.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            let code = answer.as_ref().map_or_else(|_| "<error>".to_string(), |a| a.status().as_u16().to_string());
+            requests.get_or_create(&RequestLabels { code, method, host: host.to_string() }).inc();
+            answer
+        })
+    }
+}
 
 /// A layer that waits for a token of `bucket` before each call.
 fn throttle_layer<T: Send + 'static>(bucket: Arc<Bucket>) -> tower::filter::AsyncFilterLayer<impl Fn(T) -> Throttled<T> + Clone> {
@@ -229,16 +274,17 @@ mod tests {
     async fn a_kubeconfig_proxy_is_refused_by_name_not_ignored() {
         let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
         config.proxy_url = Some("http://proxy.example:3128".parse().unwrap());
-        let err = http2_clients(config, REQUEST_DEADLINE, None).err().expect("a proxy must be refused").to_string();
+        let err = http2_clients(config, REQUEST_DEADLINE, None, Requests::default()).err().expect("a proxy must be refused").to_string();
         assert!(err.contains("proxy-url http://proxy.example:3128/") && err.contains("does not connect through proxies"), "{err}");
-        assert!(http2_clients(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()), REQUEST_DEADLINE, None).is_ok());
+        assert!(http2_clients(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()), REQUEST_DEADLINE, None, Requests::default())
+            .is_ok());
     }
 
     /// An API server that accepts the connection and never answers: the
     /// call fails at the deadline instead of waiting for as long as TCP does.
     #[tokio::test(start_paused = true)]
     async fn a_call_the_api_server_never_answers_fails_at_the_deadline() {
-        let [client, _] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, None).unwrap();
+        let [client, _] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, None, Requests::default()).unwrap();
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
         // Paused time: without the deadline the call never ends and the
         // outer wait (an hour of virtual time) fails the test.
@@ -254,7 +300,7 @@ mod tests {
     async fn the_plugin_client_takes_a_token_of_berths_bucket_for_each_call() {
         // One token, refilled every thousand seconds.
         let bucket = limiter(0.001, 1).unwrap();
-        let [own, plugins] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, Some(bucket.clone())).unwrap();
+        let [own, plugins] = http2_clients(silent_api_server().await, REQUEST_DEADLINE, Some(bucket.clone()), Requests::default()).unwrap();
         let call = |c: kube::Client| async move {
             let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(c);
             tokio::time::timeout(Duration::from_secs(3600), nodes.get("n")).await.expect("the call ended").expect_err("nothing answers");

@@ -79,6 +79,22 @@ pub struct CacheLabel {
     pub r#type: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The HTTP status (`200`, `409`, ...), or `<error>` when no answer came.
+    pub code: String,
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The API server's host and port.
+    pub host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    /// The lease's name (`leaderElection.resourceName`).
+    pub name: String,
+}
+
 /// Upstream's bucket sets.
 fn buckets_a() -> impl Iterator<Item = f64> {
     exponential_buckets(0.001, 2.0, 15)
@@ -109,6 +125,11 @@ pub struct Metrics {
     /// Berth's own: cache operations that failed where none should (each
     /// also logged as an error).
     pub cache_errors: Family<OperationLabel, Counter>,
+    /// client-go's: requests to the API server, by status, method and host.
+    pub rest_client_requests: Family<RequestLabels, Counter>,
+    /// client-go's: 1 while this instance leads (always, without leader
+    /// election), else 0.
+    pub leader_status: Family<NameLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -210,7 +231,21 @@ impl Metrics {
             "Cache operations that failed where none should have (the events fed to the scheduler disagree with its cache), by operation; each is also logged",
             cache_errors.clone(),
         );
+        let rest_client_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "rest_client_requests",
+            "Number of HTTP requests, partitioned by status code, method, and host",
+            rest_client_requests.clone(),
+        );
+        let leader_status = Family::<NameLabel, Gauge>::default();
+        registry.register(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name",
+            leader_status.clone(),
+        );
         Metrics {
+            rest_client_requests,
+            leader_status,
             cache_errors,
             watch_lists,
             podgroup_attempts,
@@ -249,6 +284,11 @@ impl Metrics {
         for (q, n) in [("active", c.active), ("backoff", c.backoff), ("unschedulable", c.unschedulable), ("gated", c.gated)] {
             self.pending_pods.get_or_create(&QueueLabel { queue: q.into() }).set(n as i64);
         }
+    }
+
+    /// Whether this instance leads the lease `name`.
+    pub fn set_leading(&self, name: &str, leading: bool) {
+        self.leader_status.get_or_create(&NameLabel { name: name.into() }).set(leading as i64);
     }
 
     /// One plugin call (sampled cycles only, as upstream).
@@ -320,8 +360,8 @@ impl DriverObserver for Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn upstream_names_and_labels() {
+    /// Metrics with a sample in every family.
+    fn sampled() -> Metrics {
         let m = Metrics::new();
         m.observe_attempt("scheduled", "default-scheduler", 0.003);
         m.observe_attempt("unschedulable", "default-scheduler", 0.001);
@@ -339,7 +379,18 @@ mod tests {
             operation: "add_pod (bound pod added)",
             error: berth_core::cache::CacheError::PodExists("default/p".into()),
         });
-        let text = m.render();
+        m.algorithm_duration.observe(0.002);
+        m.queue_incoming.get_or_create(&IncomingLabels { queue: "active".into(), event: "PodAdd".into() }).inc();
+        let request = |code: &str| RequestLabels { code: code.into(), method: "POST".into(), host: "10.0.0.1:6443".into() };
+        m.rest_client_requests.get_or_create(&request("201")).inc_by(3);
+        m.rest_client_requests.get_or_create(&request("<error>")).inc();
+        m.set_leading("berth", true);
+        m
+    }
+
+    #[test]
+    fn upstream_names_and_labels() {
+        let text = sampled().render();
         for want in [
             r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 1"#,
             r#"scheduler_schedule_attempts_total{result="unschedulable",profile="default-scheduler"} 1"#,
@@ -360,9 +411,121 @@ mod tests {
             r#"berth_cache_errors_total{operation="add_pod (bound pod added)"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_bucket{le="0.0000225",plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
             r#"scheduler_plugin_execution_duration_seconds_count{plugin="NodePool",extension_point="Filter",status="Unschedulable"} 1"#,
+            r#"rest_client_requests_total{code="201",method="POST",host="10.0.0.1:6443"} 3"#,
+            r#"rest_client_requests_total{code="<error>",method="POST",host="10.0.0.1:6443"} 1"#,
+            r#"leader_election_master_status{name="berth"} 1"#,
         ] {
             assert!(text.contains(want), "missing {want} in:\n{text}");
         }
         assert!(!text.contains(".."), "help texts end with a single period:\n{text}");
+    }
+
+    /// The series Berth exports, each with its label names; the target
+    /// labels Prometheus adds (`job`, `instance`) and its `up` series too.
+    fn exported() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut series = std::collections::BTreeMap::new();
+        series.insert("up".to_string(), std::collections::BTreeSet::new());
+        for line in sampled().render().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let labels: std::collections::BTreeSet<String> = line[name_end..]
+                .strip_prefix('{')
+                .and_then(|l| l.split_once('}'))
+                .map(|(l, _)| l.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, _)| k.to_string()).collect())
+                .unwrap_or_default();
+            series.entry(line[..name_end].to_string()).or_insert_with(std::collections::BTreeSet::new).extend(labels);
+        }
+        for labels in series.values_mut() {
+            labels.extend(["job".to_string(), "instance".to_string()]);
+        }
+        series
+    }
+
+    /// What a PromQL expression reads that Berth does not export: unknown
+    /// series, label matchers and groupings on labels those series lack.
+    fn unexported(expr: &str, exported: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Vec<String> {
+        use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
+        use promql_parser::util::{walk_expr, ExprVisitor};
+        struct Reads(Vec<VectorSelector>, Vec<String>);
+        impl ExprVisitor for Reads {
+            type Error = ();
+            fn pre_visit(&mut self, e: &Expr) -> Result<bool, ()> {
+                match e {
+                    Expr::VectorSelector(v) => self.0.push(v.clone()),
+                    Expr::MatrixSelector(m) => self.0.push(m.vs.clone()),
+                    Expr::Aggregate(a) => {
+                        if let Some(LabelModifier::Include(l) | LabelModifier::Exclude(l)) = &a.modifier {
+                            self.1.extend(l.labels.iter().cloned());
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(true)
+            }
+        }
+        // Grafana's variables, as Grafana fills them in.
+        let expr = expr.replace("$__rate_interval", "5m");
+        let parsed = match promql_parser::parser::parse(&expr) {
+            Ok(p) => p,
+            Err(e) => return vec![format!("does not parse: {e}")],
+        };
+        let mut reads = Reads(Vec::new(), Vec::new());
+        walk_expr(&mut reads, &parsed).unwrap();
+        let mut wrong = Vec::new();
+        let mut all_labels = std::collections::BTreeSet::new();
+        for v in &reads.0 {
+            let Some(name) = &v.name else {
+                wrong.push("a selector without a metric name".to_string());
+                continue;
+            };
+            let Some(labels) = exported.get(name) else {
+                wrong.push(format!("{name} is not exported"));
+                continue;
+            };
+            all_labels.extend(labels.iter().cloned());
+            for m in v.matchers.matchers.iter().filter(|m| !labels.contains(&m.name)) {
+                wrong.push(format!("{name} has no label {}", m.name));
+            }
+        }
+        for l in reads.1.iter().filter(|l| !all_labels.contains(*l)) {
+            wrong.push(format!("grouped by {l}, which none of its series has"));
+        }
+        assert!(!reads.0.is_empty() || !wrong.is_empty(), "{expr} reads no series");
+        wrong
+    }
+
+    fn files() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/berth/files")
+    }
+
+    /// Every query of the Grafana dashboard and every alert reads series
+    /// Berth exports, with the labels it gives them.
+    #[test]
+    fn the_dashboard_and_the_alerts_read_exported_series() {
+        let exported = exported();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(files().join("berth-dashboard.json")).unwrap()).unwrap();
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push((format!("panel {:?}", panel["title"]), t["expr"].as_str().unwrap().to_string()));
+            }
+        }
+        assert!(exprs.len() >= 20, "the dashboard has {} queries", exprs.len());
+        let rules: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(files().join("berth.rules.yaml")).unwrap()).unwrap();
+        let mut alerts = 0;
+        for group in rules["groups"].as_sequence().unwrap() {
+            for rule in group["rules"].as_sequence().unwrap() {
+                exprs.push((format!("alert {:?}", rule["alert"]), rule["expr"].as_str().unwrap().to_string()));
+                alerts += 1;
+            }
+        }
+        assert!(alerts >= 8, "{alerts} alerts");
+        let wrong: Vec<String> =
+            exprs.iter().flat_map(|(what, e)| unexported(e, &exported).into_iter().map(move |w| format!("{what}: {w}\n  {e}"))).collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // And the check can fail.
+        assert_eq!(unexported("rate(scheduler_e2e_scheduling_duration_seconds_count[5m])", &exported).len(), 1);
+        assert_eq!(unexported("sum by (node) (scheduler_pending_pods{queue=\"active\"})", &exported).len(), 1);
+        assert_eq!(unexported("scheduler_pending_pods{phase=\"x\"}", &exported).len(), 1);
     }
 }

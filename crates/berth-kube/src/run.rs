@@ -891,8 +891,14 @@ pub async fn prepare(opts: RunOptions) -> Result<Prepared> {
     let cfg = opts.config;
     let kubeconfig =
         opts.kubeconfig.or_else(|| Some(PathBuf::from(&cfg.client_connection.kubeconfig)).filter(|p| !p.as_os_str().is_empty()));
-    let client = ApiClient::connect(kubeconfig.as_deref(), cfg.client_connection.qps, cfg.client_connection.burst).await?;
     let metrics = Arc::new(Metrics::new());
+    let client = ApiClient::connect(
+        kubeconfig.as_deref(),
+        cfg.client_connection.qps,
+        cfg.client_connection.burst,
+        metrics.rest_client_requests.clone(),
+    )
+    .await?;
     let (tx, rx) = mpsc::channel::<Input>();
     let mut host = PluginHost::new(Arc::new(ChannelEvents(tx.clone())))
         .with_service(client.plugin_client.clone())
@@ -1024,14 +1030,17 @@ impl Prepared {
         let mut elector = durations.map(|(lease, renew, retry)| {
             LeaderElector::new(c.clone(), &le.resource_namespace, &le.resource_name, identity.clone(), lease, renew, retry)
         });
+        metrics.set_leading(&le.resource_name, false);
         let lost = async {
             match elector.as_mut() {
                 Some(e) => {
                     e.acquire().await;
+                    metrics.set_leading(&le.resource_name, true);
                     let _ = tx.send(Input::Leading);
                     e.keep().await;
                 }
                 None => {
+                    metrics.set_leading(&le.resource_name, true);
                     let _ = tx.send(Input::Leading);
                     std::future::pending::<()>().await;
                 }
@@ -1056,6 +1065,7 @@ impl Prepared {
         if let Some(e) = elector.as_mut() {
             e.release().await;
         }
+        metrics.set_leading(&le.resource_name, false);
         outcome
     }
 }

@@ -96,6 +96,10 @@ async fn binds_a_pod_with_scheduled_event_and_metrics() {
     let (_, metrics) = http_get(s.http_port, "/metrics").await.expect("/metrics answers");
     assert!(metrics.contains(r#"scheduler_schedule_attempts_total{result="scheduled",profile="berth"}"#), "{metrics}");
     assert!(metrics.contains("scheduler_pending_pods{queue=\"active\"}"), "{metrics}");
+    // client-go's series, which the dashboard and the alerts read: the
+    // binding was a POST answered 201, and this instance leads the lease.
+    assert!(metrics.contains(r#"rest_client_requests_total{code="201",method="POST",host="127.0.0.1:"#), "{metrics}");
+    assert!(metrics.contains(r#"leader_election_master_status{name="berth-shared"} 1"#), "{metrics}");
 }
 
 #[tokio::test]
@@ -188,7 +192,7 @@ async fn an_event_series_whose_first_event_was_lost_is_written_again() {
     use berth_core::framework::{EventRecord, EventType, ObjectRef};
     use berth_kube::controller::ApiAction;
     let ns = Ns::new("series").await;
-    let client = berth_kube::client::ApiClient::connect(Some(&env().kubeconfig), 50.0, 100).await.unwrap();
+    let client = berth_kube::client::ApiClient::connect(Some(&env().kubeconfig), 50.0, 100, Default::default()).await.unwrap();
     let reporter = berth_kube::api::Reporter { instance: "test".into() };
     let record = EventRecord {
         regarding: ObjectRef {
@@ -266,9 +270,15 @@ async fn pod_anti_affinity_spreads_across_hostnames() {
 async fn topology_spread_across_zones() {
     shared_scheduler();
     let ns = Ns::new("spread").await;
+    let mut last = String::new();
     for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
-        ns.node(n, "4", json!({"topology.kubernetes.io/zone": z}), json!([])).await;
+        last = ns.node(n, "4", json!({"topology.kubernetes.io/zone": z}), json!([])).await;
     }
+    // Pods and nodes come on separate watches: a spread decided before
+    // zone b is seen is a valid one (a single domain), so wait for Berth to
+    // see the last node first (a pod without the app label, pinned to it).
+    ns.pod("seen", "berth", "100m", json!({"nodeSelector": {"kubernetes.io/hostname": last}})).await;
+    ns.bound("seen").await;
     let spread = json!({"labels": {"app": "web"}, "topologySpreadConstraints": [{
         "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
         "labelSelector": {"matchLabels": {"app": "web"}}
@@ -1393,4 +1403,39 @@ async fn the_helm_chart_is_accepted_by_the_api_server() {
     let p = write_temp("helm-config.yaml", text);
     let out = Command::new(berth_bin()).args(["simulate", "--config"]).arg(&p).arg(repo().join("examples/cluster")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Monitoring: the dashboard's ConfigMap is accepted and carries the
+    // dashboard as it is in deploy/; the PrometheusRule (its CRD is not
+    // served here) holds the alerts of deploy/, for this release's job.
+    let files = repo().join("deploy/helm/berth/files");
+    let monitoring = render(&["--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true"]);
+    let doc = |kind: &str| -> Value {
+        let d = monitoring.split("\n---").find(|d| d.contains(&format!("\nkind: {kind}\n"))).unwrap_or_else(|| panic!("no {kind}"));
+        serde_yaml::from_str(d).unwrap()
+    };
+    let dashboard_cm = doc("ConfigMap\nmetadata:\n  name: berth-dashboard");
+    let applied = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&serde_json::to_string(&dashboard_cm).unwrap()));
+    assert!(applied.contains("configmap/berth-dashboard"), "{applied}");
+    assert_eq!(dashboard_cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value = serde_json::from_str(dashboard_cm["data"]["berth-dashboard.json"].as_str().unwrap()).unwrap();
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(files.join("berth-dashboard.json")).unwrap()).unwrap();
+    assert_eq!(shipped, file);
+    let rule = doc("PrometheusRule");
+    let file: Value = serde_yaml::from_str(&std::fs::read_to_string(files.join("berth.rules.yaml")).unwrap()).unwrap();
+    assert_eq!(rule["spec"]["groups"], serde_json::to_value(&file["groups"]).unwrap());
+    // Another release's rules select its own scrape job.
+    let out = Command::new(&helm)
+        .args([
+            "template",
+            "edge",
+            chart.to_str().unwrap(),
+            "--set",
+            "prometheusRule.enabled=true",
+            "--show-only",
+            "templates/prometheusrule.yaml",
+        ])
+        .output()
+        .unwrap();
+    let edge = String::from_utf8_lossy(&out.stdout);
+    assert!(edge.contains("job=\"edge-berth\"") && !edge.contains("job=\"berth\""), "{edge}");
 }
