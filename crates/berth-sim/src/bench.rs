@@ -1,11 +1,14 @@
 //! In-memory benchmark workloads shaped like upstream scheduler_perf's
-//! (test/integration/scheduler_perf/config/performance-config.yaml): the same
-//! node and pod templates, run through the engine with instant binding, so
-//! the figures measure the scheduler alone.
+//! (test/integration/scheduler_perf/<topic>/performance-config.yaml since
+//! Kubernetes 1.31; `misc/` holds SchedulingBasic): the same node and pod
+//! templates, run through the engine with instant binding, so the figures
+//! measure the scheduler alone. [`upstream`] reads and runs upstream's own
+//! workload files through the same driver loop.
 
 use std::time::Instant;
 
 mod dra;
+pub mod upstream;
 
 use berth_core::config::KubeSchedulerConfiguration;
 use berth_core::driver::{Driver, Effect, Unobserved};
@@ -254,7 +257,7 @@ pub struct BenchReport {
     pub p99_us: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -298,15 +301,39 @@ pub fn run(
 ) -> Result<BenchReport, berth_core::config::ConfigError> {
     // Plugins' writes (DRA claims) go to memory, and the controllers a
     // cluster runs answer them, as in `berth simulate`.
+    let (host, writer) = bench_host(opts);
+    let result = run_with(w, nodes, pods, opts, &host, &writer, &mut progress);
+    writer.detach();
+    result
+}
+
+/// The plugin host every benchmark runs with: plugins' writes (DRA claims)
+/// go to memory, answered as a cluster's controllers would. The caller
+/// detaches the writer when done.
+fn bench_host(opts: &BenchOptions) -> (PluginHost, std::sync::Arc<crate::writer::MemoryWriter>) {
     let writer = std::sync::Arc::new(crate::writer::MemoryWriter::default());
     let mut host = PluginHost::new(std::sync::Arc::new(berth_core::framework::NoEvents)).with_writer(writer.clone());
     if let Some(w) = &opts.wasm {
         host = host.with_service(w.clone());
     }
     writer.attach(host.clone());
-    let result = run_with(w, nodes, pods, opts, &host, &writer, &mut progress);
-    writer.detach();
-    result
+    (host, writer)
+}
+
+/// The engine and driver every benchmark runs: the options' profiles,
+/// every pod adopted, no events.
+fn bench_driver(opts: &BenchOptions, host: &PluginHost) -> Result<Driver, berth_core::config::ConfigError> {
+    let frameworks = opts.config.build_frameworks_with(&opts.registry, host)?;
+    let engine = Engine::new(
+        frameworks,
+        EngineConfig {
+            percentage_of_nodes_to_score: opts.config.percentage_of_nodes_to_score.unwrap_or(0),
+            seed: opts.seed,
+            adopt_all_pods: true,
+            ..Default::default()
+        },
+    );
+    Ok(Driver::new(engine, std::sync::Arc::new(Unobserved)).with_events(false))
 }
 
 /// Loads objects of kinds plugins read into their stores and the writer.
@@ -338,17 +365,7 @@ fn run_with(
     writer: &std::sync::Arc<crate::writer::MemoryWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BenchReport, berth_core::config::ConfigError> {
-    let frameworks = opts.config.build_frameworks_with(&opts.registry, host)?;
-    let engine = Engine::new(
-        frameworks,
-        EngineConfig {
-            percentage_of_nodes_to_score: opts.config.percentage_of_nodes_to_score.unwrap_or(0),
-            seed: opts.seed,
-            adopt_all_pods: true,
-            ..Default::default()
-        },
-    );
-    let mut driver = Driver::new(engine, std::sync::Arc::new(Unobserved)).with_events(false);
+    let mut driver = bench_driver(opts, host)?;
     for i in 0..nodes {
         driver.engine_mut().add_node(workload_node(w, i), 0);
     }
@@ -361,7 +378,7 @@ fn run_with(
         driver.engine_mut().add_pod(p, 0);
     }
     let mut clock = Clock::new();
-    drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {}, writer);
+    drain(&mut driver, &mut clock, usize::MAX, &mut Vec::new(), &mut |_, _| {}, &mut |_| {}, writer);
     let groups = anti_affinity_groups(nodes, pods);
     if matches!(w, Workload::GangScheduling | Workload::GangMixed) {
         // The PodGroups exist before their pods, as the Job controller makes them.
@@ -383,7 +400,7 @@ fn run_with(
     }
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
-    let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, progress, writer);
+    let scheduled = drain(&mut driver, &mut clock, pods, &mut lat, progress, &mut |_| {}, writer);
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     Ok(BenchReport {
@@ -423,13 +440,16 @@ impl Clock {
     }
 }
 
-/// Schedules until the queue has nothing active; returns how many were bound.
+/// Schedules until the queue has nothing active; returns how many were
+/// bound, and tells `bound_pod` of each. The one drain loop: the hand-made
+/// workloads and upstream's go through it.
 fn drain(
     driver: &mut Driver,
     clock: &mut Clock,
     total: usize,
     lat: &mut Vec<f64>,
     progress: &mut dyn FnMut(usize, usize),
+    bound_pod: &mut dyn FnMut(&PodInfo),
     writer: &crate::writer::MemoryWriter,
 ) -> usize {
     let mut bound = 0;
@@ -448,8 +468,9 @@ fn drain(
         };
         attempts += 1;
         crate::apply(driver, effects, now, |_, e| {
-            if matches!(e, Effect::Bound { .. }) {
+            if let Effect::Bound { pod, .. } = &e {
                 bound += 1;
+                bound_pod(pod);
             }
         });
         // What plugins wrote reaches the queue as a watch would deliver it.

@@ -94,6 +94,21 @@ enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Run upstream's own scheduler_perf workloads instead: a
+        /// `performance-config.yaml`, or a scheduler_perf directory (e.g.
+        /// `$(go env GOMODCACHE)/k8s.io/kubernetes@v1.37.2/test/integration/scheduler_perf`).
+        /// --workload then names a test case or `<test case>/<workload>`;
+        /// --nodes and --pods are the workloads' own.
+        #[arg(long, conflicts_with = "emit_cluster")]
+        upstream: Option<PathBuf>,
+        /// With --upstream: which workloads' labels to run (upstream's
+        /// -perf-scheduling-label-filter: `x` or `+x` required, `-x` excluded).
+        #[arg(long, default_value = "performance", requires = "upstream")]
+        label_filter: String,
+        /// With --upstream: only list the selected workloads, runnable or
+        /// not (with the reason), without running them.
+        #[arg(long, requires = "upstream")]
+        list: bool,
         /// Instead of benchmarking, write a SchedulingBasic-shaped cluster
         /// (--nodes nodes, --pods pending pods) as manifests to this file,
         /// for timing `berth simulate` end to end.
@@ -208,21 +223,9 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, con
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    let tty = std::io::stderr().is_terminal();
     let mut reports = Vec::new();
     for w in list {
-        let bar = if tty {
-            let b = indicatif::ProgressBar::new(pods as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{prefix:>26} [{bar:40}] {pos}/{len} pods {per_sec}")
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(w.name());
-            Some(b)
-        } else {
-            None
-        };
+        let bar = progress_bar(w.name(), pods);
         let r = bench::run(w, nodes, pods, opts, |done, _| {
             if let Some(b) = &bar {
                 b.set_position(done as u64);
@@ -256,6 +259,115 @@ fn run_bench(workload: &str, nodes: usize, pods: usize, opts: &BenchOptions, con
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(())
+}
+
+/// One selected upstream workload in `berth bench --upstream` output: its
+/// figures, or why it was not run.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum UpstreamOutcome {
+    Ran(bench::upstream::UpstreamReport),
+    NotRun { workload: String, skipped: String },
+}
+
+/// `berth bench --upstream`: upstream's workloads, each run or listed as
+/// skipped with the reason; an error in a file or a run that did not bind
+/// its pods fails the command.
+fn run_upstream_bench(
+    path: &Path,
+    workload: &str,
+    filter: &str,
+    list: bool,
+    opts: &BenchOptions,
+    config: Option<&Path>,
+    format: OutputFormat,
+) -> Result<()> {
+    use bench::upstream::{self, Planned};
+    let files = upstream::find_configs(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if files.is_empty() {
+        bail!("{}: no */performance-config.yaml here (a scheduler_perf directory, or one such file)", path.display());
+    }
+    let (test_case, name) = match workload {
+        "all" => (None, None),
+        w => match w.split_once('/') {
+            Some((t, n)) => (Some(t), Some(n)),
+            None => (Some(w), None),
+        },
+    };
+    let read = |p: &Path| std::fs::read_to_string(p);
+    let mut outcomes = Vec::new();
+    let mut ran = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let cfg = upstream::load(file, &text)?;
+        for r in cfg.select(filter, test_case, name) {
+            let outcome = match upstream::plan(&cfg, r, &read)? {
+                Planned::NotRunnable { name, reason } => UpstreamOutcome::NotRun { workload: name, skipped: reason },
+                Planned::Runnable(p) if list => UpstreamOutcome::NotRun {
+                    workload: p.name.clone(),
+                    skipped: format!("runnable: {} nodes, {} measured pods (--list)", p.nodes, p.measured_pods),
+                },
+                Planned::Runnable(p) => {
+                    let bar = progress_bar(&p.name, p.measured_pods);
+                    let r = upstream::run(&p, opts, |done, _| {
+                        if let Some(b) = &bar {
+                            b.set_position(done as u64);
+                        }
+                    })
+                    .map_err(|e| match e {
+                        upstream::UpstreamError::Scheduler(_) => anyhow::Error::new(e).context(config_name(config)),
+                        other => anyhow::Error::new(other),
+                    })?;
+                    if let Some(b) = bar {
+                        b.finish_and_clear();
+                    }
+                    ran += 1;
+                    UpstreamOutcome::Ran(r)
+                }
+            };
+            if matches!(format, OutputFormat::Table) {
+                match &outcome {
+                    UpstreamOutcome::Ran(r) => println!(
+                        "{:<58} nodes={:<6} pods={:<6} {:>9.0} pods/s  sampled={:>9} threshold={:>5}  p50={:>8.1}µs p99={:>8.1}µs",
+                        r.workload,
+                        r.nodes,
+                        r.pods,
+                        r.pods_per_second,
+                        r.sampled_average.map(|a| format!("{a:.0}")).unwrap_or_else(|| "-".into()),
+                        r.threshold.map(|t| format!("{t:.0}")).unwrap_or_else(|| "-".into()),
+                        r.p50_us,
+                        r.p99_us
+                    ),
+                    UpstreamOutcome::NotRun { workload, skipped } => println!("{workload:<58} skipped: {skipped}"),
+                }
+            }
+            outcomes.push(outcome);
+        }
+    }
+    if outcomes.is_empty() {
+        bail!("no workload under {} matches --workload {workload:?} and --label-filter {filter:?}", path.display());
+    }
+    if matches!(format, OutputFormat::Json) {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    }
+    if !list {
+        eprintln!("berth bench: {ran} of {} selected workloads ran; the others are listed as skipped with the reason", outcomes.len());
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, none otherwise.
+fn progress_bar(prefix: &str, len: usize) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(len as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>26} [{bar:40}] {pos}/{len} pods {per_sec}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix(prefix.to_string());
+        b
+    })
 }
 
 fn init_logs(format: LogFormat) {
@@ -438,12 +550,15 @@ fn execute(cli: Cli, registry: Registry) -> ExitCode {
         Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => {
             std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
         }
-        Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None } => {
+        Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None, upstream, label_filter, list } => {
             let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default());
             cfg.and_then(|cfg| {
                 let wasm = Some(wasm_loader(config.as_deref(), *seed));
                 let opts = BenchOptions { config: cfg, registry: registry.clone(), seed: *seed, wasm };
-                run_bench(workload, *nodes, *pods, &opts, config.as_deref(), *output)
+                match upstream {
+                    Some(path) => run_upstream_bench(path, workload, label_filter, *list, &opts, config.as_deref(), *output),
+                    None => run_bench(workload, *nodes, *pods, &opts, config.as_deref(), *output),
+                }
             })
         }
         Command::Run { .. } => unreachable!("handled above"),
