@@ -54,6 +54,12 @@ pub trait DriverObserver: Send + Sync {
     fn preemption(&self, victims: usize) {}
     /// A pod group's cycle ended (`scheduler_podgroup_schedule_attempts_total`).
     fn group_attempt(&self, result: crate::engine::GroupAttempt) {}
+    /// A cycle chose a node for a pod, `seconds` after the pod was popped
+    /// (`scheduler_scheduling_algorithm_duration_seconds`).
+    fn algorithm(&self, seconds: f64) {}
+    /// `count` pods entered `queue` (`active`, `backoff`, `unschedulable`)
+    /// on `event` (`scheduler_queue_incoming_pods_total`).
+    fn incoming(&self, queue: &str, event: &str, count: u64) {}
     /// The queue's sizes after a step (`scheduler_pending_pods`).
     fn queue(&self, counts: &QueueCounts) {}
     /// The cache's sizes, reported with the queue's (`scheduler_cache_size`):
@@ -247,6 +253,9 @@ impl Driver {
                     return None;
                 }
             }
+            if let Some(s) = self.engine.take_algorithm_seconds() {
+                self.observer.algorithm(s);
+            }
         }
         let mut effects = Vec::with_capacity(outcomes.len());
         while let Some(o) = outcomes.pop() {
@@ -273,6 +282,11 @@ impl Driver {
     fn report_queue(&mut self, now_ms: i64) {
         for incident in self.engine.take_cache_incidents() {
             self.observer.cache_error(&incident);
+        }
+        if self.observer.is_active() {
+            for (queue, event, n) in self.engine.queue.take_incoming() {
+                self.observer.incoming(queue, event, n);
+            }
         }
         if self.observer.is_active() && self.queue_reported_ms.is_none_or(|t| now_ms - t >= QUEUE_REPORT_EVERY_MS || now_ms < t) {
             self.queue_reported_ms = Some(now_ms);

@@ -354,6 +354,14 @@ impl DriverObserver for Metrics {
     fn group_attempt(&self, result: berth_core::engine::GroupAttempt) {
         self.podgroup_attempts.get_or_create(&GroupResultLabel { result: result.as_str() }).inc();
     }
+
+    fn algorithm(&self, seconds: f64) {
+        self.algorithm_duration.observe(seconds);
+    }
+
+    fn incoming(&self, queue: &str, event: &str, count: u64) {
+        self.queue_incoming.get_or_create(&IncomingLabels { queue: queue.into(), event: event.into() }).inc_by(count);
+    }
 }
 
 #[cfg(test)]
@@ -379,8 +387,8 @@ mod tests {
             operation: "add_pod (bound pod added)",
             error: berth_core::cache::CacheError::PodExists("default/p".into()),
         });
-        m.algorithm_duration.observe(0.002);
-        m.queue_incoming.get_or_create(&IncomingLabels { queue: "active".into(), event: "PodAdd".into() }).inc();
+        m.algorithm(0.002);
+        m.incoming("active", "UnscheduledPodAdd", 1);
         let request = |code: &str| RequestLabels { code: code.into(), method: "POST".into(), host: "10.0.0.1:6443".into() };
         m.rest_client_requests.get_or_create(&request("201")).inc_by(3);
         m.rest_client_requests.get_or_create(&request("<error>")).inc();

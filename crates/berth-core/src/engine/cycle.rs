@@ -111,6 +111,7 @@ impl Engine {
     pub fn schedule_one(&mut self, now_ms: i64) -> Option<Outcome> {
         self.queue.flush(now_ms);
         let qpi = self.queue.pop()?;
+        let popped = std::time::Instant::now();
         let key = qpi.key();
         let Some(fwk) = self.profile_for(&qpi.pod_info.pod.scheduler_name).cloned() else {
             self.queue.done(&key);
@@ -127,6 +128,10 @@ impl Engine {
         let mut state = self.new_cycle_state(&fwk);
         let pod = qpi.pod_info.clone();
         let res = self.runner.schedule_pod(&fwk, &mut state, &pod, &self.snapshot, &self.queue.nominator);
+        if res.is_ok() {
+            // Upstream observes from the pop to SchedulePod's success.
+            self.algorithm_seconds = Some(popped.elapsed().as_secs_f64());
+        }
         match res {
             Ok(result) => Some(match self.assume_and_reserve(&fwk, qpi, state, result, now_ms) {
                 Ok(placed) => self.permit(placed, fwk, now_ms),

@@ -79,6 +79,9 @@ pub struct Engine {
     group_results: HashMap<String, GroupResult>,
     /// Cache operations that failed where none should, not yet reported.
     cache_incidents: Vec<CacheIncident>,
+    /// How long the last cycle took from pop to a chosen node, when it
+    /// chose one (`scheduler_scheduling_algorithm_duration_seconds`).
+    algorithm_seconds: Option<f64>,
     /// How many such failures there have been in all.
     cache_errors: u64,
 }
@@ -162,6 +165,7 @@ impl Engine {
             adopt_all_pods: cfg.adopt_all_pods,
             attempts: 0,
             cache_incidents: Vec::new(),
+            algorithm_seconds: None,
             cache_errors: 0,
         }
     }
@@ -178,6 +182,12 @@ impl Engine {
 
     /// The cache operations that failed since the last call (at most
     /// 1024 are kept between calls; [`Engine::cache_errors`] counts all).
+    /// How long the last scheduling cycle took from popping the pod to
+    /// choosing its node, if a cycle chose one since the last call.
+    pub fn take_algorithm_seconds(&mut self) -> Option<f64> {
+        self.algorithm_seconds.take()
+    }
+
     pub fn take_cache_incidents(&mut self) -> Vec<CacheIncident> {
         std::mem::take(&mut self.cache_incidents)
     }

@@ -613,3 +613,56 @@ fn a_cache_operation_that_fails_is_counted_and_the_driver_reports_it_once() {
     assert_eq!(got[0].error, crate::cache::CacheError::PodExists(bound.key()));
     assert_eq!(d.engine().cache_errors(), 1);
 }
+
+/// The driver reports what upstream's queue and cycle metrics count: pods
+/// entering each queue by event, and the algorithm's time of cycles that
+/// chose a node (none for a cycle that did not).
+#[test]
+fn the_driver_reports_incoming_pods_by_queue_and_event_and_the_algorithms_time() {
+    use crate::driver::{Driver, DriverObserver};
+    use std::collections::BTreeMap;
+    #[derive(Default)]
+    struct Seen {
+        incoming: std::sync::Mutex<BTreeMap<(String, String), u64>>,
+        algorithm: std::sync::Mutex<Vec<f64>>,
+    }
+    impl DriverObserver for Seen {
+        fn algorithm(&self, seconds: f64) {
+            self.algorithm.lock().unwrap().push(seconds);
+        }
+        fn incoming(&self, queue: &str, event: &str, count: u64) {
+            *self.incoming.lock().unwrap().entry((queue.into(), event.into())).or_default() += count;
+        }
+    }
+    let mut e = engine(1);
+    e.add_pod(make_pod("fits").uid("u1").req(100, 0).obj(), 0);
+    e.add_pod(make_pod("big").uid("u2").req(6000, 0).obj(), 0);
+    let seen = Arc::new(Seen::default());
+    let mut d = Driver::new(e, seen.clone());
+    let mut now = 0;
+    while let Some(effects) = d.step(now) {
+        for fx in effects {
+            if let crate::driver::Effect::Bind(b) = fx {
+                d.binding_finished(b, Status::success(), now);
+            }
+        }
+        now += 1;
+    }
+    assert_eq!(seen.algorithm.lock().unwrap().len(), 1, "one cycle chose a node, the other failed");
+    // A node that fits the big pod moves it out of the unschedulable pods.
+    d.engine_mut().add_node(make_node("n2").capacity(8000, 8 << 30, 110).obj(), now);
+    d.step(now + 5_000);
+    let got = seen.incoming.lock().unwrap().clone();
+    let want: BTreeMap<(String, String), u64> = [
+        (("active", "UnscheduledPodAdd"), 2),
+        (("unschedulable", "ScheduleAttemptFailure"), 1),
+        // Still in its 1 s backoff when the node came, it waited that out.
+        (("backoff", "NodeAdd"), 1),
+        (("active", "BackoffComplete"), 1),
+    ]
+    .into_iter()
+    .map(|((q, e), n)| ((q.to_string(), e.to_string()), n))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(seen.algorithm.lock().unwrap().len(), 2, "the big pod's second cycle chose n2");
+}

@@ -10,7 +10,7 @@
 mod heap;
 mod nominator;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::framework::{ClusterEvent, ClusterEventWithHint, EventObject, PodInfo, QueuedPodInfo, QueueingHint};
@@ -83,7 +83,29 @@ pub struct SchedulingQueue {
     /// No unschedulable (ungated) pod has waited too long before this time:
     /// `flush` looks for them only from then on, not on every call.
     stale_from_ms: i64,
+    /// Pods put into each queue since the last `take_incoming`, by (queue,
+    /// event): upstream's `scheduler_queue_incoming_pods_total`.
+    incoming: BTreeMap<(&'static str, &'static str), u64>,
     pub nominator: Nominator,
+}
+
+/// The `event` label of pods that entered a queue for a reason other than a
+/// cluster event (upstream's names).
+pub mod incoming {
+    /// A new pending pod.
+    pub const POD_ADD: &str = "UnscheduledPodAdd";
+    /// A queued pod's object changed.
+    pub const POD_UPDATE: &str = "UnscheduledPodUpdate";
+    /// A scheduling attempt failed.
+    pub const ATTEMPT_FAILURE: &str = "ScheduleAttemptFailure";
+    /// A pod's backoff ended.
+    pub const BACKOFF_COMPLETE: &str = "BackoffComplete";
+    /// Nothing was active: a backing-off pod was taken early.
+    pub const POP_FROM_BACKOFF: &str = "PopFromBackoffQ";
+    /// A pod waited unschedulable longer than the limit.
+    pub const UNSCHEDULABLE_TIMEOUT: &str = "UnschedulableTimeout";
+    /// A held pod (preemptor) was let go.
+    pub const FORCE_ACTIVATE: &str = "ForceActivate";
 }
 
 impl SchedulingQueue {
@@ -102,6 +124,7 @@ impl SchedulingQueue {
             arrivals: 0,
             held: HashSet::new(),
             stale_from_ms: i64::MAX,
+            incoming: BTreeMap::new(),
             nominator: Nominator::default(),
         }
     }
@@ -114,6 +137,29 @@ impl SchedulingQueue {
     pub fn counts(&self) -> QueueCounts {
         let gated = self.unschedulable.values().filter(|q| q.gated).count();
         QueueCounts { active: self.active.len(), backoff: self.backoff.len(), unschedulable: self.unschedulable.len() - gated, gated }
+    }
+
+    /// How many pods entered each queue, by (queue, event), since the last
+    /// call: `queue` is `active`, `backoff` or `unschedulable`.
+    pub fn take_incoming(&mut self) -> Vec<(&'static str, &'static str, u64)> {
+        std::mem::take(&mut self.incoming).into_iter().map(|((q, e), n)| (q, e, n)).collect()
+    }
+
+    fn count_incoming(&mut self, queue: &'static str, event: &'static str) {
+        *self.incoming.entry((queue, event)).or_default() += 1;
+    }
+
+    fn put_active(&mut self, q: QueuedPodInfo, event: &'static str) {
+        self.where_is.insert(q.key(), Location::Active);
+        self.active.push(q);
+        self.count_incoming("active", event);
+    }
+
+    fn put_unschedulable(&mut self, q: QueuedPodInfo, event: &'static str) {
+        let key = q.key();
+        self.where_is.insert(key.clone(), Location::Unschedulable);
+        self.unschedulable.insert(key, q);
+        self.count_incoming("unschedulable", event);
     }
 
     pub fn len(&self) -> usize {
@@ -140,23 +186,20 @@ impl SchedulingQueue {
         let mut qpi = QueuedPodInfo::new(pod, now_ms);
         self.arrivals += 1;
         qpi.seq = self.arrivals;
-        self.enqueue_new(qpi);
+        self.enqueue_new(qpi, incoming::POD_ADD);
     }
 
-    fn enqueue_new(&mut self, mut qpi: QueuedPodInfo) {
-        let key = qpi.key();
+    fn enqueue_new(&mut self, mut qpi: QueuedPodInfo, event: &'static str) {
         let s = (self.pre_enqueue)(&qpi.pod_info.pod);
         if s.is_success() {
             qpi.gated = false;
-            self.where_is.insert(key, Location::Active);
-            self.active.push(qpi);
+            self.put_active(qpi, event);
         } else {
             qpi.gated = true;
             if !s.plugin.is_empty() {
                 qpi.unschedulable_plugins.insert(s.plugin);
             }
-            self.where_is.insert(key.clone(), Location::Unschedulable);
-            self.unschedulable.insert(key, qpi);
+            self.put_unschedulable(qpi, event);
         }
     }
 
@@ -198,11 +241,11 @@ impl SchedulingQueue {
                 if was_gated {
                     // Gates may have been removed: re-run PreEnqueue.
                     self.where_is.remove(&key);
-                    self.enqueue_new(q);
+                    self.enqueue_new(q, incoming::POD_UPDATE);
                 } else {
                     // Any update may make it schedulable; upstream retries it.
                     self.where_is.remove(&key);
-                    self.requeue(q, now_ms);
+                    self.requeue(q, now_ms, incoming::POD_UPDATE);
                 }
             }
             Some(Location::InFlight) => {}
@@ -235,8 +278,7 @@ impl SchedulingQueue {
             let all = std::mem::take(&mut self.backoff);
             for q in all {
                 if !self.backing_off(&q, now_ms) {
-                    self.where_is.insert(q.key(), Location::Active);
-                    self.active.push(q);
+                    self.put_active(q, incoming::BACKOFF_COMPLETE);
                 } else {
                     self.backoff.push(q);
                 }
@@ -261,7 +303,7 @@ impl SchedulingQueue {
         stale.sort();
         let stale: Vec<String> = stale.into_iter().map(|(_, k)| k).collect();
         for k in stale {
-            self.requeue_unschedulable(&k, now_ms);
+            self.requeue_unschedulable(&k, now_ms, incoming::UNSCHEDULABLE_TIMEOUT);
         }
     }
 
@@ -350,15 +392,14 @@ impl SchedulingQueue {
             });
         self.done(&key);
         if errored {
-            self.push_backoff(q);
+            self.push_backoff(q, incoming::ATTEMPT_FAILURE);
             return;
         }
         if helped {
-            self.requeue(q, now_ms);
+            self.requeue(q, now_ms, incoming::ATTEMPT_FAILURE);
         } else {
             self.stale_from_ms = self.stale_from_ms.min(q.timestamp + self.cfg.max_in_unschedulable_ms);
-            self.where_is.insert(key.clone(), Location::Unschedulable);
-            self.unschedulable.insert(key, q);
+            self.put_unschedulable(q, incoming::ATTEMPT_FAILURE);
         }
     }
 
@@ -374,29 +415,30 @@ impl SchedulingQueue {
             .filter(|(_, q)| !(q.unschedulable_plugins.is_empty() && q.pending_plugins.is_empty()))
             .min_by_key(|(_, q)| (self.backoff_expiry(q), -(q.pod_info.pod.priority as i64), q.timestamp, q.seq))
             .map(|(i, _)| i)?;
+        self.count_incoming("active", incoming::POP_FROM_BACKOFF);
         Some(self.backoff.remove(best))
     }
 
-    fn push_backoff(&mut self, q: QueuedPodInfo) {
+    fn push_backoff(&mut self, q: QueuedPodInfo, event: &'static str) {
         self.where_is.insert(q.key(), Location::Backoff);
         self.backoff.push(q);
+        self.count_incoming("backoff", event);
     }
 
     /// Moves the unschedulable pod `key` back to backoffQ or activeQ (`requeue`).
-    fn requeue_unschedulable(&mut self, key: &str, now_ms: i64) {
+    fn requeue_unschedulable(&mut self, key: &str, now_ms: i64, event: &'static str) {
         if let Some(q) = self.unschedulable.remove(key) {
             self.where_is.remove(key);
-            self.requeue(q, now_ms);
+            self.requeue(q, now_ms, event);
         }
     }
 
     /// Back to backoffQ if still backing off, else activeQ.
-    fn requeue(&mut self, q: QueuedPodInfo, now_ms: i64) {
+    fn requeue(&mut self, q: QueuedPodInfo, now_ms: i64, event: &'static str) {
         if self.backing_off(&q, now_ms) {
-            self.push_backoff(q);
+            self.push_backoff(q, event);
         } else {
-            self.where_is.insert(q.key(), Location::Active);
-            self.active.push(q);
+            self.put_active(q, event);
         }
     }
 
@@ -452,10 +494,10 @@ impl SchedulingQueue {
             if gated {
                 let q = self.unschedulable.remove(&k).expect("listed");
                 self.where_is.remove(&k);
-                self.enqueue_new(q);
+                self.enqueue_new(q, ev.label);
                 n += usize::from(self.where_is.get(&k) == Some(&Location::Active));
             } else {
-                self.requeue_unschedulable(&k, now_ms);
+                self.requeue_unschedulable(&k, now_ms, ev.label);
                 n += 1;
             }
         }
@@ -515,7 +557,7 @@ impl SchedulingQueue {
                 let Some(q) = self.unschedulable.get_mut(key) else { return };
                 forget(q);
                 if !q.gated {
-                    self.requeue_unschedulable(key, now_ms);
+                    self.requeue_unschedulable(key, now_ms, incoming::POD_UPDATE);
                 }
             }
             Some(Location::InFlight) | None => {}
@@ -537,7 +579,7 @@ impl SchedulingQueue {
         if let Some(q) = self.unschedulable.get_mut(key).filter(|q| q.gated) {
             q.gated = false;
             self.held.remove(key);
-            self.requeue_unschedulable(key, now_ms);
+            self.requeue_unschedulable(key, now_ms, incoming::FORCE_ACTIVATE);
         }
     }
 
