@@ -246,7 +246,7 @@ fn bench_runs_upstreams_own_workloads() {
         .map(|c| format!("{c}/k8s.io/kubernetes@v1.37.2/test/integration/scheduler_perf"))
         .filter(|p| std::path::Path::new(p).is_dir())
     else {
-        eprintln!("skipped: upstream's scheduler_perf files are not in the Go module cache");
+        common::skip(common::Lack::Host, "upstream's scheduler_perf files are not in the Go module cache (run testenv/build)");
         return;
     };
     let out = berth(&["bench", "--upstream", &perf, "--label-filter", "integration-test,short", "--workload", "SchedulingBasic/5Nodes"]);
