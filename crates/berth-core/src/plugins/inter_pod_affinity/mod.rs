@@ -158,8 +158,11 @@ impl PreFilterState {
 
 #[derive(Clone, Debug, Default)]
 struct PreScoreState {
-    /// topology key -> value -> score.
-    topology_score: HashMap<String, HashMap<String, i64>>,
+    /// "topology key \0 value" -> (score, nodes that add to it), shared with
+    /// the memo that built it.
+    topology_score: Arc<Totals>,
+    /// The topology keys of `topology_score`.
+    keys: Vec<String>,
 }
 
 impl InterPodAffinity {
@@ -180,6 +183,41 @@ impl InterPodAffinity {
                 super::bump_count(inner, v, weight);
             }
         }
+    }
+
+    /// `pod`'s labels restricted to the keys that the selectors of existing
+    /// pods' `terms` name (each key with its value, or absent), the keys
+    /// themselves included: two pods with the same projection are matched by
+    /// exactly the same existing terms. The key set is memoized per node
+    /// (under `question`) like the counts.
+    fn projected_labels(
+        &self,
+        question: &str,
+        pod: &Pod,
+        snap: &Snapshot,
+        pods: fn(&NodeInfo) -> &[Arc<PodInfo>],
+        terms: impl Fn(&PodInfo) -> Vec<&AffinityTerm>,
+    ) -> String {
+        let keys = self.memos.counts_multi(question, snap, |node| {
+            let mut out: Vec<(String, i64)> = Vec::new();
+            for existing in pods(node) {
+                for t in terms(existing) {
+                    for r in &t.selector.requirements {
+                        if !out.iter().any(|(k, _)| *k == r.key) {
+                            out.push((r.key.clone(), 1));
+                        }
+                    }
+                }
+            }
+            out
+        });
+        let mut keys: Vec<&String> = keys.keys().collect();
+        keys.sort_unstable();
+        let mut s = String::new();
+        for k in keys {
+            s.push_str(&format!("{k:?}={:?};", pod.labels.get(k.as_str())));
+        }
+        s
     }
 
     fn process_existing_pod(
@@ -239,7 +277,22 @@ impl Plugin for InterPodAffinity {
         let p = &pod.pod;
         let any_anti = snap.have_pods_with_required_anti_affinity().next().is_some();
         if any_anti {
-            let sig = format!("existing-anti|{}|{:?}|{:?}|{}", p.namespace, p.labels, own_ns, snap.namespaces_version);
+            // Only the labels existing terms select on can change the answer:
+            // keying by all of them would make every pod of a workload whose
+            // pods carry a label of their own (a name, an index) a new question.
+            let sig = format!(
+                "existing-anti|{}|{}|{:?}|{}",
+                p.namespace,
+                self.projected_labels(
+                    "existing-anti-keys",
+                    p,
+                    snap,
+                    |n| &n.pods_with_required_anti_affinity,
+                    |e| e.required_anti_affinity_terms.iter().collect()
+                ),
+                own_ns,
+                snap.namespaces_version
+            );
             s.existing_anti = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods_with_required_anti_affinity {
@@ -354,9 +407,34 @@ impl Plugin for InterPodAffinity {
             return Status::skip();
         }
         let namespaces = snap.namespaces.clone();
-        let own_ns = ns_labels(&namespaces, &pod.pod.namespace);
-        let mut score: HashMap<String, HashMap<String, i64>> = HashMap::new();
-        let mut visit = |node: &Arc<NodeInfo>, pods: &[Arc<PodInfo>]| {
+        let own_ns = ns_labels(&namespaces, &pod.pod.namespace).cloned();
+        let hard = self.args.hard_pod_affinity_weight > 0;
+        // Memoized per node across cycles, as PreFilter's counts: the
+        // question is the incoming pod's own preferences and what of it
+        // existing pods' terms can select (its namespace, the labels they
+        // name, its namespace's labels).
+        let projected = self.projected_labels(
+            "score-keys",
+            &pod.pod,
+            snap,
+            |n| &n.pods_with_affinity,
+            |e| {
+                let mut terms: Vec<&AffinityTerm> = Vec::new();
+                if hard {
+                    terms.extend(&e.required_affinity_terms);
+                }
+                terms.extend(e.preferred_affinity_terms.iter().map(|w| &w.term));
+                terms.extend(e.preferred_anti_affinity_terms.iter().map(|w| &w.term));
+                terms
+            },
+        );
+        let sig = format!(
+            "score|{has_constraints}|{:?}|{:?}|{}|{projected}|{own_ns:?}|{}",
+            pod.preferred_affinity_terms, pod.preferred_anti_affinity_terms, pod.pod.namespace, snap.namespaces_version
+        );
+        let totals = self.memos.counts_multi(&sig, snap, |node| {
+            let pods = if has_constraints { &node.pods } else { &node.pods_with_affinity };
+            let mut score: HashMap<String, HashMap<String, i64>> = HashMap::new();
             for existing in pods {
                 // Without preferences of its own, the incoming pod is only
                 // scored by existing pods' affinity terms (required anti-affinity
@@ -369,22 +447,17 @@ impl Plugin for InterPodAffinity {
                     continue;
                 }
                 let ens = ns_labels(&namespaces, &existing.pod.namespace);
-                self.process_existing_pod(pod, own_ns, existing, ens, &node.node, &mut score);
+                self.process_existing_pod(pod, own_ns.as_ref(), existing, ens, &node.node, &mut score);
             }
-        };
-        if has_constraints {
-            for n in snap.nodes() {
-                visit(n, &n.pods);
-            }
-        } else {
-            for n in snap.have_pods_with_affinity() {
-                visit(n, &n.pods_with_affinity);
-            }
-        }
-        if score.is_empty() {
+            score.into_iter().flat_map(|(k, values)| values.into_iter().map(move |(v, w)| (format!("{k}\0{v}"), w))).collect()
+        });
+        if totals.is_empty() {
             return Status::skip();
         }
-        state.write_scheduling_only(PRE_SCORE_KEY, PreScoreState { topology_score: score });
+        let mut keys: Vec<String> = totals.keys().filter_map(|p| p.split_once('\0')).map(|(k, _)| k.to_string()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        state.write_scheduling_only(PRE_SCORE_KEY, PreScoreState { topology_score: totals, keys });
         Status::success()
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
@@ -392,9 +465,9 @@ impl Plugin for InterPodAffinity {
             return (0, Status::error("reading PreScore state of InterPodAffinity"));
         };
         let mut total = 0;
-        for (key, values) in &s.topology_score {
+        for key in &s.keys {
             if let Some(v) = node.node.labels.get(key) {
-                total += values.get(v).copied().unwrap_or(0);
+                total += with_pair(key, v, |pair| s.topology_score.get(pair).map_or(0, |e| e.0));
             }
         }
         (total, Status::success())

@@ -13,7 +13,10 @@ fn nodes() -> Vec<Node> {
 }
 
 fn filter_all(pod: Pod, snap: &Snapshot) -> Vec<(String, Code, String)> {
-    let pl = new(None).unwrap();
+    filter_with(&*new(None).unwrap(), pod, snap)
+}
+
+fn filter_with(pl: &dyn Plugin, pod: Pod, snap: &Snapshot) -> Vec<(String, Code, String)> {
     let pi = PodInfo::new(pod);
     let mut st = CycleState::new();
     let (_, s) = pl.pre_filter(&mut st, &pi, snap);
@@ -259,7 +262,10 @@ fn namespace_selector() {
 }
 
 fn normalized(pod: Pod, snap: &Snapshot, args: Option<serde_json::Value>) -> Vec<i64> {
-    let pl = new(args.as_ref()).unwrap();
+    normalized_with(&*new(args.as_ref()).unwrap(), pod, snap)
+}
+
+fn normalized_with(pl: &dyn Plugin, pod: Pod, snap: &Snapshot) -> Vec<i64> {
     let pi = PodInfo::new(pod);
     let mut st = CycleState::new();
     if pl.pre_score(&mut st, &pi, snap.nodes(), snap).is_skip() {
@@ -340,4 +346,79 @@ fn preemption_extensions() {
     assert!(pl.filter(&st, &pi, &n1).is_success());
     pl.add_pod(&mut st, &pi, &n1.pods[0].clone(), &n1);
     assert!(!pl.filter(&st, &pi, &n1).is_success());
+}
+
+/// The existing-anti-affinity counts are memoized per question, keyed by
+/// the incoming pod's labels projected onto the keys existing terms select
+/// on. Pods that differ only in other labels (upstream's scheduler_perf
+/// gives each pod a `signature` of its own) share the answer; pods that
+/// differ in a selected label do not. One plugin across a sequence of pods
+/// must answer as a fresh plugin does for each.
+#[test]
+fn memoized_existing_anti_affinity_answers_as_a_fresh_computation() {
+    let existing = vec![
+        make_pod("e1").label("app", "web").pod_anti_affinity("app", "web", HOST).node("n1").obj(),
+        make_pod("e2").label("tier", "db").pod_anti_affinity("tier", "db", "region").node("n2").obj(),
+    ];
+    let snap = snapshot(nodes(), existing);
+    let incoming = [
+        make_pod("p1").label("app", "web").label("signature", "1").obj(),
+        make_pod("p2").label("app", "web").label("signature", "2").obj(),
+        make_pod("p3").label("app", "api").label("signature", "3").obj(),
+        make_pod("p4").label("tier", "db").label("signature", "4").obj(),
+        make_pod("p5").label("signature", "5").obj(),
+        make_pod("p6").label("app", "web").label("tier", "db").obj(),
+    ];
+    let expected: [[&str; 3]; 6] = [
+        ["existing", "ok", "ok"],
+        ["existing", "ok", "ok"],
+        ["ok", "ok", "ok"],
+        ["existing", "existing", "ok"],
+        ["ok", "ok", "ok"],
+        ["existing", "existing", "ok"],
+    ];
+    let pl = new(None).unwrap();
+    for (pod, want) in incoming.into_iter().zip(expected) {
+        let name = pod.name.clone();
+        let fresh = filter_all(pod.clone(), &snap);
+        let shared = filter_with(&*pl, pod, &snap);
+        assert_eq!(verdicts(&shared), want, "{name}, one plugin for all pods");
+        assert_eq!(verdicts(&fresh), want, "{name}, a fresh plugin");
+    }
+}
+
+/// PreScore's topology scores are memoized per node across cycles, keyed by
+/// the incoming pod's preferences and its labels projected onto the keys
+/// existing terms select on. One plugin across a sequence of pods, and
+/// across a change of the cluster, must score as a fresh plugin does.
+#[test]
+fn memoized_scores_answer_as_a_fresh_computation() {
+    let mut existing = vec![
+        make_pod("e1").label("app", "web").pod_affinity("app", "db", "zone").node("n1").obj(),
+        make_pod("e2").label("app", "db").preferred_pod_anti_affinity(10, "app", "db", "region").node("n3").obj(),
+        make_pod("e3").label("tier", "cache").preferred_pod_affinity(7, "tier", "cache", "zone").node("n2").obj(),
+    ];
+    let incoming = || {
+        vec![
+            make_pod("p1").label("app", "db").label("signature", "1").obj(),
+            make_pod("p2").label("app", "db").label("signature", "2").obj(),
+            make_pod("p3").label("tier", "cache").label("signature", "3").obj(),
+            make_pod("p4").label("signature", "4").obj(),
+            make_pod("p5").label("app", "db").preferred_pod_affinity(5, "app", "web", "region").obj(),
+            make_pod("p6").label("app", "db").label("tier", "cache").preferred_pod_anti_affinity(3, "app", "web", "zone").obj(),
+        ]
+    };
+    let pl = new(None).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..2 {
+        let snap = snapshot(nodes(), existing.clone());
+        for pod in incoming() {
+            let name = pod.name.clone();
+            let fresh = normalized(pod.clone(), &snap, None);
+            assert_eq!(normalized_with(&*pl, pod, &snap), fresh, "{name} in round {round}");
+            seen.insert(fresh);
+        }
+        existing.push(make_pod("e4").label("app", "db").pod_affinity("tier", "cache", "region").node("n3").obj());
+    }
+    assert!(seen.len() >= 4, "the pods were scored alike: {seen:?}");
 }
