@@ -14,6 +14,17 @@ use crate::framework::ObjectKind;
 use crate::model::NodeSelector;
 use crate::plugins::volume::objects::{Meta, WireNodeSelector};
 
+/// Go writes a nil list or map of a field without `omitempty` as `null`
+/// (Kubernetes 1.34 does so for a ResourceSlice's `devices` when the slice
+/// holds only counters, or when the API server dropped them): read it as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `resource.k8s.io/v1 ResourceClaim`.
 pub const CLAIMS: ObjectKind = ObjectKind::namespaced("resource.k8s.io", "v1", "ResourceClaim", "resourceclaims");
 /// `resource.k8s.io/v1 ResourceClaimTemplate`.
@@ -89,10 +100,13 @@ pub struct ClaimSpec {
 #[serde(default)]
 pub struct DeviceClaim {
     /// The requests, allocated in order.
+    #[serde(deserialize_with = "null_as_default")]
     pub requests: Vec<DeviceRequest>,
     /// Constraints across requests.
+    #[serde(deserialize_with = "null_as_default")]
     pub constraints: Vec<DeviceConstraint>,
     /// Configuration for drivers, copied into the allocation.
+    #[serde(deserialize_with = "null_as_default")]
     pub config: Vec<ClaimConfig>,
 }
 
@@ -106,6 +120,7 @@ pub struct DeviceRequest {
     /// A request for devices of one class.
     pub exactly: Option<ExactRequest>,
     /// Alternatives, in order of preference (`DRAPrioritizedList`).
+    #[serde(deserialize_with = "null_as_default")]
     pub first_available: Vec<SubRequest>,
 }
 
@@ -116,6 +131,7 @@ pub struct ExactRequest {
     /// The DeviceClass.
     pub device_class_name: String,
     /// CEL selectors, all of which a device must pass.
+    #[serde(deserialize_with = "null_as_default")]
     pub selectors: Vec<DeviceSelector>,
     /// `ExactCount` (the default) or `All`.
     pub allocation_mode: String,
@@ -124,10 +140,12 @@ pub struct ExactRequest {
     /// Admin access: the device may be in use by others.
     pub admin_access: Option<bool>,
     /// Device taints this request tolerates.
+    #[serde(deserialize_with = "null_as_default")]
     pub tolerations: Vec<DeviceToleration>,
     /// Capacity to consume on a device that allows several allocations.
     pub capacity: Option<CapacityRequirements>,
     /// Alpha `derivedAttributes` (Berth, as upstream with the gate off, refuses them).
+    #[serde(deserialize_with = "null_as_default")]
     pub derived_attributes: Vec<serde_json::Value>,
 }
 
@@ -140,16 +158,19 @@ pub struct SubRequest {
     /// The DeviceClass.
     pub device_class_name: String,
     /// CEL selectors.
+    #[serde(deserialize_with = "null_as_default")]
     pub selectors: Vec<DeviceSelector>,
     /// `ExactCount` (default) or `All`.
     pub allocation_mode: String,
     /// How many devices, for `ExactCount`.
     pub count: i64,
     /// Device taints tolerated.
+    #[serde(deserialize_with = "null_as_default")]
     pub tolerations: Vec<DeviceToleration>,
     /// Capacity to consume.
     pub capacity: Option<CapacityRequirements>,
     /// Alpha `derivedAttributes`.
+    #[serde(deserialize_with = "null_as_default")]
     pub derived_attributes: Vec<serde_json::Value>,
 }
 
@@ -158,6 +179,7 @@ pub struct SubRequest {
 #[serde(default)]
 pub struct CapacityRequirements {
     /// Amount by capacity name.
+    #[serde(deserialize_with = "null_as_default")]
     pub requests: BTreeMap<String, String>,
 }
 
@@ -182,6 +204,7 @@ pub struct CelSelector {
 #[serde(default, rename_all = "camelCase")]
 pub struct DeviceConstraint {
     /// The requests it applies to; empty: all.
+    #[serde(deserialize_with = "null_as_default")]
     pub requests: Vec<String>,
     /// Every device must have this attribute, with the same value.
     pub match_attribute: Option<String>,
@@ -194,6 +217,7 @@ pub struct DeviceConstraint {
 #[serde(default)]
 pub struct ClaimConfig {
     /// The requests it applies to; empty: all.
+    #[serde(deserialize_with = "null_as_default")]
     pub requests: Vec<String>,
     /// `opaque` (driver parameters), kept verbatim.
     pub opaque: Option<serde_json::Value>,
@@ -244,8 +268,10 @@ pub struct ClaimStatus {
     /// The allocation, once made.
     pub allocation: Option<AllocationResult>,
     /// Who uses the claim (at most 256).
+    #[serde(deserialize_with = "null_as_default")]
     pub reserved_for: Vec<ConsumerRef>,
     /// Per-device status written by drivers (binding conditions).
+    #[serde(deserialize_with = "null_as_default")]
     pub devices: Vec<AllocatedDeviceStatus>,
 }
 
@@ -291,9 +317,11 @@ impl AllocationResult {
 pub struct DeviceAllocation {
     /// One entry per allocated device.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub results: Vec<DeviceResult>,
     /// Configuration from the classes and the claim.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub config: Vec<AllocationConfig>,
 }
 
@@ -314,18 +342,22 @@ pub struct DeviceResult {
     pub admin_access: Option<bool>,
     /// The request's tolerations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub tolerations: Vec<DeviceToleration>,
     /// Conditions the device's driver must report before the pod binds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub binding_conditions: Vec<String>,
     /// Conditions that, when true, fail the binding.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub binding_failure_conditions: Vec<String>,
     /// For a device shared by several allocations: this allocation's share.
     #[serde(rename = "shareID", skip_serializing_if = "Option::is_none")]
     pub share_id: Option<String>,
     /// Capacity this allocation consumes of a shared device.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub consumed_capacity: BTreeMap<String, String>,
 }
 
@@ -337,6 +369,7 @@ pub struct AllocationConfig {
     pub source: String,
     /// The requests it applies to; empty: all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub requests: Vec<String>,
     /// Opaque driver parameters, verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,6 +387,7 @@ pub struct AllocatedDeviceStatus {
     /// Device.
     pub device: String,
     /// Conditions (binding conditions are read from here).
+    #[serde(deserialize_with = "null_as_default")]
     pub conditions: Vec<Condition>,
 }
 
@@ -422,8 +456,10 @@ pub struct SliceSpec {
     /// Each device says where it is reachable from.
     pub per_device_node_selection: Option<bool>,
     /// The devices.
+    #[serde(deserialize_with = "null_as_default")]
     pub devices: Vec<Device>,
     /// Counters shared by the pool's devices (partitionable devices).
+    #[serde(deserialize_with = "null_as_default")]
     pub shared_counters: Vec<CounterSet>,
 }
 
@@ -446,6 +482,7 @@ pub struct CounterSet {
     /// Name, unique in the pool.
     pub name: String,
     /// Counter name → value.
+    #[serde(deserialize_with = "null_as_default")]
     pub counters: BTreeMap<String, Counter>,
 }
 
@@ -464,10 +501,13 @@ pub struct Device {
     /// Name, unique in the pool.
     pub name: String,
     /// Attributes by (qualified) name.
+    #[serde(deserialize_with = "null_as_default")]
     pub attributes: BTreeMap<String, DeviceAttribute>,
     /// Capacities by (qualified) name.
+    #[serde(deserialize_with = "null_as_default")]
     pub capacity: BTreeMap<String, DeviceCapacity>,
     /// Counters this device consumes while allocated.
+    #[serde(deserialize_with = "null_as_default")]
     pub consumes_counters: Vec<CounterConsumption>,
     /// With `perDeviceNodeSelection`: the device's node.
     pub node_name: Option<String>,
@@ -476,12 +516,15 @@ pub struct Device {
     /// With `perDeviceNodeSelection`: reachable from every node.
     pub all_nodes: Option<bool>,
     /// Taints of the device.
+    #[serde(deserialize_with = "null_as_default")]
     pub taints: Vec<DeviceTaint>,
     /// Binds the allocation to the node it was made for.
     pub binds_to_node: Option<bool>,
     /// Conditions that must be true before a pod using it binds.
+    #[serde(deserialize_with = "null_as_default")]
     pub binding_conditions: Vec<String>,
     /// Conditions that fail the binding.
+    #[serde(deserialize_with = "null_as_default")]
     pub binding_failure_conditions: Vec<String>,
     /// Several allocations may share the device (consumable capacity).
     pub allow_multiple_allocations: Option<bool>,
@@ -518,6 +561,7 @@ pub struct RequestPolicy {
     /// Consumed when the request names no amount.
     pub default: Option<String>,
     /// The only amounts allowed (requests round up to one).
+    #[serde(deserialize_with = "null_as_default")]
     pub valid_values: Vec<String>,
     /// A range of amounts, in steps.
     pub valid_range: Option<ValidRange>,
@@ -542,8 +586,10 @@ pub struct CounterConsumption {
     /// The counter set.
     pub counter_set: String,
     /// Counter name → amount.
+    #[serde(deserialize_with = "null_as_default")]
     pub counters: BTreeMap<String, Counter>,
     /// Alpha compatibility groups (Berth, as upstream with the gate off, ignores slices using them).
+    #[serde(deserialize_with = "null_as_default")]
     pub compatibility_groups: Vec<String>,
 }
 
@@ -574,8 +620,10 @@ pub struct DeviceClass {
 #[serde(default, rename_all = "camelCase")]
 pub struct DeviceClassSpec {
     /// Selectors every device of the class passes.
+    #[serde(deserialize_with = "null_as_default")]
     pub selectors: Vec<DeviceSelector>,
     /// Configuration copied into allocations.
+    #[serde(deserialize_with = "null_as_default")]
     pub config: Vec<ClaimConfig>,
     /// The extended resource this class backs (`example.com/gpu`).
     pub extended_resource_name: Option<String>,

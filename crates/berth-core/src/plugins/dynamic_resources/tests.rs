@@ -320,3 +320,18 @@ fn diagnose_says_how_far_the_node_s_devices_got() {
     let together = base(devices(&["a"]), claim("claim-0", json!([exactly("req-0", "class-a", 1), exactly("req-1", "class-a", 1)])), vec![]);
     assert_eq!(diagnose(&together), "each request could be met alone, but not all together");
 }
+
+/// Kubernetes 1.34 writes a slice's `devices` as `null` when it has none
+/// (a counters-only slice, or counters its API server dropped): such a
+/// slice is read as one with no devices, not refused.
+#[test]
+fn a_slice_with_null_lists_is_read_as_empty() {
+    let slice: ResourceSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "n-counters"},
+        "spec": {"driver": "gpu.example.com", "nodeName": "n", "pool": {"name": "n", "generation": 1, "resourceSliceCount": 2},
+                 "devices": null, "sharedCounters": null}
+    }))
+    .unwrap();
+    assert!(slice.spec.devices.is_empty() && slice.spec.shared_counters.is_empty());
+    assert_eq!(slice.spec.node_name.as_deref(), Some("n"));
+}
