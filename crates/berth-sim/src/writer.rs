@@ -31,6 +31,8 @@ struct Objects {
     version: u64,
     /// Changes not yet delivered to the queue: kind and action.
     changed: Vec<(ObjectKind, Option<ObjectKey>, u32)>,
+    /// What plugins wrote into pods (a status field), merged per pod.
+    pod_writes: BTreeMap<ObjectKey, Value>,
 }
 
 /// In-memory objects of the kinds plugins declared.
@@ -205,6 +207,14 @@ impl ObjectWriter for MemoryWriter {
     }
 
     fn get(&self, kind: &ObjectKind, namespace: &str, name: &str) -> Result<Value, WriteError> {
+        if *kind == PODS {
+            // Pods are kept elsewhere: a pod read here holds its name and
+            // what plugins wrote into it.
+            let key = key_of(kind, namespace, name).1;
+            let mut pod = self.lock().pod_writes.get(&key).cloned().unwrap_or_else(|| json!({}));
+            merge(&mut pod, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}}));
+            return Ok(pod);
+        }
         self.lock()
             .by_key
             .get(&key_of(kind, namespace, name))
@@ -251,9 +261,13 @@ impl ObjectWriter for MemoryWriter {
 
     fn merge_patch(&self, kind: &ObjectKind, namespace: &str, name: &str, patch: &Value) -> Result<Value, WriteError> {
         if *kind == PODS {
-            // The simulator keeps pods elsewhere and reads no status a
-            // plugin writes: the write is taken and forgotten.
-            return Ok(patch.clone());
+            // The simulator keeps pods elsewhere and schedules by no status
+            // a plugin writes: the write is kept only for plugins to read back.
+            let key = key_of(kind, namespace, name).1;
+            let mut o = self.lock();
+            let pod = o.pod_writes.entry(key).or_insert_with(|| json!({}));
+            merge(pod, patch);
+            return Ok(pod.clone());
         }
         let key = key_of(kind, namespace, name);
         let show = || WriteError::key(kind, namespace, name);

@@ -26,10 +26,9 @@ impl Plugin for DeviceReport {
 
     /// PostBind runs after the pod is bound, off the scheduling thread.
     fn post_bind(&self, _state: &CycleState, pod: &PodInfo, _node: &str) {
-        if pod.pod.resource_claims.is_empty() {
-            return;
-        }
         let note = match berth::dra::allocated_devices(&self.handle, &pod.pod) {
+            // No claim, and no extended resource backed by devices.
+            Ok(claims) if claims.is_empty() => return,
             Ok(claims) => claims
                 .iter()
                 .map(|(claim, devices)| {

@@ -86,7 +86,14 @@ spec:
   driver: gpu.example.com
   nodeName: n1
   pool: {name: n1, generation: 1, resourceSliceCount: 1}
-  devices: [{name: gpu-0}, {name: gpu-1}]
+  devices: [{name: gpu-0}, {name: gpu-1}, {name: gpu-2}]
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu-by-count}
+spec:
+  extendedResourceName: example.com/gpu
+  selectors: [{cel: {expression: 'device.driver == "gpu.example.com"'}}]
 ---
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaimTemplate
@@ -103,6 +110,20 @@ spec:
   schedulerName: custom-scheduler
   containers: [{name: c, image: train, resources: {claims: [{name: gpu}]}}]
   resourceClaims: [{name: gpu, resourceClaimTemplateName: two-gpus}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: inferer}
+spec:
+  schedulerName: custom-scheduler
+  containers: [{name: c, image: infer, resources: {limits: {example.com/gpu: "1"}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  schedulerName: custom-scheduler
+  containers: [{name: c, image: web}]
 "#;
     let config = "apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -117,4 +138,15 @@ profiles:
     assert_eq!(trainer.node.as_deref(), Some("n1"), "{}", trainer.message);
     let report = trainer.events.iter().find(|e| e.reason == "DevicesAllocated").expect("a DevicesAllocated event");
     assert_eq!(report.note, "gpu: gpu.example.com/n1/gpu-0, gpu.example.com/n1/gpu-1");
+    // A pod asking for `example.com/gpu`, which a DeviceClass backs: its
+    // device comes through the claim the scheduler made, under that claim's name.
+    let inferer = r.pods.iter().find(|p| p.name == "inferer").unwrap();
+    assert_eq!(inferer.node.as_deref(), Some("n1"), "{}", inferer.message);
+    let report = inferer.events.iter().find(|e| e.reason == "DevicesAllocated").expect("a DevicesAllocated event");
+    let (claim, devices) = report.note.split_once(": ").unwrap();
+    assert!(claim.starts_with("inferer-extended-resources-"), "{}", report.note);
+    assert_eq!(devices, "gpu.example.com/n1/gpu-2");
+    // A pod with neither gets no report.
+    let plain = r.pods.iter().find(|p| p.name == "plain").unwrap();
+    assert!(!plain.events.iter().any(|e| e.reason == "DevicesAllocated"), "{:?}", plain.events);
 }

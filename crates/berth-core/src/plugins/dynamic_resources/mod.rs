@@ -680,19 +680,47 @@ fn compute_score(claims: &[Arc<ResourceClaim>], allocated: &[Vec<String>]) -> Re
 /// the manifests' objects in `berth simulate`): what a plugin of the binding
 /// cycle (PreBind after DynamicResources', Bind, PostBind) reads to learn
 /// which devices its pod got. A claim not allocated (yet) has no devices;
-/// a pod claim that needs no claim is left out, and so is the claim made
-/// for extended resources backed by DRA (it is named in the pod's
-/// `status.extendedResourceClaimStatus` once PreBind wrote it).
+/// a pod claim that needs no claim is left out. The claim made for the
+/// pod's extended resources backed by DRA (`example.com/gpu: 2` on a node
+/// without that allocatable) comes last, under its ResourceClaim's name,
+/// once PreBind has written it into the pod's
+/// `status.extendedResourceClaimStatus`.
 pub fn allocated_devices(handle: &Handle, pod: &Pod) -> Result<Vec<(String, Vec<DeviceResult>)>, String> {
     let writer = handle.writer().ok_or("this runtime cannot read ResourceClaims")?;
+    let allocation = |name: &str| -> Result<Vec<DeviceResult>, String> {
+        let claim = writer.get(&CLAIMS, &pod.namespace, name).map_err(|e| e.to_string())?;
+        let claim: ResourceClaim = serde_json::from_value(claim).map_err(|e| format!("resourceclaim {}/{name}: {e}", pod.namespace))?;
+        Ok(claim.status.allocation.map(|a| a.devices.results).unwrap_or_default())
+    };
     let mut out = Vec::new();
     for c in &pod.resource_claims {
         let Some((name, _)) = claim_name(pod, c)? else { continue };
-        let claim = writer.get(&CLAIMS, &pod.namespace, &name).map_err(|e| e.to_string())?;
-        let claim: ResourceClaim = serde_json::from_value(claim).map_err(|e| format!("resourceclaim {}/{name}: {e}", pod.namespace))?;
-        out.push((c.name.clone(), claim.status.allocation.map(|a| a.devices.results).unwrap_or_default()));
+        out.push((c.name.clone(), allocation(&name)?));
+    }
+    if let Some(name) = extended_claim_name(writer.as_ref(), pod)? {
+        let devices = allocation(&name)?;
+        out.push((name, devices));
     }
     Ok(out)
+}
+
+/// The claim made for `pod`'s extended resources, as its status names it:
+/// from `pod` itself, else (the pod in hand predates PreBind's write) read
+/// again, only for a pod asking for an extended resource at all.
+fn extended_claim_name(writer: &dyn ObjectWriter, pod: &Pod) -> Result<Option<String>, String> {
+    if let Some(name) = &pod.extended_resource_claim {
+        return Ok(Some(name.clone()));
+    }
+    let asks = pod
+        .containers
+        .iter()
+        .chain(&pod.init_containers)
+        .any(|c| c.requests.scalar.iter().any(|(n, q)| *q != 0 && extended::is_dra_extended_resource_name(n)));
+    if !asks {
+        return Ok(None);
+    }
+    let now = writer.get(&PODS, &pod.namespace, &pod.name).map_err(|e| e.to_string())?;
+    Ok(now.pointer("/status/extendedResourceClaimStatus/resourceClaimName").and_then(|n| n.as_str()).map(str::to_string))
 }
 
 #[crate::plugin]
