@@ -471,3 +471,205 @@ spec:
     ns.pods().delete("two", &Default::default()).await.unwrap();
     ns.bound("two-more").await;
 }
+
+impl Ns {
+    /// A pod with one claim `gpu` from the template `template`.
+    async fn pod_with_template(&self, name: &str, template: &str) {
+        let extra = json!({
+            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": template}],
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+        });
+        self.pod(name, "berth", "100m", extra).await;
+    }
+}
+
+/// One claim, written by the user, shared by three pods: one device is
+/// allocated once, and every pod that uses it is in `reservedFor`.
+#[tokio::test]
+async fn a_shared_claim_is_allocated_once_and_reserved_for_every_pod_that_uses_it() {
+    shared_scheduler();
+    let ns = Ns::new("drashared").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 2);
+    ns.apply(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: shared}
+spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: NS-gpu, allocationMode: ExactCount, count: 1}}]}}
+",
+    );
+    let extra = json!({
+        "resourceClaims": [{"name": "gpu", "resourceClaimName": "shared"}],
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m"}, "claims": [{"name": "gpu"}]}}],
+    });
+    let pods = ["reader-0", "reader-1", "reader-2"];
+    for p in pods {
+        ns.pod(p, "berth", "100m", extra.clone()).await;
+    }
+    let mut uids = Vec::new();
+    for p in pods {
+        assert_eq!(ns.bound(p).await, node, "{p}");
+        uids.push(ns.pods().get(p).await.unwrap().metadata.uid.unwrap());
+    }
+    let claim = wait_for("the claim reserved for all three pods", || async {
+        let c = ns.claims().get("shared").await.ok()?;
+        let n = c.data.pointer("/status/reservedFor").and_then(|r| r.as_array()).map_or(0, Vec::len);
+        (n == 3).then_some(c)
+    })
+    .await;
+    let mut reserved: Vec<String> =
+        claim.data["status"]["reservedFor"].as_array().unwrap().iter().map(|r| r["uid"].as_str().unwrap().to_string()).collect();
+    reserved.sort();
+    uids.sort();
+    assert_eq!(reserved, uids);
+    assert_eq!(allocated(&claim), [format!("{}.gpu.example.com/{node}/gpu-0", ns.name)], "one device, allocated once");
+    // The other GPU is still free for a claim of its own.
+    ns.gpu_pod("own").await;
+    ns.bound("own").await;
+    assert_eq!(allocated(&ns.claim_of("own").await), [format!("{}.gpu.example.com/{node}/gpu-1", ns.name)]);
+}
+
+/// `firstAvailable`: a request lists what it would take, best first. No
+/// H100 is published, so the claim gets an A100 through its second
+/// subrequest, and the allocation names that subrequest.
+#[tokio::test]
+async fn first_available_takes_the_first_subrequest_that_can_be_met() {
+    shared_scheduler();
+    let ns = Ns::new("drafirst").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    ns.gpus(&node, 1);
+    ns.apply(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: best-gpu}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        firstAvailable:
+        - name: h100
+          deviceClassName: NS-gpu
+          selectors: [{cel: {expression: 'device.attributes[\"NS.gpu.example.com\"].model == \"h100\"'}}]
+        - name: a100
+          deviceClassName: NS-gpu
+          selectors: [{cel: {expression: 'device.attributes[\"NS.gpu.example.com\"].model == \"a100\"'}}]
+",
+    );
+    ns.pod_with_template("trainer", "best-gpu").await;
+    assert_eq!(ns.bound("trainer").await, node);
+    let claim = ns.claim_of("trainer").await;
+    let results = claim.data.pointer("/status/allocation/devices/results").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["request"], json!("gpu/a100"));
+    assert_eq!(results[0]["device"], json!("gpu-0"));
+    // The only A100 is taken and no H100 exists: the next pod waits.
+    ns.pod_with_template("second", "best-gpu").await;
+    let note = ns.failed_note("second").await;
+    assert!(note.contains("1 cannot allocate all claims"), "{note}");
+    assert_eq!(ns.node_of("second").await, None);
+}
+
+/// Partitionable devices: one GPU offered whole or as two halves, all
+/// drawing on one counter set of 40Gi. Two halves fit together; the whole
+/// GPU waits until both halves are released. Before Kubernetes 1.35 the
+/// API server drops counters (DRAPartitionableDevices was alpha, off).
+#[tokio::test]
+async fn partitions_of_one_device_share_its_counters() {
+    shared_scheduler();
+    let ns = Ns::new("drapart").await;
+    let node = ns.node("n", "8", json!({}), json!([])).await;
+    let consumes = |gi: u32| format!("consumesCounters: [{{counterSet: gpu-0, counters: {{memory: {{value: {gi}Gi}}}}}}]");
+    ns.apply(&format!(
+        "apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {{name: NS-gpu}}
+spec: {{}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {node}-counters}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {node}
+  pool: {{name: {node}, generation: 1, resourceSliceCount: 2}}
+  sharedCounters:
+  - name: gpu-0
+    counters: {{memory: {{value: 40Gi}}}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {{name: {node}-partitions}}
+spec:
+  driver: NS.gpu.example.com
+  nodeName: {node}
+  pool: {{name: {node}, generation: 1, resourceSliceCount: 2}}
+  devices:
+  - {{name: whole, attributes: {{size: {{string: whole}}}}, {whole}}}
+  - {{name: half-0, attributes: {{size: {{string: half}}}}, {half}}}
+  - {{name: half-1, attributes: {{size: {{string: half}}}}, {half}}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {{name: half}}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: NS-gpu
+          selectors: [{{cel: {{expression: 'device.attributes[\"NS.gpu.example.com\"].size == \"half\"'}}}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {{name: whole}}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: NS-gpu
+          selectors: [{{cel: {{expression: 'device.attributes[\"NS.gpu.example.com\"].size == \"whole\"'}}}}]
+",
+        whole = consumes(40),
+        half = consumes(20),
+    ));
+    let slices: Api<kube::core::DynamicObject> = Api::all_with(ns.c.clone(), &dra_resource("ResourceSlice", "resourceslices"));
+    let counters = slices.get(&format!("{node}-counters")).await.unwrap();
+    if counters.data.pointer("/spec/sharedCounters").is_none() {
+        skip(Lack::Api, "this API server drops ResourceSlice sharedCounters (DRAPartitionableDevices is off before 1.35)");
+        return;
+    }
+    ns.pod_with_template("half-a", "half").await;
+    ns.pod_with_template("half-b", "half").await;
+    let mut halves = Vec::new();
+    for p in ["half-a", "half-b"] {
+        assert_eq!(ns.bound(p).await, node, "{p}");
+        halves.extend(allocated(&ns.claim_of(p).await));
+    }
+    halves.sort();
+    let device = |d: &str| format!("{}.gpu.example.com/{node}/{d}", ns.name);
+    assert_eq!(halves, [device("half-0"), device("half-1")]);
+    // The halves use all 40Gi: the whole GPU is not free, though no claim has it.
+    ns.pod_with_template("big", "whole").await;
+    let note = ns.failed_note("big").await;
+    assert!(note.contains("1 cannot allocate all claims"), "{note}");
+    // One half released: 20Gi is still not enough.
+    ns.pods().delete("half-a", &Default::default()).await.unwrap();
+    wait_for("half-a's claim to be deleted", || async {
+        let left = ns.claims().list(&ListParams::default()).await.ok()?.items.len();
+        (left == 2).then_some(())
+    })
+    .await;
+    ns.pod_with_template("half-c", "half").await;
+    assert_eq!(ns.bound("half-c").await, node);
+    assert_eq!(ns.node_of("big").await, None, "the whole GPU went out while a half was in use");
+    // Both halves released: the whole GPU is bound.
+    ns.pods().delete("half-b", &Default::default()).await.unwrap();
+    ns.pods().delete("half-c", &Default::default()).await.unwrap();
+    assert_eq!(ns.bound("big").await, node);
+    assert_eq!(allocated(&ns.claim_of("big").await), [device("whole")]);
+}
