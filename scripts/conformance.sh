@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Upstream's own scheduling end-to-end tests, against Berth, against
+# Upstream's own end-to-end tests of a scheduler, against Berth, against
 # kube-scheduler, and against no scheduler at all: builds e2e.test from the
-# pinned k8s.io/kubernetes module (testenv/build e2e), then, for each,
-# starts a fresh test environment with KWOK nodes, runs the scheduler as the
-# cluster's only one (Berth with a profile named default-scheduler; `none`
-# runs none), runs
-#   e2e.test --ginkgo.focus='\[sig-scheduling\]' --ginkgo.skip='Disruptive|Flaky'
-# and keeps its JUnit report in target/conformance/<name>/. Then each
-# scheduler's failed tests are run again, in a fresh environment, up to
-# CONFORMANCE_RERUNS times (default 1; the same for both schedulers), into
-# target/conformance/<name>/rerun-<n>/. Finally writes first runs, reruns and
-# the no-scheduler run side by side into CONFORMANCE.md
-# (scripts/conformance-report.py).
+# pinned k8s.io/kubernetes module (testenv/build e2e), then, for each suite
+# and each scheduler, starts a fresh test environment with KWOK nodes, runs
+# the scheduler as the cluster's only one (Berth with a profile named
+# default-scheduler; `none` runs none), runs
+#   e2e.test --ginkgo.focus=<the suite's focus> --ginkgo.skip=<the suite's skip>
+# and keeps its JUnit report in target/conformance/<suite>/<name>/. The
+# suites (CONFORMANCE_SUITES, default both):
+#   scheduling  '\[sig-scheduling\]'
+#   dra         '\[DRA\] control plane': dynamic resource allocation without
+#               a kubelet (upstream's test driver publishes the ResourceSlices)
+# Then each scheduler's failed tests are run again, in a fresh environment,
+# up to CONFORMANCE_RERUNS times (default 1; the same for both schedulers),
+# into .../<name>/rerun-<n>/. Finally writes first runs, reruns and the
+# no-scheduler run side by side into CONFORMANCE.md, one section per suite
+# (scripts/conformance-report.py); a suite not run keeps its section.
 #
 # With no scheduler most tests wait out their 5-minute timeouts, one after
 # the other: that run is split across CONFORMANCE_SHARDS (default 8) test
@@ -19,8 +23,9 @@
 # ginkgo dry run) into target/conformance/none/shard-<k>/. It runs first,
 # alone, so that it does not load the machine under either scheduler.
 #
-#   scripts/conformance.sh                 # all three (about 1.5 hours on 2 cores)
+#   scripts/conformance.sh                 # all three (about 2 hours on 2 cores)
 #   scripts/conformance.sh berth           # some of them: berth | kube-scheduler | none
+#   CONFORMANCE_SUITES=dra scripts/conformance.sh berth kube-scheduler
 #   E2E_FOCUS='validates basic preemption' scripts/conformance.sh berth   # narrower
 #
 # Not part of CI: it does not fit its 90 minutes.
@@ -36,8 +41,26 @@ schedulers=("$@")
 bin="$(testenv/build e2e | tail -n 1)"
 cp="$bin/controlplane"
 cargo build --release -q -p berth
-focus='\[sig-scheduling\]'
-[[ -n "${E2E_FOCUS:-}" ]] && focus="$focus.*${E2E_FOCUS}"
+read -r -a suites <<<"${CONFORMANCE_SUITES:-scheduling dra}"
+suite_focus() { # suite
+  local f
+  case $1 in
+    scheduling) f='\[sig-scheduling\]' ;;
+    dra) f='\[DRA\] control plane' ;;
+    *) echo "conformance: unknown suite $1 (scheduling | dra)" >&2; exit 2 ;;
+  esac
+  [[ -n "${E2E_FOCUS:-}" ]] && f="$f.*${E2E_FOCUS}"
+  echo "$f"
+}
+# What no suite runs: disruptive and flaky tests; in dra, the tests of the
+# API server's ResourcePoolStatusRequest (alpha, off in the test environment;
+# no scheduler takes part).
+suite_skip() { # suite
+  case $1 in
+    dra) echo 'Disruptive|Flaky|FeatureGate:DRAResourcePoolStatus' ;;
+    *) echo 'Disruptive|Flaky' ;;
+  esac
+}
 
 nodes() { # kubeconfig: four KWOK nodes in two zones, as a small real cluster
   local kubeconfig=$1 i zone
@@ -64,7 +87,7 @@ NODE
   done | "$cp" kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
 }
 
-run_suite() { # name dir focus
+run_suite() { # name dir focus (and $skip)
   local name=$1 dir=$2 focus=$3 sched=
   rm -rf "$dir" && mkdir -p "$dir"
   basename "$(dirname "$bin")" >"$dir/kubernetes-version"
@@ -95,11 +118,11 @@ CONFIG
     *) echo "conformance: unknown scheduler $name (berth | kube-scheduler | none)" >&2; exit 2 ;;
   esac
   [[ $name == none ]] || sched=$!
-  echo "conformance: running [sig-scheduling] with $name (log: $dir/e2e.log)" >&2
+  echo "conformance: running $focus with $name (log: $dir/e2e.log)" >&2
   local start=$SECONDS
   # The suite's exit status is its failures, which the report lists.
   "$bin/e2e.test" --kubeconfig "$kubeconfig" --provider skeleton \
-    --ginkgo.focus "$focus" --ginkgo.skip 'Disruptive|Flaky' \
+    --ginkgo.focus "$focus" --ginkgo.skip "$skip" \
     --ginkgo.junit-report "$dir/junit.xml" --ginkgo.timeout 3h --ginkgo.no-color --ginkgo.silence-skips \
     --minStartupPods 0 --e2e-verify-service-account=false --report-dir "$dir" >"$dir/e2e.log" 2>&1 || true
   echo "conformance: $name took $((SECONDS - start)) s" >&2
@@ -110,10 +133,10 @@ CONFIG
   testenv/down >/dev/null 2>&1 || true
 }
 
-run_none() { # the no-scheduler run, in shards
-  local shards="${CONFORMANCE_SHARDS:-8}" k dir="$base/none"
+run_none() { # base focus: the no-scheduler run, in shards
+  local focus=$2 shards="${CONFORMANCE_SHARDS:-8}" k dir="$1/none"
   rm -rf "$dir" && mkdir -p "$dir"
-  "$bin/e2e.test" --ginkgo.dry-run --ginkgo.focus "$focus" --ginkgo.skip 'Disruptive|Flaky' \
+  "$bin/e2e.test" --ginkgo.dry-run --ginkgo.focus "$focus" --ginkgo.skip "$skip" \
     --ginkgo.junit-report "$dir/tests.xml" --ginkgo.no-color --ginkgo.silence-skips >"$dir/dry-run.log" 2>&1 || true
   for ((k = 0; k < shards; k++)); do
     local share
@@ -124,20 +147,24 @@ run_none() { # the no-scheduler run, in shards
   wait
 }
 
-for s in "${schedulers[@]}"; do
-  if [[ $s == none ]]; then
-    run_none
-    continue
-  fi
-  run_suite "$s" "$base/$s" "$focus"
-  last="$base/$s"
-  for ((n = 1; n <= reruns; n++)); do
-    failed="$(python3 scripts/conformance-report.py --failed "$last/junit.xml")"
-    [[ -z $failed ]] && break
-    echo "conformance: rerun $n of $s's failures" >&2
-    run_suite "$s" "$base/$s/rerun-$n" "$failed"
-    last="$base/$s/rerun-$n"
+for suite in "${suites[@]}"; do
+  focus="$(suite_focus "$suite")" skip="$(suite_skip "$suite")"
+  for s in "${schedulers[@]}"; do
+    if [[ $s == none ]]; then
+      run_none "$base/$suite" "$focus"
+      continue
+    fi
+    run_suite "$s" "$base/$suite/$s" "$focus"
+    last="$base/$suite/$s"
+    for ((n = 1; n <= reruns; n++)); do
+      failed="$(python3 scripts/conformance-report.py --failed "$last/junit.xml")"
+      [[ -z $failed ]] && break
+      echo "conformance: rerun $n of $s's failures" >&2
+      run_suite "$s" "$base/$suite/$s/rerun-$n" "$failed"
+      last="$base/$suite/$s/rerun-$n"
+    done
   done
 done
-python3 scripts/conformance-report.py "$base" >CONFORMANCE.md
+python3 scripts/conformance-report.py "$base" CONFORMANCE.md >"$base/CONFORMANCE.md"
+mv "$base/CONFORMANCE.md" CONFORMANCE.md
 echo "conformance: wrote CONFORMANCE.md" >&2
