@@ -408,31 +408,8 @@ impl Plugin for InterPodAffinity {
         }
         let namespaces = snap.namespaces.clone();
         let own_ns = ns_labels(&namespaces, &pod.pod.namespace).cloned();
-        let hard = self.args.hard_pod_affinity_weight > 0;
-        // Memoized per node across cycles, as PreFilter's counts: the
-        // question is the incoming pod's own preferences and what of it
-        // existing pods' terms can select (its namespace, the labels they
-        // name, its namespace's labels).
-        let projected = self.projected_labels(
-            "score-keys",
-            &pod.pod,
-            snap,
-            |n| &n.pods_with_affinity,
-            |e| {
-                let mut terms: Vec<&AffinityTerm> = Vec::new();
-                if hard {
-                    terms.extend(&e.required_affinity_terms);
-                }
-                terms.extend(e.preferred_affinity_terms.iter().map(|w| &w.term));
-                terms.extend(e.preferred_anti_affinity_terms.iter().map(|w| &w.term));
-                terms
-            },
-        );
-        let sig = format!(
-            "score|{has_constraints}|{:?}|{:?}|{}|{projected}|{own_ns:?}|{}",
-            pod.preferred_affinity_terms, pod.preferred_anti_affinity_terms, pod.pod.namespace, snap.namespaces_version
-        );
-        let totals = self.memos.counts_multi(&sig, snap, |node| {
+        // One node's part of the topology scores, "key\0value" -> weight.
+        let contribution = |node: &NodeInfo| -> Vec<(String, i64)> {
             let pods = if has_constraints { &node.pods } else { &node.pods_with_affinity };
             let mut score: HashMap<String, HashMap<String, i64>> = HashMap::new();
             for existing in pods {
@@ -450,7 +427,48 @@ impl Plugin for InterPodAffinity {
                 self.process_existing_pod(pod, own_ns.as_ref(), existing, ens, &node.node, &mut score);
             }
             score.into_iter().flat_map(|(k, values)| values.into_iter().map(move |(v, w)| (format!("{k}\0{v}"), w))).collect()
-        });
+        };
+        // Without preferences of its own, only nodes with affinity pods
+        // count: where they are few, visiting them beats the memo's pass
+        // over every node (and a cluster with none skips at once).
+        let with_affinity = snap.have_pods_with_affinity().count();
+        let totals = if !has_constraints && with_affinity * 4 < snap.nodes().len() {
+            let mut totals = Totals::new();
+            for node in snap.have_pods_with_affinity() {
+                for (pair, w) in contribution(node) {
+                    let e = totals.entry(pair).or_default();
+                    e.0 += w;
+                    e.1 += 1;
+                }
+            }
+            Arc::new(totals)
+        } else {
+            // Memoized per node across cycles, as PreFilter's counts: the
+            // question is the incoming pod's own preferences and what of it
+            // existing pods' terms can select (its namespace, the labels
+            // they name, its namespace's labels).
+            let hard = self.args.hard_pod_affinity_weight > 0;
+            let projected = self.projected_labels(
+                "score-keys",
+                &pod.pod,
+                snap,
+                |n| &n.pods_with_affinity,
+                |e| {
+                    let mut terms: Vec<&AffinityTerm> = Vec::new();
+                    if hard {
+                        terms.extend(&e.required_affinity_terms);
+                    }
+                    terms.extend(e.preferred_affinity_terms.iter().map(|w| &w.term));
+                    terms.extend(e.preferred_anti_affinity_terms.iter().map(|w| &w.term));
+                    terms
+                },
+            );
+            let sig = format!(
+                "score|{has_constraints}|{:?}|{:?}|{}|{projected}|{own_ns:?}|{}",
+                pod.preferred_affinity_terms, pod.preferred_anti_affinity_terms, pod.pod.namespace, snap.namespaces_version
+            );
+            self.memos.counts_multi(&sig, snap, contribution)
+        };
         if totals.is_empty() {
             return Status::skip();
         }

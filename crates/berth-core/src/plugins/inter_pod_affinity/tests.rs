@@ -422,3 +422,21 @@ fn memoized_scores_answer_as_a_fresh_computation() {
     }
     assert!(seen.len() >= 4, "the pods were scored alike: {seen:?}");
 }
+
+/// With few nodes holding pods with affinity, PreScore visits only those
+/// (no memo pass over every node); a cluster with none skips Score.
+#[test]
+fn few_nodes_with_affinity_pods_are_scored_directly() {
+    let mut many: Vec<Node> = nodes();
+    for i in 4..=12 {
+        many.push(make_node(&format!("n{i}")).label("region", "r3").label("zone", &format!("z{i}")).obj());
+    }
+    let snap = snapshot(many.clone(), vec![make_pod("e").pod_affinity("app", "db", "zone").node("n2").obj()]);
+    let scores = normalized(make_pod("p").label("app", "db").obj(), &snap, None);
+    let want: Vec<i64> = (1..=12).map(|i| if i == 2 { 100 } else { 0 }).collect();
+    assert_eq!(scores, want);
+    // The existing pod's affinity does not select this pod: nothing to score.
+    assert!(normalized(make_pod("p").label("app", "web").obj(), &snap, None).is_empty());
+    let none = snapshot(many, vec![make_pod("e").label("app", "db").node("n2").obj()]);
+    assert!(normalized(make_pod("p").label("app", "db").obj(), &none, None).is_empty());
+}
