@@ -431,8 +431,7 @@ impl Plugin for InterPodAffinity {
         // Without preferences of its own, only nodes with affinity pods
         // count: where they are few, visiting them beats the memo's pass
         // over every node (and a cluster with none skips at once).
-        let with_affinity = snap.have_pods_with_affinity().count();
-        let totals = if !has_constraints && with_affinity * 4 < snap.nodes().len() {
+        let totals = if !has_constraints && snap.have_pods_with_affinity().count() * 4 < snap.nodes().len() {
             let mut totals = Totals::new();
             for node in snap.have_pods_with_affinity() {
                 for (pair, w) in contribution(node) {
