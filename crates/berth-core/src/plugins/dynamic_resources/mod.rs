@@ -342,7 +342,7 @@ impl DynamicResources {
             .requests
             .scalar
             .iter()
-            .filter(|(n, q)| *q != 0 && extended::is_dra_extended_resource_name(n))
+            .filter(|(n, q)| asks_extended(n, *q))
             .map(|(n, q)| (n.to_string(), *q))
             .collect();
         if scalars.is_empty() {
@@ -704,6 +704,12 @@ pub fn allocated_devices(handle: &Handle, pod: &Pod) -> Result<Vec<(String, Vec<
     Ok(out)
 }
 
+/// Whether a request of `quantity` of resource `name` asks for an extended
+/// resource DRA may back (upstream's non-zero extended-resource requests).
+fn asks_extended(name: &str, quantity: i64) -> bool {
+    quantity != 0 && extended::is_dra_extended_resource_name(name)
+}
+
 /// The claim made for `pod`'s extended resources, as its status names it:
 /// from `pod` itself, else (the pod in hand predates PreBind's write) read
 /// again, only for a pod asking for an extended resource at all.
@@ -715,7 +721,7 @@ fn extended_claim_name(writer: &dyn ObjectWriter, pod: &Pod) -> Result<Option<St
         .containers
         .iter()
         .chain(&pod.init_containers)
-        .any(|c| c.requests.scalar.iter().any(|(n, q)| *q != 0 && extended::is_dra_extended_resource_name(n)));
+        .any(|c| c.requests.scalar.iter().any(|(n, q)| asks_extended(n, *q)));
     if !asks {
         return Ok(None);
     }
