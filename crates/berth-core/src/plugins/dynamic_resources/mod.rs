@@ -338,13 +338,8 @@ impl DynamicResources {
     /// The pod's non-zero requests of extended resources, when a class
     /// backs at least one of them (upstream's `preFilterExtendedResources`).
     fn extended_requests(&self, pod: &PodInfo) -> Option<ExtendedRequests> {
-        let scalars: Vec<(String, i64)> = pod
-            .requests
-            .scalar
-            .iter()
-            .filter(|(n, q)| asks_extended(n, *q))
-            .map(|(n, q)| (n.to_string(), *q))
-            .collect();
+        let scalars: Vec<(String, i64)> =
+            pod.requests.scalar.iter().filter(|(n, q)| asks_extended(n, *q)).map(|(n, q)| (n.to_string(), *q)).collect();
         if scalars.is_empty() {
             return None;
         }
@@ -717,11 +712,7 @@ fn extended_claim_name(writer: &dyn ObjectWriter, pod: &Pod) -> Result<Option<St
     if let Some(name) = &pod.extended_resource_claim {
         return Ok(Some(name.clone()));
     }
-    let asks = pod
-        .containers
-        .iter()
-        .chain(&pod.init_containers)
-        .any(|c| c.requests.scalar.iter().any(|(n, q)| asks_extended(n, *q)));
+    let asks = pod.containers.iter().chain(&pod.init_containers).any(|c| c.requests.scalar.iter().any(|(n, q)| asks_extended(n, *q)));
     if !asks {
         return Ok(None);
     }
