@@ -34,6 +34,18 @@ pub fn is_dra_extended_resource_name(name: &str) -> bool {
     is_extended_resource_name(name) || name.starts_with(IMPLICIT_PREFIX)
 }
 
+/// Whether a request of `quantity` of `name` asks for a resource DRA may
+/// back: a non-zero request of a DRA extended resource name.
+pub fn asks_extended(name: &str, quantity: i64) -> bool {
+    quantity != 0 && is_dra_extended_resource_name(name)
+}
+
+/// Whether any of `pod`'s containers, init containers included, asks for a
+/// resource DRA may back ([`asks_extended`]).
+pub fn pod_asks_extended(pod: &Pod) -> bool {
+    pod.containers.iter().chain(&pod.init_containers).any(|c| c.requests.scalar.iter().any(|(n, q)| asks_extended(n, *q)))
+}
+
 /// The cycle-state key of [`Delegated`].
 pub const DELEGATED_KEY: &str = "DynamicResources/delegated";
 

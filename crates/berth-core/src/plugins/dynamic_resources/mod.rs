@@ -339,7 +339,7 @@ impl DynamicResources {
     /// backs at least one of them (upstream's `preFilterExtendedResources`).
     fn extended_requests(&self, pod: &PodInfo) -> Option<ExtendedRequests> {
         let scalars: Vec<(String, i64)> =
-            pod.requests.scalar.iter().filter(|(n, q)| asks_extended(n, *q)).map(|(n, q)| (n.to_string(), *q)).collect();
+            pod.requests.scalar.iter().filter(|(n, q)| extended::asks_extended(n, *q)).map(|(n, q)| (n.to_string(), *q)).collect();
         if scalars.is_empty() {
             return None;
         }
@@ -699,12 +699,6 @@ pub fn allocated_devices(handle: &Handle, pod: &Pod) -> Result<Vec<(String, Vec<
     Ok(out)
 }
 
-/// Whether a request of `quantity` of resource `name` asks for an extended
-/// resource DRA may back (upstream's non-zero extended-resource requests).
-fn asks_extended(name: &str, quantity: i64) -> bool {
-    quantity != 0 && extended::is_dra_extended_resource_name(name)
-}
-
 /// The claim made for `pod`'s extended resources, as its status names it:
 /// from `pod` itself, else (the pod in hand predates PreBind's write) read
 /// again, only for a pod asking for an extended resource at all.
@@ -712,8 +706,7 @@ fn extended_claim_name(writer: &dyn ObjectWriter, pod: &Pod) -> Result<Option<St
     if let Some(name) = &pod.extended_resource_claim {
         return Ok(Some(name.clone()));
     }
-    let asks = pod.containers.iter().chain(&pod.init_containers).any(|c| c.requests.scalar.iter().any(|(n, q)| asks_extended(n, *q)));
-    if !asks {
+    if !extended::pod_asks_extended(pod) {
         return Ok(None);
     }
     let now = writer.get(&PODS, &pod.namespace, &pod.name).map_err(|e| e.to_string())?;

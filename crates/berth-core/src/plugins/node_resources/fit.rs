@@ -12,8 +12,8 @@ use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::resource::is_extended_resource_name;
 use crate::model::Resource;
-use crate::model::{Container, Pod};
-use crate::plugins::dynamic_resources::extended::{is_dra_extended_resource_name, Delegated, DELEGATED_KEY};
+use crate::model::Pod;
+use crate::plugins::dynamic_resources::extended::{pod_asks_extended, Delegated, DELEGATED_KEY};
 use crate::plugins::dynamic_resources::objects::CLASSES;
 
 pub const NAME: &str = "NodeResourcesFit";
@@ -307,8 +307,7 @@ impl Plugin for Fit {
             ClusterEventWithHint::with_hint(
                 ClusterEvent::new(EventResource::Object(CLASSES), action::ADD | action::UPDATE, "DeviceClassChange"),
                 |pod: &Pod, _: &EventObject| {
-                    let asks = |c: &Container| c.requests.scalar.iter().any(|(n, q)| *q != 0 && is_dra_extended_resource_name(n));
-                    if pod.containers.iter().chain(&pod.init_containers).any(asks) {
+                    if pod_asks_extended(pod) {
                         QueueingHint::Queue
                     } else {
                         QueueingHint::Skip
