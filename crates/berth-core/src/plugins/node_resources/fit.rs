@@ -11,8 +11,8 @@ use super::resource_allocation::*;
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::resource::is_extended_resource_name;
-use crate::model::Resource;
 use crate::model::Pod;
+use crate::model::Resource;
 use crate::plugins::dynamic_resources::extended::{pod_asks_extended, Delegated, DELEGATED_KEY};
 use crate::plugins::dynamic_resources::objects::CLASSES;
 
