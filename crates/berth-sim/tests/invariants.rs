@@ -247,6 +247,10 @@ fn replica_cluster(seed: u64) -> Cluster {
         if r.chance(5) {
             n = n.unschedulable();
         }
+        // Scored, not filtered: TaintToleration's kept raw score.
+        if r.chance(25) {
+            n = n.taint("spot", "yes", TaintEffect::PreferNoSchedule);
+        }
         c.nodes.push(n.obj());
     }
     // Low-priority pods already running, some under a PDB.
@@ -282,6 +286,17 @@ fn replica_cluster(seed: u64) -> Cluster {
         }
         if r.chance(20) {
             t = t.host_port(8080);
+        }
+        if r.chance(30) {
+            let zone = format!("z{}", r.below(3));
+            let term = NodeSelectorTerm {
+                match_expressions: vec![Requirement::new("topology.kubernetes.io/zone", SelectorOp::In, &[zone.as_str()])],
+                match_fields: vec![],
+            };
+            t = t.preferred_node_affinity(1 + r.below(100) as i32, term);
+        }
+        if r.chance(25) {
+            t = t.tolerate("spot", "yes", TaintEffect::PreferNoSchedule);
         }
         // Checks that depend on other nodes' pods: reuse must stay off.
         let topology = if r.chance(50) { "kubernetes.io/hostname" } else { "topology.kubernetes.io/zone" };

@@ -55,12 +55,14 @@ pub struct NodeMemo<T> {
     run: u64,
     /// Pods seen in this run so far.
     seen: u32,
+    /// The caller's key of this run (`begin_run`); `None`: no run.
+    key: Option<u64>,
     entries: Vec<Option<(u64, NodeVersion, T)>>,
 }
 
 impl<T> Default for NodeMemo<T> {
     fn default() -> Self {
-        NodeMemo { framework: 0, pod: None, run: 0, seen: 0, entries: Vec::new() }
+        NodeMemo { framework: 0, pod: None, run: 0, seen: 0, key: None, entries: Vec::new() }
     }
 }
 
@@ -72,13 +74,25 @@ impl<T> NodeMemo<T> {
     /// run neither read nor write, so pods of alternating specs, or pairs,
     /// pay nothing for results no later pod would use.
     pub fn begin(&mut self, fwk: &Framework, state: &CycleState, pod: &Arc<PodInfo>, num_nodes: usize) -> bool {
-        let node_local = fwk.filters_are_node_local(state);
-        let same = node_local && self.framework == fwk.id.value() && self.pod.as_ref().is_some_and(|p| p.pod.same_filter_inputs(&pod.pod));
+        self.begin_run(fwk, pod, fwk.filters_are_node_local(state).then_some(0), num_nodes)
+    }
+
+    /// As [`NodeMemo::begin`], for results whose eligibility the caller
+    /// decides: `key` is `None` when they may not be kept for this pod, and
+    /// otherwise tells apart what they were computed with (a run continues
+    /// only while the key, the profile and the pod's filter inputs stay the
+    /// same).
+    pub fn begin_run(&mut self, fwk: &Framework, pod: &Arc<PodInfo>, key: Option<u64>, num_nodes: usize) -> bool {
+        let same = key.is_some()
+            && key == self.key
+            && self.framework == fwk.id.value()
+            && self.pod.as_ref().is_some_and(|p| p.pod.same_filter_inputs(&pod.pod));
         if !same {
             self.run += 1;
             self.seen = 1;
             self.framework = fwk.id.value();
-            self.pod = node_local.then(|| pod.clone());
+            self.key = key;
+            self.pod = key.is_some().then(|| pod.clone());
             return false;
         }
         self.seen = self.seen.saturating_add(1);

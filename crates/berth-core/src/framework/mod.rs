@@ -29,7 +29,7 @@ pub use handle::{
 pub use memo::{NodeMemo, NodeVersion};
 pub use plugin::*;
 pub use registry::{Factory, PluginArgs, PluginError, Registry, RegistryError};
-pub use runtime::{Framework, ScoreMatrix, WeightedPlugin};
+pub use runtime::{Framework, RawScores, ScoreMatrix, WeightedPlugin};
 pub use status::{Code, Reason, Reasons, Status};
 pub use types::{AffinityTerm, PodInfo, WeightedAffinityTerm};
 pub use waiting::{WaitingPod, WaitingPods};

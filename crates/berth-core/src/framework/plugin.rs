@@ -522,6 +522,18 @@ pub trait Plugin: Send + Sync + 'static {
         false
     }
 
+    /// Whether this plugin's raw Score (before `normalize_score`) depends on
+    /// nothing but the node and the pod fields `Pod::same_filter_inputs`
+    /// compares, and whether its PreScore (skipping included) depends on
+    /// those pod fields alone: no other node, no other pod, no count of
+    /// nodes, no clock, no object of the handle. A node's raw score can then
+    /// be kept for the next pod with the same filter inputs while the node is
+    /// unchanged; normalization still runs in every cycle. The default,
+    /// false, is always safe; say true only when all of that holds.
+    fn score_is_node_local(&self) -> bool {
+        false
+    }
+
     /// **Filter, in bulk**: called once for each chunk of nodes the
     /// framework is about to filter for `pod` (a few hundred to a few
     /// thousand, on the scheduling thread), before `filter` runs for each

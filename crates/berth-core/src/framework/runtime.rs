@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use smallvec::SmallVec;
+
 use super::cycle_state::CycleState;
 use super::handle::Handle;
+use super::memo::{NodeMemo, NodeVersion};
 use super::plugin::*;
 use super::status::{Code, Status};
 use super::types::PodInfo;
@@ -55,6 +58,10 @@ fn is_skipped(i: usize, mask: u64, names: &[&'static str], plugin: &dyn Plugin) 
         names.contains(&plugin.name())
     }
 }
+
+/// One node's raw scores from the plugins [`Framework::kept_scores`] names,
+/// in the order of `Framework::score`: what a cycle keeps for the next.
+pub type RawScores = SmallVec<[i64; 4]>;
 
 /// Weighted per-plugin scores for the nodes of one cycle.
 #[derive(Clone, Debug, Default)]
@@ -544,13 +551,49 @@ impl Framework {
     /// Node-major: each node is visited once for all plugins (one pass over
     /// memory, one parallel dispatch), then each plugin's column is normalized.
     pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Result<ScoreMatrix, Status> {
-        let active: Vec<&WeightedPlugin> = self
-            .score
-            .iter()
-            .enumerate()
-            .filter(|(i, w)| !is_skipped(*i, state.skip_score_mask, &state.skip_score, &*w.plugin))
-            .map(|(_, w)| w)
-            .collect();
+        self.run_score_keeping(state, pod, nodes, None)
+    }
+
+    /// The Score plugins whose raw scores may be kept from one cycle to the
+    /// next for the pod `state` belongs to: those PreScore did not skip that
+    /// are node-local (`Plugin::score_is_node_local`), as a mask over
+    /// `score`. `None` when there is none, or more than 64 Score plugins.
+    /// Read it after `run_pre_score`.
+    pub fn kept_scores(&self, state: &CycleState) -> Option<u64> {
+        if self.score.len() > 64 {
+            return None;
+        }
+        let mut mask = 0u64;
+        for (i, w) in self.score.iter().enumerate() {
+            if !is_skipped(i, state.skip_score_mask, &state.skip_score, &*w.plugin) && w.plugin.score_is_node_local() {
+                mask |= 1 << i;
+            }
+        }
+        (mask != 0).then_some(mask)
+    }
+
+    /// As [`Framework::run_score`], with the raw scores of the plugins in
+    /// [`Framework::kept_scores`] read from and kept in a memo: `kept` holds
+    /// the snapshot index of each of `nodes` and a memo readied for this pod
+    /// with `NodeMemo::begin_run` under the key `kept_scores` gave. A node's
+    /// kept row is used only while the node is unchanged; the other plugins
+    /// score every node, and every plugin normalizes in every cycle, so the
+    /// result is the one `run_score` gives.
+    pub fn run_score_keeping(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+        kept: Option<(&[usize], &mut NodeMemo<RawScores>)>,
+    ) -> Result<ScoreMatrix, Status> {
+        let mut active: Vec<&WeightedPlugin> = Vec::with_capacity(self.score.len());
+        let mut local: SmallVec<[bool; 8]> = SmallVec::new();
+        for (i, w) in self.score.iter().enumerate() {
+            if !is_skipped(i, state.skip_score_mask, &state.skip_score, &*w.plugin) {
+                active.push(w);
+                local.push(kept.is_some() && w.plugin.score_is_node_local());
+            }
+        }
         let np = active.len();
         let nn = nodes.len();
         let mut m = ScoreMatrix { totals: vec![0; nn], ..Default::default() };
@@ -558,23 +601,51 @@ impl Framework {
             return Ok(m);
         }
         let timed = state.record_plugin_metrics;
-        let score_node = |(n, out): (usize, &mut [i64])| -> Result<(), Status> {
-            let current = Cell::new(0usize);
-            let node = &nodes[n];
-            let scored = catch_unwind(AssertUnwindSafe(|| {
-                if timed {
-                    self.score_node::<true>(&active, state, pod, node, out, &current)
-                } else {
-                    self.score_node::<false>(&active, state, pod, node, out, &current)
-                }
-            }));
-            scored.unwrap_or_else(|payload| Err(self.panicked(active[current.get()].plugin.name(), ExtensionPoint::Score, payload)))
+        let (indexes, memo) = match kept {
+            Some((ix, memo)) if ix.len() == nn && local.contains(&true) => (ix, Some(memo)),
+            _ => (&[][..], None),
         };
         let mut raw = vec![0i64; nn * np];
-        if nn >= PARALLEL_THRESHOLD {
-            raw.par_chunks_mut(np).enumerate().with_min_len(MIN_PARALLEL_BATCH).try_for_each(score_node)?;
-        } else {
-            raw.chunks_mut(np).enumerate().try_for_each(score_node)?;
+        let parallel = nn >= PARALLEL_THRESHOLD;
+        let fresh: Vec<Option<RawScores>> = {
+            let reading = memo.as_deref();
+            // A node's scores; with a memo, the kept plugins' raw scores if
+            // they were computed here (to keep for the next pod).
+            let score_node = |(n, out): (usize, &mut [i64])| -> Result<Option<RawScores>, Status> {
+                let current = Cell::new(0usize);
+                let node = &nodes[n];
+                let row = reading.and_then(|memo| memo.get(indexes[n], node, &[]));
+                let scored = catch_unwind(AssertUnwindSafe(|| {
+                    if timed {
+                        self.score_node::<true>(&active, &local, row, state, pod, node, out, &current)
+                    } else {
+                        self.score_node::<false>(&active, &local, row, state, pod, node, out, &current)
+                    }
+                }));
+                scored.unwrap_or_else(|payload| Err(self.panicked(active[current.get()].plugin.name(), ExtensionPoint::Score, payload)))?;
+                Ok((reading.is_some() && row.is_none()).then(|| out.iter().zip(&local).filter(|(_, l)| **l).map(|(v, _)| *v).collect()))
+            };
+            match (reading.is_some(), parallel) {
+                (true, true) => {
+                    raw.par_chunks_mut(np).enumerate().with_min_len(MIN_PARALLEL_BATCH).map(score_node).collect::<Result<_, _>>()?
+                }
+                (true, false) => raw.chunks_mut(np).enumerate().map(score_node).collect::<Result<_, _>>()?,
+                (false, true) => {
+                    raw.par_chunks_mut(np).enumerate().with_min_len(MIN_PARALLEL_BATCH).try_for_each(|x| score_node(x).map(drop))?;
+                    Vec::new()
+                }
+                (false, false) => {
+                    raw.chunks_mut(np).enumerate().try_for_each(|x| score_node(x).map(drop))?;
+                    Vec::new()
+                }
+            }
+        };
+        if let Some(memo) = memo {
+            for (n, row) in fresh.into_iter().enumerate() {
+                if let Some(row) = row {
+                    memo.put(indexes[n], NodeVersion::of(&nodes[n], &[]), row);
+                }
+            }
         }
         for (j, w) in active.iter().enumerate() {
             let p = &w.plugin;
@@ -610,19 +681,30 @@ impl Framework {
         Ok(m)
     }
 
-    /// Scores one node with every active plugin into `out`; `TIMED` says
-    /// whether calls are timed (decided once per node, not per call).
+    /// Scores one node with every active plugin into `out`, taking the
+    /// plugins marked in `local` from `kept` (in order) when a row was kept;
+    /// `TIMED` says whether calls are timed (decided once per node, not per call).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn score_node<const TIMED: bool>(
         &self,
         active: &[&WeightedPlugin],
+        local: &[bool],
+        kept: Option<&RawScores>,
         state: &CycleState,
         pod: &PodInfo,
         node: &NodeInfo,
         out: &mut [i64],
         current: &Cell<usize>,
     ) -> Result<(), Status> {
+        let mut kept = kept.map(|k| k.iter());
         for (j, w) in active.iter().enumerate() {
+            if local[j] {
+                if let Some(v) = kept.as_mut().and_then(|k| k.next()) {
+                    out[j] = *v;
+                    continue;
+                }
+            }
             current.set(j);
             let (score, s) = if TIMED {
                 let t = Instant::now();

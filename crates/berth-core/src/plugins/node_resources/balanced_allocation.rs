@@ -106,6 +106,9 @@ impl Plugin for BalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn score_is_node_local(&self) -> bool {
+        true
+    }
     fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
         let reqs = pod_requests(pod, &self.resources, true);
         if reqs.iter().all(|r| *r == 0) {

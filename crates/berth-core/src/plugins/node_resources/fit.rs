@@ -286,6 +286,9 @@ impl Plugin for Fit {
     fn filter_is_node_local(&self) -> bool {
         true
     }
+    fn score_is_node_local(&self) -> bool {
+        true
+    }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
             ClusterEventWithHint::new(ClusterEvent::new(

@@ -50,6 +50,9 @@ impl Plugin for TaintToleration {
     fn filter_is_node_local(&self) -> bool {
         true
     }
+    fn score_is_node_local(&self) -> bool {
+        true
+    }
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         vec![
             ClusterEventWithHint::with_hint(
