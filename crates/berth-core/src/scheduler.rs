@@ -3,6 +3,7 @@
 //! rotating start index) → Score → select (seeded random among ties); on
 //! failure, PostFilter (preemption) and the FailedScheduling message.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -22,6 +23,61 @@ pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
 
 /// How far ahead of the filter loop nodes are prefetched.
 const PREFETCH_AHEAD: usize = 6;
+/// How far ahead of copying the feasible nodes' `Arc`s they are prefetched:
+/// a copy is a few nanoseconds of work, so the load must start further ahead.
+const PREFETCH_AHEAD_COPY: usize = 24;
+
+/// The nodes a cycle may filter, as snapshot indexes: all of them (no
+/// list built, the common case), or those PreFilter named.
+#[derive(Clone, Copy)]
+enum Candidates<'a> {
+    All(usize),
+    Some(&'a [usize]),
+}
+
+impl Candidates<'_> {
+    fn len(self) -> usize {
+        match self {
+            Candidates::All(n) => n,
+            Candidates::Some(c) => c.len(),
+        }
+    }
+
+    /// The snapshot index of the `i`-th candidate.
+    #[inline]
+    fn at(self, i: usize) -> usize {
+        match self {
+            Candidates::All(_) => i,
+            Candidates::Some(c) => c[i],
+        }
+    }
+}
+
+/// One node's Filter verdict in a cycle: kept from an earlier pod of the
+/// same spec (borrowed, not copied: most nodes of a replica run), computed
+/// now, or computed on a copy of the node with nominated pods added (the
+/// copy and its version boxed: rare, and it keeps the common cases small).
+enum Checked<'a> {
+    Kept(&'a Status),
+    Fresh(Status),
+    Built(Box<(Status, NodeVersion, Arc<NodeInfo>)>),
+}
+
+/// The snapshot's nodes at `indexes`, in that order. Copying an `Arc` writes
+/// its count: a miss per cold node, unless loaded ahead.
+fn copy_nodes(snapshot: &Snapshot, indexes: &[usize]) -> Vec<Arc<NodeInfo>> {
+    let all = snapshot.nodes();
+    indexes
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            if let Some(&ahead) = indexes.get(k + PREFETCH_AHEAD_COPY) {
+                crate::cache::node_info::prefetch_head(&all[ahead]);
+            }
+            all[i].clone()
+        })
+        .collect()
+}
 
 pub const NO_NODE_AVAILABLE_MSG: &str = "0/{} nodes are available";
 pub const ERR_NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
@@ -173,7 +229,7 @@ fn find_nodes_that_pass_extenders(
         if !e.is_filter() || !e.is_interested(&pod.pod) {
             continue;
         }
-        let nodes: Vec<Arc<NodeInfo>> = feasible.iter().map(|&i| snapshot.nodes()[i].clone()).collect();
+        let nodes = copy_nodes(snapshot, &feasible);
         let answer = e.filter(&pod.pod, &nodes).and_then(|r| {
             // Only nodes it was sent may pass (upstream trusts Node objects
             // that come back, and scores them as empty nodes: not Berth).
@@ -331,7 +387,7 @@ impl CycleRunner {
                 scores: None,
             });
         }
-        let nodes: Vec<Arc<NodeInfo>> = feasible.iter().map(|&i| snapshot.nodes()[i].clone()).collect();
+        let nodes = copy_nodes(snapshot, &feasible);
         let matrix = self.prioritize_nodes(fwk, state, pod, &nodes, &feasible, snapshot)?;
         let best = self.select_host(&matrix.totals);
         Ok(ScheduleResult {
@@ -381,15 +437,17 @@ impl CycleRunner {
             }
         }
 
-        let candidates: Vec<usize> = match pre_res.and_then(|r| r.node_names) {
-            None => (0..snapshot.num_nodes()).collect(),
+        let named: Vec<usize>;
+        let candidates = match pre_res.and_then(|r| r.node_names) {
+            None => Candidates::All(snapshot.num_nodes()),
             Some(names) => {
                 let unscheduled = _with_nodes.join(" ");
                 diagnosis.node_to_status.absent = Some(Status::unresolvable(format!("node(s) didn't satisfy plugin(s) [{unscheduled}]")));
-                names.iter().filter_map(|n| snapshot.index_of(n)).collect()
+                named = names.iter().filter_map(|n| snapshot.index_of(n)).collect();
+                Candidates::Some(&named)
             }
         };
-        let feasible = self.find_nodes_that_pass_filters(fwk, state, pod, snapshot, &candidates, nominated, &mut diagnosis)?;
+        let feasible = self.find_nodes_that_pass_filters(fwk, state, pod, snapshot, candidates, nominated, &mut diagnosis)?;
         let before = feasible.len();
         let feasible = find_nodes_that_pass_extenders(fwk, pod, snapshot, feasible, &mut diagnosis)?;
         if feasible.len() != before {
@@ -407,7 +465,7 @@ impl CycleRunner {
         state: &CycleState,
         pod: &Arc<PodInfo>,
         snapshot: &Snapshot,
-        candidates: &[usize],
+        candidates: Candidates<'_>,
         nominated: &dyn NominatedPods,
         diagnosis: &mut Diagnosis,
     ) -> Result<Vec<usize>, ScheduleError> {
@@ -424,7 +482,7 @@ impl CycleRunner {
         let nodes = snapshot.nodes();
 
         if fwk.filter.is_empty() {
-            let feasible: Vec<usize> = (0..to_find).map(|i| candidates[(start + i) % n]).collect();
+            let feasible: Vec<usize> = (0..to_find).map(|i| candidates.at((start + i) % n)).collect();
             self.next_start_node_index = (start + feasible.len()) % n;
             return Ok(feasible);
         }
@@ -437,31 +495,32 @@ impl CycleRunner {
         }
         let memoize = self.memoize && self.verdicts.begin(fwk, state, pod, nodes.len());
         let (cache, verdicts) = (&self.with_nominated, &self.verdicts);
-        // A node's status, a copy of it with nominated pods added if one was
-        // built, and the version to keep the status under if it was computed.
-        type Checked = (usize, Status, Option<(NodeVersion, Arc<NodeInfo>)>, Option<NodeVersion>);
-        let check = |i: usize| -> Checked {
+        let check = |i: usize| -> (usize, Checked<'_>) {
             // Start loading a node a few steps ahead: nodes are cold in cache.
-            crate::cache::node_info::prefetch(&nodes[candidates[(start + i + PREFETCH_AHEAD) % n]]);
-            let idx = candidates[(start + i) % n];
+            // A node whose verdict is kept is not read at all (its generation
+            // comes from the snapshot's column), so it is not loaded either.
+            let ahead = candidates.at((start + i + PREFETCH_AHEAD) % n);
+            if !(memoize && verdicts.likely_has(ahead, snapshot.generation(ahead))) {
+                crate::cache::node_info::prefetch(&nodes[ahead]);
+            }
+            let idx = candidates.at((start + i) % n);
             let node = &nodes[idx];
+            debug_assert_eq!(snapshot.generation(idx), node.generation, "the snapshot's generation column is stale at {idx}");
             let relevant = &noms.for_node(idx)[..];
             if memoize {
-                if let Some(s) = verdicts.get(idx, node, relevant) {
-                    return (idx, s.clone(), None, None);
+                if let Some(s) = verdicts.get_at(idx, snapshot.generation(idx), relevant) {
+                    return (idx, Checked::Kept(s));
                 }
             }
-            let (s, built) = if relevant.is_empty() {
-                (fwk.run_filter(state, pod, node), None)
+            if relevant.is_empty() {
+                (idx, Checked::Fresh(fwk.run_filter(state, pod, node)))
             } else if let Some(with) = cache.get(idx, node, relevant) {
-                (fwk.run_filter_two_pass(state, pod, node, with, relevant), None)
+                (idx, Checked::Fresh(fwk.run_filter_two_pass(state, pod, node, with, relevant)))
             } else {
                 let with = Arc::new(node.with_added(relevant));
                 let s = fwk.run_filter_two_pass(state, pod, node, &with, relevant);
-                (s, Some((NodeVersion::of(node, relevant), with)))
-            };
-            let version = (memoize && (s.is_success() || s.is_rejected())).then(|| NodeVersion::of(node, relevant));
-            (idx, s, built, version)
+                (idx, Checked::Built(Box::new((s, NodeVersion::of(node, relevant), with))))
+            }
         };
         let mut built: Vec<(usize, NodeVersion, Arc<NodeInfo>)> = Vec::new();
         let mut computed: Vec<(usize, NodeVersion, Status)> = Vec::new();
@@ -480,21 +539,34 @@ impl CycleRunner {
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
             if prepare {
-                let chunk_nodes: Vec<&Arc<NodeInfo>> = (pos..end).map(|i| &nodes[candidates[(start + i) % n]]).collect();
+                let chunk_nodes: Vec<&Arc<NodeInfo>> = (pos..end).map(|i| &nodes[candidates.at((start + i) % n)]).collect();
                 fwk.run_prepare_filter(state, pod, &chunk_nodes);
             }
-            let results: Vec<Checked> = if end - pos >= PARALLEL_THRESHOLD {
+            let results: Vec<(usize, Checked)> = if end - pos >= PARALLEL_THRESHOLD {
                 (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
             } else {
                 (pos..end).map(check).collect()
             };
-            for (offset, (idx, s, fresh, version)) in results.into_iter().enumerate() {
-                if let Some((v, with)) = fresh {
-                    built.push((idx, v, with));
-                }
-                if let Some(v) = version {
-                    computed.push((idx, v, s.clone()));
-                }
+            for (offset, (idx, checked)) in results.into_iter().enumerate() {
+                let s = match checked {
+                    Checked::Kept(s) if s.is_success() => Cow::Borrowed(s),
+                    Checked::Kept(s) => Cow::Owned(s.clone()),
+                    Checked::Fresh(s) => {
+                        if memoize && (s.is_success() || s.is_rejected()) {
+                            let version = NodeVersion::of(&nodes[idx], &noms.for_node(idx));
+                            computed.push((idx, version, s.clone()));
+                        }
+                        Cow::Owned(s)
+                    }
+                    Checked::Built(b) => {
+                        let (s, version, with) = *b;
+                        if memoize && (s.is_success() || s.is_rejected()) {
+                            computed.push((idx, version.clone(), s.clone()));
+                        }
+                        built.push((idx, version, with));
+                        Cow::Owned(s)
+                    }
+                };
                 if s.is_success() {
                     feasible.push(idx);
                     if feasible.len() >= to_find {
@@ -502,10 +574,11 @@ impl CycleRunner {
                         break 'outer;
                     }
                 } else if s.is_rejected() {
+                    let s = s.into_owned();
                     diagnosis.add_plugin_status(&s);
                     diagnosis.node_to_status.statuses.push((idx, s));
                 } else {
-                    return Err(ScheduleError::Internal(s));
+                    return Err(ScheduleError::Internal(s.into_owned()));
                 }
             }
             pos = end;
@@ -553,7 +626,7 @@ impl CycleRunner {
             return Err(ScheduleError::Internal(s));
         }
         let keep = self.memoize && self.scores.begin_run(fwk, pod, fwk.kept_scores(state), snapshot.num_nodes());
-        let kept = keep.then_some((indexes, &mut self.scores));
+        let kept = keep.then_some((indexes, snapshot, &mut self.scores));
         let mut matrix = fwk.run_score_keeping(state, pod, nodes, kept).map_err(ScheduleError::Internal)?;
         add_extender_scores(fwk, pod, nodes, &mut matrix);
         Ok(matrix)

@@ -327,7 +327,7 @@ impl Cache {
                 self.is_dirty[i] = false;
                 let ni = &self.slots[i];
                 let pos = snap.index[&ni.node.name];
-                snap.node_infos[pos] = ni.clone();
+                snap.replace(pos, ni.clone());
             }
             self.dirty.clear();
             if self.affinity_changed {
@@ -437,6 +437,44 @@ mod tests {
         c.update_snapshot(&mut snap);
         assert_eq!(snap.get("n1").unwrap().requested.milli_cpu, 5);
         assert_eq!(before.get("n1").unwrap().requested.milli_cpu, 0);
+    }
+
+    /// The snapshot's generation column (read by cycles instead of the nodes) follows every
+    /// change: pods placed and removed, nodes added, updated and removed, entries replaced.
+    #[test]
+    fn generation_column_follows_the_nodes() {
+        fn in_step(snap: &Snapshot) {
+            assert_eq!(snap.generations.len(), snap.num_nodes());
+            for (i, n) in snap.nodes().iter().enumerate() {
+                assert_eq!(snap.generation(i), n.generation, "node {} at {i}", n.name());
+            }
+        }
+        let mut c = Cache::new();
+        let mut snap = Snapshot::default();
+        for n in ["n1", "n2", "n3"] {
+            c.add_node(make_node(n).capacity(1000, 1 << 30, 10).obj());
+        }
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        let before = snap.generation(snap.index_of("n2").unwrap());
+        c.assume_pod(Arc::new(PodInfo::new(make_pod("p").req(100, 0).obj())), "n2").unwrap();
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        assert_ne!(snap.generation(snap.index_of("n2").unwrap()), before, "a placed pod changes the node");
+        c.update_node(make_node("n1").capacity(2000, 1 << 30, 10).obj());
+        c.forget_pod("default/p").unwrap();
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        c.remove_node("n3");
+        c.add_node(make_node("n4").obj());
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        let added = Arc::new(PodInfo::new(make_pod("q").req(10, 0).obj()));
+        let copy = Arc::new(snap.nodes()[0].with_added(&[&added]));
+        assert_ne!(copy.generation, snap.generation(0));
+        snap.set_node_info(0, copy);
+        in_step(&snap);
+        in_step(&Snapshot::from_node_infos(vec![NodeInfo::new(Arc::new(make_node("m").obj()))]));
     }
 
     #[test]

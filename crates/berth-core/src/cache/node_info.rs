@@ -75,7 +75,9 @@ pub struct NodeInfo {
     pub image_sizes: Arc<HashMap<String, i64>>,
     /// Unique across all NodeInfos and all time (a global counter): equal
     /// generations mean identical contents, which lets plugins memoize
-    /// per-node work across cycles.
+    /// per-node work across cycles. Beside `node`, which per-node memos over
+    /// every node read with it (one line, not two); a cycle using kept
+    /// results reads it from `Snapshot::generation` instead.
     pub generation: u64,
 }
 
@@ -130,6 +132,21 @@ pub fn prefetch(ni: &NodeInfo) {
         _mm_prefetch(p.add(64), _MM_HINT_T0);
         _mm_prefetch(p.add(128), _MM_HINT_T0);
         _mm_prefetch(p.add(192), _MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ni;
+}
+
+/// As [`prefetch`], for the one line a cycle touches when kept results spare
+/// it the rest: the `Arc`'s counts (copying the `Arc` writes them).
+#[inline(always)]
+pub(crate) fn prefetch_head(ni: &Arc<NodeInfo>) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `prefetch`; the address may point before the NodeInfo
+    // (into the `Arc`'s counts), and prefetching never faults.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch((Arc::as_ptr(ni) as *const i8).wrapping_sub(16), _MM_HINT_T0);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = ni;

@@ -17,6 +17,9 @@ use crate::model::Labels;
 #[derive(Clone, Default)]
 pub struct Snapshot {
     pub(crate) node_infos: Vec<Arc<NodeInfo>>,
+    /// `node_infos[i].generation` at every `i`, kept beside them so that a
+    /// pass checking kept results reads one dense column, not each node.
+    pub(crate) generations: Vec<u64>,
     pub(crate) index: rustc_hash::FxHashMap<String, usize>,
     /// Changes whenever node indices do (nodes added, removed, reordered).
     pub(crate) layout: u64,
@@ -52,6 +55,7 @@ impl Snapshot {
     }
 
     pub(crate) fn reindex(&mut self) {
+        self.generations = self.node_infos.iter().map(|n| n.generation).collect();
         self.index = self.node_infos.iter().enumerate().map(|(i, n)| (n.node.name.clone(), i)).collect();
         self.layout = super::node_info::next_generation();
         self.refresh_affinity_lists();
@@ -74,6 +78,19 @@ impl Snapshot {
     /// partial search (`percentageOfNodesToScore`) still sees every zone.
     pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.node_infos
+    }
+
+    /// The generation of the node at index `idx` (as `nodes()[idx].generation`, without
+    /// touching the node).
+    #[inline]
+    pub fn generation(&self, idx: usize) -> u64 {
+        self.generations[idx]
+    }
+
+    /// Replaces the node at `pos`, keeping the generation column in step.
+    pub(crate) fn replace(&mut self, pos: usize, ni: Arc<NodeInfo>) {
+        self.generations[pos] = ni.generation;
+        self.node_infos[pos] = ni;
     }
 
     /// Equal values mean the same node at every index.
@@ -118,6 +135,6 @@ impl Snapshot {
 
     /// Replaces one node entry in place (preemption dry runs work on copies).
     pub fn set_node_info(&mut self, idx: usize, ni: Arc<NodeInfo>) {
-        self.node_infos[idx] = ni;
+        self.replace(idx, ni);
     }
 }

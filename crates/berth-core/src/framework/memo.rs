@@ -36,9 +36,13 @@ impl NodeVersion {
     /// Whether `node` with `added` is what this version was taken of: the same generation and the
     /// same pod objects (by address) in the same order.
     pub fn matches(&self, node: &NodeInfo, added: &[&Arc<PodInfo>]) -> bool {
-        self.generation == node.generation
-            && self.added.len() == added.len()
-            && self.added.iter().zip(added).all(|(a, b)| Arc::ptr_eq(a, b))
+        self.matches_generation(node.generation, added)
+    }
+
+    /// As [`NodeVersion::matches`], for a node of this `generation`.
+    #[inline]
+    pub fn matches_generation(&self, generation: u64, added: &[&Arc<PodInfo>]) -> bool {
+        self.generation == generation && self.added.len() == added.len() && self.added.iter().zip(added).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 
@@ -118,10 +122,24 @@ impl<T> NodeMemo<T> {
     /// The result for the node at snapshot `index`, if one was stored in this run for the same
     /// [`NodeVersion`] of `node` and `added`.
     pub fn get(&self, index: usize, node: &NodeInfo, added: &[&Arc<PodInfo>]) -> Option<&T> {
+        self.get_at(index, node.generation, added)
+    }
+
+    /// As [`NodeMemo::get`], for a node of this `generation` (`Snapshot::generation`: the
+    /// node itself is not read).
+    #[inline]
+    pub fn get_at(&self, index: usize, generation: u64, added: &[&Arc<PodInfo>]) -> Option<&T> {
         match self.entries.get(index)? {
-            Some((run, v, t)) if *run == self.run && v.matches(node, added) => Some(t),
+            Some((run, v, t)) if *run == self.run && v.matches_generation(generation, added) => Some(t),
             _ => None,
         }
+    }
+
+    /// Whether a result of this run may be kept for the node at `index` as of `generation`
+    /// (ignoring nominated pods): a hint that the node need not be loaded.
+    #[inline]
+    pub fn likely_has(&self, index: usize, generation: u64) -> bool {
+        matches!(self.entries.get(index), Some(Some((run, v, _))) if *run == self.run && v.generation == generation)
     }
 
     /// Stores `value` for the node at snapshot `index`, computed for `version`. Ignored when

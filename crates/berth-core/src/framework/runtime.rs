@@ -574,7 +574,8 @@ impl Framework {
 
     /// As [`Framework::run_score`], with the raw scores of the plugins in
     /// [`Framework::kept_scores`] read from and kept in a memo: `kept` holds
-    /// the snapshot index of each of `nodes` and a memo readied for this pod
+    /// the snapshot index of each of `nodes`, the snapshot (whose generation column says
+    /// whether a node changed), and a memo readied for this pod
     /// with `NodeMemo::begin_run` under the key `kept_scores` gave. A node's
     /// kept row is used only while the node is unchanged; the other plugins
     /// score every node, and every plugin normalizes in every cycle, so the
@@ -584,7 +585,7 @@ impl Framework {
         state: &CycleState,
         pod: &PodInfo,
         nodes: &[Arc<NodeInfo>],
-        kept: Option<(&[usize], &mut NodeMemo<RawScores>)>,
+        kept: Option<(&[usize], &Snapshot, &mut NodeMemo<RawScores>)>,
     ) -> Result<ScoreMatrix, Status> {
         let mut active: Vec<&WeightedPlugin> = Vec::with_capacity(self.score.len());
         let mut local: SmallVec<[bool; 8]> = SmallVec::new();
@@ -601,9 +602,9 @@ impl Framework {
             return Ok(m);
         }
         let timed = state.record_plugin_metrics;
-        let (indexes, memo) = match kept {
-            Some((ix, memo)) if ix.len() == nn && local.contains(&true) => (ix, Some(memo)),
-            _ => (&[][..], None),
+        let (indexes, snapshot, memo) = match kept {
+            Some((ix, snap, memo)) if ix.len() == nn && local.contains(&true) => (ix, Some(snap), Some(memo)),
+            _ => (&[][..], None, None),
         };
         let mut raw = vec![0i64; nn * np];
         let parallel = nn >= PARALLEL_THRESHOLD;
@@ -614,7 +615,9 @@ impl Framework {
             let score_node = |(n, out): (usize, &mut [i64])| -> Result<Option<RawScores>, Status> {
                 let current = Cell::new(0usize);
                 let node = &nodes[n];
-                let row = reading.and_then(|memo| memo.get(indexes[n], node, &[]));
+                // The generation from the snapshot's column: a node whose row
+                // is kept is not read here.
+                let row = reading.zip(snapshot).and_then(|(memo, snap)| memo.get_at(indexes[n], snap.generation(indexes[n]), &[]));
                 let scored = catch_unwind(AssertUnwindSafe(|| {
                     if timed {
                         self.score_node::<true>(&active, &local, row, state, pod, node, out, &current)

@@ -19,12 +19,15 @@ pub type Totals = HashMap<String, (i64, usize)>;
 /// Memos kept per plugin instance; beyond this the oldest questions are dropped.
 const MAX_MEMOS: usize = 64;
 
-/// (node generation, node identity, the node's contribution).
-type NodeEntry = (u64, usize, Vec<(String, i64)>);
+/// (node generation, the node's contribution). The generation alone tells
+/// contents apart (unique per content, as the cycle's own memos rely on), and
+/// it is read from the snapshot's column: a pass over every node then reads
+/// no node that did not change.
+type NodeEntry = (u64, Vec<(String, i64)>);
 
 #[derive(Default)]
 struct Memo {
-    /// Per snapshot index: (node generation, node identity, contribution).
+    /// Per snapshot index: (node generation, contribution).
     per_node: Vec<Option<NodeEntry>>,
     /// Domain -> (matching pods, eligible nodes in it). Shared with the
     /// cycles that asked, so answering costs no copy.
@@ -91,24 +94,24 @@ impl DomainMemos {
         let nodes = snap.nodes();
         if memo.per_node.len() > nodes.len() {
             for old in memo.per_node.split_off(nodes.len()).into_iter().flatten() {
-                let c = old.2;
+                let c = old.1;
                 memo.apply(&c, -1);
             }
         }
         memo.per_node.resize_with(nodes.len(), || None);
         for (i, node) in nodes.iter().enumerate() {
-            let identity = Arc::as_ptr(&node.node) as usize;
-            if let Some((generation, id, _)) = &memo.per_node[i] {
-                if *generation == node.generation && *id == identity {
+            let current = snap.generation(i);
+            if let Some((generation, _)) = &memo.per_node[i] {
+                if *generation == current {
                     continue;
                 }
             }
-            if let Some((_, _, old)) = memo.per_node[i].take() {
+            if let Some((_, old)) = memo.per_node[i].take() {
                 memo.apply(&old, -1);
             }
             let c = contribution(node);
             memo.apply(&c, 1);
-            memo.per_node[i] = Some((node.generation, identity, c));
+            memo.per_node[i] = Some((current, c));
         }
         memo.totals.clone()
     }
