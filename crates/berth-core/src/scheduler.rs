@@ -55,12 +55,13 @@ impl Candidates<'_> {
 
 /// One node's Filter verdict in a cycle: kept from an earlier pod of the
 /// same spec (borrowed, not copied: most nodes of a replica run), computed
-/// now, or computed on a copy of the node with nominated pods added (the
-/// copy and its version boxed: rare, and it keeps the common cases small).
+/// now on the node as it is, or computed with nominated pods added to it
+/// (boxed, with the version it holds for and the copy of the node if one was
+/// built now: rare, and it keeps the common cases small).
 enum Checked<'a> {
     Kept(&'a Status),
     Fresh(Status),
-    Built(Box<(Status, NodeVersion, Arc<NodeInfo>)>),
+    Nominated(Box<(Status, NodeVersion, Option<Arc<NodeInfo>>)>),
 }
 
 /// The snapshot's nodes at `indexes`, in that order. Copying an `Arc` writes
@@ -515,11 +516,12 @@ impl CycleRunner {
             if relevant.is_empty() {
                 (idx, Checked::Fresh(fwk.run_filter(state, pod, node)))
             } else if let Some(with) = cache.get(idx, node, relevant) {
-                (idx, Checked::Fresh(fwk.run_filter_two_pass(state, pod, node, with, relevant)))
+                let s = fwk.run_filter_two_pass(state, pod, node, with, relevant);
+                (idx, Checked::Nominated(Box::new((s, NodeVersion::of(node, relevant), None))))
             } else {
                 let with = Arc::new(node.with_added(relevant));
                 let s = fwk.run_filter_two_pass(state, pod, node, &with, relevant);
-                (idx, Checked::Built(Box::new((s, NodeVersion::of(node, relevant), with))))
+                (idx, Checked::Nominated(Box::new((s, NodeVersion::of(node, relevant), Some(with)))))
             }
         };
         let mut built: Vec<(usize, NodeVersion, Arc<NodeInfo>)> = Vec::new();
@@ -548,22 +550,23 @@ impl CycleRunner {
                 (pos..end).map(check).collect()
             };
             for (offset, (idx, checked)) in results.into_iter().enumerate() {
+                let keep = |s: &Status| memoize && (s.is_success() || s.is_rejected());
                 let s = match checked {
-                    Checked::Kept(s) if s.is_success() => Cow::Borrowed(s),
-                    Checked::Kept(s) => Cow::Owned(s.clone()),
+                    Checked::Kept(s) => Cow::Borrowed(s),
                     Checked::Fresh(s) => {
-                        if memoize && (s.is_success() || s.is_rejected()) {
-                            let version = NodeVersion::of(&nodes[idx], &noms.for_node(idx));
-                            computed.push((idx, version, s.clone()));
+                        if keep(&s) {
+                            computed.push((idx, NodeVersion::of(&nodes[idx], &[]), s.clone()));
                         }
                         Cow::Owned(s)
                     }
-                    Checked::Built(b) => {
+                    Checked::Nominated(b) => {
                         let (s, version, with) = *b;
-                        if memoize && (s.is_success() || s.is_rejected()) {
+                        if keep(&s) {
                             computed.push((idx, version.clone(), s.clone()));
                         }
-                        built.push((idx, version, with));
+                        if let Some(with) = with {
+                            built.push((idx, version, with));
+                        }
                         Cow::Owned(s)
                     }
                 };

@@ -327,7 +327,7 @@ impl Cache {
                 self.is_dirty[i] = false;
                 let ni = &self.slots[i];
                 let pos = snap.index[&ni.node.name];
-                snap.replace(pos, ni.clone());
+                snap.set_node_info(pos, ni.clone());
             }
             self.dirty.clear();
             if self.affinity_changed {

@@ -75,9 +75,8 @@ pub struct NodeInfo {
     pub image_sizes: Arc<HashMap<String, i64>>,
     /// Unique across all NodeInfos and all time (a global counter): equal
     /// generations mean identical contents, which lets plugins memoize
-    /// per-node work across cycles. Beside `node`, which per-node memos over
-    /// every node read with it (one line, not two); a cycle using kept
-    /// results reads it from `Snapshot::generation` instead.
+    /// per-node work across cycles. Passes over many nodes read it from
+    /// `Snapshot::generation` instead, so that unchanged nodes are not loaded.
     pub generation: u64,
 }
 

@@ -87,12 +87,6 @@ impl Snapshot {
         self.generations[idx]
     }
 
-    /// Replaces the node at `pos`, keeping the generation column in step.
-    pub(crate) fn replace(&mut self, pos: usize, ni: Arc<NodeInfo>) {
-        self.generations[pos] = ni.generation;
-        self.node_infos[pos] = ni;
-    }
-
     /// Equal values mean the same node at every index.
     pub fn layout(&self) -> u64 {
         self.layout
@@ -133,8 +127,10 @@ impl Snapshot {
         self.image_nodes.get(image).copied().unwrap_or(0)
     }
 
-    /// Replaces one node entry in place (preemption dry runs work on copies).
+    /// Replaces one node entry in place (preemption dry runs work on copies;
+    /// the cache brings changed nodes in), keeping the generation column in step.
     pub fn set_node_info(&mut self, idx: usize, ni: Arc<NodeInfo>) {
-        self.replace(idx, ni);
+        self.generations[idx] = ni.generation;
+        self.node_infos[idx] = ni;
     }
 }
