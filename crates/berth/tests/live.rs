@@ -134,7 +134,6 @@ async fn taints_and_tolerations() {
     shared_scheduler();
     let ns = Ns::new("taint").await;
     let gpu = ns.node("gpu", "4", json!({}), json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])).await;
-    ns.pod("plain", "berth", "100m", json!({})).await;
     ns.pod(
         "tolerant",
         "berth",
@@ -143,6 +142,10 @@ async fn taints_and_tolerations() {
     )
     .await;
     assert_eq!(ns.bound("tolerant").await, gpu);
+    // Only now is Berth known to have seen the node: the pods and nodes
+    // watches are independent, and an attempt before the node arrived would
+    // find none of this test's nodes (and say so, correctly).
+    ns.pod("plain", "berth", "100m", json!({})).await;
     let note = ns.event("plain", "FailedScheduling").await.note.unwrap_or_default();
     // Other tests' tainted nodes (of earlier runs, on a reused environment)
     // may be counted too: TaintToleration runs before the node selector.
@@ -177,9 +180,13 @@ async fn pods_berth_cannot_read_stay_pending_with_a_reason_and_still_count_on_th
     .await;
     assert_eq!(condition.2, note);
     // The bound pod's 1.5 cores still count: 1 more does not fit on 2.
+    // An attempt before Berth has seen the node would find none of this
+    // test's nodes; wait for the one that weighed it.
     ns.pod("big", "berth", "1", json!({})).await;
-    let note = ns.event("big", "FailedScheduling").await.note.unwrap_or_default();
-    assert!(note.contains("Insufficient cpu"), "{note}");
+    wait_for("a FailedScheduling event weighing the node", || async {
+        ns.events("big", "FailedScheduling").await.into_iter().find(|e| e.note.as_deref().is_some_and(|n| n.contains("Insufficient cpu")))
+    })
+    .await;
     assert_eq!(ns.node_of("unreadable").await, None);
     assert_eq!(ns.node_of("big").await, None);
 }
