@@ -23,9 +23,6 @@ pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
 
 /// How far ahead of the filter loop nodes are prefetched.
 const PREFETCH_AHEAD: usize = 6;
-/// How far ahead of copying the feasible nodes' `Arc`s they are prefetched:
-/// a copy is a few nanoseconds of work, so the load must start further ahead.
-const PREFETCH_AHEAD_COPY: usize = 24;
 
 /// The nodes a cycle may filter, as snapshot indexes: all of them (no
 /// list built, the common case), or those PreFilter named.
@@ -62,22 +59,6 @@ enum Checked<'a> {
     Kept(&'a Status),
     Fresh(Status),
     Nominated(Box<(Status, NodeVersion, Option<Arc<NodeInfo>>)>),
-}
-
-/// The snapshot's nodes at `indexes`, in that order. Copying an `Arc` writes
-/// its count: a miss per cold node, unless loaded ahead.
-fn copy_nodes(snapshot: &Snapshot, indexes: &[usize]) -> Vec<Arc<NodeInfo>> {
-    let all = snapshot.nodes();
-    indexes
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| {
-            if let Some(&ahead) = indexes.get(k + PREFETCH_AHEAD_COPY) {
-                crate::cache::node_info::prefetch_head(&all[ahead]);
-            }
-            all[i].clone()
-        })
-        .collect()
 }
 
 pub const NO_NODE_AVAILABLE_MSG: &str = "0/{} nodes are available";
@@ -230,7 +211,7 @@ fn find_nodes_that_pass_extenders(
         if !e.is_filter() || !e.is_interested(&pod.pod) {
             continue;
         }
-        let nodes = copy_nodes(snapshot, &feasible);
+        let nodes = snapshot.nodes_at(&feasible);
         let answer = e.filter(&pod.pod, &nodes).and_then(|r| {
             // Only nodes it was sent may pass (upstream trusts Node objects
             // that come back, and scores them as empty nodes: not Berth).
@@ -286,7 +267,7 @@ fn find_nodes_that_pass_extenders(
 /// prioritizer's scores, times its weight, times 10 (MaxNodeScore over
 /// MaxExtenderPriority), unclamped, added to the nodes' totals. A failing
 /// prioritizer gives no scores and fails nothing.
-fn add_extender_scores(fwk: &Framework, pod: &Arc<PodInfo>, nodes: &[Arc<NodeInfo>], matrix: &mut ScoreMatrix) {
+fn add_extender_scores(fwk: &Framework, pod: &Arc<PodInfo>, nodes: &[&NodeInfo], matrix: &mut ScoreMatrix) {
     const SCALE: i64 = crate::framework::MAX_NODE_SCORE / MAX_EXTENDER_PRIORITY;
     let interested: Vec<&Arc<dyn crate::framework::Extender>> =
         fwk.extenders.iter().filter(|e| e.is_prioritizer() && e.is_interested(&pod.pod)).collect();
@@ -388,7 +369,7 @@ impl CycleRunner {
                 scores: None,
             });
         }
-        let nodes = copy_nodes(snapshot, &feasible);
+        let nodes = snapshot.nodes_at(&feasible);
         let matrix = self.prioritize_nodes(fwk, state, pod, &nodes, &feasible, snapshot)?;
         let best = self.select_host(&matrix.totals);
         Ok(ScheduleResult {
@@ -617,7 +598,7 @@ impl CycleRunner {
         fwk: &Framework,
         state: &mut CycleState,
         pod: &Arc<PodInfo>,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
         indexes: &[usize],
         snapshot: &Snapshot,
     ) -> Result<ScoreMatrix, ScheduleError> {

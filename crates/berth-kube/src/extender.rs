@@ -90,7 +90,7 @@ impl HttpExtender {
     }
 
     /// `ExtenderArgs`: the pod, and the nodes as objects or names.
-    fn args(&self, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Value {
+    fn args(&self, pod: &Pod, nodes: &[&NodeInfo]) -> Value {
         let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
         if self.config.node_cache_capable {
             json!({"Pod": pod_json(pod), "Nodes": null, "NodeNames": names})
@@ -146,7 +146,7 @@ impl Extender for HttpExtender {
         interested_in(&self.managed, pod)
     }
 
-    fn filter(&self, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<FilterResult, ExtenderError> {
+    fn filter(&self, pod: &Pod, nodes: &[&NodeInfo]) -> Result<FilterResult, ExtenderError> {
         let reply = self.send(&self.config.filter_verb, &self.args(pod, nodes))?;
         replied_error(&reply)?;
         let names: Vec<String> = if let Some(n) = field(&reply, "NodeNames").filter(|_| self.config.node_cache_capable) {
@@ -168,7 +168,7 @@ impl Extender for HttpExtender {
         })
     }
 
-    fn prioritize(&self, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<Vec<(String, i64)>, ExtenderError> {
+    fn prioritize(&self, pod: &Pod, nodes: &[&NodeInfo]) -> Result<Vec<(String, i64)>, ExtenderError> {
         let reply = self.send(&self.config.prioritize_verb, &self.args(pod, nodes))?;
         let Some(list) = reply.as_array() else {
             return Err(ExtenderError::Call(format!("{} reply: not a list of host priorities", self.config.prioritize_verb)));

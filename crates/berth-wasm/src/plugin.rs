@@ -320,13 +320,7 @@ impl Plugin for WasmPlugin {
         self.verdicts(c.cycle, &[&node.node]).pop().unwrap_or_default()
     }
 
-    fn pre_score(
-        &self,
-        state: &mut CycleState,
-        pod: &berth_core::framework::PodInfo,
-        nodes: &[Arc<NodeInfo>],
-        _snapshot: &Snapshot,
-    ) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &berth_core::framework::PodInfo, nodes: &[&NodeInfo], _snapshot: &Snapshot) -> Status {
         let cycle = match state.read::<WasmCycle>(self.key) {
             Some(c) => c.cycle,
             None => self.cycles.fetch_add(1, Ordering::Relaxed),

@@ -46,7 +46,6 @@ pub struct Cache {
     dirty: Vec<usize>,
     is_dirty: Vec<bool>,
     structure_changed: bool,
-    affinity_changed: bool,
     pods: HashMap<String, PodState>,
     /// Pods bound to nodes we have not seen yet (watch order is not guaranteed).
     orphans: HashMap<String, Vec<Arc<PodInfo>>>,
@@ -190,25 +189,18 @@ impl Cache {
     }
 
     fn place(&mut self, node: &str, info: Arc<PodInfo>) {
-        let affinity = info.has_affinity();
         match self.index.get(node).copied() {
             Some(i) => {
                 self.slot_mut(i).add_pod(info);
-                if affinity {
-                    self.affinity_changed = true;
-                }
             }
             None => self.orphans.entry(node.to_string()).or_default().push(info),
         }
     }
 
-    fn unplace(&mut self, node: &str, pod: &Pod, affinity: bool) {
+    fn unplace(&mut self, node: &str, pod: &Pod) {
         match self.index.get(node).copied() {
             Some(i) => {
                 self.slot_mut(i).remove_pod(pod);
-                if affinity {
-                    self.affinity_changed = true;
-                }
             }
             None => {
                 if let Some(v) = self.orphans.get_mut(node) {
@@ -236,7 +228,7 @@ impl Cache {
             return Err(CacheError::PodNotFound(key.to_string()));
         }
         let st = self.pods.remove(key).expect("present");
-        self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+        self.unplace(&st.node, &st.info.pod);
         Ok(())
     }
 
@@ -275,9 +267,9 @@ impl Cache {
         if let Some(st) = self.pods.get(&key).cloned() {
             if st.assumed && st.node == node {
                 // Replace the assumed copy with the observed object.
-                self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+                self.unplace(&st.node, &st.info.pod);
             } else if st.assumed {
-                self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+                self.unplace(&st.node, &st.info.pod);
             } else {
                 return Err(CacheError::PodExists(key));
             }
@@ -302,7 +294,7 @@ impl Cache {
     pub fn remove_pod(&mut self, pod: &Pod) -> Result<(), CacheError> {
         let key = pod.key();
         let st = self.pods.remove(&key).ok_or(CacheError::PodNotFound(key))?;
-        self.unplace(&st.node, &st.info.pod, st.info.has_affinity());
+        self.unplace(&st.node, &st.info.pod);
         Ok(())
     }
 
@@ -317,12 +309,12 @@ impl Cache {
             snap.node_infos = self.tree_order();
             snap.reindex();
             self.structure_changed = false;
-            self.affinity_changed = false;
             for &i in &self.dirty {
                 self.is_dirty[i] = false;
             }
             self.dirty.clear();
         } else {
+            snap.start_journal();
             for &i in &self.dirty {
                 self.is_dirty[i] = false;
                 let ni = &self.slots[i];
@@ -330,10 +322,6 @@ impl Cache {
                 snap.set_node_info(pos, ni.clone());
             }
             self.dirty.clear();
-            if self.affinity_changed {
-                snap.refresh_affinity_lists();
-                self.affinity_changed = false;
-            }
         }
         if self.namespaces_changed || !Arc::ptr_eq(&snap.namespaces, &self.namespaces) {
             snap.namespaces = self.namespaces.clone();
@@ -439,15 +427,20 @@ mod tests {
         assert_eq!(before.get("n1").unwrap().requested.milli_cpu, 0);
     }
 
-    /// The snapshot's generation column (read by cycles instead of the nodes) follows every
-    /// change: pods placed and removed, nodes added, updated and removed, entries replaced.
+    /// The snapshot's generation column (read by cycles instead of the nodes) and its lists of
+    /// nodes with affinity pods (kept up per changed node, not rebuilt) follow every change:
+    /// pods placed and removed, nodes added, updated and removed, entries replaced.
     #[test]
-    fn generation_column_follows_the_nodes() {
+    fn generation_column_and_affinity_lists_follow_the_nodes() {
         fn in_step(snap: &Snapshot) {
             assert_eq!(snap.generations.len(), snap.num_nodes());
             for (i, n) in snap.nodes().iter().enumerate() {
                 assert_eq!(snap.generation(i), n.generation, "node {} at {i}", n.name());
             }
+            let mut rebuilt = snap.clone();
+            rebuilt.refresh_affinity_lists();
+            assert_eq!(snap.have_pods_with_affinity, rebuilt.have_pods_with_affinity);
+            assert_eq!(snap.have_pods_with_required_anti_affinity, rebuilt.have_pods_with_required_anti_affinity);
         }
         let mut c = Cache::new();
         let mut snap = Snapshot::default();
@@ -457,18 +450,50 @@ mod tests {
         c.update_snapshot(&mut snap);
         in_step(&snap);
         let before = snap.generation(snap.index_of("n2").unwrap());
+        let first = snap.epoch();
         c.assume_pod(Arc::new(PodInfo::new(make_pod("p").req(100, 0).obj())), "n2").unwrap();
         c.update_snapshot(&mut snap);
         in_step(&snap);
+        // The journal names what changed since each earlier epoch.
+        let n2 = snap.index_of("n2").unwrap();
+        assert_eq!(snap.changed_since(first), Some(&[n2][..]));
+        assert_eq!(snap.changed_since(snap.epoch()), Some(&[][..]));
+        let second = snap.epoch();
+        c.assume_pod(Arc::new(PodInfo::new(make_pod("p2").req(100, 0).obj())), "n1").unwrap();
+        c.update_snapshot(&mut snap);
+        let n1 = snap.index_of("n1").unwrap();
+        assert_eq!(snap.changed_since(first), Some(&[n2, n1][..]));
+        assert_eq!(snap.changed_since(second), Some(&[n1][..]));
+        c.forget_pod("default/p2").unwrap();
+        c.update_snapshot(&mut snap);
         assert_ne!(snap.generation(snap.index_of("n2").unwrap()), before, "a placed pod changes the node");
         c.update_node(make_node("n1").capacity(2000, 1 << 30, 10).obj());
         c.forget_pod("default/p").unwrap();
         c.update_snapshot(&mut snap);
         in_step(&snap);
+        // Pods with affinity come to nodes on both sides of one already listed, and go.
+        let anti = make_pod("anti").label("app", "db").pod_anti_affinity("app", "db", "kubernetes.io/hostname");
+        c.assume_pod(Arc::new(PodInfo::new(anti.obj())), "n2").unwrap();
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        assert_eq!(snap.have_pods_with_required_anti_affinity().count(), 1);
+        c.assume_pod(Arc::new(PodInfo::new(make_pod("near").pod_affinity("app", "db", "zone").obj())), "n3").unwrap();
+        c.assume_pod(Arc::new(PodInfo::new(make_pod("far").pod_affinity("app", "db", "zone").obj())), "n1").unwrap();
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        assert_eq!(snap.have_pods_with_affinity().count(), 3);
+        c.forget_pod("default/anti").unwrap();
+        c.forget_pod("default/far").unwrap();
+        c.update_snapshot(&mut snap);
+        in_step(&snap);
+        assert_eq!(snap.have_pods_with_affinity().map(|n| n.name()).collect::<Vec<_>>(), ["n3"]);
+        let before_rebuild = snap.epoch();
         c.remove_node("n3");
         c.add_node(make_node("n4").obj());
         c.update_snapshot(&mut snap);
         in_step(&snap);
+        assert_eq!(snap.changed_since(before_rebuild), None, "a rebuild forgets the journal");
+        assert_eq!(snap.changed_since(first), None);
         let added = Arc::new(PodInfo::new(make_pod("q").req(10, 0).obj()));
         let copy = Arc::new(snap.nodes()[0].with_added(&[&added]));
         assert_ne!(copy.generation, snap.generation(0));

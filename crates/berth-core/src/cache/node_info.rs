@@ -136,21 +136,6 @@ pub fn prefetch(ni: &NodeInfo) {
     let _ = ni;
 }
 
-/// As [`prefetch`], for the one line a cycle touches when kept results spare
-/// it the rest: the `Arc`'s counts (copying the `Arc` writes them).
-#[inline(always)]
-pub(crate) fn prefetch_head(ni: &Arc<NodeInfo>) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in `prefetch`; the address may point before the NodeInfo
-    // (into the `Arc`'s counts), and prefetching never faults.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch((Arc::as_ptr(ni) as *const i8).wrapping_sub(16), _MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ni;
-}
-
 impl NodeInfo {
     /// A node with no pods.
     pub fn new(node: Arc<Node>) -> NodeInfo {

@@ -94,12 +94,12 @@ pub trait Extender: Send + Sync {
         true
     }
     /// Which of `nodes` `pod` may go to.
-    fn filter(&self, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<FilterResult, ExtenderError> {
+    fn filter(&self, pod: &Pod, nodes: &[&NodeInfo]) -> Result<FilterResult, ExtenderError> {
         let _ = (pod, nodes);
         Err(self.cannot("filter"))
     }
     /// Scores (0-10, not enforced) for some of `nodes`, by node name.
-    fn prioritize(&self, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<Vec<(String, i64)>, ExtenderError> {
+    fn prioritize(&self, pod: &Pod, nodes: &[&NodeInfo]) -> Result<Vec<(String, i64)>, ExtenderError> {
         let _ = (pod, nodes);
         Err(self.cannot("prioritize"))
     }

@@ -578,7 +578,7 @@ pub trait Plugin: Send + Sync + 'static {
     /// Score; store what Score needs in `state`. `Skip` leaves this plugin's
     /// Score out for this pod. Neither PreScore nor Score runs when only one
     /// node passed Filter, as upstream.
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
         Status::success()
     }
 

@@ -526,7 +526,7 @@ impl Framework {
 
     /// Runs PreScore plugins. A plugin that returns Skip has its Score left out for this pod; any
     /// other failure stops the run and is returned as an `Error` status.
-    pub fn run_pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snapshot: &Snapshot) -> Status {
+    pub fn run_pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
         state.skip_score.clear();
         let timed = state.record_plugin_metrics;
         for p in &self.pre_score {
@@ -550,7 +550,7 @@ impl Framework {
     /// Scores `nodes` with every Score plugin, normalizes, and applies weights.
     /// Node-major: each node is visited once for all plugins (one pass over
     /// memory, one parallel dispatch), then each plugin's column is normalized.
-    pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Result<ScoreMatrix, Status> {
+    pub fn run_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) -> Result<ScoreMatrix, Status> {
         self.run_score_keeping(state, pod, nodes, None)
     }
 
@@ -584,7 +584,7 @@ impl Framework {
         &self,
         state: &CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
         kept: Option<(&[usize], &Snapshot, &mut NodeMemo<RawScores>)>,
     ) -> Result<ScoreMatrix, Status> {
         let mut active: Vec<&WeightedPlugin> = Vec::with_capacity(self.score.len());
@@ -614,7 +614,7 @@ impl Framework {
             // they were computed here (to keep for the next pod).
             let score_node = |(n, out): (usize, &mut [i64])| -> Result<Option<RawScores>, Status> {
                 let current = Cell::new(0usize);
-                let node = &nodes[n];
+                let node = nodes[n];
                 // The generation from the snapshot's column: a node whose row
                 // is kept is not read here.
                 let row = reading.zip(snapshot).and_then(|(memo, snap)| memo.get_at(indexes[n], snap.generation(indexes[n]), &[]));
@@ -646,7 +646,7 @@ impl Framework {
         if let Some(memo) = memo {
             for (n, row) in fresh.into_iter().enumerate() {
                 if let Some(row) = row {
-                    memo.put(indexes[n], NodeVersion::of(&nodes[n], &[]), row);
+                    memo.put(indexes[n], NodeVersion::of(nodes[n], &[]), row);
                 }
             }
         }

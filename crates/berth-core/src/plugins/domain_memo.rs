@@ -6,7 +6,8 @@
 //! same question, though, and between two cycles only a few nodes change. A
 //! memo keyed by the question keeps each node's last contribution together
 //! with the node's `generation` (unique per content), and recomputes only
-//! nodes whose generation moved.
+//! nodes whose generation moved; it finds those in the snapshot's journal of
+//! replaced entries when it can, and by a pass over every node when not.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,9 @@ struct Memo {
     /// cycles that asked, so answering costs no copy.
     totals: Arc<Totals>,
     last_used: u64,
+    /// The snapshot epoch `per_node` was last brought up to: from there, the
+    /// snapshot's journal names the nodes to look at.
+    epoch: Option<u64>,
 }
 
 impl Memo {
@@ -92,27 +96,36 @@ impl DomainMemos {
         let memo = memos.entry(signature.to_string()).or_default();
         memo.last_used = *clock;
         let nodes = snap.nodes();
-        if memo.per_node.len() > nodes.len() {
-            for old in memo.per_node.split_off(nodes.len()).into_iter().flatten() {
-                let c = old.1;
-                memo.apply(&c, -1);
-            }
-        }
-        memo.per_node.resize_with(nodes.len(), || None);
-        for (i, node) in nodes.iter().enumerate() {
+        let visit = |memo: &mut Memo, i: usize| {
             let current = snap.generation(i);
             if let Some((generation, _)) = &memo.per_node[i] {
                 if *generation == current {
-                    continue;
+                    return;
                 }
             }
             if let Some((_, old)) = memo.per_node[i].take() {
                 memo.apply(&old, -1);
             }
-            let c = contribution(node);
+            let c = contribution(&nodes[i]);
             memo.apply(&c, 1);
             memo.per_node[i] = Some((current, c));
+        };
+        // Only the nodes replaced since the memo's last pass, when the
+        // snapshot still knows which (a replaced entry keeps its index).
+        match memo.epoch.and_then(|e| snap.changed_since(e)).filter(|_| memo.per_node.len() == nodes.len()) {
+            Some(changed) => changed.iter().for_each(|&i| visit(memo, i)),
+            None => {
+                if memo.per_node.len() > nodes.len() {
+                    for old in memo.per_node.split_off(nodes.len()).into_iter().flatten() {
+                        let c = old.1;
+                        memo.apply(&c, -1);
+                    }
+                }
+                memo.per_node.resize_with(nodes.len(), || None);
+                (0..nodes.len()).for_each(|i| visit(memo, i));
+            }
         }
+        memo.epoch = Some(snap.epoch());
         memo.totals.clone()
     }
 }
@@ -151,6 +164,12 @@ mod tests {
         cache.update_snapshot(&mut snap);
         let c = memos.counts("q", &snap, count_app);
         assert_eq!((c["a"], c["b"]), (1, 0));
+        // Read through the journal, the same as from scratch.
+        assert_eq!(DomainMemos::default().counts("q", &snap, count_app), c);
+        cache.add_pod(Arc::new(make_pod("p3").label("app", "web").node("b1").obj())).unwrap();
+        cache.update_snapshot(&mut snap);
+        let c = memos.counts("q", &snap, count_app);
+        assert_eq!((c["a"], c["b"]), (1, 1));
 
         cache.remove_node("b1");
         cache.update_snapshot(&mut snap);

@@ -58,8 +58,10 @@ fn serve(answer: fn(&str, &Value) -> (u16, String)) -> (String, mpsc::Receiver<S
     (url, rx)
 }
 
-fn nodes() -> Vec<Arc<NodeInfo>> {
-    ["node1", "node2"].iter().map(|n| Arc::new(node_info(make_node(n).capacity(4000, 8 << 30, 110).obj(), vec![]))).collect()
+fn nodes() -> berth_core::cache::Snapshot {
+    berth_core::cache::Snapshot::from_node_infos(
+        ["node1", "node2"].iter().map(|n| node_info(make_node(n).capacity(4000, 8 << 30, 110).obj(), vec![])).collect(),
+    )
 }
 
 fn pod() -> Pod {
@@ -80,7 +82,7 @@ fn filter_sends_whole_nodes_and_reads_replies_whatever_their_keys_case() {
         (200, r#"{"nodes": {"items": [{"metadata": {"name": "node1"}}]}, "failedNodes": {"node2": "no room"}, "Error": ""}"#.into())
     });
     let e = extender(&url, &[("filterVerb", "filter")], json!({}));
-    let r = e.filter(&pod(), &nodes()).unwrap();
+    let r = e.filter(&pod(), &nodes().node_refs()).unwrap();
     assert_eq!(r.nodes, ["node1"]);
     assert_eq!(r.failed, BTreeMap::from([("node2".to_string(), "no room".to_string())]));
     let (path, body) = seen.recv().unwrap();
@@ -97,7 +99,7 @@ fn filter_sends_whole_nodes_and_reads_replies_whatever_their_keys_case() {
 fn a_node_cache_capable_extender_gets_and_gives_names() {
     let (url, seen) = serve(|_, _| (200, r#"{"NodeNames": ["node2"], "FailedAndUnresolvableNodes": {"node1": "gone"}}"#.into()));
     let e = extender(&url, &[("filterVerb", "x/filter")], json!({"nodeCacheCapable": true}));
-    let r = e.filter(&pod(), &nodes()).unwrap();
+    let r = e.filter(&pod(), &nodes().node_refs()).unwrap();
     assert_eq!((r.nodes, r.failed_and_unresolvable.len()), (vec!["node2".to_string()], 1));
     let (path, body) = seen.recv().unwrap();
     assert_eq!((path.as_str(), &body["NodeNames"], &body["Nodes"]), ("/x/filter", &json!(["node1", "node2"]), &Value::Null));
@@ -107,7 +109,7 @@ fn a_node_cache_capable_extender_gets_and_gives_names() {
 fn prioritize_reads_a_bare_list() {
     let (url, _seen) = serve(|_, _| (200, r#"[{"Host": "node1", "Score": 3}, {"host": "node2", "score": 7}]"#.into()));
     let e = extender(&(url + "/"), &[("prioritizeVerb", "prioritize")], json!({"weight": 2}));
-    assert_eq!(e.prioritize(&pod(), &nodes()).unwrap(), vec![("node1".to_string(), 3), ("node2".to_string(), 7)]);
+    assert_eq!(e.prioritize(&pod(), &nodes().node_refs()).unwrap(), vec![("node1".to_string(), 3), ("node2".to_string(), 7)]);
     assert_eq!(e.weight(), 2);
 }
 
@@ -118,7 +120,10 @@ fn errors_say_what_upstream_says() {
         _ => (200, r#"{"Error": "no GPU left"}"#.into()),
     });
     let e = extender(&url, &[("filterVerb", "filter"), ("bindVerb", "bind")], json!({}));
-    assert_eq!(e.filter(&pod(), &nodes()).unwrap_err().to_string(), format!("failed filter with extender at URL {url}/filter, code 500"));
+    assert_eq!(
+        e.filter(&pod(), &nodes().node_refs()).unwrap_err().to_string(),
+        format!("failed filter with extender at URL {url}/filter, code 500")
+    );
     assert_eq!(e.bind(&pod(), "node1").unwrap_err(), ExtenderError::Replied("no GPU left".into()));
 }
 
@@ -138,7 +143,7 @@ fn an_extender_that_does_not_answer_fails_within_its_timeout() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let held = std::thread::spawn(move || listener.accept().map(|(c, _)| c));
     let e = extender(&url, &[("filterVerb", "filter")], json!({"httpTimeout": "1s"}));
-    let err = e.filter(&pod(), &nodes()).unwrap_err();
+    let err = e.filter(&pod(), &nodes().node_refs()).unwrap_err();
     assert!(matches!(err, ExtenderError::Call(_)), "{err}");
     drop(held.join());
 }
@@ -184,7 +189,7 @@ fn the_core_calls_configured_extenders_over_http() {
     .unwrap();
     let host = berth_core::framework::PluginHost::default().with_service(HttpExtender::connector());
     let fwk = cfg.build_frameworks_with(&berth_core::framework::Registry::builtin(), &host).unwrap().remove(0);
-    let snapshot = berth_core::cache::Snapshot::from_node_infos(nodes().iter().map(|n| (**n).clone()).collect());
+    let snapshot = nodes();
     let pi = Arc::new(berth_core::framework::PodInfo::new(pod()));
     let mut runner = CycleRunner::new(0, 1);
     // The nodes have no example.com/gpu: NodeResourcesFit ignores it, as the extender manages it.

@@ -104,7 +104,7 @@ impl Extender for Fake {
     fn is_interested(&self, pod: &Pod) -> bool {
         interested_in(&self.managed, pod)
     }
-    fn filter(&self, _pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<FilterResult, ExtenderError> {
+    fn filter(&self, _pod: &Pod, nodes: &[&NodeInfo]) -> Result<FilterResult, ExtenderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut r = FilterResult::default();
         for n in nodes {
@@ -136,7 +136,7 @@ impl Extender for Fake {
         }
         Ok(r)
     }
-    fn prioritize(&self, _pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Result<Vec<(String, i64)>, ExtenderError> {
+    fn prioritize(&self, _pod: &Pod, nodes: &[&NodeInfo]) -> Result<Vec<(String, i64)>, ExtenderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut total: BTreeMap<String, i64> = BTreeMap::new();
         for (p, w) in &self.prioritizers {
@@ -268,7 +268,7 @@ fn a_filter_reply_naming_a_node_not_sent_is_an_error() {
         fn is_filter(&self) -> bool {
             true
         }
-        fn filter(&self, _: &Pod, _: &[Arc<NodeInfo>]) -> Result<FilterResult, ExtenderError> {
+        fn filter(&self, _: &Pod, _: &[&NodeInfo]) -> Result<FilterResult, ExtenderError> {
             Ok(FilterResult { nodes: vec!["node9".into()], ..Default::default() })
         }
     }
@@ -289,7 +289,7 @@ fn extender_scores_are_scaled_by_weight_and_ten_and_added() {
         fn is_prioritizer(&self) -> bool {
             true
         }
-        fn prioritize(&self, _: &Pod, _: &[Arc<NodeInfo>]) -> Result<Vec<(String, i64)>, ExtenderError> {
+        fn prioritize(&self, _: &Pod, _: &[&NodeInfo]) -> Result<Vec<(String, i64)>, ExtenderError> {
             Ok(vec![("node1".into(), self.1[0]), ("node2".into(), self.1[1]), ("elsewhere".into(), 1000)])
         }
     }

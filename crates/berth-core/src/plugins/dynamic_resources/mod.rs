@@ -968,7 +968,7 @@ impl Plugin for DynamicResources {
 
     /// Not upstream's (it has no PreScore): a pod without claims scores 0
     /// on every node, so its Score is skipped rather than called per node.
-    fn pre_score(&self, state: &mut CycleState, _pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snapshot: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, _pod: &PodInfo, _nodes: &[&NodeInfo], _snapshot: &Snapshot) -> Status {
         match state_of(state) {
             Some(s) if s.allocating || s.claims.iter().any(|c| c.status.allocation.is_some()) => Status::success(),
             _ => Status::skip(),

@@ -45,7 +45,7 @@ impl Plugin for ImageLocality {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], snap: &Snapshot) -> Status {
         let mut spread = HashMap::new();
         let mut images = Vec::new();
         // Containers, init containers and (since 1.36) image volumes: each is one image.
@@ -111,7 +111,7 @@ mod tests {
         for (pod, want) in table {
             let pi = PodInfo::new(pod);
             let mut st = CycleState::new();
-            ImageLocality.pre_score(&mut st, &pi, snap.nodes(), &snap);
+            ImageLocality.pre_score(&mut st, &pi, &snap.node_refs(), &snap);
             let got: Vec<i64> = snap.nodes().iter().map(|n| ImageLocality.score(&st, &pi, n).0).collect();
             assert_eq!(got, want, "{:?}", pi.pod.containers.iter().map(|c| &c.image).collect::<Vec<_>>());
         }
@@ -120,7 +120,7 @@ mod tests {
     fn scores(snap: &Snapshot, pod: crate::model::Pod) -> (Status, Vec<i64>) {
         let pi = PodInfo::new(pod);
         let mut st = CycleState::new();
-        let pre = ImageLocality.pre_score(&mut st, &pi, snap.nodes(), snap);
+        let pre = ImageLocality.pre_score(&mut st, &pi, &snap.node_refs(), snap);
         if !pre.is_success() {
             return (pre, vec![]);
         }

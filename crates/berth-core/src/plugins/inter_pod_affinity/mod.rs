@@ -398,7 +398,7 @@ impl Plugin for InterPodAffinity {
         }
         Status::success()
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snap: &Snapshot) -> Status {
         if nodes.is_empty() {
             return Status::skip();
         }

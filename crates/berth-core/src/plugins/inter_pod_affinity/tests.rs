@@ -268,7 +268,7 @@ fn normalized(pod: Pod, snap: &Snapshot, args: Option<serde_json::Value>) -> Vec
 fn normalized_with(pl: &dyn Plugin, pod: Pod, snap: &Snapshot) -> Vec<i64> {
     let pi = PodInfo::new(pod);
     let mut st = CycleState::new();
-    if pl.pre_score(&mut st, &pi, snap.nodes(), snap).is_skip() {
+    if pl.pre_score(&mut st, &pi, &snap.node_refs(), snap).is_skip() {
         return vec![];
     }
     let mut scores: Vec<NodeScore> =

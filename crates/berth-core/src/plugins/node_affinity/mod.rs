@@ -212,7 +212,7 @@ impl Plugin for NodeAffinity {
             Status::unresolvable(ERR_REASON_POD)
         }
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], _snap: &Snapshot) -> Status {
         let preferred: Vec<PreferredSchedulingTerm> =
             pod.pod.affinity.node_affinity.as_ref().map(|n| n.preferred.clone()).unwrap_or_default();
         if preferred.is_empty() && self.added_preferred.is_empty() {
@@ -391,12 +391,13 @@ mod tests {
             .preferred_node_affinity(4, expr("key", SelectorOp::In, &["value"]))
             .preferred_node_affinity(5, expr("az", SelectorOp::In, &["az1"]))
             .info();
-        let nodes: Vec<Arc<NodeInfo>> = vec![
-            Arc::new(node_info(make_node("n1").label("foo", "bar").obj(), vec![])),
-            Arc::new(node_info(make_node("n2").label("key", "value").obj(), vec![])),
-            Arc::new(node_info(make_node("n3").label("foo", "bar").label("key", "value").label("az", "az1").obj(), vec![])),
-            Arc::new(node_info(make_node("n4").obj(), vec![])),
+        let infos = [
+            node_info(make_node("n1").label("foo", "bar").obj(), vec![]),
+            node_info(make_node("n2").label("key", "value").obj(), vec![]),
+            node_info(make_node("n3").label("foo", "bar").label("key", "value").label("az", "az1").obj(), vec![]),
+            node_info(make_node("n4").obj(), vec![]),
         ];
+        let nodes: Vec<&NodeInfo> = infos.iter().collect();
         let pl = NodeAffinity::plain();
         let mut st = CycleState::new();
         assert!(pl.pre_score(&mut st, &pod, &nodes, &Snapshot::default()).is_success());

@@ -109,7 +109,7 @@ impl Plugin for BalancedAllocation {
     fn score_is_node_local(&self) -> bool {
         true
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], _snap: &Snapshot) -> Status {
         let reqs = pod_requests(pod, &self.resources, true);
         if reqs.iter().all(|r| *r == 0) {
             // A best-effort pod changes no node's balance.

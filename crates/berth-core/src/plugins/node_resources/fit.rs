@@ -337,7 +337,7 @@ impl Plugin for Fit {
             Status::with_reasons(Code::Unschedulable, reasons)
         }
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], _snap: &Snapshot) -> Status {
         state.write(PRE_SCORE_KEY, pod_requests(pod, &self.strategy.resources, false));
         Status::success()
     }

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use super::balanced_allocation::{self, balanced_score};
 use super::fit::{self, Fit};
 use crate::cache::{NodeInfo, Snapshot};
@@ -110,7 +108,7 @@ fn fit_ignored_resources() {
 
 fn scores(pl: &dyn Plugin, pod: Pod, nodes: Vec<NodeInfo>) -> Vec<i64> {
     let pi = PodInfo::new(pod);
-    let nodes: Vec<Arc<NodeInfo>> = nodes.into_iter().map(Arc::new).collect();
+    let nodes: Vec<&NodeInfo> = nodes.iter().collect();
     let mut st = CycleState::new();
     let s = pl.pre_score(&mut st, &pi, &nodes, &Snapshot::default());
     if s.is_skip() {

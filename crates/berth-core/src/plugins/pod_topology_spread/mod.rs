@@ -318,7 +318,7 @@ impl Plugin for PodTopologySpread {
         }
         Status::success()
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>], snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snap: &Snapshot) -> Status {
         let p = &pod.pod;
         if nodes.is_empty() || snap.num_nodes() == 0 {
             return Status::skip();

@@ -162,7 +162,7 @@ fn score_prefers_emptier_domains() {
     let pi =
         PodInfo::new(make_pod("p").label("foo", "").spread(1, "zone", UnsatisfiableConstraintAction::ScheduleAnyway, foo_selector()).obj());
     let mut st = CycleState::new();
-    assert!(pl.pre_score(&mut st, &pi, snap.nodes(), &snap).is_success());
+    assert!(pl.pre_score(&mut st, &pi, &snap.node_refs(), &snap).is_success());
     let mut scores: Vec<NodeScore> =
         snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
     // zone1 has 2 matching pods, zone2 has 1; weight ln(2+2): raw 3, 3, 1.
@@ -170,7 +170,7 @@ fn score_prefers_emptier_domains() {
     pl.normalize_score(&st, &pi, &mut scores);
     assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [33, 33, 100]);
     // No soft constraints: skipped.
-    assert!(pl.pre_score(&mut CycleState::new(), &make_pod("q").info(), snap.nodes(), &snap).is_skip());
+    assert!(pl.pre_score(&mut CycleState::new(), &make_pod("q").info(), &snap.node_refs(), &snap).is_skip());
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn system_defaults_apply_to_controlled_pods() {
     let pl = new(None).unwrap();
     let pi = PodInfo::new(make_pod("r2").label("app", "web").owner("ReplicaSet", "web").obj());
     let mut st = CycleState::new();
-    assert!(pl.pre_score(&mut st, &pi, snap.nodes(), &snap).is_success());
+    assert!(pl.pre_score(&mut st, &pi, &snap.node_refs(), &snap).is_success());
     let mut scores: Vec<NodeScore> =
         snap.nodes().iter().enumerate().map(|(index, n)| NodeScore { index, score: pl.score(&st, &pi, n).0 }).collect();
     pl.normalize_score(&st, &pi, &mut scores);

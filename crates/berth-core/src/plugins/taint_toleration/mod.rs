@@ -76,7 +76,7 @@ impl Plugin for TaintToleration {
             Some(_) => Status::unresolvable(ERR_REASON_UNTOLERATED),
         }
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[Arc<NodeInfo>], _snap: &Snapshot) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], _snap: &Snapshot) -> Status {
         let tols: Vec<Toleration> =
             pod.pod.tolerations.iter().filter(|t| t.effect.is_none() || t.effect == Some(TaintEffect::PreferNoSchedule)).cloned().collect();
         state.write(STATE_KEY, tols);
@@ -223,7 +223,8 @@ mod tests {
         ];
         for (name, pod, nodes, want) in table {
             let pod = pod.info();
-            let nodes: Vec<Arc<NodeInfo>> = nodes.into_iter().map(|n| Arc::new(node_info(n.obj(), vec![]))).collect();
+            let infos: Vec<NodeInfo> = nodes.into_iter().map(|n| node_info(n.obj(), vec![])).collect();
+            let nodes: Vec<&NodeInfo> = infos.iter().collect();
             let mut st = CycleState::new();
             assert!(TaintToleration.pre_score(&mut st, &pod, &nodes, &Snapshot::default()).is_success());
             let mut scores: Vec<NodeScore> =
