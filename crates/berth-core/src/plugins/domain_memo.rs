@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::{NodeInfo, Snapshot};
 
-/// Domain -> (matching pods, eligible nodes in the domain).
-pub type Totals = HashMap<String, (i64, usize)>;
+/// Domain -> (matching pods, eligible nodes in the domain). Fx-hashed: Filter
+/// looks domains up for every node, and SipHash was about 5 % of a
+/// 100 000-node PodAntiAffinity run.
+pub type Totals = rustc_hash::FxHashMap<String, (i64, usize)>;
 
 /// Memos kept per plugin instance; beyond this the oldest questions are dropped.
 const MAX_MEMOS: usize = 64;

@@ -432,7 +432,7 @@ impl Plugin for InterPodAffinity {
         // count: where they are few, visiting them beats the memo's pass
         // over every node (and a cluster with none skips at once).
         let totals = if !has_constraints && snap.have_pods_with_affinity().count() * 4 < snap.nodes().len() {
-            let mut totals = Totals::new();
+            let mut totals = Totals::default();
             for node in snap.have_pods_with_affinity() {
                 for (pair, w) in contribution(node) {
                     let e = totals.entry(pair).or_default();
