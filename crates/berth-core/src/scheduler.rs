@@ -369,11 +369,10 @@ impl CycleRunner {
                 scores: None,
             });
         }
-        let nodes = snapshot.nodes_at(&feasible);
-        let matrix = self.prioritize_nodes(fwk, state, pod, &nodes, &feasible, snapshot)?;
+        let matrix = self.prioritize_nodes(fwk, state, pod, &feasible, snapshot)?;
         let best = self.select_host(&matrix.totals);
         Ok(ScheduleResult {
-            node: nodes[best].name().to_string(),
+            node: snapshot.nodes()[feasible[best]].name().to_string(),
             evaluated_nodes: evaluated,
             feasible_nodes: feasible.len(),
             feasible,
@@ -598,21 +597,21 @@ impl CycleRunner {
         fwk: &Framework,
         state: &mut CycleState,
         pod: &Arc<PodInfo>,
-        nodes: &[&NodeInfo],
         indexes: &[usize],
         snapshot: &Snapshot,
     ) -> Result<ScoreMatrix, ScheduleError> {
+        let nodes = snapshot.nodes_at(indexes);
         if !fwk.has_score() && fwk.extenders.is_empty() {
             return Ok(ScoreMatrix { totals: vec![0; nodes.len()], ..Default::default() });
         }
-        let s = fwk.run_pre_score(state, pod, nodes, snapshot);
+        let s = fwk.run_pre_score(state, pod, &nodes, snapshot);
         if !s.is_success() {
             return Err(ScheduleError::Internal(s));
         }
         let keep = self.memoize && self.scores.begin_run(fwk, pod, fwk.kept_scores(state), snapshot.num_nodes());
         let kept = keep.then_some((indexes, snapshot, &mut self.scores));
-        let mut matrix = fwk.run_score_keeping(state, pod, nodes, kept).map_err(ScheduleError::Internal)?;
-        add_extender_scores(fwk, pod, nodes, &mut matrix);
+        let mut matrix = fwk.run_score_keeping(state, pod, &nodes, kept).map_err(ScheduleError::Internal)?;
+        add_extender_scores(fwk, pod, &nodes, &mut matrix);
         Ok(matrix)
     }
 
