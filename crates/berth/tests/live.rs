@@ -111,10 +111,7 @@ async fn unschedulable_pod_gets_event_and_condition_then_schedules_when_a_node_i
     // The pods and nodes watches are independent: a first attempt may come
     // before Berth has seen the node (then without it), so wait for the
     // attempt that weighed it.
-    let ev = wait_for("a FailedScheduling event weighing the node", || async {
-        ns.events("big", "FailedScheduling").await.into_iter().find(|e| e.note.as_deref().is_some_and(|n| n.contains("1 Insufficient cpu")))
-    })
-    .await;
+    let ev = ns.event_noting("big", "FailedScheduling", "1 Insufficient cpu").await;
     let note = ev.note.unwrap_or_default();
     assert!(note.starts_with("0/"), "{note}");
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
@@ -183,10 +180,7 @@ async fn pods_berth_cannot_read_stay_pending_with_a_reason_and_still_count_on_th
     // An attempt before Berth has seen the node would find none of this
     // test's nodes; wait for the one that weighed it.
     ns.pod("big", "berth", "1", json!({})).await;
-    wait_for("a FailedScheduling event weighing the node", || async {
-        ns.events("big", "FailedScheduling").await.into_iter().find(|e| e.note.as_deref().is_some_and(|n| n.contains("Insufficient cpu")))
-    })
-    .await;
+    ns.event_noting("big", "FailedScheduling", "Insufficient cpu").await;
     assert_eq!(ns.node_of("unreadable").await, None);
     assert_eq!(ns.node_of("big").await, None);
 }

@@ -343,6 +343,15 @@ impl Ns {
         wait_for(&format!("a {reason} event for {}/{pod}", self.name), || async { self.events(pod, reason).await.into_iter().next() }).await
     }
 
+    /// The first `reason` event for `pod` whose note contains `text`: waits
+    /// past earlier attempts (one before Berth had seen the test's nodes, say).
+    pub async fn event_noting(&self, pod: &str, reason: &str, text: &str) -> Event {
+        wait_for(&format!("a {reason} event for {}/{pod} noting {text:?}", self.name), || async {
+            self.events(pod, reason).await.into_iter().find(|e| e.note.as_deref().is_some_and(|n| n.contains(text)))
+        })
+        .await
+    }
+
     pub async fn pod_scheduled_condition(&self, pod: &str) -> Option<(String, String, String)> {
         let p = self.pods().get(pod).await.ok()?;
         let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?;
