@@ -130,10 +130,23 @@ pub fn fit_error_message(num_all_nodes: usize, statuses: &NodeToStatus, pre_filt
         msg.push_str(&format!(" {pre_filter_msg}."));
     } else {
         let mut hist: BTreeMap<&str, usize> = BTreeMap::new();
-        for (_, s) in &statuses.statuses {
-            for r in &s.reasons {
-                *hist.entry(r.as_ref()).or_default() += 1;
+        // Runs of one reason (most nodes are rejected by the same few, as
+        // the same borrowed text) are counted before the map is touched: a
+        // preemptor at 100 000 nodes has a status for every node.
+        let mut run: Option<(&str, usize)> = None;
+        for r in statuses.statuses.iter().flat_map(|(_, s)| s.reasons.iter()) {
+            let r = r.as_ref();
+            match &mut run {
+                Some((last, n)) if std::ptr::eq(*last, r) => *n += 1,
+                _ => {
+                    if let Some((last, n)) = run.replace((r, 1)) {
+                        *hist.entry(last).or_default() += n;
+                    }
+                }
             }
+        }
+        if let Some((last, n)) = run {
+            *hist.entry(last).or_default() += n;
         }
         let explicit = statuses.statuses.len();
         if explicit < num_all_nodes {
@@ -518,18 +531,22 @@ impl CycleRunner {
         let mut chunk = to_find.max(64);
         let mut pos = 0;
         let prepare = fwk.has_prepare_filter();
+        let mut last_rejection: Option<(&'static str, Code)> = None;
+        // One buffer for every chunk's results.
+        let mut results: Vec<(usize, Checked)> = Vec::new();
         'outer: while pos < n {
             let end = (pos + chunk).min(n);
             if prepare {
                 let chunk_nodes: Vec<&Arc<NodeInfo>> = (pos..end).map(|i| &nodes[candidates.at((start + i) % n)]).collect();
                 fwk.run_prepare_filter(state, pod, &chunk_nodes);
             }
-            let results: Vec<(usize, Checked)> = if end - pos >= PARALLEL_THRESHOLD {
-                (pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check).collect()
+            results.clear();
+            if end - pos >= PARALLEL_THRESHOLD {
+                results.par_extend((pos..end).into_par_iter().with_min_len(crate::framework::runtime::MIN_PARALLEL_BATCH).map(check));
             } else {
-                (pos..end).map(check).collect()
-            };
-            for (offset, (idx, checked)) in results.into_iter().enumerate() {
+                results.extend((pos..end).map(check));
+            }
+            for (offset, (idx, checked)) in results.drain(..).enumerate() {
                 let keep = |s: &Status| memoize && (s.is_success() || s.is_rejected());
                 let s = match checked {
                     Checked::Kept(s) => Cow::Borrowed(s),
@@ -558,7 +575,12 @@ impl CycleRunner {
                     }
                 } else if s.is_rejected() {
                     let s = s.into_owned();
-                    diagnosis.add_plugin_status(&s);
+                    // Most rejections repeat the last one's plugin and code:
+                    // the plugin sets need no lookup for those.
+                    if last_rejection != Some((s.plugin, s.code)) {
+                        diagnosis.add_plugin_status(&s);
+                        last_rejection = Some((s.plugin, s.code));
+                    }
                     diagnosis.node_to_status.statuses.push((idx, s));
                 } else {
                     return Err(ScheduleError::Internal(s.into_owned()));
@@ -567,7 +589,12 @@ impl CycleRunner {
             pos = end;
             processed = end;
             chunk = match feasible.len() {
-                0 => chunk * 2,
+                0 => {
+                    // Likely a pod that fits nowhere (a preemptor): room for
+                    // a status per node at once, rather than doubling up to it.
+                    diagnosis.node_to_status.statuses.reserve(n - pos);
+                    chunk * 2
+                }
                 found => ((to_find - found) * pos / found * 5 / 4).max(64),
             };
         }
@@ -582,6 +609,7 @@ impl CycleRunner {
                 }
             }
         }
+        drop(results);
         for (idx, v, with) in built {
             self.with_nominated.put(idx, v, with);
         }
@@ -705,6 +733,23 @@ mod tests {
             fit_error_message(3, &multi, "", ""),
             "0/3 nodes are available: 1 Insufficient cpu, 1 Insufficient memory, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
         );
+        // Runs of one borrowed text are counted together with the same text
+        // from elsewhere (owned, or another copy), wherever they interleave.
+        let owned = || Status::unschedulable(String::from("Insufficient cpu"));
+        let runs = NodeToStatus {
+            statuses: vec![
+                (0, Status::unschedulable("Insufficient cpu")),
+                (1, Status::unschedulable("Insufficient cpu")),
+                (2, owned()),
+                (3, Status::unschedulable("Too many pods")),
+                (4, Status::unschedulable("Insufficient cpu")),
+                (5, owned()),
+                (6, owned()),
+            ],
+            absent: None,
+            details: Vec::new(),
+        };
+        assert_eq!(fit_error_message(7, &runs, "", ""), "0/7 nodes are available: 1 Too many pods, 6 Insufficient cpu.");
     }
 
     /// The copies of nodes with nominated pods added are reused across

@@ -156,14 +156,13 @@ impl NodeToStatus {
 
     /// Indexes (of `num_nodes`) whose status has this code, absent nodes included.
     pub fn indexes_with_code(&self, num_nodes: usize, code: Code) -> Vec<usize> {
-        let absent = self.absent.as_ref().map(|s| s.code);
-        let mut codes: Vec<Option<Code>> = vec![absent; num_nodes];
+        let mut has: Vec<bool> = vec![self.absent.as_ref().is_some_and(|s| s.code == code); num_nodes];
         for (i, s) in &self.statuses {
-            if *i < num_nodes {
-                codes[*i] = Some(s.code);
+            if let Some(h) = has.get_mut(*i) {
+                *h = s.code == code;
             }
         }
-        codes.iter().enumerate().filter(|(_, c)| **c == Some(code)).map(|(i, _)| i).collect()
+        has.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i).collect()
     }
 }
 

@@ -78,14 +78,16 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
     Ok(Arc::new(DefaultPreemption { args: a, memo: Default::default() }))
 }
 
-/// Victims and their PDB violations, or why the node cannot host the pod.
-type VictimsOrStatus = Result<(Vec<Arc<PodInfo>>, usize), Status>;
+/// Victims (shared: kept dry runs are handed to every later preemptor of a
+/// run) and their PDB violations, or why the node cannot host the pod.
+type VictimsOrStatus = Result<(Arc<[Arc<PodInfo>]>, usize), Status>;
 
 /// A node where preemption would work, with its victims (most important first).
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub node_index: usize,
-    pub victims: Vec<Arc<PodInfo>>,
+    /// Most important first; shared with the dry run that found them.
+    pub victims: Arc<[Arc<PodInfo>]>,
     pub num_pdb_violations: usize,
 }
 
@@ -241,7 +243,7 @@ fn call_extenders(ctx: &PostFilterContext<'_>, pod: &Pod, candidates: Vec<Candid
     let name = |c: &Candidate| snap.nodes()[c.node_index].name().to_string();
     let mut map: BTreeMap<String, Victims> = candidates
         .iter()
-        .map(|c| (name(c), Victims { pods: c.victims.clone(), num_pdb_violations: c.num_pdb_violations as i64 }))
+        .map(|c| (name(c), Victims { pods: c.victims.to_vec(), num_pdb_violations: c.num_pdb_violations as i64 }))
         .collect();
     let lookup = |node: &str| snap.get(node).cloned();
     for e in extenders {
@@ -271,41 +273,37 @@ fn call_extenders(ctx: &PostFilterContext<'_>, pod: &Pod, candidates: Vec<Candid
         .into_iter()
         .filter_map(|c| {
             let v = map.remove(&name(&c))?;
-            Some(Candidate { node_index: c.node_index, victims: v.pods, num_pdb_violations: v.num_pdb_violations.max(0) as usize })
+            Some(Candidate { node_index: c.node_index, victims: v.pods.into(), num_pdb_violations: v.num_pdb_violations.max(0) as usize })
         })
         .collect())
 }
 
 /// Upstream `pickOneNodeForPreemption`, criteria in order; ties go to the first.
+/// Upstream narrows the candidates criterion by criterion; keeping the
+/// greatest tuple of all criteria, first on ties, picks the same node in one
+/// pass (a preemptor at 100 000 nodes weighs 10 000 candidates).
 pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
-    if candidates.is_empty() {
-        return None;
-    }
-    type ScoreFn = fn(&Candidate) -> i64;
-    let earliest_start_of_top = |c: &Candidate| -> i64 {
+    let key = |c: &Candidate| -> [i64; 5] {
         let top = c.victims.first().map(|v| v.pod.priority).unwrap_or(0);
         // A victim that has not started counts as starting now (the latest).
-        c.victims.iter().filter(|v| v.pod.priority == top).map(|v| v.pod.start_ms.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX)
+        let earliest_start_of_top =
+            c.victims.iter().filter(|v| v.pod.priority == top).map(|v| v.pod.start_ms.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
+        [
+            -(c.num_pdb_violations as i64),
+            -(c.victims.first().map(|v| v.pod.priority as i64).unwrap_or(0)),
+            -c.victims.iter().map(|v| v.pod.priority as i64 + i32::MAX as i64 + 1).sum::<i64>(),
+            -(c.victims.len() as i64),
+            earliest_start_of_top,
+        ]
     };
-    let funcs: [ScoreFn; 4] = [
-        |c| -(c.num_pdb_violations as i64),
-        |c| -(c.victims.first().map(|v| v.pod.priority as i64).unwrap_or(0)),
-        |c| -c.victims.iter().map(|v| v.pod.priority as i64 + i32::MAX as i64 + 1).sum::<i64>(),
-        |c| -(c.victims.len() as i64),
-    ];
-    let mut pool: Vec<usize> = (0..candidates.len()).collect();
-    for f in funcs
-        .iter()
-        .map(|f| Box::new(*f) as Box<dyn Fn(&Candidate) -> i64>)
-        .chain(std::iter::once(Box::new(earliest_start_of_top) as Box<dyn Fn(&Candidate) -> i64>))
-    {
-        let best = pool.iter().map(|&i| f(&candidates[i])).max().expect("non-empty");
-        pool.retain(|&i| f(&candidates[i]) == best);
-        if pool.len() == 1 {
-            return Some(pool[0]);
+    let mut best: Option<(usize, [i64; 5])> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let k = key(c);
+        if best.as_ref().is_none_or(|(_, b)| k > *b) {
+            best = Some((i, k));
         }
     }
-    pool.first().copied()
+    best.map(|(i, _)| i)
 }
 
 #[crate::plugin]
@@ -380,7 +378,7 @@ impl Plugin for DefaultPreemption {
                     return (idx, r.clone(), None);
                 }
             }
-            let r = self.select_victims_on_node(ctx.framework, state, pod, node, ctx.pdbs, &relevant);
+            let r = self.select_victims_on_node(ctx.framework, state, pod, node, ctx.pdbs, &relevant).map(|(v, n)| (Arc::from(v), n));
             (idx, r, memoize.then(|| NodeVersion::of(node, &relevant)))
         };
         let batch = want.max(16);
@@ -441,7 +439,7 @@ impl Plugin for DefaultPreemption {
         let node = snap.nodes()[c.node_index].name().to_string();
         // Since 1.37 the FailedScheduling message ends with what preemption found.
         let found = format!("preemption: found a potential placement for pod on node {node}, preempting {} victims", c.victims.len());
-        (Some(PostFilterResult { nominated_node: Some(node), victims: c.victims.clone() }), Status::new(Code::Success, found))
+        (Some(PostFilterResult { nominated_node: Some(node), victims: c.victims.to_vec() }), Status::new(Code::Success, found))
     }
 }
 

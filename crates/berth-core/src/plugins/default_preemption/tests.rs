@@ -108,7 +108,11 @@ fn pdb_violations_are_avoided() {
 #[test]
 fn pick_one_criteria() {
     let v = |prio: i32, start: i64| Arc::new(make_pod("v").priority(prio).start(start).info());
-    let c = |idx: usize, victims: Vec<Arc<PodInfo>>, pdb: usize| Candidate { node_index: idx, victims, num_pdb_violations: pdb };
+    let c = |idx: usize, victims: Vec<Arc<PodInfo>>, pdb: usize| Candidate {
+        node_index: idx,
+        victims: victims.into(),
+        num_pdb_violations: pdb,
+    };
     // fewest PDB violations first
     assert_eq!(pick_one(&[c(0, vec![v(1, 0)], 1), c(1, vec![v(9, 0)], 0)]), Some(1));
     // lowest highest-priority victim
@@ -121,6 +125,52 @@ fn pick_one_criteria() {
     assert_eq!(pick_one(&[c(0, vec![v(3, 10)], 0), c(1, vec![v(3, 20)], 0)]), Some(1));
     // full tie: first
     assert_eq!(pick_one(&[c(0, vec![v(3, 10)], 0), c(1, vec![v(3, 10)], 0)]), Some(0));
+}
+
+/// Upstream's way, criterion by criterion: keep the best on each in turn.
+fn pick_one_by_narrowing(candidates: &[Candidate]) -> Option<usize> {
+    let top = |c: &Candidate| c.victims.first().map(|v| v.pod.priority).unwrap_or(0);
+    type Criterion<'a> = Box<dyn Fn(&Candidate) -> i64 + 'a>;
+    let criteria: [Criterion; 5] = [
+        Box::new(|c| -(c.num_pdb_violations as i64)),
+        Box::new(move |c| -(top(c) as i64)),
+        Box::new(|c| -c.victims.iter().map(|v| v.pod.priority as i64 + i32::MAX as i64 + 1).sum::<i64>()),
+        Box::new(|c| -(c.victims.len() as i64)),
+        Box::new(move |c| {
+            c.victims.iter().filter(|v| v.pod.priority == top(c)).map(|v| v.pod.start_ms.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX)
+        }),
+    ];
+    let mut pool: Vec<usize> = (0..candidates.len()).collect();
+    for f in &criteria {
+        let best = pool.iter().map(|&i| f(&candidates[i])).max()?;
+        pool.retain(|&i| f(&candidates[i]) == best);
+    }
+    pool.first().copied()
+}
+
+#[test]
+fn pick_one_agrees_with_narrowing_criterion_by_criterion() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+    for round in 0..500 {
+        let candidates: Vec<Candidate> = (0..rng.random_range(1..12))
+            .map(|i| {
+                let mut victims: Vec<Arc<PodInfo>> = (0..rng.random_range(1..4))
+                    .map(|_| {
+                        let mut p = make_pod("v").priority(rng.random_range(0..3));
+                        if rng.random_bool(0.8) {
+                            p = p.start(rng.random_range(0..3));
+                        }
+                        Arc::new(p.info())
+                    })
+                    .collect();
+                sort_by_importance(&mut victims);
+                Candidate { node_index: i, victims: victims.into(), num_pdb_violations: rng.random_range(0..2) }
+            })
+            .collect();
+        assert_eq!(pick_one(&candidates), pick_one_by_narrowing(&candidates), "round {round}");
+    }
+    assert_eq!(pick_one(&[]), None);
 }
 
 #[test]
@@ -146,7 +196,7 @@ fn missing_start_time_counts_as_now() {
         }
         Arc::new(p.info())
     };
-    let c = |idx: usize, victims: Vec<Arc<PodInfo>>| Candidate { node_index: idx, victims, num_pdb_violations: 0 };
+    let c = |idx: usize, victims: Vec<Arc<PodInfo>>| Candidate { node_index: idx, victims: victims.into(), num_pdb_violations: 0 };
     // A victim that never started is "latest": that node wins.
     assert_eq!(pick_one(&[c(0, vec![v(Some(10))]), c(1, vec![v(None)])]), Some(1));
 }
