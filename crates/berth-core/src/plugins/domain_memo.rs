@@ -19,6 +19,10 @@ use crate::cache::{NodeInfo, Snapshot};
 /// 100 000-node PodAntiAffinity run.
 pub type Totals = rustc_hash::FxHashMap<String, (i64, usize)>;
 
+/// Domain -> matching pods, as [`DomainMemos::counts`] answers. Fx-hashed:
+/// Filter looks a domain up for every node.
+pub type Counts = rustc_hash::FxHashMap<String, i64>;
+
 /// Memos kept per plugin instance; beyond this the oldest questions are dropped.
 const MAX_MEMOS: usize = 64;
 
@@ -75,12 +79,7 @@ impl DomainMemos {
     /// Domain -> matching pods over all eligible nodes of `snap`. `contribution`
     /// says, for one node, its domain and count, or `None` when the node is not
     /// eligible; it must depend only on the node and on what `signature` encodes.
-    pub fn counts(
-        &self,
-        signature: &str,
-        snap: &Snapshot,
-        contribution: impl Fn(&NodeInfo) -> Option<(String, i64)>,
-    ) -> HashMap<String, i64> {
+    pub fn counts(&self, signature: &str, snap: &Snapshot, contribution: impl Fn(&NodeInfo) -> Option<(String, i64)>) -> Counts {
         self.counts_multi(signature, snap, |n| contribution(n).into_iter().collect()).iter().map(|(k, (n, _))| (k.clone(), *n)).collect()
     }
 

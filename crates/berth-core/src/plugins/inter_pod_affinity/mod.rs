@@ -59,6 +59,9 @@ struct TopologyCounts {
     map: Arc<Totals>,
     /// Entries with a positive count (upstream drops entries that reach 0).
     positive: usize,
+    /// The topology keys of the entries with a positive count (and maybe
+    /// more): Filter looks up only the node's labels of these keys.
+    keys: Vec<String>,
 }
 
 /// Runs `f` on "key\0value" built in a per-thread buffer: Filter looks pairs
@@ -77,8 +80,16 @@ fn with_pair<R>(key: &str, value: &str, f: impl FnOnce(&str) -> R) -> R {
 
 impl TopologyCounts {
     fn from_memo(map: Arc<Totals>) -> TopologyCounts {
-        let positive = map.values().filter(|e| e.0 > 0).count();
-        TopologyCounts { map, positive }
+        let mut positive = 0;
+        let mut keys: Vec<String> = Vec::new();
+        for pair in map.iter().filter(|(_, e)| e.0 > 0).map(|(pair, _)| pair) {
+            positive += 1;
+            let key = pair.split_once('\0').map_or(pair.as_str(), |(k, _)| k);
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+        TopologyCounts { map, positive, keys }
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
@@ -106,6 +117,9 @@ fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
     }
     if before <= 0 && after > 0 {
         m.positive += 1;
+        if !m.keys.iter().any(|k| k == key) {
+            m.keys.push(key.to_string());
+        }
     } else if before > 0 && after <= 0 {
         m.positive -= 1;
     }
@@ -390,8 +404,8 @@ impl Plugin for InterPodAffinity {
         }
         // Existing pods' required anti-affinity.
         if !s.existing_anti.is_empty() {
-            for (k, v) in labels {
-                if s.existing_anti.get(k, v) > 0 {
+            for k in &s.existing_anti.keys {
+                if labels.get(k).is_some_and(|v| s.existing_anti.get(k, v) > 0) {
                     return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
                 }
             }

@@ -4,11 +4,12 @@
 //! once per cycle in PreFilter/PreScore, per domain, so Filter and Score are
 //! O(constraints) per node.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::domain_memo::Counts;
 use super::node_affinity::required_node_affinity_matches;
 use super::taint_toleration::find_untolerated_taint;
 use crate::cache::{NodeInfo, Snapshot};
@@ -206,9 +207,12 @@ fn count_matching(node: &NodeInfo, selector: &LabelSelector, ns: &str) -> i64 {
 struct PreFilterState {
     constraints: Vec<Constraint>,
     /// Per constraint: domain value -> matching pods.
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Counts>,
     /// Per constraint: the smallest count over eligible domains.
     min: Vec<i64>,
+    /// Per constraint: 1 if its selector matches the incoming pod itself
+    /// (upstream's `selfMatchNum`), worked out once rather than per node.
+    self_match: Vec<i64>,
 }
 
 impl PreFilterState {
@@ -238,7 +242,7 @@ struct PreScoreState {
     ignored: HashSet<String>,
     ignored_pos: Vec<bool>,
     /// Per constraint: domain -> matching pods (not used for hostname).
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Counts>,
     weights: Vec<f64>,
 }
 
@@ -267,7 +271,7 @@ impl Plugin for PodTopologySpread {
         if constraints.is_empty() {
             return (None, Status::skip());
         }
-        let counts: Vec<HashMap<String, i64>> = constraints
+        let counts: Vec<Counts> = constraints
             .iter()
             .map(|c| {
                 self.memos.counts(&signature("filter", p, c, &constraints, true), snap, |node| {
@@ -279,7 +283,8 @@ impl Plugin for PodTopologySpread {
                 })
             })
             .collect();
-        let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts };
+        let self_match = constraints.iter().map(|c| i64::from(c.selector.matches(&p.labels))).collect();
+        let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts, self_match };
         for i in 0..s.constraints.len() {
             s.recompute_min(i);
         }
@@ -298,7 +303,7 @@ impl Plugin for PodTopologySpread {
         }
         Status::success()
     }
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
             return Status::error("reading PreFilter state of PodTopologySpread");
         };
@@ -310,9 +315,8 @@ impl Plugin for PodTopologySpread {
             if (s.counts[i].len() as i32) < c.min_domains {
                 min = 0;
             }
-            let self_match = if c.selector.matches(&pod.pod.labels) { 1 } else { 0 };
             let match_num = s.counts[i].get(value).copied().unwrap_or(0);
-            if match_num + self_match - min > c.max_skew as i64 {
+            if match_num + s.self_match[i] - min > c.max_skew as i64 {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
             }
         }
@@ -328,8 +332,11 @@ impl Plugin for PodTopologySpread {
             return Status::skip();
         }
         let require_all = !p.topology_spread_constraints.is_empty() || !self.system_defaulted;
-        let mut s =
-            PreScoreState { counts: vec![HashMap::new(); constraints.len()], ignored_pos: vec![false; nodes.len()], ..Default::default() };
+        let mut s = PreScoreState {
+            counts: vec![Counts::default(); constraints.len()],
+            ignored_pos: vec![false; nodes.len()],
+            ..Default::default()
+        };
         let mut topo_size = vec![0usize; constraints.len()];
         for (pos, n) in nodes.iter().enumerate() {
             if require_all && !node_has_all_keys(&n.node.labels, &constraints) {
