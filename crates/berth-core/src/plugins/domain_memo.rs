@@ -43,6 +43,21 @@ struct Memo {
     /// The snapshot epoch `per_node` was last brought up to: from there, the
     /// snapshot's journal names the nodes to look at.
     epoch: Option<u64>,
+    /// Domains in `totals` with a positive count.
+    positive: usize,
+    /// The topology keys of domains that have had a positive count (see [`Tally::keys`]).
+    keys: Vec<String>,
+}
+
+/// A question's answer with what is known of it without a pass over it.
+pub struct Tally {
+    /// Domain -> (matching pods, eligible nodes in it).
+    pub totals: Arc<Totals>,
+    /// How many domains have a positive count.
+    pub positive: usize,
+    /// For domains written "key\0value": the keys of every domain with a
+    /// positive count (and perhaps of some that had one before).
+    pub keys: Vec<String>,
 }
 
 impl Memo {
@@ -56,14 +71,27 @@ impl Memo {
                 Some(e) => e,
                 None => totals.entry(domain.clone()).or_default(),
             };
+            let was_positive = e.0 > 0;
             e.0 += sign * n;
             if sign > 0 {
                 e.1 += 1;
             } else {
                 e.1 -= 1;
             }
+            let positive = e.1 > 0 && e.0 > 0;
             if e.1 == 0 {
                 totals.remove(domain.as_str());
+            }
+            match (was_positive, positive) {
+                (false, true) => {
+                    self.positive += 1;
+                    let key = domain.split_once('\0').map_or(domain.as_str(), |(k, _)| k);
+                    if !self.keys.iter().any(|k| k == key) {
+                        self.keys.push(key.to_string());
+                    }
+                }
+                (true, false) => self.positive -= 1,
+                _ => {}
             }
         }
     }
@@ -86,6 +114,12 @@ impl DomainMemos {
     /// As `counts`, for questions where one node adds to several domains.
     /// A domain is present while at least one node lists it, even at count 0.
     pub fn counts_multi(&self, signature: &str, snap: &Snapshot, contribution: impl Fn(&NodeInfo) -> Vec<(String, i64)>) -> Arc<Totals> {
+        self.tally(signature, snap, contribution).totals
+    }
+
+    /// As `counts_multi`, with how many domains count positive and their
+    /// keys, kept up as the counts change (no pass over the domains).
+    pub fn tally(&self, signature: &str, snap: &Snapshot, contribution: impl Fn(&NodeInfo) -> Vec<(String, i64)>) -> Tally {
         let mut guard = self.memos.lock().unwrap_or_else(|e| e.into_inner());
         let (clock, memos) = &mut *guard;
         *clock += 1;
@@ -127,7 +161,7 @@ impl DomainMemos {
             }
         }
         memo.epoch = Some(snap.epoch());
-        memo.totals.clone()
+        Tally { totals: memo.totals.clone(), positive: memo.positive, keys: memo.keys.clone() }
     }
 }
 
@@ -140,6 +174,56 @@ mod tests {
     fn count_app(n: &NodeInfo) -> Option<(String, i64)> {
         let zone = n.node.labels.get("zone")?.clone();
         Some((zone, n.pods.iter().filter(|p| p.pod.labels.get("app").is_some_and(|v| v == "web")).count() as i64))
+    }
+
+    /// The positive count and keys kept up through changes agree with a
+    /// pass over the totals: domains going to 0, coming back, disappearing.
+    #[test]
+    fn tally_keeps_positive_domains_and_their_keys() {
+        let mut cache = Cache::new();
+        for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+            cache.add_node(make_node(n).label("zone", z).obj());
+        }
+        let web = |n: &NodeInfo| n.pods.iter().filter(|p| p.pod.labels.get("app").is_some_and(|v| v == "web")).count() as i64;
+        let contribution = |n: &NodeInfo| -> Vec<(String, i64)> {
+            let mut out = vec![(format!("host\0{}", n.name()), web(n))];
+            if web(n) > 1 {
+                out.push((format!("zone\0{}", n.node.labels["zone"]), web(n)));
+            }
+            out
+        };
+        let memos = DomainMemos::default();
+        let mut snap = Snapshot::default();
+        let check = |snap: &Snapshot, want_positive: usize, want_keys: &[&str]| {
+            let t = memos.tally("q", snap, contribution);
+            let positive: Vec<&String> = t.totals.iter().filter(|(_, e)| e.0 > 0).map(|(d, _)| d).collect();
+            assert_eq!(t.positive, positive.len(), "{:?}", t.totals);
+            assert_eq!(t.positive, want_positive, "{:?}", t.totals);
+            for d in positive {
+                assert!(t.keys.iter().any(|k| d.starts_with(&format!("{k}\0"))), "{d:?} not under {:?}", t.keys);
+            }
+            for k in want_keys {
+                assert!(t.keys.iter().any(|x| x == k), "{k} missing from {:?}", t.keys);
+            }
+        };
+        cache.update_snapshot(&mut snap);
+        check(&snap, 0, &[]);
+        cache.add_pod(Arc::new(make_pod("p1").label("app", "web").node("a1").obj())).unwrap();
+        cache.update_snapshot(&mut snap);
+        check(&snap, 1, &["host"]);
+        cache.add_pod(Arc::new(make_pod("p2").label("app", "web").node("a1").obj())).unwrap();
+        cache.add_pod(Arc::new(make_pod("p3").label("app", "web").node("b1").obj())).unwrap();
+        cache.update_snapshot(&mut snap);
+        check(&snap, 3, &["host", "zone"]);
+        cache.remove_pod(&make_pod("p2").label("app", "web").node("a1").obj()).unwrap();
+        cache.update_snapshot(&mut snap);
+        check(&snap, 2, &["host"]);
+        cache.remove_node("b1");
+        cache.update_snapshot(&mut snap);
+        check(&snap, 1, &["host"]);
+        // A memo built from scratch says the same.
+        let fresh = DomainMemos::default().tally("q", &snap, contribution);
+        assert_eq!((fresh.positive, fresh.keys), (1, vec!["host".to_string()]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::domain_memo::Totals;
+use super::domain_memo::{Tally, Totals};
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::{Labels, Node, Pod};
@@ -79,17 +79,8 @@ fn with_pair<R>(key: &str, value: &str, f: impl FnOnce(&str) -> R) -> R {
 }
 
 impl TopologyCounts {
-    fn from_memo(map: Arc<Totals>) -> TopologyCounts {
-        let mut positive = 0;
-        let mut keys: Vec<String> = Vec::new();
-        for pair in map.iter().filter(|(_, e)| e.0 > 0).map(|(pair, _)| pair) {
-            positive += 1;
-            let key = pair.split_once('\0').map_or(pair.as_str(), |(k, _)| k);
-            if !keys.iter().any(|k| k == key) {
-                keys.push(key.to_string());
-            }
-        }
-        TopologyCounts { map, positive, keys }
+    fn from_memo(t: Tally) -> TopologyCounts {
+        TopologyCounts { map: t.totals, positive: t.positive, keys: t.keys }
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
@@ -307,7 +298,7 @@ impl Plugin for InterPodAffinity {
                 own_ns,
                 snap.namespaces_version
             );
-            s.existing_anti = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.existing_anti = TopologyCounts::from_memo(self.memos.tally(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods_with_required_anti_affinity {
                     for t in &existing.required_anti_affinity_terms {
@@ -321,7 +312,7 @@ impl Plugin for InterPodAffinity {
         }
         if !pod.required_affinity_terms.is_empty() {
             let sig = format!("affinity|{:?}|{}", pod.required_affinity_terms, snap.namespaces_version);
-            s.affinity = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.affinity = TopologyCounts::from_memo(self.memos.tally(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods {
                     let nsl = ns_labels(&namespaces, &existing.pod.namespace);
@@ -336,7 +327,7 @@ impl Plugin for InterPodAffinity {
         }
         if !pod.required_anti_affinity_terms.is_empty() {
             let sig = format!("anti|{:?}|{}", pod.required_anti_affinity_terms, snap.namespaces_version);
-            s.anti = TopologyCounts::from_memo(self.memos.counts_multi(&sig, snap, |node| {
+            s.anti = TopologyCounts::from_memo(self.memos.tally(&sig, snap, |node| {
                 let mut out = Vec::new();
                 for existing in &node.pods {
                     let nsl = ns_labels(&namespaces, &existing.pod.namespace);
