@@ -491,12 +491,19 @@ pub fn sample_pod(w: Workload, i: usize) -> PodInfo {
     PodInfo::new(measured_pod(w, i, 2, 100))
 }
 
-/// Manifests of scheduler_perf's SchedulingBasic shape (4 CPU / 32Gi / 110-pod
-/// nodes over three zones, 100m / 500Mi pending pods), for timing
-/// `berth simulate` end to end, parsing included.
-pub fn basic_cluster_yaml(nodes: usize, pods: usize) -> String {
+/// Manifests for timing `berth simulate` end to end, parsing included:
+/// scheduler_perf's nodes (4 CPU / 32Gi / 110 pods over three zones) and
+/// `pods` pending 100m / 500Mi pods of workload `w`. SchedulingBasic's pods
+/// are plain; PodAntiAffinity's carry the workload's color label and required
+/// anti-affinity to their color on the hostname, as `berth bench` makes them.
+/// `None` for the workloads it cannot write.
+pub fn cluster_yaml(w: Workload, nodes: usize, pods: usize) -> Option<String> {
     use std::fmt::Write;
-    let mut out = String::with_capacity(nodes * 300 + pods * 330);
+    if !matches!(w, Workload::SchedulingBasic | Workload::PodAntiAffinity) {
+        return None;
+    }
+    let groups = anti_affinity_groups(nodes, pods);
+    let mut out = String::with_capacity(nodes * 300 + pods * 600);
     for i in 0..nodes {
         let _ = write!(
             out,
@@ -505,12 +512,19 @@ pub fn basic_cluster_yaml(nodes: usize, pods: usize) -> String {
         );
     }
     for i in 0..pods {
-        let _ = write!(
-            out,
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: bench\nspec:\n  containers:\n  - name: pause\n    image: registry.k8s.io/pause:3.10\n    resources:\n      requests:\n        cpu: 100m\n        memory: 500Mi\n"
-        );
+        let _ = write!(out, "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: bench\n");
+        if w == Workload::PodAntiAffinity {
+            let color = format!("color-{}", i % groups);
+            let _ = write!(
+                out,
+                "  labels:\n    color: {color}\nspec:\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels:\n            color: {color}\n        topologyKey: {HOSTNAME}\n"
+            );
+        } else {
+            out.push_str("spec:\n");
+        }
+        out.push_str("  containers:\n  - name: pause\n    image: registry.k8s.io/pause:3.10\n    resources:\n      requests:\n        cpu: 100m\n        memory: 500Mi\n");
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -527,5 +541,35 @@ mod tests {
         let r = run(Workload::GangMixed, 20, 4 * GANG_SIZE + 10, &opts, |_, _| {}).unwrap();
         assert_eq!(Workload::GangMixed.placeable(20, 4 * GANG_SIZE + 10), 2 * GANG_SIZE + 10);
         assert_eq!(r.scheduled, 2 * GANG_SIZE + 10);
+    }
+
+    /// The emitted PodAntiAffinity cluster, simulated, keeps each color to
+    /// one pod per node and places every pod; SchedulingBasic's pods have no
+    /// constraint to keep them apart.
+    #[test]
+    fn emitted_clusters_simulate_as_their_workload() {
+        let simulate = |yaml: String| {
+            let cluster = berth_convert::manifests::load(&[("cluster.yaml".to_string(), yaml)]).expect("manifests load");
+            crate::simulate(cluster, &crate::SimOptions::default()).expect("simulates")
+        };
+        let load = |w: Workload, nodes: usize, pods: usize| simulate(cluster_yaml(w, nodes, pods).expect("a workload it writes"));
+        let r = load(Workload::PodAntiAffinity, 6, 12);
+        assert_eq!(r.summary.scheduled, 12, "{:?}", r.pods);
+        let groups = anti_affinity_groups(6, 12);
+        let mut seen = std::collections::HashSet::new();
+        for p in &r.pods {
+            let i: usize = p.name.trim_start_matches("pod-").parse().unwrap();
+            let node = p.node.clone().expect("placed");
+            assert!(seen.insert((i % groups, node.clone())), "two pods of color {} on {node}", i % groups);
+        }
+        // Three pods of one color on two nodes: the anti-affinity written
+        // keeps one pending; without it all three fit.
+        assert_eq!(anti_affinity_groups(2, 4), 4);
+        let one_color = |w: Workload| cluster_yaml(w, 2, 4).unwrap().replace("color-2", "color-0").replace("color-3", "color-0");
+        let r = simulate(one_color(Workload::PodAntiAffinity));
+        assert_eq!((r.summary.scheduled, r.summary.unschedulable), (3, 1), "{:?}", r.pods);
+        let r = load(Workload::SchedulingBasic, 2, 4);
+        assert_eq!(r.summary.scheduled, 4);
+        assert!(cluster_yaml(Workload::Preemption, 2, 2).is_none());
     }
 }

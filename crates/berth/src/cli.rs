@@ -109,9 +109,10 @@ enum Command {
         /// not (with the reason), without running them.
         #[arg(long, requires = "upstream")]
         list: bool,
-        /// Instead of benchmarking, write a SchedulingBasic-shaped cluster
-        /// (--nodes nodes, --pods pending pods) as manifests to this file,
-        /// for timing `berth simulate` end to end.
+        /// Instead of benchmarking, write a cluster of --workload's shape
+        /// (SchedulingBasic, the default, or PodAntiAffinity; --nodes nodes,
+        /// --pods pending pods) as manifests to this file, for timing
+        /// `berth simulate` end to end.
         #[arg(long)]
         emit_cluster: Option<PathBuf>,
     },
@@ -547,8 +548,12 @@ fn execute(cli: Cli, registry: Registry) -> ExitCode {
         Command::Simulate { files, config, seed, output, explain } => {
             simulate(files, config.as_deref(), *seed, *output, *explain, &registry)
         }
-        Command::Bench { emit_cluster: Some(path), nodes, pods, .. } => {
-            std::fs::write(path, bench::basic_cluster_yaml(*nodes, *pods)).with_context(|| format!("{}: cannot write", path.display()))
+        Command::Bench { emit_cluster: Some(path), workload, nodes, pods, .. } => {
+            let w = if workload.eq_ignore_ascii_case("all") { Some(Workload::SchedulingBasic) } else { Workload::parse(workload) };
+            match w.and_then(|w| bench::cluster_yaml(w, *nodes, *pods)) {
+                Some(yaml) => std::fs::write(path, yaml).with_context(|| format!("{}: cannot write", path.display())),
+                None => Err(anyhow::anyhow!("--emit-cluster writes SchedulingBasic or PodAntiAffinity clusters, not {workload:?}")),
+            }
         }
         Command::Bench { config, workload, nodes, pods, seed, output, emit_cluster: None, upstream, label_filter, list } => {
             let cfg = load_config(config.as_deref(), KubeSchedulerConfiguration::default());
