@@ -43,21 +43,48 @@ struct Memo {
     /// The snapshot epoch `per_node` was last brought up to: from there, the
     /// snapshot's journal names the nodes to look at.
     epoch: Option<u64>,
-    /// Domains in `totals` with a positive count.
-    positive: usize,
-    /// The topology keys of domains that have had a positive count (see [`Tally::keys`]).
-    keys: Vec<String>,
+    /// The domains of `totals` with a positive count.
+    positives: Positives,
+}
+
+/// What is known of the domains with a positive count, kept up as counts
+/// change (no pass over the domains).
+#[derive(Clone, Debug, Default)]
+pub struct Positives {
+    /// How many domains have a positive count.
+    pub count: usize,
+    /// For domains written "key\0value": the keys of every such domain with
+    /// a positive count (and perhaps of some that had one before). Domains
+    /// without a `\0` (a hostname, a zone) add no key: they would be as many
+    /// as the nodes.
+    pub keys: Vec<String>,
+}
+
+impl Positives {
+    /// Notes that `domain`'s count went from positive (`was`) or not to
+    /// positive (`now`) or not; a domain removed counts as not positive.
+    pub fn change(&mut self, domain: &str, was: bool, now: bool) {
+        match (was, now) {
+            (false, true) => {
+                self.count += 1;
+                if let Some((key, _)) = domain.split_once('\0') {
+                    if !self.keys.iter().any(|k| k == key) {
+                        self.keys.push(key.to_string());
+                    }
+                }
+            }
+            (true, false) => self.count -= 1,
+            _ => {}
+        }
+    }
 }
 
 /// A question's answer with what is known of it without a pass over it.
 pub struct Tally {
     /// Domain -> (matching pods, eligible nodes in it).
     pub totals: Arc<Totals>,
-    /// How many domains have a positive count.
-    pub positive: usize,
-    /// For domains written "key\0value": the keys of every domain with a
-    /// positive count (and perhaps of some that had one before).
-    pub keys: Vec<String>,
+    /// The domains with a positive count.
+    pub positives: Positives,
 }
 
 impl Memo {
@@ -82,17 +109,7 @@ impl Memo {
             if e.1 == 0 {
                 totals.remove(domain.as_str());
             }
-            match (was_positive, positive) {
-                (false, true) => {
-                    self.positive += 1;
-                    let key = domain.split_once('\0').map_or(domain.as_str(), |(k, _)| k);
-                    if !self.keys.iter().any(|k| k == key) {
-                        self.keys.push(key.to_string());
-                    }
-                }
-                (true, false) => self.positive -= 1,
-                _ => {}
-            }
+            self.positives.change(domain, was_positive, positive);
         }
     }
 }
@@ -161,7 +178,7 @@ impl DomainMemos {
             }
         }
         memo.epoch = Some(snap.epoch());
-        Tally { totals: memo.totals.clone(), positive: memo.positive, keys: memo.keys.clone() }
+        Tally { totals: memo.totals.clone(), positives: memo.positives.clone() }
     }
 }
 
@@ -197,13 +214,14 @@ mod tests {
         let check = |snap: &Snapshot, want_positive: usize, want_keys: &[&str]| {
             let t = memos.tally("q", snap, contribution);
             let positive: Vec<&String> = t.totals.iter().filter(|(_, e)| e.0 > 0).map(|(d, _)| d).collect();
-            assert_eq!(t.positive, positive.len(), "{:?}", t.totals);
-            assert_eq!(t.positive, want_positive, "{:?}", t.totals);
+            let p = &t.positives;
+            assert_eq!(p.count, positive.len(), "{:?}", t.totals);
+            assert_eq!(p.count, want_positive, "{:?}", t.totals);
             for d in positive {
-                assert!(t.keys.iter().any(|k| d.starts_with(&format!("{k}\0"))), "{d:?} not under {:?}", t.keys);
+                assert!(p.keys.iter().any(|k| d.starts_with(&format!("{k}\0"))), "{d:?} not under {:?}", p.keys);
             }
             for k in want_keys {
-                assert!(t.keys.iter().any(|x| x == k), "{k} missing from {:?}", t.keys);
+                assert!(p.keys.iter().any(|x| x == k), "{k} missing from {:?}", p.keys);
             }
         };
         cache.update_snapshot(&mut snap);
@@ -223,7 +241,10 @@ mod tests {
         check(&snap, 1, &["host"]);
         // A memo built from scratch says the same.
         let fresh = DomainMemos::default().tally("q", &snap, contribution);
-        assert_eq!((fresh.positive, fresh.keys), (1, vec!["host".to_string()]));
+        assert_eq!((fresh.positives.count, fresh.positives.keys), (1, vec!["host".to_string()]));
+        // Plain domains (one per node, say) are counted but add no keys.
+        let plain = memos.tally("plain", &snap, |n| vec![(n.name().to_string(), web(n))]);
+        assert_eq!((plain.positives.count, plain.positives.keys.len()), (1, 0));
     }
 
     #[test]

@@ -290,7 +290,7 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<usize> {
             c.victims.iter().filter(|v| v.pod.priority == top).map(|v| v.pod.start_ms.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
         [
             -(c.num_pdb_violations as i64),
-            -(c.victims.first().map(|v| v.pod.priority as i64).unwrap_or(0)),
+            -(top as i64),
             -c.victims.iter().map(|v| v.pod.priority as i64 + i32::MAX as i64 + 1).sum::<i64>(),
             -(c.victims.len() as i64),
             earliest_start_of_top,

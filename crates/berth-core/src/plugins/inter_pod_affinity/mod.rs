@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::domain_memo::{Tally, Totals};
+use super::domain_memo::{Positives, Tally, Totals};
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::*;
 use crate::model::{Labels, Node, Pod};
@@ -57,11 +57,9 @@ pub fn new(args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, String> 
 #[derive(Clone, Debug, Default)]
 struct TopologyCounts {
     map: Arc<Totals>,
-    /// Entries with a positive count (upstream drops entries that reach 0).
-    positive: usize,
-    /// The topology keys of the entries with a positive count (and maybe
-    /// more): Filter looks up only the node's labels of these keys.
-    keys: Vec<String>,
+    /// The entries with a positive count (upstream drops entries that reach
+    /// 0), and their topology keys: Filter looks up only the node's labels of these.
+    positives: Positives,
 }
 
 /// Runs `f` on "key\0value" built in a per-thread buffer: Filter looks pairs
@@ -80,18 +78,18 @@ fn with_pair<R>(key: &str, value: &str, f: impl FnOnce(&str) -> R) -> R {
 
 impl TopologyCounts {
     fn from_memo(t: Tally) -> TopologyCounts {
-        TopologyCounts { map: t.totals, positive: t.positive, keys: t.keys }
+        TopologyCounts { map: t.totals, positives: t.positives }
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
-        if self.positive == 0 {
+        if self.positives.count == 0 {
             return 0;
         }
         with_pair(key, value, |k| self.map.get(k).map(|e| e.0).unwrap_or(0))
     }
 
     fn is_empty(&self) -> bool {
-        self.positive == 0
+        self.positives.count == 0
     }
 }
 
@@ -106,14 +104,7 @@ fn bump(m: &mut TopologyCounts, node: &Node, key: &str, delta: i64) {
     if after == 0 {
         map.remove(&pair);
     }
-    if before <= 0 && after > 0 {
-        m.positive += 1;
-        if !m.keys.iter().any(|k| k == key) {
-            m.keys.push(key.to_string());
-        }
-    } else if before > 0 && after <= 0 {
-        m.positive -= 1;
-    }
+    m.positives.change(&pair, before > 0, after > 0);
 }
 
 fn domain(node: &Node, key: &str) -> Option<String> {
@@ -395,7 +386,7 @@ impl Plugin for InterPodAffinity {
         }
         // Existing pods' required anti-affinity.
         if !s.existing_anti.is_empty() {
-            for k in &s.existing_anti.keys {
+            for k in &s.existing_anti.positives.keys {
                 if labels.get(k).is_some_and(|v| s.existing_anti.get(k, v) > 0) {
                     return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
                 }
