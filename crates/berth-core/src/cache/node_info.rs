@@ -17,6 +17,50 @@ pub struct HostPort {
     pub port: i32,
 }
 
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+const REGION_LABEL: &str = "topology.kubernetes.io/region";
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// The values of a node's well-known topology labels. Zones and regions are
+/// few, so their values are shared between nodes (see [`intern`]) and stay in
+/// cache; a hostname is one allocation per node object, shared by its copies.
+#[derive(Clone, Debug, Default)]
+struct TopologyLabels {
+    zone: Option<Arc<str>>,
+    region: Option<Arc<str>>,
+    hostname: Option<Arc<str>>,
+}
+
+impl TopologyLabels {
+    fn of(node: &Node) -> TopologyLabels {
+        let get = |k: &str| node.labels.get(k).map(String::as_str);
+        TopologyLabels {
+            zone: get(ZONE_LABEL).map(intern),
+            region: get(REGION_LABEL).map(intern),
+            hostname: get(HOSTNAME_LABEL).map(Arc::from),
+        }
+    }
+}
+
+/// One shared copy per distinct value, for the first [`INTERNED_VALUES`]
+/// values seen (zone and region names); beyond them (a cluster labelling
+/// zones oddly) each value gets its own copy, so the table stays bounded.
+fn intern(v: &str) -> Arc<str> {
+    static VALUES: std::sync::LazyLock<std::sync::Mutex<rustc_hash::FxHashSet<Arc<str>>>> = std::sync::LazyLock::new(Default::default);
+    let mut values = VALUES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(kept) = values.get(v) {
+        return kept.clone();
+    }
+    let fresh: Arc<str> = Arc::from(v);
+    if values.len() < INTERNED_VALUES {
+        values.insert(fresh.clone());
+    }
+    fresh
+}
+
+/// How many distinct topology values [`intern`] shares.
+const INTERNED_VALUES: usize = 4096;
+
 /// The host IP that means every address: it conflicts with any IP on the same port and protocol.
 pub const DEFAULT_BIND_ALL_HOST_IP: &str = "0.0.0.0";
 
@@ -62,6 +106,9 @@ pub struct NodeInfo {
     pub taints: Vec<crate::model::Taint>,
     /// Host ports the pods use, one entry per container port with a host port.
     pub used_ports: Vec<HostPort>,
+    /// The values of the well-known topology labels, copied from `node`
+    /// ([`NodeInfo::label`] reads them).
+    topology: TopologyLabels,
     // Colder fields.
     /// The node object.
     pub node: Arc<Node>,
@@ -149,6 +196,7 @@ impl NodeInfo {
             unschedulable: node.unschedulable,
             allocatable: node.allocatable.clone(),
             taints: node.taints.clone(),
+            topology: TopologyLabels::of(&node),
             node,
             pods: Vec::new(),
             pods_with_affinity: Vec::new(),
@@ -164,6 +212,23 @@ impl NodeInfo {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.node.name
+    }
+
+    /// The value of the node's label `key`, as `node.labels.get(key)`. The
+    /// well-known topology keys (zone, region, hostname) are answered from a
+    /// copy kept with the hot fields: passes over thousands of nodes
+    /// (PodTopologySpread, InterPodAffinity) then skip the search of the label
+    /// map, whose keys are separate heap strings, a cache miss per comparison.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let kept = match key {
+            ZONE_LABEL => &self.topology.zone,
+            REGION_LABEL => &self.topology.region,
+            HOSTNAME_LABEL => &self.topology.hostname,
+            _ => return self.node.labels.get(key).map(String::as_str),
+        };
+        let v = kept.as_deref();
+        debug_assert_eq!(v, self.node.labels.get(key).map(String::as_str), "the kept {key} label follows the node");
+        v
     }
 
     /// The `allocatable` field.
@@ -211,6 +276,7 @@ impl NodeInfo {
             pods: Vec::with_capacity(self.pods.len()),
             taints: self.taints.clone(),
             used_ports: Vec::new(),
+            topology: self.topology.clone(),
             node: self.node.clone(),
             pods_with_affinity: Vec::new(),
             pods_with_required_anti_affinity: Vec::new(),
@@ -280,6 +346,38 @@ mod tests {
         assert_eq!(ni.non_zero_requested.milli_cpu, 100);
         assert!(ni.used_ports.is_empty());
         assert_eq!(ni.pods.len(), 1);
+    }
+
+    #[test]
+    fn kept_topology_labels_answer_as_the_node_does() {
+        let node = |zone: &str, host: Option<&str>| {
+            let mut n = make_node("n1").label(ZONE_LABEL, zone).label("rack", "r1").obj();
+            match host {
+                Some(h) => n.labels.insert(HOSTNAME_LABEL.into(), h.into()),
+                None => n.labels.remove(HOSTNAME_LABEL),
+            };
+            Arc::new(n)
+        };
+        let mut ni = NodeInfo::new(node("zone-a", Some("host-1")));
+        ni.add_pod(Arc::new(PodInfo::new(make_pod("a").obj())));
+        for key in [ZONE_LABEL, REGION_LABEL, HOSTNAME_LABEL, "rack", "missing"] {
+            assert_eq!(ni.label(key), ni.node.labels.get(key).map(String::as_str), "{key}");
+        }
+        assert_eq!(ni.label(ZONE_LABEL), Some("zone-a"));
+        assert_eq!(ni.label(REGION_LABEL), None);
+        assert_eq!(ni.label("rack"), Some("r1"));
+        // A new node object (labels changed) replaces the kept values, also in
+        // the copies a dry run makes.
+        ni.set_node(node("zone-b", None));
+        let copy = ni.with_pods_where(|_| true);
+        for n in [&ni, &copy] {
+            assert_eq!(n.label(ZONE_LABEL), Some("zone-b"));
+            assert_eq!(n.label(HOSTNAME_LABEL), None);
+            assert_eq!(n.pods.len(), 1);
+        }
+        // Nodes of one zone share one copy of its name.
+        let other = NodeInfo::new(node("zone-b", Some("host-2")));
+        assert!(Arc::ptr_eq(ni.topology.zone.as_ref().unwrap(), other.topology.zone.as_ref().unwrap()));
     }
 
     #[test]

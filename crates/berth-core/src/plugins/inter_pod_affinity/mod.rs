@@ -353,11 +353,10 @@ impl Plugin for InterPodAffinity {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
             return Status::error("reading PreFilter state of InterPodAffinity");
         };
-        let labels = &node.node.labels;
         // The incoming pod's required affinity.
         let mut pods_exist = true;
         for t in &pod.required_affinity_terms {
-            match labels.get(&t.topology_key) {
+            match node.label(&t.topology_key) {
                 Some(v) => {
                     if s.affinity.get(&t.topology_key, v) <= 0 {
                         pods_exist = false;
@@ -377,7 +376,7 @@ impl Plugin for InterPodAffinity {
         // The incoming pod's required anti-affinity.
         if !s.anti.is_empty() {
             for t in &pod.required_anti_affinity_terms {
-                if let Some(v) = labels.get(&t.topology_key) {
+                if let Some(v) = node.label(&t.topology_key) {
                     if s.anti.get(&t.topology_key, v) > 0 {
                         return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
                     }
@@ -387,7 +386,7 @@ impl Plugin for InterPodAffinity {
         // Existing pods' required anti-affinity.
         if !s.existing_anti.is_empty() {
             for k in &s.existing_anti.positives.keys {
-                if labels.get(k).is_some_and(|v| s.existing_anti.get(k, v) > 0) {
+                if node.label(k).is_some_and(|v| s.existing_anti.get(k, v) > 0) {
                     return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
                 }
             }
@@ -479,7 +478,7 @@ impl Plugin for InterPodAffinity {
         };
         let mut total = 0;
         for key in &s.keys {
-            if let Some(v) = node.node.labels.get(key) {
+            if let Some(v) = node.label(key) {
                 total += with_pair(key, v, |pair| s.topology_score.get(pair).map_or(0, |e| e.0));
             }
         }

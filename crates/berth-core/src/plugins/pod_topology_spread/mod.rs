@@ -181,8 +181,8 @@ fn signature(phase: &str, pod: &Pod, c: &Constraint, all: &[Constraint], require
     s
 }
 
-fn node_has_all_keys(labels: &Labels, cs: &[Constraint]) -> bool {
-    cs.iter().all(|c| labels.contains_key(&c.topology_key))
+fn node_has_all_keys(node: &NodeInfo, cs: &[Constraint]) -> bool {
+    cs.iter().all(|c| node.label(&c.topology_key).is_some())
 }
 
 fn matches_inclusion_policies(c: &Constraint, pod: &Pod, node: &NodeInfo) -> bool {
@@ -221,7 +221,7 @@ impl PreFilterState {
     }
 
     fn update(&mut self, updated: &Pod, preemptor: &Pod, node: &NodeInfo, delta: i64) {
-        if updated.namespace != preemptor.namespace || !node_has_all_keys(&node.node.labels, &self.constraints) {
+        if updated.namespace != preemptor.namespace || !node_has_all_keys(node, &self.constraints) {
             return;
         }
         for i in 0..self.constraints.len() {
@@ -229,8 +229,8 @@ impl PreFilterState {
             if !c.selector.matches(&updated.labels) || !matches_inclusion_policies(c, preemptor, node) {
                 continue;
             }
-            let v = node.node.labels[&c.topology_key].clone();
-            *self.counts[i].entry(v).or_default() += delta;
+            let Some(v) = node.label(&c.topology_key) else { continue };
+            *self.counts[i].entry(v.to_string()).or_default() += delta;
             self.recompute_min(i);
         }
     }
@@ -275,11 +275,10 @@ impl Plugin for PodTopologySpread {
             .iter()
             .map(|c| {
                 self.memos.counts(&signature("filter", p, c, &constraints, true), snap, |node| {
-                    let labels = &node.node.labels;
-                    if !node_has_all_keys(labels, &constraints) || !matches_inclusion_policies(c, p, node) {
+                    if !node_has_all_keys(node, &constraints) || !matches_inclusion_policies(c, p, node) {
                         return None;
                     }
-                    Some((labels[&c.topology_key].clone(), count_matching(node, &c.selector, &p.namespace)))
+                    Some((node.label(&c.topology_key)?.to_string(), count_matching(node, &c.selector, &p.namespace)))
                 })
             })
             .collect();
@@ -308,7 +307,7 @@ impl Plugin for PodTopologySpread {
             return Status::error("reading PreFilter state of PodTopologySpread");
         };
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(value) = node.node.labels.get(&c.topology_key) else {
+            let Some(value) = node.label(&c.topology_key) else {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
             let mut min = s.min[i];
@@ -339,7 +338,7 @@ impl Plugin for PodTopologySpread {
         };
         let mut topo_size = vec![0usize; constraints.len()];
         for (pos, n) in nodes.iter().enumerate() {
-            if require_all && !node_has_all_keys(&n.node.labels, &constraints) {
+            if require_all && !node_has_all_keys(n, &constraints) {
                 s.ignored.insert(n.name().to_string());
                 s.ignored_pos[pos] = true;
                 continue;
@@ -348,7 +347,7 @@ impl Plugin for PodTopologySpread {
                 if c.topology_key == HOSTNAME {
                     continue;
                 }
-                let v = n.node.labels.get(&c.topology_key).map(|s| s.as_str()).unwrap_or("");
+                let v = n.label(&c.topology_key).unwrap_or("");
                 if !s.counts[i].contains_key(v) {
                     s.counts[i].insert(v.to_string(), 0);
                     topo_size[i] += 1;
@@ -368,10 +367,10 @@ impl Plugin for PodTopologySpread {
                 continue;
             }
             let totals = self.memos.counts(&signature("score", p, c, &constraints, require_all), snap, |n| {
-                if (require_all && !node_has_all_keys(&n.node.labels, &constraints)) || !matches_inclusion_policies(c, p, n) {
+                if (require_all && !node_has_all_keys(n, &constraints)) || !matches_inclusion_policies(c, p, n) {
                     return None;
                 }
-                let v = n.node.labels.get(&c.topology_key).cloned().unwrap_or_default();
+                let v = n.label(&c.topology_key).unwrap_or_default().to_string();
                 Some((v, count_matching(n, &c.selector, &p.namespace)))
             });
             for (v, cnt) in s.counts[i].iter_mut() {
@@ -391,7 +390,7 @@ impl Plugin for PodTopologySpread {
         }
         let mut score = 0f64;
         for (i, c) in s.constraints.iter().enumerate() {
-            if let Some(v) = node.node.labels.get(&c.topology_key) {
+            if let Some(v) = node.label(&c.topology_key) {
                 let cnt = if c.topology_key == HOSTNAME {
                     count_matching(node, &c.selector, &pod.pod.namespace)
                 } else {
