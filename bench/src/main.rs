@@ -74,6 +74,14 @@ struct Args {
     /// --out, without running anything.
     #[arg(long)]
     report_only: bool,
+    /// Create the measured pods at this fixed rate (pods per second) instead
+    /// of as fast as 32 concurrent requests go. Under a client limit every
+    /// scheduler binds at the limiter's pace, so create->bound latency then
+    /// depends on when the pods were created, and a scheduler that takes more
+    /// CPU from the harness slows its creates: a fixed pace compares the
+    /// schedulers alone.
+    #[arg(long, default_value_t = 0.0)]
+    create_rate: f64,
     /// Give up on a run after this many seconds without a new binding.
     #[arg(long, default_value_t = 60)]
     stall_seconds: u64,
@@ -95,6 +103,11 @@ struct RunResult {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// When the harness issued its last create, from the run's start: under
+    /// a client limit every scheduler binds at the same pace, so the later
+    /// the pods are created the lower their create->bound latency.
+    #[serde(default)]
+    last_created_ms: f64,
     cpu_seconds: Option<f64>,
     cpu_seconds_per_1000_pods: Option<f64>,
     peak_rss_mib: Option<f64>,
@@ -802,12 +815,15 @@ async fn one_run(
     let start = Instant::now();
     let creator = {
         let (pods, created_at, workload) = (pods.clone(), created_at.clone(), workload.to_string());
-        let n = args.pods;
+        let (n, rate) = (args.pods, args.create_rate);
         tokio::spawn(async move {
             for_each_concurrent(n, 32, |i| {
                 let (pods, created_at) = (pods.clone(), created_at.clone());
                 let v = pod_spec(&workload, i);
                 async move {
+                    if rate > 0.0 {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(start + Duration::from_secs_f64(i as f64 / rate))).await;
+                    }
                     let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
                     created_at.lock().unwrap().insert(name, Instant::now());
                     pods.create(&PostParams::default(), &from_json(v)).await?;
@@ -870,6 +886,7 @@ async fn one_run(
         p50_ms: percentile(&lat, 50.0),
         p90_ms: percentile(&lat, 90.0),
         p99_ms: percentile(&lat, 99.0),
+        last_created_ms: created.values().max().map_or(0.0, |t| t.saturating_duration_since(start).as_secs_f64() * 1000.0),
         cpu_seconds: cpu,
         cpu_seconds_per_1000_pods: cpu.map(|c| c * 1000.0 / args.pods as f64),
         peak_rss_mib: usage.map(|u| u.1),
@@ -1066,9 +1083,10 @@ async fn main() -> Result<()> {
                 let r = one_run(&c, &args, &bin, &kubeconfig, w, s, l, &bar).await.with_context(|| format!("{w} / {s} / {l}"))?;
                 // suspend+eprintln: shown above the bar on a terminal, and in logs too.
                 let line = format!(
-                    "{w:18} {l:9} {s:14} {:8.0} pods/s  p99 {:6.0} ms  cpu {:>6}  rss {:>6}  bound {}/{}",
+                    "{w:18} {l:9} {s:14} {:8.0} pods/s  p99 {:6.0} ms  last created {:6.0} ms  cpu {:>6}  rss {:>6}  bound {}/{}",
                     r.throughput,
                     r.p99_ms,
+                    r.last_created_ms,
                     r.cpu_seconds.map(|c| format!("{c:.2}s")).unwrap_or("–".into()),
                     r.peak_rss_mib.map(|m| format!("{m:.0}M")).unwrap_or("–".into()),
                     r.bound,
