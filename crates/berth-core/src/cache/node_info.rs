@@ -110,7 +110,9 @@ pub struct NodeInfo {
     /// ([`NodeInfo::label`] reads them).
     topology: TopologyLabels,
     // Colder fields.
-    /// The node object.
+    /// The node object. Replace it through [`NodeInfo::set_node`], which
+    /// also refreshes the copies taken from it (allocatable, taints, the
+    /// topology labels [`NodeInfo::label`] reads).
     pub node: Arc<Node>,
     /// The pods of `pods` with pod affinity or anti-affinity ([`PodInfo::has_affinity`]).
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
